@@ -1,0 +1,39 @@
+"""camcli: Grad-CAM overlays and feature-map grids for PyTorch vision models.
+
+The Python API mirrors the CLI; heavy modules (torch) load on first use, so ``import camcli`` is cheap::
+
+    from pathlib import Path
+    from camcli import Options, explain_files
+
+    for result in explain_files(["photos/"], Options(out=Path("cams"), top_k=2)):
+        print(result.input, result.ok)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Options": "camcli.pipeline",
+    "ImageResult": "camcli.pipeline",
+    "explain_files": "camcli.pipeline",
+    "prepare": "camcli.pipeline",
+    "run": "camcli.pipeline",
+    "explain": "camcli.methods",
+    "get_method": "camcli.methods",
+    "load_model": "camcli.models",
+    "LoadedModel": "camcli.models",
+    "CamcliError": "camcli.errors",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'camcli' has no attribute {name!r}")

@@ -1,0 +1,108 @@
+"""The only module that imports rich: stderr console, progress bars and tables."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+_err: Console | None = None
+_out: Console | None = None
+
+
+def err_console() -> Console:
+    """Console for people: progress, tables, warnings (stderr)."""
+    global _err
+    if _err is None:
+        width = int(os.environ["CAMCLI_WIDTH"]) if os.environ.get("CAMCLI_WIDTH") else None
+        _err = Console(stderr=True, width=width, highlight=False)
+    return _err
+
+
+def out_console() -> Console:
+    """Console for results (stdout)."""
+    global _out
+    if _out is None:
+        width = int(os.environ["CAMCLI_WIDTH"]) if os.environ.get("CAMCLI_WIDTH") else None
+        _out = Console(file=sys.stdout, width=width, highlight=False)
+    return _out
+
+
+def reset() -> None:
+    """Forget the cached consoles (tests swap sys.stdout/sys.stderr between runs)."""
+    global _err, _out
+    _err = None
+    _out = None
+
+
+def info(message: str) -> None:
+    err_console().print(message, markup=False)
+
+
+def warn(message: str) -> None:
+    err_console().print(f"[yellow]warning:[/yellow] {_escape(message)}")
+
+
+def error(message: str) -> None:
+    err_console().print(f"[bold red]error:[/bold red] {_escape(message)}", soft_wrap=True)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+class _ImagesPerSecond(TextColumn):
+    def __init__(self) -> None:
+        super().__init__("")
+
+    def render(self, task: Any) -> Any:
+        from rich.text import Text
+
+        speed = task.finished_speed or task.speed
+        return Text("--- img/s" if speed is None else f"{speed:5.1f} img/s")
+
+
+@contextmanager
+def progress(total: int | None, enabled: bool) -> Iterator[Any]:
+    """A progress bar on stderr; yields ``advance(n)``. Disabled: a no-op callable."""
+    if not enabled:
+        yield lambda n=1: None
+        return
+    bar = Progress(
+        TextColumn("[bold]explaining"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _ImagesPerSecond(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TimeElapsedColumn(),
+        console=err_console(),
+        transient=False,
+    )
+    with bar:
+        task = bar.add_task("images", total=total)
+        yield lambda n=1: bar.advance(task, n)
+
+
+def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, stdout: bool = False) -> None:
+    t = Table(title=title, title_justify="left")
+    for c in columns:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*[_escape(str(v)) for v in r])
+    (out_console() if stdout else err_console()).print(t)

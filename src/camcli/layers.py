@@ -1,0 +1,147 @@
+"""Layers: dotted-name resolution with suggestions, output shapes, the default layer, token grids."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .errors import LayerError
+
+
+@dataclass
+class LayerInfo:
+    """One module as seen during a forward pass (first call)."""
+
+    name: str
+    type: str
+    shape: tuple[int, ...] | None  # output shape with batch 1; None when not a tensor / never called
+    calls: int
+    order: int  # completion order in the forward pass (-1: never ran)
+
+    @property
+    def spatial(self) -> bool:
+        """True when the output has a spatial grid: (N, C, H, W) or square tokens (N, T, C)."""
+        return grid_size(self.shape) is not None
+
+
+def grid_size(shape: tuple[int, ...] | None) -> tuple[int, int] | None:
+    """(h, w) of a layer output: 4-D conv maps, or 3-D tokens laid back on a square grid."""
+    if shape is None:
+        return None
+    if len(shape) == 4 and shape[2] * shape[3] > 1:
+        return shape[2], shape[3]
+    if len(shape) == 3:
+        side = math.isqrt(shape[1])
+        if side > 1 and 0 <= shape[1] - side * side <= 8:  # class token / register tokens in front
+            return side, side
+    return None
+
+
+def tokens_to_grid(t: torch.Tensor) -> torch.Tensor:
+    """(N, T, C) tokens → (N, C, h, w), dropping the leading prefix tokens (class/register tokens)."""
+    if t.dim() == 4:
+        return t
+    size = grid_size(tuple(t.shape))
+    if t.dim() != 3 or size is None:
+        raise LayerError(f"layer output of shape {tuple(t.shape)} has no spatial grid")
+    h, w = size
+    grid = t[:, t.shape[1] - h * w :, :]
+    return grid.transpose(1, 2).reshape(t.shape[0], t.shape[2], h, w)
+
+
+def module_names(model: nn.Module) -> list[str]:
+    return [n for n, _ in model.named_modules() if n]
+
+
+def resolve(model: nn.Module, name: str, model_label: str = "the model") -> nn.Module:
+    """The submodule at dotted path ``name`` (``layer4``, ``layer4.1.conv2``, ``features.7``)."""
+    modules = dict(model.named_modules())
+    key = name.strip()
+    if key in modules and key:
+        return modules[key]
+    names = module_names(model)
+    close = difflib.get_close_matches(key, names, n=3, cutoff=0.4)
+    hint = f"; closest: {', '.join(close)}" if close else ""
+    raise LayerError(f"no layer '{name}' in {model_label}{hint} (see: camcli layers --model {model_label})")
+
+
+def trace(model: nn.Module, input_size: tuple[int, int], builder: object = None) -> list[LayerInfo]:
+    """Every module's output shape for one (1, 3, H, W) input.
+
+    With a ``builder`` the architecture is rebuilt on the ``meta`` device and run there: no memory, no real
+    compute. Otherwise (or when an op has no meta kernel) one real no-grad forward on a zero image runs.
+    """
+    if builder is not None:
+        try:
+            with torch.device("meta"):
+                meta_model = builder()  # type: ignore[operator]
+            return _trace(meta_model.eval(), torch.zeros(1, 3, *input_size, device="meta"))
+        except (RuntimeError, NotImplementedError, TypeError):
+            pass
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    was = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        return _trace(model, torch.zeros(1, 3, *input_size, device=device))
+    finally:
+        for m, flag in was:
+            m.training = flag
+
+
+def _trace(model: nn.Module, x: torch.Tensor) -> list[LayerInfo]:
+    infos: dict[str, LayerInfo] = {
+        n: LayerInfo(n, type(m).__name__, None, 0, -1) for n, m in model.named_modules() if n
+    }
+    counter = [0]
+    handles = []
+
+    def make(name: str):  # type: ignore[no-untyped-def]
+        def hook(_m: nn.Module, _i: object, out: object) -> None:
+            info = infos[name]
+            info.calls += 1
+            counter[0] += 1
+            info.order = counter[0]
+            if info.shape is None and isinstance(out, torch.Tensor):
+                info.shape = tuple(out.shape)
+
+        return hook
+
+    try:
+        for n, m in model.named_modules():
+            if n:
+                handles.append(m.register_forward_hook(make(n)))
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return list(infos.values())
+
+
+def default_layer(infos: list[LayerInfo], preferred: str | None = None) -> str:
+    """The last module (in forward order) called once whose output still has a spatial grid.
+
+    4-D outputs win over token outputs; ``preferred`` (a per-architecture choice) wins when present.
+    """
+    by_name = {i.name: i for i in infos}
+    if preferred and preferred in by_name:
+        return preferred
+    ran = [i for i in infos if i.calls == 1 and i.spatial]
+    conv = [i for i in ran if i.shape is not None and len(i.shape) == 4]
+    pool = conv or ran
+    if not pool:
+        raise LayerError("no layer of this model has a spatial output; pick one with --layer")
+    return max(pool, key=lambda i: i.order).name
+
+
+def spatial_neighbours(infos: list[LayerInfo], name: str, n: int = 3) -> list[str]:
+    """The spatial layers closest to ``name`` in forward order (for 'no spatial output' errors)."""
+    order = {i.name: i.order for i in infos}
+    target = order.get(name, 0)
+    spatial = [i for i in infos if i.spatial and i.calls >= 1]
+    spatial.sort(key=lambda i: abs(i.order - target))
+    return [i.name for i in spatial[:n]]
