@@ -49,7 +49,7 @@ class _MetaParams(TorchFunctionMode):
     """Create parameters and buffers on the meta device, leave other tensor math alone (regnet computes
     its widths with tensors at build time, which a plain ``torch.device('meta')`` context breaks)."""
 
-    _factories = {torch.empty, torch.zeros, torch.ones, torch.full, torch.tensor}
+    _factories = frozenset({torch.empty, torch.zeros, torch.ones, torch.full, torch.tensor})
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = dict(kwargs or {})
@@ -74,9 +74,10 @@ def build_arch(name: str, num_classes: int | None = None, meta: bool = False) ->
     if name == BUNDLED:
         builder: Callable[[], nn.Module] = _build_lite0
         if num_classes not in (None, 1000):
+
             def builder() -> nn.Module:
                 m = _build_lite0()
-                m._fc = nn.Linear(m._fc.in_features, int(num_classes))  # type: ignore[arg-type]
+                m._fc = nn.Linear(m._fc.in_features, int(num_classes))  # type: ignore[arg-type,union-attr]
                 return m
     elif name in torchvision_names():
         import torchvision
@@ -120,7 +121,7 @@ def _signature_cache() -> dict[str, dict[str, tuple[int, ...]]]:
     for name in available_models():
         try:
             sigs[name] = signature(name)
-        except Exception:  # an architecture that cannot be built here is just not a candidate  # noqa: BLE001
+        except Exception:  # an architecture that cannot be built here is just not a candidate
             continue
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -200,7 +201,7 @@ def _detect_format(path: Path, head: bytes) -> str:
 def _unsafe_globals(path: Path) -> list[str]:
     try:
         return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
-    except Exception:  # noqa: BLE001 - legacy files are not inspectable this way
+    except Exception:
         return []
 
 
@@ -225,10 +226,12 @@ def read_file(path: Path, trust: bool) -> tuple[str, Any]:
         try:
             from safetensors.torch import load_file
         except ImportError:
-            raise CheckpointError("reading .safetensors needs the safetensors package: pip install safetensors") from None
+            raise CheckpointError(
+                "reading .safetensors needs the safetensors package: pip install safetensors"
+            ) from None
         try:
             return fmt, load_file(str(path), device="cpu")
-        except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
+        except Exception as e:
             raise CheckpointError(f"{path}: not a valid safetensors file ({e})") from None
     try:
         return fmt, torch.load(str(path), map_location="cpu", weights_only=not trust)
@@ -236,8 +239,10 @@ def read_file(path: Path, trust: bool) -> tuple[str, Any]:
         if trust:
             raise CheckpointError(f"{path}: cannot unpickle ({e})") from None
         names = _unsafe_globals(path)
-        what = f"it would import {', '.join(names[:6])}" + (" …" if len(names) > 6 else "") if names else (
-            "it needs objects beyond plain tensors"
+        what = (
+            f"it would import {', '.join(names[:6])}" + (" …" if len(names) > 6 else "")
+            if names
+            else ("it needs objects beyond plain tensors")
         )
         raise CheckpointError(
             f"{path}: refused to load: {what}, which can run arbitrary code. Re-save it as a state_dict "
@@ -286,7 +291,7 @@ def unwrap(obj: Any, info: CheckpointInfo) -> None:
         changed = False
         for prefix in PREFIXES:
             if all(k.startswith(prefix) for k in state):
-                state = {k[len(prefix):]: v for k, v in state.items()}
+                state = {k[len(prefix) :]: v for k, v in state.items()}
                 info.stripped.append(prefix)
                 changed = True
     info.state_dict = state
@@ -327,7 +332,8 @@ def _mismatch_report(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str
     unexpected = [k for k in state if k not in own]
     wrong = [
         f"{k} {list(state[k].shape)}≠{list(own[k].shape)}"
-        for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
     ]
     parts = []
     for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
@@ -372,8 +378,7 @@ def read_labels(path: str, num_classes: int | None) -> list[str]:
     return names
 
 
-def load_checkpoint_model(path: str, *, arch: str | None = None, labels: str | None = None,
-                          trust: bool = False) -> Any:
+def load_checkpoint_model(path: str, *, arch: str | None = None, labels: str | None = None, trust: bool = False) -> Any:
     """A :class:`~camcli.models.LoadedModel` from a checkpoint file (strict loading)."""
     from .models import IMAGENET_MEAN, IMAGENET_STD, LoadedModel, imagenet_categories
 
@@ -389,8 +394,10 @@ def load_checkpoint_model(path: str, *, arch: str | None = None, labels: str | N
             raise CheckpointError(
                 f"{path}: several architectures fit: {', '.join(info.candidates[:8])}; pick one with --arch"
             )
-        raise CheckpointError(f"{path}: {info.notes[-1] if info.notes else 'unknown architecture'}; "
-                              "pass --arch NAME (see: camcli inspect)")
+        raise CheckpointError(
+            f"{path}: {info.notes[-1] if info.notes else 'unknown architecture'}; "
+            "pass --arch NAME (see: camcli inspect)"
+        )
     num = info.num_classes
     module = build_arch(info.arch, num)
     try:
@@ -409,7 +416,7 @@ def load_checkpoint_model(path: str, *, arch: str | None = None, labels: str | N
         try:
             from torchvision.models import get_model_weights
 
-            tf = get_model_weights(info.arch).DEFAULT.transforms()  # type: ignore[attr-defined]
+            tf = get_model_weights(info.arch).DEFAULT.transforms()
             size = (int(tf.crop_size[0]), int(tf.crop_size[-1]))
             mean, std = tuple(tf.mean), tuple(tf.std)
         except (ValueError, KeyError, AttributeError):

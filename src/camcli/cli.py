@@ -71,7 +71,8 @@ def _boundary(debug: bool) -> Iterator[None]:
 ModelOpt = Annotated[
     str,
     typer.Option(
-        "--model", "-m",
+        "--model",
+        "-m",
         help="efficientnet_lite0 (bundled, offline), a torchvision model name (see: camcli models), "
         "or a checkpoint file.",
     ),
@@ -82,9 +83,7 @@ WeightsOpt = Annotated[
 ]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
-LabelsOpt = Annotated[
-    str | None, typer.Option(help="Class names: a text file (one per line) or a JSON list/dict.")
-]
+LabelsOpt = Annotated[str | None, typer.Option(help="Class names: a text file (one per line) or a JSON list/dict.")]
 ArchOpt = Annotated[str | None, typer.Option(help="Architecture of a checkpoint (torchvision name).")]
 TrustOpt = Annotated[
     bool,
@@ -139,10 +138,20 @@ def _run_gradcam(args: dict[str, Any]) -> int:
     from . import console, images, pipeline
 
     opts = pipeline.Options(
-        model=args["model"], weights=args["weights"], layer=args["layer"], method=args["method"],
-        targets=list(args["target"] or []), top_k=args["top_k"], out=args["out"],
-        colormap=args["colormap"], alpha=args["alpha"], save_raw=args["save_raw"],
-        batch_size=args["batch_size"], device=args["device"], labels=args["labels"], arch=args["arch"],
+        model=args["model"],
+        weights=args["weights"],
+        layer=args["layer"],
+        method=args["method"],
+        targets=list(args["target"] or []),
+        top_k=args["top_k"],
+        out=args["out"],
+        colormap=args["colormap"],
+        alpha=args["alpha"],
+        save_raw=args["save_raw"],
+        batch_size=args["batch_size"],
+        device=args["device"],
+        labels=args["labels"],
+        arch=args["arch"],
         trust_checkpoint=args["trust_checkpoint"],
     )
     if args["max_pixels"] is not None:
@@ -154,8 +163,11 @@ def _run_gradcam(args: dict[str, Any]) -> int:
     if not items:
         from .errors import UsageError
 
-        raise UsageError("no images found in the inputs (extensions: " + ", ".join(
-            sorted(e.lstrip(".") for e in images.IMAGE_EXTENSIONS)) + ")")
+        raise UsageError(
+            "no images found in the inputs (extensions: "
+            + ", ".join(sorted(e.lstrip(".") for e in images.IMAGE_EXTENSIONS))
+            + ")"
+        )
     prep = pipeline.prepare(opts)
     quiet = args["quiet"]
     if not quiet:
@@ -243,27 +255,43 @@ def layers(
         from .layers import default_layer, trace
         from .models import load_model
 
-        loaded = load_model(model, "none" if weights is None and model != DEFAULT_MODEL else weights,
-                            labels=labels, arch=arch, trust_checkpoint=trust_checkpoint)
+        loaded = load_model(
+            model,
+            "none" if weights is None and model != DEFAULT_MODEL else weights,
+            labels=labels,
+            arch=arch,
+            trust_checkpoint=trust_checkpoint,
+        )
         infos = trace(loaded.module, loaded.input_size, loaded.builder)
         chosen = default_layer(infos, loaded.default_layer)
         shown = [i for i in infos if i.spatial] if spatial else infos
         if json_out:
             for i in shown:
-                rec = {"name": i.name, "type": i.type, "shape": list(i.shape) if i.shape else None,
-                       "calls": i.calls, "spatial": i.spatial, "default": i.name == chosen}
+                rec = {
+                    "name": i.name,
+                    "type": i.type,
+                    "shape": list(i.shape) if i.shape else None,
+                    "calls": i.calls,
+                    "spatial": i.spatial,
+                    "default": i.name == chosen,
+                }
                 sys.stdout.write(json.dumps(rec) + "\n")
             return
         rows = [
-            (("* " if i.name == chosen else "  ") + i.name, i.type,
-             "×".join(map(str, i.shape)) if i.shape else ("(not run)" if i.calls == 0 else "-"),
-             i.calls if i.calls != 1 else "")
+            (
+                ("* " if i.name == chosen else "  ") + i.name,
+                i.type,
+                "×".join(map(str, i.shape)) if i.shape else ("(not run)" if i.calls == 0 else "-"),
+                i.calls if i.calls != 1 else "",
+            )
             for i in shown
         ]
         console.table(
             f"{loaded.name}: layers for a 1×3×{loaded.input_size[0]}×{loaded.input_size[1]} input "
             f"(* = default layer: {chosen})",
-            ["layer", "type", "output shape", "calls"], rows, stdout=True,
+            ["layer", "type", "output shape", "calls"],
+            rows,
+            stdout=True,
         )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -37,7 +36,7 @@ def out_console() -> Console:
     global _out
     if _out is None:
         width = int(os.environ["CAMCLI_WIDTH"]) if os.environ.get("CAMCLI_WIDTH") else None
-        _out = Console(file=sys.stdout, width=width, highlight=False)
+        _out = Console(width=width, highlight=False)  # file=None: follows sys.stdout
     return _out
 
 

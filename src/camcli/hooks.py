@@ -53,7 +53,7 @@ def capture(model: nn.Module, layers: dict[str, nn.Module], *, grad: bool) -> It
     handles: list[torch.utils.hooks.RemovableHandle] = []
     previous_grad = torch.is_grad_enabled()
 
-    def make(name: str):  # type: ignore[no-untyped-def]
+    def make(name: str):
         def hook(_m: nn.Module, _inputs: object, output: object) -> object:
             calls = captured.calls.get(name, 0) + 1
             captured.calls[name] = calls

@@ -122,7 +122,7 @@ def decode(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Ima
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
+            im: Image.Image = Image.open(io.BytesIO(data))
             w, h = im.size
             if max_pixels is not None and w * h > max_pixels:
                 raise InputError(
@@ -141,7 +141,7 @@ def decode(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Ima
         raise InputError(f"{path}: truncated or corrupt image ({e})") from None
     try:
         im = ImageOps.exif_transpose(im)
-    except Exception:  # a broken EXIF block must not cost the picture  # noqa: BLE001
+    except Exception:  # a broken EXIF block must not cost the picture
         pass
     return to_rgb(im)
 

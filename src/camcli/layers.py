@@ -99,7 +99,7 @@ def _trace(model: nn.Module, x: torch.Tensor) -> list[LayerInfo]:
     counter = [0]
     handles = []
 
-    def make(name: str):  # type: ignore[no-untyped-def]
+    def make(name: str):
         def hook(_m: nn.Module, _i: object, out: object) -> None:
             info = infos[name]
             info.calls += 1
@@ -122,15 +122,20 @@ def _trace(model: nn.Module, x: torch.Tensor) -> list[LayerInfo]:
     return list(infos.values())
 
 
+# resizing/regularising modules: never a useful default even when their output is still spatial
+_PASS_THROUGH = frozenset({"AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Dropout", "Dropout2d", "Identity"})
+
+
 def default_layer(infos: list[LayerInfo], preferred: str | None = None) -> str:
     """The last module (in forward order) called once whose output still has a spatial grid.
 
-    4-D outputs win over token outputs; ``preferred`` (a per-architecture choice) wins when present.
+    Adaptive pools, dropout and identities are skipped; 4-D outputs win over token outputs;
+    ``preferred`` (a per-architecture choice) wins when present.
     """
     by_name = {i.name: i for i in infos}
     if preferred and preferred in by_name:
         return preferred
-    ran = [i for i in infos if i.calls == 1 and i.spatial]
+    ran = [i for i in infos if i.calls == 1 and i.spatial and i.type not in _PASS_THROUGH]
     conv = [i for i in ran if i.shape is not None and len(i.shape) == 4]
     pool = conv or ran
     if not pool:

@@ -102,7 +102,7 @@ def resolve_device(spec: str) -> torch.device:
 def _build_lite0() -> nn.Module:
     from efficientnet_lite_pytorch import EfficientNet
 
-    class EfficientNetLite0(EfficientNet):  # type: ignore[misc]
+    class EfficientNetLite0(EfficientNet):
         """Upstream EfficientNet-Lite with one change: the stem and the head get activation modules of
         their own (upstream calls one shared ``_swish`` twice), so that ``_head_act``, the last spatial
         layer, can be hooked on its own. No parameters change, so upstream state_dicts load as they are."""
@@ -120,7 +120,7 @@ def _build_lite0() -> nn.Module:
                 if rate:
                     rate *= float(idx) / len(self._blocks)
                 x = block(x, drop_connect_rate=rate)
-            return self._head_act(self._bn1(self._conv_head(x)))  # type: ignore[no-any-return]
+            return self._head_act(self._bn1(self._conv_head(x)))
 
     from efficientnet_lite_pytorch.utils import get_model_params
 
@@ -211,16 +211,16 @@ def load_torchvision(name: str, weights: str | None) -> LoadedModel:
         if enum is None:
             raise ModelError(f"{name} has no pretrained weights in torchvision; use --weights none")
         if spec.lower() == "default":
-            chosen = enum.DEFAULT  # type: ignore[attr-defined]
+            chosen = enum.DEFAULT
         else:
             key = spec.split(".")[-1]
-            members = list(enum.__members__)  # type: ignore[attr-defined]
+            members = list(enum.__members__)
             if key not in members:
                 raise UsageError(
                     f"unknown weights '{spec}' for {name}; choose one of: {', '.join(members)}, default, none"
                 )
-            chosen = enum[key]  # type: ignore[index]
-    meta_source = chosen if chosen is not None else (enum.DEFAULT if enum is not None else None)  # type: ignore[attr-defined]
+            chosen = enum[key]
+    meta_source = chosen if chosen is not None else (enum.DEFAULT if enum is not None else None)
     if chosen is not None:
         _ensure_weights_file(name, chosen)
     try:
@@ -229,7 +229,10 @@ def load_torchvision(name: str, weights: str | None) -> LoadedModel:
         raise ModelError(f"cannot build {name} with weights {spec}: {e}") from None
     module.eval()
 
-    size, mean, std, categories = (224, 224), IMAGENET_MEAN, IMAGENET_STD, []
+    size: tuple[int, int] = (224, 224)
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    categories: list[str] = []
     if meta_source is not None:
         tf = meta_source.transforms()
         crop = getattr(tf, "crop_size", [224])
@@ -249,7 +252,7 @@ def load_torchvision(name: str, weights: str | None) -> LoadedModel:
 
     default_layer = None
     if name.startswith("vit_"):
-        n_blocks = len(module.encoder.layers)  # type: ignore[union-attr,arg-type]
+        n_blocks = len(module.encoder.layers)
         default_layer = f"encoder.layers.encoder_layer_{n_blocks - 1}.ln_1"
     return LoadedModel(name, module, size, mean, std, categories, builder, default_layer)
 
@@ -269,8 +272,14 @@ def looks_like_path(spec: str) -> bool:
     return spec.lower().endswith(CHECKPOINT_SUFFIXES) or os.sep in spec or Path(spec).is_file()
 
 
-def load_model(spec: str = BUNDLED, weights: str | None = None, *, labels: str | None = None,
-               arch: str | None = None, trust_checkpoint: bool = False) -> LoadedModel:
+def load_model(
+    spec: str = BUNDLED,
+    weights: str | None = None,
+    *,
+    labels: str | None = None,
+    arch: str | None = None,
+    trust_checkpoint: bool = False,
+) -> LoadedModel:
     """Resolve ``--model`` (name or checkpoint path) into a :class:`LoadedModel` in eval mode on the CPU."""
     spec = spec.strip()
     if looks_like_path(spec):
@@ -287,9 +296,7 @@ def load_model(spec: str = BUNDLED, weights: str | None = None, *, labels: str |
         if key not in names:
             close = difflib.get_close_matches(key, [BUNDLED, *names], n=3, cutoff=0.5)
             hint = f"; closest: {', '.join(close)}" if close else ""
-            raise ModelError(
-                f"unknown model '{spec}'{hint} (see: camcli models), or pass a checkpoint file path"
-            )
+            raise ModelError(f"unknown model '{spec}'{hint} (see: camcli models), or pass a checkpoint file path")
         model = load_torchvision(key, weights)
     if labels:
         from .checkpoints import read_labels

@@ -15,7 +15,7 @@ from PIL import Image
 from . import images, render
 from .errors import InputError, LayerError
 from .layers import default_layer, resolve, trace
-from .methods import CamMethod, explain, get_method, upsample
+from .methods import CamMethod, explain, get_method, normalize, upsample
 from .models import BUNDLED, LoadedModel, load_model, resolve_device
 from .targets import resolve_targets
 
@@ -98,7 +98,10 @@ def prepare(options: Options, model: LoadedModel | None = None) -> Prepared:
     device = resolve_device(options.device)
     method = get_method(options.method)
     loaded = model or load_model(
-        options.model, options.weights, labels=options.labels, arch=options.arch,
+        options.model,
+        options.weights,
+        labels=options.labels,
+        arch=options.arch,
         trust_checkpoint=options.trust_checkpoint,
     )
     chosen = options.layer is None
@@ -193,7 +196,8 @@ def _write_one(prep: Prepared, item: images.InputFile, im: Image.Image, ex: Any,
         Prediction(int(i), _class_name(model, int(i)), round(float(p), 6))
         for p, i in zip(top.values, top.indices, strict=True)
     ]
-    full = upsample(ex.maps[row], (im.height, im.width)).numpy()  # (K, H, W)
+    # upsampled to the upright original, then min-max again so each saved map spans exactly [0, 1]
+    full = normalize(upsample(ex.maps[row], (im.height, im.width))).numpy()  # (K, H, W)
     classes = []
     for k, idx in enumerate(ex.classes[row].tolist()):
         paths = output_paths(prep, item, idx)
@@ -202,7 +206,9 @@ def _write_one(prep: Prepared, item: images.InputFile, im: Image.Image, ex: Any,
             images.atomic_save_npy(paths["raw"], full[k].astype(np.float32))
         classes.append(
             ClassMap(
-                idx, _class_name(model, idx), round(float(probs[idx]), 6),
+                idx,
+                _class_name(model, idx),
+                round(float(probs[idx]), 6),
                 {kind: str(p) for kind, p in paths.items()},
                 full[k] if opts.keep_maps else None,
             )

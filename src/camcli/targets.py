@@ -40,9 +40,7 @@ def resolve_target(value: str | int, categories: Sequence[str]) -> int:
         if len(hits) > 1:
             listed = ", ".join(f"{i} {categories[i]!r}" for i in hits[:8])
             more = f" and {len(hits) - 8} more" if len(hits) > 8 else ""
-            raise TargetError(
-                f"target '{text}' is ambiguous: {listed}{more}; pass the index (--target {hits[0]})"
-            )
+            raise TargetError(f"target '{text}' is ambiguous: {listed}{more}; pass the index (--target {hits[0]})")
     close = difflib.get_close_matches(text, list(categories), n=4, cutoff=0.5)
     hint = (
         "; closest: " + ", ".join(f"{categories.index(c)} {c!r}" for c in close)

@@ -1,0 +1,42 @@
+# camcli — make help lists the targets. Everything runs inside .venv, created on first use.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+OUT     ?= out
+
+.PHONY: help install dev run test lint bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed  ## create .venv and install camcli
+
+dev: $(VENV)/.installed-dev  ## install camcli with test, bench and lint extras
+
+run: $(VENV)/.installed  ## Grad-CAM overlays for sample_images/ into out/ (offline, bundled model)
+	$(BIN)/camcli gradcam sample_images --out $(OUT)/
+
+test: $(VENV)/.installed-dev  ## run the test suite (offline, CPU, a few minutes)
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed-dev  ## ruff and mypy
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+bench: $(VENV)/.installed-dev  ## timing ratios against a no-grad forward and the peer libraries
+	$(BIN)/python bench/bench.py
+
+clean:  ## remove outputs and caches (keeps .venv)
+	rm -rf $(OUT) bench_out .pytest_cache .mypy_cache .ruff_cache

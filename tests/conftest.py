@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_images"
+
+# offline and reproducible: no weight downloads, a private cache, stable rich output
+os.environ["CAMCLI_OFFLINE"] = "1"
+os.environ["CAMCLI_WIDTH"] = "120"
+os.environ.setdefault("COLUMNS", "120")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_caches(tmp_path_factory: pytest.TempPathFactory) -> None:
+    base = tmp_path_factory.mktemp("caches")
+    os.environ["XDG_CACHE_HOME"] = str(base / "xdg")
+    os.environ["TORCH_HOME"] = str(base / "torch")
+
+
+@pytest.fixture(scope="session")
+def bundled():
+    from camcli.models import load_bundled
+
+    return load_bundled()
+
+
+@pytest.fixture()
+def resnet18():
+    import torchvision
+
+    torch.manual_seed(0)
+    return torchvision.models.resnet18(weights=None).eval()
+
+
+class TinyNet(nn.Module):
+    """1 input channel → 1×1 conv with 2 channels (weights 1 and 0.5) → global average → linear 2→2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.feat = nn.Conv2d(1, 2, kernel_size=1, bias=False)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(2, 2, bias=False)
+        with torch.no_grad():
+            self.feat.weight.copy_(torch.tensor([1.0, 0.5]).view(2, 1, 1, 1))
+            self.fc.weight.copy_(torch.tensor([[1.0, -2.0], [0.5, 1.0]]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.feat(x)).flatten(1))
+
+
+@pytest.fixture()
+def tiny() -> TinyNet:
+    return TinyNet().eval()

@@ -1,0 +1,159 @@
+"""End-to-end CLI runs through typer's CliRunner on sample_images/ with the bundled offline model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from camcli.cli import app
+
+from .conftest import SAMPLES
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def _manifest(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    res = invoke("gradcam", str(SAMPLES), "--out", str(out), "--save-raw")
+    return res, out
+
+
+def test_sample_images_end_to_end(sample_run):
+    res, out = sample_run
+    assert res.exit_code == 0, res.output
+    names = sorted(p.name for p in out.iterdir())
+    assert "chelsea.png.gradcam.285-Egyptian_cat.png" in names
+    assert "coffee.png.gradcam.967-espresso.png" in names
+    assert len([n for n in names if n.endswith(".png")]) == 3 and len([n for n in names if n.endswith(".npy")]) == 3
+    recs = _manifest(out)
+    assert len(recs) == 3 and {r["status"] for r in recs} == {"ok"}
+    cat = next(r for r in recs if r["input"].endswith("chelsea.png"))
+    assert cat["class_index"] == 285 and cat["class_name"] == "Egyptian cat" and cat["probability"] > 0.5
+    assert cat["model"] == "efficientnet_lite0" and cat["layer"] == "_head_act" and cat["method"] == "gradcam"
+    assert cat["top_k"][0]["index"] == 285 and len(cat["top_k"]) == 5
+    # overlay has the original picture's size
+    assert Image.open(cat["outputs"]["overlay"]).size == Image.open(SAMPLES / "chelsea.png").size
+
+
+def test_cat_map_peaks_on_the_cat(sample_run):
+    _, out = sample_run
+    cam = np.load(out / "chelsea.png.gradcam.285-Egyptian_cat.npy")
+    h, w = cam.shape
+    assert (h, w) == (300, 451) and cam.dtype == np.float32
+    assert cam.min() >= 0 and cam.max() == pytest.approx(1.0)
+    # chelsea's face fills the middle of the frame; the left and right strips are background
+    y, x = np.unravel_index(np.argmax(cam), cam.shape)
+    assert w * 0.2 < x < w * 0.8 and h * 0.2 < y < h * 0.9
+    assert cam[:, int(w * 0.3) : int(w * 0.7)].mean() > 2 * cam[:, : int(w * 0.1)].mean()
+
+
+def test_top_k_target_and_json(tmp_path):
+    out = tmp_path / "o"
+    res = invoke("gradcam", str(SAMPLES / "chelsea.png"), "--out", str(out), "--top-k", "2", "--json", "-q")
+    assert res.exit_code == 0
+    recs = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["class_index"] for r in recs] == [285, recs[1]["class_index"]] and len(recs) == 2
+    assert all(Path(r["outputs"]["overlay"]).is_file() for r in recs)
+    res = invoke("gradcam", str(SAMPLES / "chelsea.png"), "--out", str(out), "--target", "tabby cat", "-q")
+    assert res.exit_code == 0
+    assert (out / "chelsea.png.gradcam.281-tabby.png").is_file()
+
+
+def test_folder_with_bad_files_exit_1_and_good_outputs(tmp_path):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    shutil.copy(SAMPLES / "coffee.png", src / "sub" / "a.png")
+    Image.open(SAMPLES / "coffee.png").convert("RGB").save(src / "a.jpg")
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    (src / "empty.png").write_bytes(b"")
+    out = tmp_path / "out"
+    res = invoke("gradcam", str(src), "--out", str(out), "--colormap", "viridis", "--alpha", "0.3")
+    assert res.exit_code == 1
+    assert "broken.jpg" in res.stderr and "empty.png" in res.stderr
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+    assert written == ["a.jpg.gradcam.967-espresso.png", "sub/a.png.gradcam.967-espresso.png"]
+    recs = _manifest(out)
+    assert sorted(r["status"] for r in recs) == ["error", "error", "ok", "ok"]
+    assert sorted(p.name for p in src.rglob("*")) == ["a.jpg", "a.png", "broken.jpg", "empty.png", "sub"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--layer", "_head_actt"], "closest: _head_act"),
+        (["--layer", "_fc"], "no spatial output"),
+        (["--model", "resnet5O"], "unknown model"),
+        (["--model", "resnet18"], "CAMCLI_OFFLINE"),
+        (["--target", "not a class"], "no class named"),
+        (["--colormap", "jett"], "unknown colormap"),
+        (["--device", "cuda:7"], "cuda"),
+        (["--alpha", "1.5"], "alpha"),
+    ],
+)
+def test_usage_errors_are_one_line_exit_2(tmp_path, args, message):
+    out = tmp_path / "o"
+    res = invoke("gradcam", str(SAMPLES / "chelsea.png"), "--out", str(out), *args)
+    assert res.exit_code == 2, res.output
+    assert message in res.stderr
+    assert "Traceback" not in res.output
+    assert not list(out.rglob("*.png")) if out.exists() else True
+
+
+def test_missing_input_is_usage_error(tmp_path):
+    res = invoke("gradcam", str(tmp_path / "nope.jpg"), "--out", str(tmp_path / "o"))
+    assert res.exit_code == 2 and "does not exist" in res.stderr
+
+
+def test_torchvision_model_random_weights(tmp_path):
+    out = tmp_path / "o"
+    res = invoke(
+        "gradcam",
+        str(SAMPLES / "coffee.png"),
+        "--model",
+        "resnet18",
+        "--weights",
+        "none",
+        "--layer",
+        "layer3",
+        "--out",
+        str(out),
+        "-q",
+    )
+    assert res.exit_code == 0, res.output
+    rec = _manifest(out)[0]
+    assert rec["layer"] == "layer3" and rec["model"] == "resnet18" and rec["class_name"].startswith("")
+
+
+def test_layers_command(tmp_path):
+    res = invoke("layers", "--model", "resnet18", "--json")
+    assert res.exit_code == 0
+    recs = {r["name"]: r for r in map(json.loads, res.stdout.splitlines())}
+    assert recs["layer4"]["default"] and recs["layer4"]["shape"] == [1, 512, 7, 7]
+    assert recs["fc"]["shape"] == [1, 1000] and not recs["fc"]["spatial"]
+    res = invoke("layers")
+    assert res.exit_code == 0 and "_head_act" in res.stdout and "1×1280×7×7" in res.stdout
+
+
+def test_help_and_version_do_not_import_torch():
+    code = "import sys; from camcli.cli import app; print('torch' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "False"
+    r = subprocess.run([sys.executable, "-m", "camcli", "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("camcli ")
