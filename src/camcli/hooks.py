@@ -23,6 +23,15 @@ class Captured:
 
     acts: dict[str, torch.Tensor] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
+    active: bool = True  # False: hooks stand aside (extra forwards of Score-CAM)
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        self.active = False
+        try:
+            yield
+        finally:
+            self.active = True
 
 
 @contextmanager
@@ -55,6 +64,8 @@ def capture(model: nn.Module, layers: dict[str, nn.Module], *, grad: bool) -> It
 
     def make(name: str):
         def hook(_m: nn.Module, _inputs: object, output: object) -> object:
+            if not captured.active:
+                return None
             calls = captured.calls.get(name, 0) + 1
             captured.calls[name] = calls
             if calls > 1:

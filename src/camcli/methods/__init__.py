@@ -1,20 +1,42 @@
-"""Registry of CAM methods: the names are the CLI choices."""
+"""Registry of CAM methods: the names are the CLI choices (one small module per method)."""
 
 from __future__ import annotations
 
 from ..errors import UsageError
-from .base import CamMethod, Explanation, explain, normalize, upsample
+from .base import CamMethod, Explanation, explain, explain_smooth, normalize, upsample
+from .cam import ClassicCAM
+from .eigencam import EigenCAM
 from .gradcam import GradCAM
+from .gradcampp import GradCAMPlusPlus
+from .hirescam import HiResCAM
+from .layercam import LayerCAM
+from .scorecam import ScoreCAM
+from .xgradcam import XGradCAM
 
-REGISTRY: dict[str, type[CamMethod]] = {cls.name: cls for cls in (GradCAM,)}
+REGISTRY: dict[str, type[CamMethod]] = {
+    cls.name: cls
+    for cls in (GradCAM, GradCAMPlusPlus, XGradCAM, HiResCAM, LayerCAM, ScoreCAM, EigenCAM, ClassicCAM)
+}
+_ALIASES = {"gradcampp": "gradcam++", "gradcamplusplus": "gradcam++", "classiccam": "cam"}
 
 
 def get_method(name: str) -> CamMethod:
+    """A method instance by name (case, '-' and '_' ignored; ``gradcampp`` = ``gradcam++``)."""
     key = name.strip().lower().replace("_", "").replace("-", "")
+    key = _ALIASES.get(key, key)
     for registered, cls in REGISTRY.items():
-        if registered.replace("-", "") == key:
+        if registered == key:
             return cls()
     raise UsageError(f"unknown method '{name}'; choose one of: {', '.join(REGISTRY)} (see: camcli methods)")
 
 
-__all__ = ["REGISTRY", "CamMethod", "Explanation", "explain", "get_method", "normalize", "upsample"]
+__all__ = [
+    "REGISTRY",
+    "CamMethod",
+    "Explanation",
+    "explain",
+    "explain_smooth",
+    "get_method",
+    "normalize",
+    "upsample",
+]

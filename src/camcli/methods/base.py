@@ -1,4 +1,4 @@
-"""The shared steps of every CAM method: forward with hooks, gradients, weighted sum, ReLU, normalise.
+"""The shared steps of every CAM method: forward with hooks, gradients, weighted sum, ReLU, normalise, fuse.
 
 A method subclasses :class:`CamMethod` and supplies its channel weights (or, for methods that are not a
 weighted sum of channels, its raw map). Everything else lives here, once.
@@ -7,15 +7,37 @@ weighted sum of channels, its raw map). Everything else lives here, once.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import LayerError, TargetError
-from ..hooks import capture, eval_mode
+from ..hooks import Captured, capture, eval_mode
 from ..layers import resolve, tokens_to_grid
+
+
+@dataclass
+class Context:
+    """What a method may need besides activations and gradients (Score-CAM and CAM use it)."""
+
+    model: nn.Module
+    x: torch.Tensor
+    layer: str
+    classes: torch.Tensor  # (B,) class explained in this slot
+    score_batch: int = 32
+    cache: dict[str, Any] = field(default_factory=dict)  # shared across the K classes of one batch
+    captured: Captured | None = None
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Class scores for an extra batch, with the capture hooks standing aside, under inference mode."""
+        with torch.inference_mode(), eval_mode(self.model):
+            if self.captured is None:
+                return model_logits(self.model(x)).float()
+            with self.captured.paused():
+                return model_logits(self.model(x)).float()
 
 
 class CamMethod:
@@ -29,12 +51,12 @@ class CamMethod:
     summary: str = ""
     paper: str = ""
     needs_grad: bool = True
-    cost: str = "1 forward + a backward through the layers after the target"
+    cost: str = "≈1 forward"
 
     def weights(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def raw_map(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    def raw_map(self, acts: torch.Tensor, grads: torch.Tensor, ctx: Context) -> torch.Tensor:
         """(B, C, h, w) activations and gradients → (B, h, w) map before ReLU and normalisation."""
         w = self.weights(acts, grads)
         return torch.einsum("bc,bchw->bhw", w, acts)
@@ -48,24 +70,34 @@ class Explanation:
         logits: (B, num_classes) model outputs.
         probs: (B, num_classes) softmax of the logits.
         classes: (B, K) class index explained in each slot.
-        maps: (B, K, h, w) maps in [0, 1] at the layer's resolution (float32, CPU).
+        maps: (B, K, h, w) maps in [0, 1] of the first method (float32, CPU): at the layer's resolution for
+            one layer; at the input's resolution when several layers are fused.
+        by_method: the same for every method asked for, by method name.
+        per_layer: {(method, layer): (B, K, h, w)} each layer's own map (several layers only).
     """
 
     logits: torch.Tensor
     probs: torch.Tensor
     classes: torch.Tensor
     maps: torch.Tensor
+    by_method: dict[str, torch.Tensor] = field(default_factory=dict)
+    per_layer: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict)
 
 
-def normalize(maps: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
-    """ReLU, then min-max normalise each map over its last two dims to [0, 1]; a constant map → zeros."""
+def normalize(maps: torch.Tensor, rel_eps: float = 1e-6) -> torch.Tensor:
+    """ReLU, then min-max normalise each map over its last two dims to [0, 1]; a constant map → zeros.
+
+    "Constant" is relative (span ≤ 1e-6 · max |value|), so maps of any scale normalise the same way: a
+    randomly initialised network's map of 1e-11 is as valid as one of 1e3.
+    """
     m = maps.clamp_min(0)
     flat = m.flatten(-2)
     lo = flat.min(-1).values[..., None, None]
     hi = flat.max(-1).values[..., None, None]
     span = hi - lo
-    out = torch.where(span > eps, (m - lo) / span.clamp_min(eps), torch.zeros_like(m))
-    return out
+    flat_enough = span <= rel_eps * hi.abs()
+    safe = torch.where(flat_enough, torch.ones_like(span), span)
+    return torch.where(flat_enough, torch.zeros_like(m), (m - lo) / safe)
 
 
 def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -104,39 +136,117 @@ def choose_classes(logits: torch.Tensor, targets: Sequence[int] | None, top_k: i
 def explain(
     model: nn.Module,
     x: torch.Tensor,
-    layer: str,
-    method: CamMethod,
+    layer: str | Sequence[str],
+    method: CamMethod | Sequence[CamMethod],
     *,
     targets: Sequence[int] | None = None,
     top_k: int = 1,
+    classes: torch.Tensor | None = None,
+    score_batch: int = 32,
 ) -> Explanation:
-    """Run ``method`` on a batch ``x`` (already preprocessed, on the model's device) at ``layer``.
+    """Run one or more CAM methods on a batch ``x`` (preprocessed, on the model's device) at one or more layers.
 
-    Only the layers after ``layer`` record a graph; gradients come from ``torch.autograd.grad`` on the
-    captured activation, so no parameter's ``.grad`` is touched. Training flags are restored afterwards.
+    One forward pass serves every method and layer. Only the layers after the first target layer record a
+    graph; gradients come from ``torch.autograd.grad`` on the captured activations (computed once per class
+    and shared by all gradient methods), so no parameter's ``.grad`` is touched. Training flags are restored
+    afterwards. ``classes`` (B, K) overrides ``targets``/``top_k`` (used by smoothing).
+
+    Several layers: each layer's normalised map is upsampled to the input's size, the maps are averaged and
+    normalised again (the fused map); each layer's own map is kept in ``per_layer``.
     """
-    module = resolve(model, layer)
-    with eval_mode(model), capture(model, {layer: module}, grad=method.needs_grad) as cap:
+    layers = [layer] if isinstance(layer, str) else list(layer)
+    methods = [method] if isinstance(method, CamMethod) else list(method)
+    if not layers or not methods:
+        raise LayerError("explain needs at least one layer and one method")
+    modules = {name: resolve(model, name) for name in layers}
+    need_grad = any(m.needs_grad for m in methods)
+    raw: dict[tuple[str, str], list[torch.Tensor]] = {(m.name, n): [] for m in methods for n in layers}
+    with eval_mode(model), capture(model, modules, grad=need_grad) as cap:
         with torch.no_grad():
             output = model(x)
         logits = model_logits(output)
-        if layer not in cap.acts:
-            raise LayerError(f"layer '{layer}' did not run in the forward pass; pick another (camcli layers)")
-        acts = cap.acts[layer]
-        classes = choose_classes(logits.detach(), targets, top_k)
-        slots = []
-        for k in range(classes.shape[1]):
-            grads = None
-            if method.needs_grad:
+        missing = [n for n in layers if n not in cap.acts]
+        if missing:
+            raise LayerError(f"layer '{missing[0]}' did not run in the forward pass; pick another (camcli layers)")
+        acts = [cap.acts[n] for n in layers]
+        chosen = classes.to(logits.device) if classes is not None else choose_classes(logits.detach(), targets, top_k)
+        grids = [tokens_to_grid(a.detach()).float() for a in acts]
+        cache: dict[str, dict[str, Any]] = {n: {} for n in layers}
+        k_total = chosen.shape[1]
+        for k in range(k_total):
+            grads: Sequence[torch.Tensor | None] = [None] * len(layers)
+            if need_grad:
                 if not logits.requires_grad:
-                    raise LayerError(f"the model's output does not depend on layer '{layer}'")
-                score = logits.gather(1, classes[:, k : k + 1]).sum()
-                (grads,) = torch.autograd.grad(score, acts, retain_graph=k < classes.shape[1] - 1)
+                    raise LayerError(f"the model's output does not depend on layer '{layers[0]}'")
+                score = logits.gather(1, chosen[:, k : k + 1]).sum()
+                grads = torch.autograd.grad(score, acts, retain_graph=k < k_total - 1, allow_unused=True)
             with torch.no_grad():
-                a = tokens_to_grid(acts.detach())
-                g = tokens_to_grid(grads) if grads is not None else torch.zeros(0)
-                slots.append(normalize(method.raw_map(a.float(), g.float())))
+                for name, a, g in zip(layers, grids, grads, strict=True):
+                    if g is None and need_grad:
+                        raise LayerError(f"the class score does not depend on layer '{name}'")
+                    g2 = tokens_to_grid(g).float() if g is not None else torch.zeros(0)
+                    ctx = Context(model, x, name, chosen[:, k], score_batch, cache[name], cap)
+                    for m in methods:
+                        raw[(m.name, name)].append(normalize(m.raw_map(a, g2, ctx)))
     with torch.no_grad():
+        per_layer = {key: torch.stack(v, dim=1).cpu() for key, v in raw.items()}
+        by_method: dict[str, torch.Tensor] = {}
+        for m in methods:
+            if len(layers) == 1:
+                by_method[m.name] = per_layer[(m.name, layers[0])]
+            else:
+                size = (int(x.shape[-2]), int(x.shape[-1]))
+                stack = torch.stack([upsample(per_layer[(m.name, n)], size) for n in layers])
+                by_method[m.name] = normalize(stack.mean(0))
         logits = logits.detach().float()
-        maps = torch.stack(slots, dim=1).cpu()
-        return Explanation(logits.cpu(), logits.softmax(1).cpu(), classes.cpu(), maps)
+        return Explanation(
+            logits.cpu(), logits.softmax(1).cpu(), chosen.cpu(), by_method[methods[0].name], by_method,
+            per_layer if len(layers) > 1 else {},
+        )
+
+
+def explain_smooth(
+    model: nn.Module,
+    x: torch.Tensor,
+    layer: str | Sequence[str],
+    method: CamMethod | Sequence[CamMethod],
+    *,
+    smooth: int = 0,
+    noise: float = 0.15,
+    aug: bool = False,
+    seed: int = 0,
+    **kwargs: Any,
+) -> Explanation:
+    """:func:`explain` averaged over noisy copies of the input and/or a horizontal flip.
+
+    ``smooth`` N > 0: SmoothGrad-style, N extra passes on ``x + ε`` with ε ~ N(0, (noise·(max−min of x))²) per
+    image; ``aug``: one extra pass on the mirrored input, its maps mirrored back. The classes come from the
+    clean pass and stay fixed; each pass's maps (already in [0, 1]) are averaged and normalised again. Applies
+    to every method.
+    """
+    base = explain(model, x, layer, method, **kwargs)
+    if smooth <= 0 and not aug:
+        return base
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("targets", "top_k", "classes")}
+    sums = {name: m.clone() for name, m in base.by_method.items()}
+    layer_sums = {key: m.clone() for key, m in base.per_layer.items()}
+    passes = 1
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    span = (x.flatten(1).max(1).values - x.flatten(1).min(1).values).view(-1, 1, 1, 1)
+    variants: list[tuple[torch.Tensor, bool]] = []
+    for _ in range(max(smooth, 0)):
+        eps = torch.randn(x.shape, generator=gen).to(x.device) * (noise * span)
+        variants.append((x + eps, False))
+    if aug:
+        variants.append((torch.flip(x, dims=[-1]), True))
+    for xv, flipped in variants:
+        ex = explain(model, xv, layer, method, classes=base.classes, **kwargs)
+        for name, m in ex.by_method.items():
+            sums[name] += torch.flip(m, dims=[-1]) if flipped else m
+        for key, m in ex.per_layer.items():
+            layer_sums[key] += torch.flip(m, dims=[-1]) if flipped else m
+        passes += 1
+    by_method = {name: normalize(s / passes) for name, s in sums.items()}
+    per_layer = {key: normalize(s / passes) for key, s in layer_sums.items()}
+    first = next(iter(by_method))
+    return Explanation(base.logits, base.probs, base.classes, by_method[first], by_method, per_layer)
