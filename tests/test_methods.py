@@ -255,3 +255,21 @@ def test_guided_relu_hand_computed():
     x = torch.tensor([1.0, 2.0, -3.0]).view(1, 3, 1, 1)
     g = guided_backprop(Net(), x, torch.tensor([[0]]))
     torch.testing.assert_close(g[0, 0].flatten(), torch.tensor([1.0, 0.0, 0.0]))
+
+
+def test_guided_relu6_hand_computed():
+    from camcli.methods.guided import guided_backprop
+
+    # ReLU6 passes gradients only in its linear part 0 < x < 6: x = [1, 7, -3], w = [1, 1, 2] -> [1, 0, 0]
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.act = nn.ReLU6()
+
+        def forward(self, x):
+            w = torch.tensor([1.0, 1.0, 2.0]).view(1, 3, 1, 1)
+            return (w * self.act(x)).sum(dim=(1, 2, 3))[:, None]
+
+    x = torch.tensor([1.0, 7.0, -3.0]).view(1, 3, 1, 1)
+    g = guided_backprop(Net(), x, torch.tensor([[0]]))
+    torch.testing.assert_close(g[0, 0].flatten(), torch.tensor([1.0, 0.0, 0.0]))

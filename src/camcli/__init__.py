@@ -16,11 +16,11 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Options": "camcli.pipeline",
+    "Options": "camcli.camjob",
+    "CamJob": "camcli.camjob",
+    "explain_files": "camcli.camjob",
     "ImageResult": "camcli.pipeline",
-    "explain_files": "camcli.pipeline",
-    "prepare": "camcli.pipeline",
-    "run": "camcli.pipeline",
+    "merge_manifests": "camcli.pipeline",
     "explain": "camcli.methods",
     "get_method": "camcli.methods",
     "load_model": "camcli.models",

@@ -94,143 +94,297 @@ TrustOpt = Annotated[
 ]
 
 
-@app.command()
-def gradcam(
-    inputs: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or globs.")],
+MethodOpt = Annotated[
+    list[str] | None,
+    typer.Option("--method", help="CAM method, repeatable: several methods share one forward pass (camcli methods)."),
+]
+LayerOpt = Annotated[
+    list[str] | None,
+    typer.Option("--layer", "-l", help="Dotted layer name, repeatable (maps fused); default: last spatial layer."),
+]
+TargetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--target", "-t", help="Class index or name to explain (repeatable); default: top-1."),
+]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", help="Images per forward pass.")]
+WorkersOpt = Annotated[
+    int | None, typer.Option(help="Decode/write threads ahead of and behind the model (default: min(4, CPUs)).")
+]
+MaxPixelsOpt = Annotated[int | None, typer.Option(help="Refuse images with more pixels (decompression-bomb guard).")]
+SkipOpt = Annotated[
+    bool,
+    typer.Option("--skip-existing/--overwrite", help="Skip inputs whose outputs all exist (resume), or redo them."),
+]
+ShardOpt = Annotated[str | None, typer.Option(help="K/N: process only slice K of N (stable hash of the path).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON record per line on stdout.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
+InputsArg = Annotated[
+    list[str], typer.Argument(help="Image files, folders (recursive), globs, list files (.txt) or - for stdin.")
+]
+
+
+def cam(
+    inputs: InputsArg,
     model: ModelOpt = DEFAULT_MODEL,
     weights: WeightsOpt = None,
-    layer: Annotated[
-        str | None, typer.Option("--layer", "-l", help="Dotted layer name; default: last spatial layer.")
-    ] = None,
-    target: Annotated[
-        list[str] | None,
-        typer.Option("--target", "-t", help="Class index or name to explain (repeatable); default: top-1."),
-    ] = None,
+    layer: LayerOpt = None,
+    method: MethodOpt = None,
+    target: TargetOpt = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Explain each image's K best classes.")] = 1,
-    method: Annotated[str, typer.Option(help="CAM method (see: camcli methods).")] = "gradcam",
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("camcli-out"),
+    out: OutOpt = Path("camcli-out"),
     colormap: Annotated[str, typer.Option(help="Any matplotlib colormap name.")] = "jet",
     alpha: Annotated[float, typer.Option(help="Opacity of the map over the picture, 0–1.")] = 0.5,
     save_raw: Annotated[bool, typer.Option("--save-raw", help="Also write each map as float32 .npy.")] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images per forward pass.")] = 8,
+    per_layer: Annotated[bool, typer.Option("--per-layer", help="With several --layer: each layer's map too.")] = False,
+    smooth: Annotated[int, typer.Option(help="Average N extra maps of noisy copies (SmoothGrad-style).")] = 0,
+    noise: Annotated[float, typer.Option(help="Noise std for --smooth, as a fraction of the input range.")] = 0.15,
+    aug_smooth: Annotated[bool, typer.Option("--aug-smooth", help="Average with the mirrored image's map.")] = False,
+    guided: Annotated[bool, typer.Option("--guided", help="Also write guided backprop and guided CAM images.")] = False,
+    score_batch: Annotated[int, typer.Option(help="Masked images per forward pass for scorecam.")] = 32,
+    batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto",
-    max_pixels: Annotated[
-        int | None, typer.Option(help="Refuse images with more pixels (decompression-bomb guard).")
-    ] = None,
+    workers: WorkersOpt = None,
+    max_pixels: MaxPixelsOpt = None,
+    skip_existing: SkipOpt = False,
+    shard: ShardOpt = None,
     labels: LabelsOpt = None,
     arch: ArchOpt = None,
     trust_checkpoint: TrustOpt = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON record per line on stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Write Grad-CAM overlays (one PNG per image and class) and a manifest.jsonl.
-
-    Example: camcli gradcam sample_images --out out/ --top-k 2
-    """
     code = EXIT_USAGE
     with _boundary(debug):
-        code = _run_gradcam(locals())
+        code = _run_cam(locals())
     raise typer.Exit(code)
 
 
-def _run_gradcam(args: dict[str, Any]) -> int:
-    from . import console, images, pipeline
+app.command(
+    "gradcam",
+    help="Write Grad-CAM overlays (one PNG per image and class) and a manifest.jsonl.\n\n"
+    "Grad-CAM by default; --method picks others (same as camcli cam).\n\n"
+    "Example: camcli gradcam sample_images --out out/ --top-k 2",
+)(cam)
+app.command(
+    "cam",
+    help="Write CAM overlays for one or more methods (--method, repeatable) and layers (--layer, fused).\n\n"
+    "Example: camcli cam cat.jpg --method layercam --method scorecam --method gradcam",
+)(cam)
 
-    opts = pipeline.Options(
-        model=args["model"],
-        weights=args["weights"],
-        layer=args["layer"],
-        method=args["method"],
-        targets=list(args["target"] or []),
-        top_k=args["top_k"],
-        out=args["out"],
-        colormap=args["colormap"],
-        alpha=args["alpha"],
-        save_raw=args["save_raw"],
-        batch_size=args["batch_size"],
-        device=args["device"],
-        labels=args["labels"],
-        arch=args["arch"],
-        trust_checkpoint=args["trust_checkpoint"],
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    from .errors import UsageError
+
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard '{text}' must look like K/N, e.g. 3/8") from None
+    if n < 1 or not 1 <= k <= n:
+        raise UsageError(f"--shard {text}: K must be between 1 and N")
+    return k, n
+
+
+def _apply_max_pixels(value: int | None) -> int | None:
+    from PIL import Image
+
+    from .images import DEFAULT_MAX_PIXELS
+
+    if value is None:
+        return DEFAULT_MAX_PIXELS
+    Image.MAX_IMAGE_PIXELS = max(value, Image.MAX_IMAGE_PIXELS or 0)
+    return value
+
+
+def _run_cam(a: dict[str, Any]) -> int:
+    from . import console
+    from .camjob import CamJob, Options
+
+    opts = Options(
+        model=a["model"],
+        weights=a["weights"],
+        layers=list(a["layer"] or []),
+        methods=list(a["method"] or ["gradcam"]),
+        targets=list(a["target"] or []),
+        top_k=a["top_k"],
+        out=a["out"],
+        colormap=a["colormap"],
+        alpha=a["alpha"],
+        save_raw=a["save_raw"],
+        per_layer=a["per_layer"],
+        smooth=a["smooth"],
+        noise=a["noise"],
+        aug_smooth=a["aug_smooth"],
+        guided=a["guided"],
+        score_batch=a["score_batch"],
+        batch_size=a["batch_size"],
+        device=a["device"],
+        workers=a["workers"],
+        max_pixels=_apply_max_pixels(a["max_pixels"]),
+        skip_existing=a["skip_existing"],
+        shard=parse_shard(a["shard"]),
+        labels=a["labels"],
+        arch=a["arch"],
+        trust_checkpoint=a["trust_checkpoint"],
     )
-    if args["max_pixels"] is not None:
-        from PIL import Image
-
-        opts.max_pixels = args["max_pixels"]
-        Image.MAX_IMAGE_PIXELS = max(args["max_pixels"], Image.MAX_IMAGE_PIXELS or 0)
-    items = images.discover(args["inputs"], opts.out)
-    if not items:
-        from .errors import UsageError
-
-        raise UsageError(
-            "no images found in the inputs (extensions: "
-            + ", ".join(sorted(e.lstrip(".") for e in images.IMAGE_EXTENSIONS))
-            + ")"
-        )
-    prep = pipeline.prepare(opts)
-    quiet = args["quiet"]
-    if not quiet:
-        how = "auto: last spatial layer" if prep.layer_chosen else "from --layer"
+    total = _count(a["inputs"], opts.out, opts.shard)
+    job = CamJob(opts)
+    if not a["quiet"]:
+        how = "auto: last spatial layer" if job.layer_chosen else "from --layer"
         console.info(
-            f"model {prep.model.name} · layer {prep.layer} ({how}) · method {prep.method.name} · "
-            f"device {prep.device} · {len(items)} image(s) → {opts.out}"
+            f"model {job.model.name} · layer {'+'.join(job.layers)} ({how}) · "
+            f"method {', '.join(m.name for m in job.methods)} · device {job.device} · "
+            f"{'?' if total is None else total} image(s) → {opts.out}"
         )
-    return _drive(items, prep, json_out=args["json_out"], quiet=quiet)
+    return _drive(job, a, opts.out, opts.shard, total)
 
 
-def _drive(items: list[Any], prep: Any, *, json_out: bool, quiet: bool) -> int:
-    """Run the pipeline with progress, per-file errors, the manifest, --json and the summary."""
+def _count(inputs: list[str], out: Path, shard: tuple[int, int] | None) -> int | None:
+    from .errors import UsageError
+    from .images import IMAGE_EXTENSIONS, count_inputs
+
+    total = count_inputs(inputs, out, shard)
+    if total == 0 and shard is None:
+        exts = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
+        raise UsageError(f"no images found in the inputs (extensions: {exts})")
+    return total
+
+
+def _drive(job: Any, a: dict[str, Any], out: Path, shard: tuple[int, int] | None, total: int | None) -> int:
+    """Run a job with progress, per-file errors, the manifest, --json, the summary and a clean stop."""
     import json
+    import signal
 
     from . import console, pipeline
 
     started = time.perf_counter()
-    manifest = pipeline.Manifest(prep.options.out)
-    done: list[Any] = []
-    failed: list[Any] = []
+    quiet = a["quiet"]
+    counts = {"done": 0, "failed": 0, "skipped": 0}
+    table: list[Any] = []
     interrupted = False
+
+    def on_term(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term) if _main_thread() else None
+    results = pipeline.drive(
+        job,
+        a["inputs"],
+        out,
+        workers=a["workers"],
+        max_pixels=job.options.max_pixels,
+        skip_existing=a["skip_existing"],
+        shard=shard,
+    )
     try:
-        with console.progress(len(items), enabled=not quiet and len(items) > 1) as advance:
-            for result in pipeline.run(items, prep):
-                recs = pipeline.records(result, prep)
-                manifest.write(recs)
-                if json_out:
-                    for r in recs:
+        with console.progress(total, enabled=not quiet and (total is None or total > 1)) as advance:
+            for result in results:
+                if a["json_out"] and not result.skipped:
+                    for r in job.records(result):
                         sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")
                     sys.stdout.flush()
-                if result.ok:
-                    done.append(result)
+                if result.skipped:
+                    counts["skipped"] += 1
+                elif result.ok:
+                    counts["done"] += 1
+                    if len(table) <= 20:
+                        table.append(result)
                 else:
-                    failed.append(result)
+                    counts["failed"] += 1
                     console.error(result.error or "failed")
                 advance(1)
     except KeyboardInterrupt:
         interrupted = True
+        results.close()
     finally:
-        manifest.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     if not quiet:
-        _summary(done, failed, time.perf_counter() - started, prep, manifest.path)
+        _summary(counts, table, time.perf_counter() - started, out, pipeline.manifest_name(shard))
     if interrupted:
-        console.error("interrupted; finished outputs are kept, no partial files are left")
+        console.error("interrupted; finished outputs are kept and recorded, no partial files are left")
         return EXIT_INTERRUPTED
-    return EXIT_SOME_FAILED if failed else EXIT_OK
+    return EXIT_SOME_FAILED if counts["failed"] else EXIT_OK
 
 
-def _summary(done: list[Any], failed: list[Any], seconds: float, prep: Any, manifest: Path) -> None:
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _summary(counts: dict[str, int], table: list[Any], seconds: float, out: Path, manifest: str) -> None:
     from . import console
 
-    if 0 < len(done) <= 20:
+    if 0 < len(table) <= 20 and counts["done"] <= 20:
         rows = []
-        for r in done:
-            top = r.predictions[0]
-            rows.append((r.input, f"{top.index} {top.name}", f"{top.probability:.3f}", len(r.classes)))
-        console.table("top prediction per image", ["image", "class", "prob", "maps"], rows)
-    rate = len(done) / seconds if seconds > 0 else 0.0
+        for r in table:
+            top = r.predictions[0] if r.predictions else None
+            rows.append(
+                (
+                    r.input,
+                    f"{top.index} {top.name}" if top else "-",
+                    f"{top.probability:.3f}" if top else "-",
+                    len(r.outputs),
+                )
+            )
+        console.table("top prediction per image", ["image", "class", "prob", "outputs"], rows)
+    rate = counts["done"] / seconds if seconds > 0 else 0.0
+    skipped = f", {counts['skipped']} skipped (outputs exist)" if counts["skipped"] else ""
     console.info(
-        f"{len(done)} done, {len(failed)} failed in {seconds:.1f}s ({rate:.1f} img/s); "
-        f"outputs and {manifest.name} in {prep.options.out}"
+        f"{counts['done']} done, {counts['failed']} failed{skipped} in {seconds:.1f}s ({rate:.1f} img/s); "
+        f"outputs and {manifest} in {out}"
     )
+
+
+@app.command()
+def methods(json_out: JsonOpt = False) -> None:
+    """List the CAM methods: name, what it does, paper, whether it needs gradients, cost.
+
+    Example: camcli methods
+    """
+    import json
+
+    from . import console
+    from .methods import REGISTRY
+
+    rows = [(n, c.summary, c.paper, "yes" if c.needs_grad else "no", c.cost) for n, c in REGISTRY.items()]
+    if json_out:
+        for n, summary, paper, grad, cost in rows:
+            rec = {"name": n, "summary": summary, "paper": paper, "gradients": grad == "yes", "cost": cost}
+            sys.stdout.write(json.dumps(rec) + "\n")
+        return
+    console.table(
+        "CAM methods (camcli cam --method NAME)", ["name", "what", "paper", "gradients", "cost"], rows, stdout=True
+    )
+    console.out_console().print(
+        "All methods: --smooth N / --aug-smooth average noisy / mirrored passes; several --layer fuse maps; "
+        "--guided adds guided backprop.",
+        markup=False,
+    )
+
+
+@app.command("merge-manifests")
+def merge_manifests_cmd(
+    out: Annotated[Path, typer.Argument(help="The output folder the shards wrote to.")],
+    debug: DebugOpt = False,
+) -> None:
+    """Join the manifest.shard-K-of-N.jsonl parts of a sharded run into manifest.jsonl.
+
+    Example: camcli merge-manifests cams/
+    """
+    with _boundary(debug):
+        from . import console
+        from .errors import UsageError
+        from .pipeline import merge_manifests
+
+        if not out.is_dir():
+            raise UsageError(f"'{out}' is not a folder; pass the --out folder of the sharded runs")
+        path, parts, n = merge_manifests(out)
+        console.info(f"merged {parts} part(s) into {path}: {n} records")
 
 
 @app.command()

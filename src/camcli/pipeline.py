@@ -1,46 +1,28 @@
-"""Streaming batches from input files to written overlays. Returns plain result objects; prints nothing."""
+"""Streaming runner: inputs → decode (worker threads) → batches → model → render/write (worker threads).
+
+Generic over a *job* (Grad-CAM-family maps, feature grids) that knows how to compute a batch and write one
+image's outputs. Memory stays flat: inputs are discovered lazily, at most a bounded window of decoded images
+and pending writes is held, records are streamed to the manifest. Prints nothing; yields result objects.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+import os
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from PIL import Image
 
-from . import images, render
-from .errors import InputError, LayerError
-from .layers import default_layer, resolve, trace
-from .methods import CamMethod, explain, get_method, normalize, upsample
-from .models import BUNDLED, LoadedModel, load_model, resolve_device
-from .targets import resolve_targets
-
-
-@dataclass
-class Options:
-    """Everything a Grad-CAM run needs besides its inputs (the CLI's options, as a Python object)."""
-
-    model: str = BUNDLED
-    weights: str | None = None
-    layer: str | None = None
-    method: str = "gradcam"
-    targets: list[str] = field(default_factory=list)
-    top_k: int = 1
-    out: Path = Path("camcli-out")
-    colormap: str = "jet"
-    alpha: float = 0.5
-    save_raw: bool = False
-    batch_size: int = 8
-    device: str = "auto"
-    max_pixels: int | None = images.DEFAULT_MAX_PIXELS
-    labels: str | None = None
-    arch: str | None = None
-    trust_checkpoint: bool = False
-    keep_maps: bool = False  # attach the full-size maps to each result (Python API)
+from . import images
+from .errors import InputError
+from .models import LoadedModel
 
 
 @dataclass
@@ -51,77 +33,33 @@ class Prediction:
 
 
 @dataclass
-class ClassMap:
-    """One explained class of one image and the files written for it."""
-
-    index: int
-    name: str
-    probability: float
-    files: dict[str, str]
-    map: np.ndarray | None = None  # (H, W) float32 in [0, 1] at the original size, when keep_maps
-
-
-@dataclass
 class ImageResult:
+    """What happened to one input."""
+
     input: str
     ok: bool
     error: str | None = None
+    skipped: bool = False  # --skip-existing found all its outputs
     size: tuple[int, int] | None = None  # (width, height) of the upright original
     predictions: list[Prediction] = field(default_factory=list)
-    classes: list[ClassMap] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)  # one entry per manifest record
+    maps: dict[str, np.ndarray] | None = None  # full-size maps by output key, when asked for (Python API)
 
 
-@dataclass
-class Prepared:
-    """A model moved to its device, with the layer, method and targets resolved (setup errors happen here)."""
+class Job(Protocol):
+    """The part of a run that depends on what is computed."""
 
     model: LoadedModel
     device: torch.device
-    layer: str
-    layer_chosen: bool  # True when camcli picked the layer
-    method: CamMethod
-    targets: list[int]
-    options: Options
+    batch_size: int
 
+    def outputs_exist(self, item: images.InputFile) -> bool: ...
 
-def prepare(options: Options, model: LoadedModel | None = None) -> Prepared:
-    """Load and check everything that can fail before any input runs (exit code 2 territory)."""
-    render.check_colormap(options.colormap)
-    if not 0.0 <= options.alpha <= 1.0:
-        from .errors import UsageError
+    def compute(self, x: torch.Tensor) -> list[Any]: ...
 
-        raise UsageError(f"--alpha {options.alpha} is out of range; use a value from 0 to 1")
-    if options.batch_size < 1 or options.top_k < 1:
-        from .errors import UsageError
+    def write(self, item: images.InputFile, image: Image.Image, computed: Any) -> ImageResult: ...
 
-        raise UsageError("--batch-size and --top-k must be at least 1")
-    device = resolve_device(options.device)
-    method = get_method(options.method)
-    loaded = model or load_model(
-        options.model,
-        options.weights,
-        labels=options.labels,
-        arch=options.arch,
-        trust_checkpoint=options.trust_checkpoint,
-    )
-    chosen = options.layer is None
-    if options.layer is None:
-        layer = default_layer(trace(loaded.module, loaded.input_size, loaded.builder), loaded.default_layer)
-    else:
-        layer = options.layer.strip()
-        resolve(loaded.module, layer, loaded.name)
-        infos = {i.name: i for i in trace(loaded.module, loaded.input_size, loaded.builder)}
-        info = infos.get(layer)
-        if info is not None and info.calls and not info.spatial:
-            from .layers import spatial_neighbours
-
-            near = ", ".join(spatial_neighbours(list(infos.values()), layer))
-            raise LayerError(
-                f"layer '{layer}' has no spatial output (shape {info.shape}); nearest layers with one: {near}"
-            )
-    targets = resolve_targets(options.targets, loaded.categories)
-    loaded.module.to(device)
-    return Prepared(loaded, device, layer, chosen, method, targets, options)
+    def records(self, result: ImageResult) -> list[dict[str, Any]]: ...
 
 
 def preprocess(image: Image.Image, model: LoadedModel) -> torch.Tensor:
@@ -134,114 +72,140 @@ def preprocess(image: Image.Image, model: LoadedModel) -> torch.Tensor:
     return (x - mean) / std
 
 
-def _class_name(model: LoadedModel, idx: int) -> str:
-    return model.categories[idx] if 0 <= idx < len(model.categories) else f"class_{idx}"
+def default_workers() -> int:
+    return max(1, min(4, (os.cpu_count() or 2)))
 
 
-def output_paths(prep: Prepared, item: images.InputFile, idx: int) -> dict[str, Path]:
-    stem = images.output_stem(item, prep.options.out)
-    name = f"{stem.name}.{prep.method.name}.{idx}-{images.slug(_class_name(prep.model, idx))}"
-    paths = {"overlay": stem.with_name(name + ".png")}
-    if prep.options.save_raw:
-        paths["raw"] = stem.with_name(name + ".npy")
-    return paths
+def _is_oom(e: BaseException) -> bool:
+    oom = getattr(torch.cuda, "OutOfMemoryError", None)
+    return (oom is not None and isinstance(e, oom)) or (isinstance(e, RuntimeError) and "out of memory" in str(e))
 
 
-def _batches(items: Iterable[images.InputFile], prep: Prepared) -> Iterator[list[tuple[images.InputFile, Any]]]:
-    """Decode inputs and group them in batches; a failed decode travels as its InputError."""
-    batch: list[tuple[images.InputFile, Any]] = []
-    good = 0
-    for item in items:
+def compute_with_retry(job: Job, x: torch.Tensor) -> list[Any]:
+    """``job.compute`` on a batch; on out-of-memory, halve the batch and retry, down to one image."""
+    try:
+        return job.compute(x)
+    except (RuntimeError, MemoryError) as e:
+        if not _is_oom(e):
+            raise
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        if x.shape[0] == 1:
+            raise InputError("out of memory even with a batch of 1; try --device cpu or a smaller model") from None
+        half = x.shape[0] // 2
+        return compute_with_retry(job, x[:half]) + compute_with_retry(job, x[half:])
+
+
+def _decode_and_prepare(item: images.InputFile, model: LoadedModel, max_pixels: int | None) -> Any:
+    try:
+        im = images.decode(item.path, max_pixels)
+        return im, preprocess(im, model)
+    except InputError as e:
+        return e
+
+
+def run(
+    job: Job,
+    items: Iterable[images.InputFile],
+    *,
+    workers: int | None = None,
+    max_pixels: int | None = images.DEFAULT_MAX_PIXELS,
+    skip_existing: bool = False,
+) -> Iterator[ImageResult]:
+    """Process every input; yields one :class:`ImageResult` per input, in input order.
+
+    Decoding runs ``workers`` images ahead of the model in threads; rendering and writing run behind it in
+    threads. On Ctrl-C the writes already handed out are finished (atomic: never partial) and their results
+    yielded before the interrupt propagates.
+    """
+    n = workers or default_workers()
+    window = max(job.batch_size * 2, n * 2)
+    decoder = ThreadPoolExecutor(max_workers=n, thread_name_prefix="camcli-decode")
+    writer = ThreadPoolExecutor(max_workers=n, thread_name_prefix="camcli-write")
+    pending_writes: deque[tuple[images.InputFile, Future[ImageResult] | ImageResult]] = deque()
+
+    def finished(entry: tuple[images.InputFile, Future[ImageResult] | ImageResult]) -> ImageResult:
+        item, value = entry
+        if isinstance(value, ImageResult):
+            return value
         try:
-            batch.append((item, images.decode(item.path, prep.options.max_pixels)))
-            good += 1
+            return value.result()
         except InputError as e:
-            batch.append((item, e))
-        if good >= prep.options.batch_size:
-            yield batch
-            batch, good = [], 0
-    if batch:
-        yield batch
+            return ImageResult(item.display, False, str(e))
+        except OSError as e:
+            return ImageResult(item.display, False, f"{item.path}: cannot write output ({e})")
+
+    def drain(limit: int) -> Iterator[ImageResult]:
+        while len(pending_writes) > limit or (pending_writes and _done(pending_writes[0][1])):
+            yield finished(pending_writes.popleft())
+
+    try:
+        decoded: deque[tuple[images.InputFile, Future[Any] | ImageResult]] = deque()
+        source = iter(items)
+        exhausted = False
+        while True:
+            while not exhausted and len(decoded) < window:
+                item = next(source, None)
+                if item is None:
+                    exhausted = True
+                    break
+                if skip_existing and job.outputs_exist(item):
+                    decoded.append((item, ImageResult(item.display, True, skipped=True)))
+                else:
+                    decoded.append((item, decoder.submit(_decode_and_prepare, item, job.model, max_pixels)))
+            if not decoded:
+                break
+            # one batch: take entries in order until batch_size images decoded
+            batch: list[tuple[images.InputFile, Any]] = []
+            good = 0
+            while decoded and good < job.batch_size:
+                item, fut = decoded.popleft()
+                value = fut if isinstance(fut, ImageResult) else fut.result()
+                batch.append((item, value))
+                good += isinstance(value, tuple)
+            ready = [(item, v) for item, v in batch if isinstance(v, tuple)]
+            computed: list[Any] = []
+            failure: str | None = None
+            if ready:
+                x = torch.stack([t for _, (_, t) in ready]).to(job.device, non_blocking=True)
+                try:
+                    computed = compute_with_retry(job, x)
+                except InputError as e:
+                    failure = str(e)
+            row = 0
+            for item, value in batch:
+                if isinstance(value, ImageResult):
+                    pending_writes.append((item, value))
+                elif isinstance(value, InputError):
+                    pending_writes.append((item, ImageResult(item.display, False, str(value))))
+                elif failure is not None:
+                    pending_writes.append((item, ImageResult(item.display, False, f"{item.path}: {failure}")))
+                else:
+                    pending_writes.append((item, writer.submit(job.write, item, value[0], computed[row])))
+                    row += 1
+            yield from drain(window)
+        while pending_writes:
+            yield finished(pending_writes.popleft())
+    except KeyboardInterrupt:
+        # finish what was handed to the writers, report it, then stop
+        while pending_writes:
+            yield finished(pending_writes.popleft())
+        raise
+    finally:
+        decoder.shutdown(wait=True, cancel_futures=True)
+        writer.shutdown(wait=True, cancel_futures=False)
 
 
-def run(items: Iterable[images.InputFile], prep: Prepared) -> Iterator[ImageResult]:
-    """Explain every input and write its outputs; yields one :class:`ImageResult` per input, in order."""
-    opts, model = prep.options, prep.model
-    for batch in _batches(items, prep):
-        decoded = [(item, im) for item, im in batch if isinstance(im, Image.Image)]
-        explanation = None
-        if decoded:
-            x = torch.stack([preprocess(im, model) for _, im in decoded]).to(prep.device)
-            explanation = explain(
-                model.module, x, prep.layer, prep.method, targets=prep.targets or None, top_k=opts.top_k
-            )
-        row = 0
-        for item, im in batch:
-            if not isinstance(im, Image.Image):
-                yield ImageResult(input=item.display, ok=False, error=str(im))
-                continue
-            assert explanation is not None
-            try:
-                yield _write_one(prep, item, im, explanation, row)
-            except OSError as e:
-                yield ImageResult(input=item.display, ok=False, error=f"{item.path}: cannot write output ({e})")
-            row += 1
-
-
-def _write_one(prep: Prepared, item: images.InputFile, im: Image.Image, ex: Any, row: int) -> ImageResult:
-    opts, model = prep.options, prep.model
-    probs = ex.probs[row]
-    top = probs.topk(min(5, probs.numel()))
-    preds = [
-        Prediction(int(i), _class_name(model, int(i)), round(float(p), 6))
-        for p, i in zip(top.values, top.indices, strict=True)
-    ]
-    # upsampled to the upright original, then min-max again so each saved map spans exactly [0, 1]
-    full = normalize(upsample(ex.maps[row], (im.height, im.width))).numpy()  # (K, H, W)
-    classes = []
-    for k, idx in enumerate(ex.classes[row].tolist()):
-        paths = output_paths(prep, item, idx)
-        images.atomic_save_png(paths["overlay"], render.overlay(im, full[k], opts.colormap, opts.alpha))
-        if "raw" in paths:
-            images.atomic_save_npy(paths["raw"], full[k].astype(np.float32))
-        classes.append(
-            ClassMap(
-                idx,
-                _class_name(model, idx),
-                round(float(probs[idx]), 6),
-                {kind: str(p) for kind, p in paths.items()},
-                full[k] if opts.keep_maps else None,
-            )
-        )
-    return ImageResult(item.display, True, None, (im.width, im.height), preds, classes)
-
-
-def records(result: ImageResult, prep: Prepared) -> list[dict[str, Any]]:
-    """Manifest / ``--json`` records: one per image and explained class (one error record on failure)."""
-    base = {"input": result.input, "model": prep.model.name, "layer": prep.layer, "method": prep.method.name}
-    if not result.ok:
-        return [{**base, "status": "error", "error": result.error}]
-    top = [asdict(p) for p in result.predictions]
-    return [
-        {
-            **base,
-            "status": "ok",
-            "class_index": c.index,
-            "class_name": c.name,
-            "probability": c.probability,
-            "top_k": top,
-            "outputs": c.files,
-        }
-        for c in result.classes
-    ]
+def _done(value: Future[ImageResult] | ImageResult) -> bool:
+    return isinstance(value, ImageResult) or value.done()
 
 
 class Manifest:
-    """``manifest.jsonl`` in the output folder, written line by line (nothing kept in memory)."""
+    """``manifest.jsonl`` (or a shard's part) in the output folder, written line by line, nothing kept."""
 
-    def __init__(self, out_dir: Path, append: bool = False) -> None:
+    def __init__(self, out_dir: Path, append: bool = False, name: str = "manifest.jsonl") -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        self.path = out_dir / "manifest.jsonl"
+        self.path = out_dir / name
         self._f = self.path.open("a" if append else "w", encoding="utf-8")
 
     def write(self, recs: Iterable[dict[str, Any]]) -> None:
@@ -253,30 +217,56 @@ class Manifest:
         self._f.close()
 
 
-def explain_files(
+def manifest_name(shard: tuple[int, int] | None) -> str:
+    return (
+        "manifest.jsonl" if shard is None else f"manifest.shard-{shard[0]:0{len(str(shard[1]))}d}-of-{shard[1]}.jsonl"
+    )
+
+
+def merge_manifests(out_dir: Path) -> tuple[Path, int, int]:
+    """Join ``manifest.shard-*.jsonl`` parts (and an existing manifest.jsonl) into ``manifest.jsonl``.
+
+    Records are keyed by (input, method, layer, class, kind); a later part's record replaces an earlier one;
+    the result is sorted by input. Returns (path, parts read, records written).
+    """
+    parts = sorted(out_dir.glob("manifest.shard-*.jsonl"))
+    target = out_dir / "manifest.jsonl"
+    sources = ([target] if target.exists() else []) + parts
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for src in sources:
+        for line in src.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            rec = json.loads(line)
+            key = (rec.get("input"), rec.get("method"), rec.get("layer"), rec.get("class_index"), rec.get("kind"))
+            merged[key] = rec
+    body = "".join(
+        json.dumps(r, ensure_ascii=False) + "\n" for r in sorted(merged.values(), key=lambda r: str(r.get("input")))
+    )
+    images.atomic_write_bytes(target, body.encode("utf-8"))
+    return target, len(parts), len(merged)
+
+
+def drive(
+    job: Job,
     inputs: list[str],
-    options: Options | None = None,
+    out: Path,
     *,
+    workers: int | None = None,
+    max_pixels: int | None = images.DEFAULT_MAX_PIXELS,
+    skip_existing: bool = False,
+    shard: tuple[int, int] | None = None,
     on_result: Callable[[ImageResult], None] | None = None,
     on_error: Callable[[ImageResult], None] | None = None,
-    model: LoadedModel | None = None,
-) -> Iterator[ImageResult]:
-    """Python API: explain files/folders/globs with ``options``; yields results as they are written.
-
-    Example::
-
-        from camcli import Options, explain_files
-        for r in explain_files(["photos/"], Options(out=Path("cams"), top_k=2)):
-            print(r.input, r.predictions[0].name if r.ok else r.error)
-    """
-    options = options or Options()
-    prep = prepare(options, model)
-    items = images.discover(inputs, options.out)
-    manifest = Manifest(options.out)
+) -> Generator[ImageResult, None, None]:
+    """Discover ``inputs``, run ``job`` over them, stream records to the manifest, call the callbacks."""
+    items = images.iter_inputs(inputs, out, shard)
+    manifest = Manifest(out, append=skip_existing, name=manifest_name(shard))
     try:
-        for result in run(items, prep):
-            manifest.write(records(result, prep))
-            callback = on_result if result.ok else on_error
+        for result in run(job, items, workers=workers, max_pixels=max_pixels, skip_existing=skip_existing):
+            if not result.skipped:
+                manifest.write(job.records(result))
+            callback = on_error if not result.ok else on_result
             if callback is not None:
                 callback(result)
             yield result

@@ -14,8 +14,7 @@ from .scorecam import ScoreCAM
 from .xgradcam import XGradCAM
 
 REGISTRY: dict[str, type[CamMethod]] = {
-    cls.name: cls
-    for cls in (GradCAM, GradCAMPlusPlus, XGradCAM, HiResCAM, LayerCAM, ScoreCAM, EigenCAM, ClassicCAM)
+    cls.name: cls for cls in (GradCAM, GradCAMPlusPlus, XGradCAM, HiResCAM, LayerCAM, ScoreCAM, EigenCAM, ClassicCAM)
 }
 _ALIASES = {"gradcampp": "gradcam++", "gradcamplusplus": "gradcam++", "classiccam": "cam"}
 

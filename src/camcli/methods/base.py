@@ -200,7 +200,11 @@ def explain(
                 by_method[m.name] = normalize(stack.mean(0))
         logits = logits.detach().float()
         return Explanation(
-            logits.cpu(), logits.softmax(1).cpu(), chosen.cpu(), by_method[methods[0].name], by_method,
+            logits.cpu(),
+            logits.softmax(1).cpu(),
+            chosen.cpu(),
+            by_method[methods[0].name],
+            by_method,
             per_layer if len(layers) > 1 else {},
         )
 

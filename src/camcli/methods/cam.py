@@ -27,8 +27,10 @@ class ClassicCAM(CamMethod):
     def raw_map(self, acts: torch.Tensor, grads: torch.Tensor, ctx: Context) -> torch.Tensor:
         linears = [m for m in ctx.model.modules() if isinstance(m, nn.Linear)]
         fc = linears[-1] if linears else None
-        if fc is None or fc.in_features != acts.shape[1] or any(
-            isinstance(m, nn.Linear) and m is not fc and m.out_features == fc.in_features for m in linears
+        if (
+            fc is None
+            or fc.in_features != acts.shape[1]
+            or any(isinstance(m, nn.Linear) and m is not fc and m.out_features == fc.in_features for m in linears)
         ):
             raise LayerError(
                 f"CAM needs a global-pool + single linear head fed by the target layer; layer '{ctx.layer}' has "

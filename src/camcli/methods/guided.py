@@ -5,8 +5,8 @@ the gradient of the class score with respect to the input, where every ReLU pass
 gradients at positions where its output was positive. Guided Grad-CAM (Selvaraju et al. 2017) multiplies that
 image by the CAM upsampled to the input size.
 
-Done with forward hooks on the model's ``nn.ReLU`` modules (each output is routed through a function with the
-guided backward); the hooks are removed in ``finally``, so the user's modules are exactly as before.
+Done with forward hooks on the model's ``nn.ReLU`` and ``nn.ReLU6`` modules (each output is routed through a
+function with the guided backward); the hooks are removed in ``finally``, so the user's modules are exactly as before.
 ReLUs applied functionally (``F.relu`` inside ``forward``) are not modules and are not guided.
 """
 
@@ -22,19 +22,25 @@ from .base import model_logits
 
 
 class _GuidedReLU(torch.autograd.Function):
+    """Identity forward on a (clamped) ReLU's output; backward passes positive gradients where the unit was
+    in its linear part: 0 < out (< upper for ReLU6)."""
+
     @staticmethod
-    def forward(ctx: Any, out: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, out: torch.Tensor, upper: float) -> torch.Tensor:
         ctx.save_for_backward(out)
+        ctx.upper = upper
         return out.clone()
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (out,) = ctx.saved_tensors
-        return grad.clamp_min(0) * (out > 0).to(grad.dtype)
+        active = (out > 0) & (out < ctx.upper)
+        return grad.clamp_min(0) * active.to(grad.dtype), None
 
 
-def _guide(_m: nn.Module, _inputs: object, output: torch.Tensor) -> torch.Tensor:
-    return _GuidedReLU.apply(output)  # type: ignore[no-any-return]
+def _guide(module: nn.Module, _inputs: object, output: torch.Tensor) -> torch.Tensor:
+    upper = 6.0 if isinstance(module, nn.ReLU6) else float("inf")
+    return _GuidedReLU.apply(output, upper)
 
 
 def guided_backprop(model: nn.Module, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
@@ -45,7 +51,7 @@ def guided_backprop(model: nn.Module, x: torch.Tensor, classes: torch.Tensor) ->
     with eval_mode(model):
         try:
             for m in model.modules():
-                if isinstance(m, nn.ReLU):
+                if isinstance(m, (nn.ReLU, nn.ReLU6)):
                     handles.append(m.register_forward_hook(_guide))
             with torch.enable_grad():
                 logits = model_logits(model(inp))
