@@ -212,8 +212,7 @@ def test_smoothing_and_flip_augmentation(peer_models):
 
 
 def test_registry_names_and_unknown_method():
-    assert set(REGISTRY) == {"gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "scorecam", "eigencam",
-                             "cam"}
+    assert set(REGISTRY) == {"gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "scorecam", "eigencam", "cam"}
     assert get_method("GradCAM-PP").name == "gradcam++"
     with pytest.raises(UsageError, match="choose one of"):
         get_method("fullgrad")

@@ -19,6 +19,8 @@ _LAZY = {
     "Options": "camcli.camjob",
     "CamJob": "camcli.camjob",
     "explain_files": "camcli.camjob",
+    "FeatureOptions": "camcli.features",
+    "feature_files": "camcli.features",
     "ImageResult": "camcli.pipeline",
     "merge_manifests": "camcli.pipeline",
     "explain": "camcli.methods",

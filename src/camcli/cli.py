@@ -320,24 +320,137 @@ def _summary(counts: dict[str, int], table: list[Any], seconds: float, out: Path
     from . import console
 
     if 0 < len(table) <= 20 and counts["done"] <= 20:
-        rows = []
-        for r in table:
-            top = r.predictions[0] if r.predictions else None
-            rows.append(
+        if any(r.predictions for r in table):
+            rows = [
                 (
                     r.input,
-                    f"{top.index} {top.name}" if top else "-",
-                    f"{top.probability:.3f}" if top else "-",
+                    f"{r.predictions[0].index} {r.predictions[0].name}",
+                    f"{r.predictions[0].probability:.3f}",
                     len(r.outputs),
                 )
-            )
-        console.table("top prediction per image", ["image", "class", "prob", "outputs"], rows)
+                for r in table
+            ]
+            console.table("top prediction per image", ["image", "class", "prob", "outputs"], rows)
+        else:
+            console.table("outputs per image", ["image", "files"], [(r.input, len(r.outputs)) for r in table])
     rate = counts["done"] / seconds if seconds > 0 else 0.0
     skipped = f", {counts['skipped']} skipped (outputs exist)" if counts["skipped"] else ""
     console.info(
         f"{counts['done']} done, {counts['failed']} failed{skipped} in {seconds:.1f}s ({rate:.1f} img/s); "
         f"outputs and {manifest} in {out}"
     )
+
+
+@app.command()
+def features(
+    inputs: InputsArg,
+    model: ModelOpt = DEFAULT_MODEL,
+    weights: WeightsOpt = None,
+    layer: LayerOpt = None,
+    all_layers: Annotated[
+        bool, typer.Option("--all", help="A grid for every layer with a spatial output (quick browsing).")
+    ] = False,
+    top: Annotated[int, typer.Option(help="Show the N channels with the highest mean activation.")] = 16,
+    channels: Annotated[str | None, typer.Option(help="Show these channels instead: 0,5,17-24.")] = None,
+    normalize: Annotated[str, typer.Option(help="tile: each tile on its own scale; layer: one scale.")] = "tile",
+    colormap: Annotated[str, typer.Option(help="Any matplotlib colormap name.")] = "viridis",
+    tile: Annotated[int, typer.Option(help="Tile size in pixels.")] = 128,
+    save_raw: Annotated[bool, typer.Option("--save-raw", help="Also write the layer output as .npy.")] = False,
+    stats: Annotated[bool, typer.Option("--stats", help="Print channels, size, mean, max, % zeros.")] = False,
+    out: OutOpt = Path("camcli-out"),
+    batch_size: BatchOpt = 8,
+    device: DeviceOpt = "auto",
+    workers: WorkersOpt = None,
+    max_pixels: MaxPixelsOpt = None,
+    skip_existing: SkipOpt = False,
+    shard: ShardOpt = None,
+    labels: LabelsOpt = None,
+    arch: ArchOpt = None,
+    trust_checkpoint: TrustOpt = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Write feature-map grids: the input picture, then the layer's strongest channels, one PNG per layer.
+
+    Example: camcli features cat.jpg --model resnet18 --weights none --layer layer2 --top 32
+    """
+    code = EXIT_USAGE
+    with _boundary(debug):
+        from . import console
+        from .features import FeatureJob, FeatureOptions
+
+        opts = FeatureOptions(
+            model=model,
+            weights=weights,
+            layers=list(layer or []),
+            all_layers=all_layers,
+            top=top,
+            channels=channels,
+            normalize=normalize,
+            colormap=colormap,
+            tile=tile,
+            save_raw=save_raw,
+            out=out,
+            batch_size=batch_size,
+            device=device,
+            workers=workers,
+            max_pixels=_apply_max_pixels(max_pixels),
+            skip_existing=skip_existing,
+            shard=parse_shard(shard),
+            labels=labels,
+            arch=arch,
+            trust_checkpoint=trust_checkpoint,
+        )
+        total = _count(inputs, out, opts.shard)
+        job = FeatureJob(opts)
+        if not quiet:
+            how = "auto: last spatial layer" if job.layer_chosen else ("--all" if all_layers else "from --layer")
+            shown = ", ".join(job.layers[:6]) + (f" … ({len(job.layers)} layers)" if len(job.layers) > 6 else "")
+            console.info(
+                f"model {job.model.name} · layer {shown} ({how}) · device {job.device} · "
+                f"{'?' if total is None else total} image(s) → {out}"
+            )
+        a = dict(locals())
+        a["inputs"] = inputs
+        if stats:
+            job = _StatsJob(job)
+        code = _drive(job, a, out, opts.shard, total)
+        if stats:
+            console.table(
+                "layer statistics",
+                ["image", "layer", "channels", "h×w", "mean", "max", "% zeros"],
+                job.rows,
+                stdout=not json_out,
+            )
+    raise typer.Exit(code)
+
+
+class _StatsJob:
+    """Wraps a FeatureJob to collect the --stats rows as results stream by."""
+
+    def __init__(self, job: Any) -> None:
+        self._job = job
+        self.rows: list[tuple[Any, ...]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._job, name)
+
+    def records(self, result: Any) -> list[dict[str, Any]]:
+        for o in result.outputs:
+            s = o["stats"]
+            self.rows.append(
+                (
+                    result.input,
+                    o["layer"],
+                    s["channels"],
+                    f"{s['height']}×{s['width']}",
+                    s["mean"],
+                    s["max"],
+                    s["zeros_pct"],
+                )
+            )
+        return self._job.records(result)  # type: ignore[no-any-return]
 
 
 @app.command()

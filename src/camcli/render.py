@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -50,3 +51,68 @@ def overlay(image: Image.Image, cam: np.ndarray, colormap: str = "jet", alpha: f
     heat = colorize(cam, colormap).astype(np.float32)
     out = (1.0 - alpha) * base + alpha * heat
     return Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8), "RGB")
+
+
+def _font(size: int) -> Any:
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def feature_grid(
+    picture: Image.Image,
+    maps: np.ndarray,
+    labels: list[str],
+    *,
+    colormap: str = "viridis",
+    normalize: str = "tile",
+    tile: int = 128,
+    columns: int | None = None,
+) -> Image.Image:
+    """A grid: the input picture first, then one coloured tile per channel map with its label underneath.
+
+    Args:
+        picture: the input image (drawn as the first tile, labelled "input").
+        maps: (N, h, w) channel maps; upsampled (nearest, so the layer's cells stay visible) to the tile size.
+        labels: one caption per map.
+        normalize: ``tile`` (each map min-max on its own) or ``layer`` (one min-max over all maps shown).
+        columns: tiles per row (default: about square).
+    """
+    import math
+
+    import torch
+    from PIL import ImageDraw
+    from torchvision.utils import make_grid
+
+    if normalize not in ("tile", "layer"):
+        raise UsageError(f"--normalize {normalize!r}: use tile or layer")
+    m = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))
+    if normalize == "layer":
+        lo, hi = m.min(), m.max()
+        m = (m - lo) / (hi - lo) if hi > lo else torch.zeros_like(m)
+    else:
+        flat = m.flatten(1)
+        lo = flat.min(1).values[:, None, None]
+        hi = flat.max(1).values[:, None, None]
+        span = hi - lo
+        m = torch.where(span > 0, (m - lo) / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(m))
+    h, w = maps.shape[-2:]
+    th = max(1, round(tile * h / w)) if w >= h else tile
+    tw = tile if w >= h else max(1, round(tile * w / h))
+    up = torch.nn.functional.interpolate(m[:, None], size=(th, tw), mode="nearest")[:, 0].numpy()
+    label_h = 16
+    font = _font(11)
+    tiles = []
+    for img, text in [(np.asarray(picture.convert("RGB").resize((tw, th), Image.Resampling.BILINEAR)), "input")] + [
+        (colorize(up[i], colormap), labels[i]) for i in range(len(labels))
+    ]:
+        canvas = Image.new("RGB", (tw, th + label_h), (255, 255, 255))
+        canvas.paste(Image.fromarray(img), (0, 0))
+        ImageDraw.Draw(canvas).text((3, th + 2), text, fill=(0, 0, 0), font=font)
+        tiles.append(torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1))
+    ncol = columns or max(1, math.ceil(math.sqrt(len(tiles))))
+    grid = make_grid(torch.stack(tiles), nrow=ncol, padding=3, pad_value=255)
+    return Image.fromarray(grid.permute(1, 2, 0).numpy().astype(np.uint8), "RGB")
