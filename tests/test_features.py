@@ -67,7 +67,7 @@ def test_job_ranks_known_channels_and_raw_equals_layer_output(tmp_path):
 
     results = list(feature_files([str(img)], job.options, model=job.model))
     assert results[0].ok
-    rec = [json.loads(line) for line in (tmp_path / "o" / "manifest.jsonl").read_text().splitlines()][0]
+    rec = json.loads((tmp_path / "o" / "manifest.jsonl").read_text().splitlines()[0])
     assert rec["channels"] == [1, 3, 4] and rec["means"] == [5.0, 3.0, 3.0]
     raw = np.load(rec["outputs"]["raw"])
     # independent: the conv applied to the preprocessed (all-ones) input
@@ -85,7 +85,7 @@ def test_raw_activation_matches_independent_hook_on_resnet(tmp_path):
     from camcli.pipeline import preprocess
 
     opts = FeatureOptions(layers=["layer2"], channels="0,5,17-24", out=tmp_path / "o", save_raw=True, device="cpu")
-    [res] = list(feature_files([str(SAMPLES / "coffee.png")], opts, model=loaded))
+    (res,) = list(feature_files([str(SAMPLES / "coffee.png")], opts, model=loaded)))
     assert res.outputs[0]["channels"] == [0, 5, *range(17, 25)]
     captured = {}
     h = model.layer2.register_forward_hook(lambda m, i, o: captured.update(a=o.detach()))

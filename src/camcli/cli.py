@@ -413,14 +413,13 @@ def features(
             )
         a = dict(locals())
         a["inputs"] = inputs
-        if stats:
-            job = _StatsJob(job)
-        code = _drive(job, a, out, opts.shard, total)
-        if stats:
+        stats_job = _StatsJob(job) if stats else None
+        code = _drive(stats_job or job, a, out, opts.shard, total)
+        if stats_job is not None:
             console.table(
                 "layer statistics",
                 ["image", "layer", "channels", "h×w", "mean", "max", "% zeros"],
-                job.rows,
+                stats_job.rows,
                 stdout=not json_out,
             )
     raise typer.Exit(code)
@@ -450,7 +449,7 @@ class _StatsJob:
                     s["zeros_pct"],
                 )
             )
-        return self._job.records(result)  # type: ignore[no-any-return]
+        return self._job.records(result)
 
 
 @app.command()
