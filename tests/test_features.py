@@ -85,7 +85,7 @@ def test_raw_activation_matches_independent_hook_on_resnet(tmp_path):
     from camcli.pipeline import preprocess
 
     opts = FeatureOptions(layers=["layer2"], channels="0,5,17-24", out=tmp_path / "o", save_raw=True, device="cpu")
-    (res,) = list(feature_files([str(SAMPLES / "coffee.png")], opts, model=loaded)))
+    (res,) = list(feature_files([str(SAMPLES / "coffee.png")], opts, model=loaded))
     assert res.outputs[0]["channels"] == [0, 5, *range(17, 25)]
     captured = {}
     h = model.layer2.register_forward_hook(lambda m, i, o: captured.update(a=o.detach()))
