@@ -49,7 +49,7 @@ class _MetaParams(TorchFunctionMode):
     """Create parameters and buffers on the meta device, leave other tensor math alone (regnet computes
     its widths with tensors at build time, which a plain ``torch.device('meta')`` context breaks)."""
 
-    _factories = frozenset({torch.empty, torch.zeros, torch.ones, torch.full, torch.tensor})
+    _factories = frozenset({torch.empty, torch.zeros, torch.ones, torch.full})
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = dict(kwargs or {})
@@ -111,7 +111,7 @@ def _signature_cache() -> dict[str, dict[str, tuple[int, ...]]]:
     from .models import available_models
 
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "camcli"
-    path = root / f"arch-signatures-tv{torchvision.__version__}.json"
+    path = root / f"arch-signatures-v2-tv{torchvision.__version__}.json"
     try:
         raw = json.loads(path.read_text())
         return {n: {k: tuple(s) for k, s in sig.items()} for n, sig in raw.items()}
@@ -238,12 +238,13 @@ def read_file(path: Path, trust: bool) -> tuple[str, Any]:
     except pickle.UnpicklingError as e:
         if trust:
             raise CheckpointError(f"{path}: cannot unpickle ({e})") from None
-        names = _unsafe_globals(path)
-        what = (
-            f"it would import {', '.join(names[:6])}" + (" …" if len(names) > 6 else "")
-            if names
-            else ("it needs objects beyond plain tensors")
-        )
+        # the file's own classes first (they are what the user recognises), torch internals last
+        names = sorted(_unsafe_globals(path), key=lambda n: (n.startswith("torch."), n))
+        if names:
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            what = f"it would import {len(names)} class(es)/function(s): {shown}"
+        else:
+            what = "it needs objects beyond plain tensors"
         raise CheckpointError(
             f"{path}: refused to load: {what}, which can run arbitrary code. Re-save it as a state_dict "
             "(torch.save(model.state_dict(), 'model.pt')) or safetensors, or pass --trust-checkpoint if you "

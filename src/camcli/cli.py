@@ -479,6 +479,58 @@ def methods(json_out: JsonOpt = False) -> None:
     )
 
 
+@app.command()
+def inspect(
+    checkpoint: Annotated[Path, typer.Argument(help="A .pt/.pth/.bin/.ckpt/.safetensors file.")],
+    arch: ArchOpt = None,
+    trust_checkpoint: TrustOpt = False,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Show what a checkpoint holds: format, where the weights are, architecture found, classes, keys.
+
+    Nothing in the file is executed (weights-only loading) unless --trust-checkpoint is given.
+
+    Example: camcli inspect runs/best.pt
+    """
+    with _boundary(debug):
+        import json
+
+        from . import console
+        from .checkpoints import inspect_checkpoint
+
+        info = inspect_checkpoint(str(checkpoint), arch=arch, trust=trust_checkpoint)
+        n_params = sum(int(v.numel()) for v in info.state_dict.values())
+        rec = {
+            "path": info.path,
+            "format": info.format,
+            "container": info.container,
+            "stripped_prefixes": info.stripped,
+            "architecture": info.arch,
+            "num_classes": info.num_classes,
+            "candidates": info.candidates,
+            "tensors": len(info.state_dict),
+            "parameters": n_params,
+            "other_keys": [k for k in info.extra_keys if k != info.container],
+            "notes": info.notes,
+            "first_keys": list(info.state_dict)[:5],
+        }
+        if json_out:
+            sys.stdout.write(json.dumps(rec) + "\n")
+            return
+        rows = [
+            (k, ", ".join(map(str, v)) if isinstance(v, list) else ("-" if v is None else v)) for k, v in rec.items()
+        ]
+        console.table(f"checkpoint {checkpoint}", ["field", "value"], rows, stdout=True)
+        if info.arch:
+            console.info(
+                f"use it: camcli gradcam IMAGE --model {checkpoint}"
+                + ("" if len(info.candidates) <= 1 else f" --arch {info.arch}")
+            )
+        elif len(info.candidates) > 1:
+            console.info(f"several architectures fit; add --arch ({', '.join(info.candidates[:5])})")
+
+
 @app.command("merge-manifests")
 def merge_manifests_cmd(
     out: Annotated[Path, typer.Argument(help="The output folder the shards wrote to.")],
