@@ -63,7 +63,8 @@ def test_shards_are_disjoint_and_complete(tmp_path):
     root = _folder(tmp_path / "in", 30)
     everything = [f.rel for f in iter_inputs([str(root)])]
     parts = [[f.rel for f in iter_inputs([str(root)], shard=(k, 4))] for k in range(1, 5)]
-    assert sorted(rel for part in parts for rel in part) == sorted(everything) and sum(map(len, parts)) == len(everything)
+    assert sorted(rel for part in parts for rel in part) == sorted(everything)
+    assert sum(map(len, parts)) == len(everything)
     assert all(parts), "every shard got some of 30 files"
     assert shard_of(Path("d0/img000.png"), 4) == shard_of(Path("d0/img000.png"), 4)  # stable
 
