@@ -11,6 +11,7 @@ the median time of a no-grad forward of a batch, and of camcli / pytorch-grad-ca
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -18,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +31,9 @@ from camcli.methods import explain, get_method, upsample  # noqa: E402
 from camcli.models import load_bundled  # noqa: E402
 
 
-def median_times(fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 2) -> dict[str, float]:
+def median_times(
+    fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 2, pre_call: bool = True
+) -> dict[str, float]:
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -38,7 +42,8 @@ def median_times(fns: dict[str, Callable[[], object]], rounds: int, warmup: int 
         for name, fn in fns.items():  # interleaved: every variant sees the same machine state
             # one untimed call first: freeing the previous variant's autograd graph makes the allocator hand
             # memory back, and the next call (whichever it is) pays page faults for it (measured: up to 2.7×)
-            fn()
+            if pre_call:
+                fn()
             t = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t)
@@ -96,8 +101,10 @@ def gradcam_variants(model: torch.nn.Module, layer: str, x: torch.Tensor) -> dic
 
 
 def bench_gradcam(rounds: int, batch: int) -> None:
-    print(f"\n## Grad-CAM cost vs a no-grad forward (CPU, batch {batch}, {torch.get_num_threads()} threads, "
-          f"median of {rounds} interleaved rounds)\n")
+    print(
+        f"\n## Grad-CAM cost vs a no-grad forward (CPU, batch {batch}, {torch.get_num_threads()} threads, "
+        f"median of {rounds} interleaved rounds)\n"
+    )
     print(f"| model | layer | forward ms/img | {'camcli':>8} | pytorch-grad-cam | torchcam |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name, model, layer, size in models():
@@ -109,6 +116,211 @@ def bench_gradcam(rounds: int, batch: int) -> None:
         print(f"| {name} | {layer} | {fwd / batch * 1000:.1f} | " + " | ".join(cells) + " |", flush=True)
 
 
+METHODS = ["gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam", "scorecam"]
+PGC_NAMES = {
+    "gradcam": "GradCAM",
+    "gradcam++": "GradCAMPlusPlus",
+    "xgradcam": "XGradCAM",
+    "hirescam": "HiResCAM",
+    "layercam": "LayerCAM",
+    "eigencam": "EigenCAM",
+    "scorecam": "ScoreCAM",
+}
+TC_NAMES = {
+    "gradcam": "GradCAM",
+    "gradcam++": "GradCAMpp",
+    "xgradcam": "XGradCAM",
+    "layercam": "LayerCAM",
+    "scorecam": "ScoreCAM",
+}
+
+
+def _sample_batch(size: tuple[int, int], batch: int, model: Any) -> torch.Tensor:
+    """Real photos (the sample images, mirrored/cropped for variety), preprocessed for ``model``."""
+    from PIL import Image, ImageOps
+
+    from camcli.pipeline import preprocess
+
+    pics = [Image.open(p).convert("RGB") for p in sorted((ROOT / "sample_images").glob("*.png"))]
+    out = []
+    for i in range(batch):
+        im = pics[i % len(pics)]
+        if i // len(pics) % 2:
+            im = ImageOps.mirror(im)
+        out.append(preprocess(im, model))
+    return torch.stack(out)
+
+
+def bench_methods(rounds: int, batch: int, full: bool) -> None:
+    """Per method and model: seconds per image and the ratio to a no-grad forward, next to the peers."""
+    import pytorch_grad_cam as pgc
+
+    try:
+        import torchcam.methods as tcm
+    except ImportError:
+        tcm = None
+    from camcli.models import LoadedModel, load_bundled
+
+    print(
+        f"\n## Methods: time per image and ratio to a no-grad forward (CPU, real photos; gradient methods batch "
+        f"{batch}, scorecam batch 1; median of {rounds} rounds, each variant warmed up before it is timed)\n"
+    )
+    print("| model | method | camcli ms/img | ×fwd | pytorch-grad-cam ms/img | ×fwd | torchcam ms/img | ×fwd |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    import torchvision
+
+    lite = load_bundled()
+    specs = [
+        ("resnet18", torchvision.models.resnet18(weights=None).eval(), "layer4"),
+        ("resnet50", torchvision.models.resnet50(weights=None).eval(), "layer4"),
+        ("efficientnet_lite0", lite.module.eval(), "_head_act"),
+    ]
+    for name, model, layer in specs:
+        loaded = lite if name == "efficientnet_lite0" else LoadedModel(name, model)
+        module = dict(model.named_modules())[layer]
+        for method in METHODS:
+            if method == "scorecam" and name == "resnet50" and not full:
+                print(
+                    f"| {name} | scorecam | (skipped: 2048 masked forwards per image; run with --full) | | | | | |",
+                    flush=True,
+                )
+                continue
+            b = 1 if method == "scorecam" else batch
+            x = _sample_batch(loaded.input_size, b, loaded)
+            m = get_method(method)
+            fns: dict[str, Callable[[], object]] = {}
+
+            def forward(x: torch.Tensor = x, model: torch.nn.Module = model) -> object:
+                with torch.no_grad():
+                    return model(x)
+
+            fns["fwd"] = forward
+            fns["camcli"] = lambda m=m, x=x, model=model, layer=layer: explain(model, x, layer, m, top_k=1)
+            cam = getattr(pgc, PGC_NAMES[method])(model=model, target_layers=[module])
+            cam.batch_size = 32
+            fns["pgc"] = lambda cam=cam, x=x: cam(input_tensor=x, targets=None)
+            if tcm is not None and method in TC_NAMES:
+                tc = getattr(tcm, TC_NAMES[method])(model, layer, input_shape=tuple(x.shape[1:]))
+
+                def run_tc(
+                    tc: Any = tc, x: torch.Tensor = x, method: str = method, model: torch.nn.Module = model
+                ) -> object:
+                    if method == "scorecam":
+                        with torch.no_grad():
+                            scores = model(x)
+                        return tc(class_idx=scores.argmax(1).tolist(), scores=scores)
+                    with torch.enable_grad():
+                        scores = model(x)
+                        return tc(class_idx=scores.argmax(1).tolist(), scores=scores)
+
+                fns["torchcam"] = run_tc
+            r = rounds if method != "scorecam" else 1
+            slow = method == "scorecam"  # minutes per call: one timed call each, no warm-up
+            t = median_times(fns, r, warmup=0 if slow else 2, pre_call=not slow)
+            fwd = t["fwd"]
+            cells = []
+            for k in ("camcli", "pgc", "torchcam"):
+                cells += [f"{t[k] / b * 1000:.0f}", f"{t[k] / fwd:.2f}×"] if k in t else ["n/a", ""]
+            print(f"| {name} | {method} | " + " | ".join(cells) + " |", flush=True)
+            if hasattr(cam, "activations_and_grads"):
+                cam.activations_and_grads.release()
+            if tcm is not None and method in TC_NAMES:
+                tc.remove_hooks()
+
+
+def _make_photos(folder: Path, n: int) -> Path:
+    """``n`` photos of mixed sizes (crops/rescales/mirrors of the sample images) as JPEG and PNG."""
+    from PIL import Image, ImageOps
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pics = [Image.open(p).convert("RGB") for p in sorted((ROOT / "sample_images").glob("*.png"))]
+    for i in range(n):
+        target = folder / f"sub{i % 4}" / f"photo{i:04d}.{'jpg' if i % 3 else 'png'}"
+        if target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        im = pics[i % len(pics)]
+        scale = 0.6 + (i % 7) * 0.15
+        im = im.resize((int(im.width * scale), int(im.height * scale)))
+        if i % 2:
+            im = ImageOps.mirror(im)
+        im.save(target, quality=90)
+    return folder
+
+
+def bench_pipeline(n: int) -> None:
+    """End-to-end images/s (decode → CAM → overlay → PNG written) vs the model's no-grad forward throughput
+    on the same preprocessed batches, same run."""
+    from PIL import Image
+
+    from camcli.camjob import Options, explain_files
+    from camcli.models import load_torchvision
+    from camcli.pipeline import preprocess
+
+    photos = _make_photos(ROOT / "bench_out" / f"photos{n}", n)
+    files = sorted(p for p in photos.rglob("*") if p.is_file())
+    print(f"\n## End-to-end pipeline vs forward-only throughput ({n} mixed-size photos, CPU, batch 8)\n")
+    print("| model | forward-only img/s | end-to-end img/s | ratio |")
+    print("| --- | --- | --- | --- |")
+    for name in ("resnet18", "resnet50"):
+        loaded = load_torchvision(name, "none")
+        model = loaded.module
+        xs = [preprocess(Image.open(f).convert("RGB"), loaded) for f in files]
+        batches = [torch.stack(xs[i : i + 8]) for i in range(0, len(xs), 8)]
+        with torch.no_grad():
+            model(batches[0])
+        t = time.perf_counter()
+        with torch.no_grad():
+            for b in batches:
+                model(b)
+        fwd = len(xs) / (time.perf_counter() - t)
+        del xs, batches
+        out = ROOT / "bench_out" / f"cams-{name}"
+        shutil.rmtree(out, ignore_errors=True)
+        t = time.perf_counter()
+        done = sum(
+            r.ok for r in explain_files([str(photos)], Options(out=out, batch_size=8, device="cpu"), model=loaded)
+        )
+        e2e = done / (time.perf_counter() - t)
+        print(f"| {name} | {fwd:.1f} | {e2e:.1f} | {e2e / fwd:.2f}× |", flush=True)
+
+
+def bench_memory(sizes: tuple[int, ...]) -> None:
+    """Peak RSS of a whole `camcli gradcam` process (resnet18, random weights) for folders of different sizes."""
+    exe = shutil.which("camcli") or str(Path(sys.executable).parent / "camcli")
+    print("\n## Peak RSS of `camcli gradcam FOLDER --model resnet18 --weights none` (whole process)\n")
+    print("| images | peak RSS MiB | wall s |")
+    print("| --- | --- | --- |")
+    peaks = []
+    for n in sizes:
+        photos = _make_photos(ROOT / "bench_out" / f"photos{n}", n)
+        out = ROOT / "bench_out" / f"rss{n}"
+        shutil.rmtree(out, ignore_errors=True)
+        t = time.perf_counter()
+        proc = subprocess.Popen(
+            [
+                exe,
+                "gradcam",
+                str(photos),
+                "--model",
+                "resnet18",
+                "--weights",
+                "none",
+                "--out",
+                str(out),
+                "-q",
+                "--device",
+                "cpu",
+            ]
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        peak = usage.ru_maxrss / 1024
+        peaks.append(peak)
+        print(f"| {n} | {peak:.0f} | {time.perf_counter() - t:.1f} |", flush=True)
+    print(f"\npeak RSS ratio {sizes[-1]} vs {sizes[0]} images: {peaks[-1] / peaks[0]:.3f} (target within 1.10)")
+
+
 def bench_help(rounds: int) -> None:
     exe = shutil.which("camcli") or str(Path(sys.executable).parent / "camcli")
     times = []
@@ -116,22 +328,33 @@ def bench_help(rounds: int) -> None:
         t = time.perf_counter()
         subprocess.run([exe, "--help"], capture_output=True, check=True)
         times.append(time.perf_counter() - t)
-    print(f"\n`camcli --help`: median {statistics.median(times) * 1000:.0f} ms wall over {rounds} runs "
-          f"(target < 300 ms)")
+    print(
+        f"\n`camcli --help`: median {statistics.median(times) * 1000:.0f} ms wall over {rounds} runs (target < 300 ms)"
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer rounds")
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--only", choices=["gradcam", "help"], default=None)
+    ap.add_argument("--only", choices=["gradcam", "help", "methods", "pipeline", "memory"], default=None)
+    ap.add_argument("--full", action="store_true", help="include Score-CAM on resnet50 (minutes)")
     args = ap.parse_args()
     rounds = 3 if args.quick else 7
-    print(f"camcli bench · torch {torch.__version__} · {time.strftime('%Y-%m-%d %H:%M')}")
+    print(
+        f"camcli bench · torch {torch.__version__} · {torch.get_num_threads()} threads · "
+        f"{time.strftime('%Y-%m-%d %H:%M')}"
+    )
     if args.only in (None, "help"):
         bench_help(rounds)
     if args.only in (None, "gradcam"):
         bench_gradcam(rounds, args.batch)
+    if args.only in (None, "methods"):
+        bench_methods(max(3, rounds // 2), args.batch, args.full)
+    if args.only in (None, "pipeline"):
+        bench_pipeline(200)
+    if args.only in (None, "memory"):
+        bench_memory((200, 1000))
 
 
 if __name__ == "__main__":

@@ -131,3 +131,25 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
         atomic_write_bytes(target, b"new contents")
     assert target.read_bytes() == before  # the old complete file stays
     assert sorted(p.name for p in target.parent.iterdir()) == ["x.png"]  # no temp file left
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (64, 48), (300, 451)])
+def test_png_encoder_round_trips_through_pillow(shape):
+    from camcli.images import encode_png
+
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, size=(*shape, 3), dtype=np.uint8)
+    arr[: shape[0] // 2] = 255  # flat and noisy regions, wrap-around differences
+    back = np.asarray(Image.open(io.BytesIO(encode_png(arr))))
+    assert back.dtype == np.uint8 and np.array_equal(back, arr)
+
+
+def test_overlay_blend_matches_the_formula():
+    from camcli.render import colorize, overlay
+
+    rng = np.random.default_rng(1)
+    base = Image.fromarray(rng.integers(0, 256, size=(20, 30, 3), dtype=np.uint8))
+    cam = rng.random((20, 30)).astype(np.float32)
+    got = np.asarray(overlay(base, cam, "viridis", 0.3)).astype(int)
+    expected = 0.7 * np.asarray(base).astype(float) + 0.3 * colorize(cam, "viridis").astype(float)
+    assert np.abs(got - expected).max() <= 1

@@ -41,16 +41,15 @@ def colorize(cam: np.ndarray, colormap: str) -> np.ndarray:
 def overlay(image: Image.Image, cam: np.ndarray, colormap: str = "jet", alpha: float = 0.5) -> Image.Image:
     """Blend the coloured map over the picture: ``(1 - alpha) * image + alpha * colour(map)``.
 
-    ``cam`` must already have the image's size (H, W) and values in [0, 1].
+    ``cam`` must already have the image's size (H, W) and values in [0, 1]. The blend is Pillow's (C code).
     """
     if not 0.0 <= alpha <= 1.0:
         raise UsageError(f"--alpha {alpha} is out of range; use a value from 0 to 1")
-    base = np.asarray(image.convert("RGB"), dtype=np.float32)
-    if cam.shape != base.shape[:2]:
-        raise ValueError(f"map of shape {cam.shape} does not match image of size {base.shape[:2]}")
-    heat = colorize(cam, colormap).astype(np.float32)
-    out = (1.0 - alpha) * base + alpha * heat
-    return Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8), "RGB")
+    base = image.convert("RGB")
+    if cam.shape != (base.height, base.width):
+        raise ValueError(f"map of shape {cam.shape} does not match image of size {(base.height, base.width)}")
+    heat = Image.fromarray(colorize(cam, colormap), "RGB")
+    return Image.blend(base, heat, alpha)
 
 
 def _font(size: int) -> Any:
