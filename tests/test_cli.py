@@ -157,3 +157,87 @@ def test_help_and_version_do_not_import_torch():
     assert r.stdout.strip() == "False"
     r = subprocess.run([sys.executable, "-m", "camcli", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("camcli ")
+
+
+def test_cam_several_methods_layers_guided(tmp_path):
+    out = tmp_path / "o"
+    res = invoke(
+        "cam",
+        str(SAMPLES / "coffee.png"),
+        "--model",
+        "resnet18",
+        "--weights",
+        "none",
+        "--method",
+        "gradcam",
+        "--method",
+        "layercam",
+        "--layer",
+        "layer3",
+        "--layer",
+        "layer4",
+        "--per-layer",
+        "--guided",
+        "--target",
+        "7",
+        "--out",
+        str(out),
+        "--save-raw",
+        "--json",
+        "-q",
+    )
+    assert res.exit_code == 0, res.output
+    recs = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [(r["method"], r["layer"]) for r in recs] == [("gradcam", "layer3+layer4"), ("layercam", "layer3+layer4")]
+    o = recs[0]["outputs"]
+    assert set(o) == {"overlay", "raw", "per_layer", "guided_backprop", "guided_cam"}
+    assert set(o["per_layer"]) == {"layer3", "layer4"}
+    names = sorted(p.name for p in out.glob("*.png"))
+    assert names == sorted(
+        [
+            "coffee.png.gradcam.7-class_7.png".replace("class_7", rec_name(recs)),
+            "coffee.png.layercam.7-class_7.png".replace("class_7", rec_name(recs)),
+            "coffee.png.gradcam@layer3.7-class_7.png".replace("class_7", rec_name(recs)),
+            "coffee.png.gradcam@layer4.7-class_7.png".replace("class_7", rec_name(recs)),
+            "coffee.png.layercam@layer3.7-class_7.png".replace("class_7", rec_name(recs)),
+            "coffee.png.layercam@layer4.7-class_7.png".replace("class_7", rec_name(recs)),
+            "coffee.png.guided-backprop.7-class_7.png".replace("class_7", rec_name(recs)),
+            "coffee.png.guided-gradcam.7-class_7.png".replace("class_7", rec_name(recs)),
+            "coffee.png.guided-layercam.7-class_7.png".replace("class_7", rec_name(recs)),
+        ]
+    )
+    fused = np.load(o["raw"])
+    assert fused.shape == (400, 600) and fused.max() == pytest.approx(1.0)
+
+
+def rec_name(recs: list[dict]) -> str:
+    from camcli.images import slug
+
+    return slug(recs[0]["class_name"])
+
+
+def test_methods_command_lists_every_method():
+    res = invoke("methods", "--json")
+    names = [json.loads(line)["name"] for line in res.stdout.splitlines()]
+    assert names == ["gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "scorecam", "eigencam", "cam"]
+    res = invoke("methods")
+    assert res.exit_code == 0 and "Selvaraju" in res.stdout
+
+
+def test_smoothing_from_the_cli_changes_the_map(tmp_path):
+    base = invoke("gradcam", str(SAMPLES / "chelsea.png"), "--out", str(tmp_path / "a"), "--save-raw", "-q")
+    smooth = invoke(
+        "gradcam",
+        str(SAMPLES / "chelsea.png"),
+        "--out",
+        str(tmp_path / "b"),
+        "--save-raw",
+        "-q",
+        "--smooth",
+        "2",
+        "--aug-smooth",
+    )
+    assert base.exit_code == smooth.exit_code == 0
+    a = np.load(tmp_path / "a" / "chelsea.png.gradcam.285-Egyptian_cat.npy")
+    b = np.load(tmp_path / "b" / "chelsea.png.gradcam.285-Egyptian_cat.npy")
+    assert a.shape == b.shape and not np.allclose(a, b)

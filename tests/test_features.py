@@ -196,3 +196,15 @@ def test_cli_features_all_layers(tmp_path):
     assert res.exit_code == 0, res.output
     names = {p.name.split(".features.")[1][:-4] for p in tmp_path.glob("*.png")}
     assert {"conv1", "layer1", "layer4", "layer4.1.conv2"} <= names and "fc" not in names and "avgpool" not in names
+
+
+def test_vit_token_layer_is_laid_back_on_its_grid(tmp_path):
+    torch.manual_seed(0)
+    vit = torchvision.models.vit_b_16(weights=None).eval()
+    loaded = LoadedModel("vit", vit, (224, 224))
+    from camcli.features import feature_files
+
+    opts = FeatureOptions(layers=["encoder.layers.encoder_layer_5"], top=4, out=tmp_path, save_raw=True, device="cpu")
+    (res,) = list(feature_files([str(SAMPLES / "chelsea.png")], opts, model=loaded))
+    assert res.ok and res.outputs[0]["stats"]["height"] == 14 and res.outputs[0]["stats"]["channels"] == 768
+    assert np.load(res.outputs[0]["outputs"]["raw"]).shape == (768, 14, 14)

@@ -153,3 +153,11 @@ def test_overlay_blend_matches_the_formula():
     got = np.asarray(overlay(base, cam, "viridis", 0.3)).astype(int)
     expected = 0.7 * np.asarray(base).astype(float) + 0.3 * colorize(cam, "viridis").astype(float)
     assert np.abs(got - expected).max() <= 1
+
+
+def test_outputs_get_normal_permissions(tmp_path):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    target = tmp_path / "o.png"
+    atomic_save_png(target, Image.new("RGB", (2, 2)))
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -25,6 +25,8 @@ IMAGE_EXTENSIONS = frozenset(
 )
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 _GLOB_CHARS = re.compile(r"[*?\[]")
+_UMASK = os.umask(0o022)  # read the process umask once, at import (os.umask can only read by setting)
+os.umask(_UMASK)
 
 
 @dataclass(frozen=True)
@@ -266,6 +268,7 @@ def atomic_write_bytes(target: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; outputs get the usual permissions
         os.replace(tmp, target)
     except BaseException:
         try:

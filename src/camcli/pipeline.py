@@ -167,7 +167,10 @@ def run(
             computed: list[Any] = []
             failure: str | None = None
             if ready:
-                x = torch.stack([t for _, (_, t) in ready]).to(job.device, non_blocking=True)
+                x = torch.stack([t for _, (_, t) in ready])
+                if job.device.type == "cuda":  # pinned host memory lets the copy overlap with queued GPU work
+                    x = x.pin_memory()
+                x = x.to(job.device, non_blocking=True)
                 try:
                     computed = compute_with_retry(job, x)
                 except InputError as e:

