@@ -19,7 +19,7 @@ from .layers import default_layer, resolve, spatial_neighbours, trace
 from .methods import CamMethod, explain_smooth, get_method, normalize, upsample
 from .methods.guided import gradient_to_image, guided_backprop
 from .models import BUNDLED, LoadedModel, load_model, resolve_device
-from .pipeline import ImageResult, Prediction, drive
+from .pipeline import ImageResult, Prediction, drive_job
 from .targets import resolve_targets
 
 
@@ -296,15 +296,4 @@ def explain_files(
             print(r.input, r.predictions[0].name if r.ok else r.error)
     """
     options = options or Options()
-    job = CamJob(options, model)
-    yield from drive(
-        job,
-        inputs,
-        options.out,
-        workers=options.workers,
-        max_pixels=options.max_pixels,
-        skip_existing=options.skip_existing,
-        shard=options.shard,
-        on_result=on_result,
-        on_error=on_error,
-    )
+    yield from drive_job(CamJob(options, model), inputs, options, on_result=on_result, on_error=on_error)

@@ -270,15 +270,7 @@ def _drive(job: Any, a: dict[str, Any], out: Path, shard: tuple[int, int] | None
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_term) if _main_thread() else None
-    results = pipeline.drive(
-        job,
-        a["inputs"],
-        out,
-        workers=a["workers"],
-        max_pixels=job.options.max_pixels,
-        skip_existing=a["skip_existing"],
-        shard=shard,
-    )
+    results = pipeline.drive_job(job, a["inputs"], job.options)
     try:
         with console.progress(total, enabled=not quiet and (total is None or total > 1)) as advance:
             for result in results:

@@ -21,7 +21,7 @@ from .errors import LayerError, UsageError
 from .hooks import capture, eval_mode
 from .layers import resolve, tokens_to_grid, trace
 from .models import BUNDLED, LoadedModel, load_model, resolve_device
-from .pipeline import ImageResult, drive
+from .pipeline import ImageResult, drive_job
 
 
 @dataclass
@@ -197,15 +197,4 @@ def feature_files(
 ) -> Iterator[ImageResult]:
     """Python API: feature grids for files/folders/globs/list files; yields results as grids are written."""
     options = options or FeatureOptions()
-    job = FeatureJob(options, model)
-    yield from drive(
-        job,
-        inputs,
-        options.out,
-        workers=options.workers,
-        max_pixels=options.max_pixels,
-        skip_existing=options.skip_existing,
-        shard=options.shard,
-        on_result=on_result,
-        on_error=on_error,
-    )
+    yield from drive_job(FeatureJob(options, model), inputs, options, on_result=on_result, on_error=on_error)

@@ -275,3 +275,26 @@ def drive(
             yield result
     finally:
         manifest.close()
+
+
+def drive_job(
+    job: Job,
+    inputs: list[str],
+    options: Any,
+    *,
+    on_result: Callable[[ImageResult], None] | None = None,
+    on_error: Callable[[ImageResult], None] | None = None,
+) -> Generator[ImageResult, None, None]:
+    """:func:`drive` with the run options every job's options carry (out, workers, max_pixels, skip_existing,
+    shard)."""
+    return drive(
+        job,
+        inputs,
+        options.out,
+        workers=options.workers,
+        max_pixels=options.max_pixels,
+        skip_existing=options.skip_existing,
+        shard=options.shard,
+        on_result=on_result,
+        on_error=on_error,
+    )
