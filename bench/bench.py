@@ -11,6 +11,7 @@ the median time of a no-grad forward of a batch, and of camcli / pytorch-grad-ca
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -19,6 +20,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # what `camcli` sets for itself before torch loads
 
 import torch
 import torch.nn.functional as F

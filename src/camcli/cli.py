@@ -622,6 +622,12 @@ def models(
 
 def main() -> None:
     """Console-script entry point."""
+    # OpenMP threads that spin while waiting take the CPU the decode/write threads need; passive waiting keeps
+    # the forward pass as fast and let the pipeline overlap (measured on 2 cores: end-to-end 12 → 14 img/s
+    # for resnet50, forward unchanged). Must be set before torch loads; the user's own setting wins.
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     _wrap(app)
 
 
