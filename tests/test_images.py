@@ -161,3 +161,13 @@ def test_outputs_get_normal_permissions(tmp_path):
     target = tmp_path / "o.png"
     atomic_save_png(target, Image.new("RGB", (2, 2)))
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_colorize_is_the_colormap_lookup():
+    import matplotlib
+
+    from camcli.render import colorize
+
+    cam = np.linspace(0, 1, 256, dtype=np.float32).reshape(16, 16)
+    expected = np.rint(matplotlib.colormaps["magma"](cam)[..., :3] * 255).astype(np.uint8)
+    assert np.abs(colorize(cam, "magma").astype(int) - expected).max() <= 1

@@ -32,10 +32,19 @@ def check_colormap(name: str) -> None:
     colormap_lut(name)
 
 
+def colorize_image(cam: np.ndarray, colormap: str) -> Image.Image:
+    """(H, W) map in [0, 1] → RGB picture of the colormap (a palette lookup in Pillow's C code)."""
+    scaled = np.asarray(cam, dtype=np.float32) * 255.0
+    np.clip(scaled, 0.0, 255.0, out=scaled)
+    idx = np.rint(scaled, out=scaled).astype(np.uint8)
+    pal = Image.fromarray(idx, "P")
+    pal.putpalette(colormap_lut(colormap).tobytes())
+    return pal.convert("RGB")
+
+
 def colorize(cam: np.ndarray, colormap: str) -> np.ndarray:
     """(H, W) map in [0, 1] → (H, W, 3) uint8 colours."""
-    idx = np.clip(np.rint(cam * 255.0), 0, 255).astype(np.uint8)
-    return colormap_lut(colormap)[idx]
+    return np.asarray(colorize_image(cam, colormap))
 
 
 def overlay(image: Image.Image, cam: np.ndarray, colormap: str = "jet", alpha: float = 0.5) -> Image.Image:
@@ -48,8 +57,7 @@ def overlay(image: Image.Image, cam: np.ndarray, colormap: str = "jet", alpha: f
     base = image.convert("RGB")
     if cam.shape != (base.height, base.width):
         raise ValueError(f"map of shape {cam.shape} does not match image of size {(base.height, base.width)}")
-    heat = Image.fromarray(colorize(cam, colormap), "RGB")
-    return Image.blend(base, heat, alpha)
+    return Image.blend(base, colorize_image(cam, colormap), alpha)
 
 
 def _font(size: int) -> Any:
