@@ -246,6 +246,19 @@ def test_cli_gradcam_with_checkpoint_and_labels(tmp_path, r18):
     rec = json.loads(res.stdout.splitlines()[0])
     assert rec["class_name"] == "owl" and rec["layer"] == "layer4"
     assert (tmp_path / "o" / "coffee.png.gradcam.6-owl.png").is_file()
+    res = runner.invoke(
+        app,
+        [
+            "gradcam",
+            str(SAMPLES / "coffee.png"),
+            "--model",
+            str(tmp_path / "epoch=9.ckpt"),
+            "--out",
+            str(tmp_path / "o2"),
+        ],
+    )
+    assert res.exit_code == 0
+    assert "architecture resnet18 with 7 classes" in res.stderr and "stripped key prefix 'model.'" in res.stderr
     res = runner.invoke(app, ["inspect", str(tmp_path / "epoch=9.ckpt"), "--json"])
     info = json.loads(res.stdout)
     assert info["architecture"] == "resnet18" and info["num_classes"] == 7 and info["stripped_prefixes"] == ["model."]

@@ -233,6 +233,8 @@ def _run_cam(a: dict[str, Any]) -> int:
     total = _count(a["inputs"], opts.out, opts.shard)
     job = CamJob(opts)
     if not a["quiet"]:
+        if job.model.notes:
+            console.info(f"checkpoint {job.model.name}: " + "; ".join(job.model.notes))
         how = "auto: last spatial layer" if job.layer_chosen else "from --layer"
         console.info(
             f"model {job.model.name} · layer {'+'.join(job.layers)} ({how}) · "
@@ -397,6 +399,8 @@ def features(
         total = _count(inputs, out, opts.shard)
         job = FeatureJob(opts)
         if not quiet:
+            if job.model.notes:
+                console.info(f"checkpoint {job.model.name}: " + "; ".join(job.model.notes))
             how = "auto: last spatial layer" if job.layer_chosen else ("--all" if all_layers else "from --layer")
             shown = ", ".join(job.layers[:6]) + (f" … ({len(job.layers)} layers)" if len(job.layers) > 6 else "")
             console.info(
