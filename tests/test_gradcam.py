@@ -200,3 +200,13 @@ def test_batch_results_equal_single_image_results(resnet18):
     for i in range(3):
         one = explain(resnet18, x[i : i + 1], "layer3", GRADCAM, targets=[10])
         torch.testing.assert_close(batch.maps[i], one.maps[0], atol=1e-5, rtol=1e-4)
+
+
+def test_channels_last_input_gives_the_same_maps(resnet18):
+    """The pipeline feeds CPU batches channels-last (faster kernels); the maps must not change."""
+    torch.manual_seed(4)
+    x = torch.randn(2, 3, 96, 96)
+    plain = explain(resnet18, x, "layer3", GRADCAM, targets=[5])
+    cl = explain(resnet18, x.contiguous(memory_format=torch.channels_last), "layer3", GRADCAM, targets=[5])
+    torch.testing.assert_close(cl.maps, plain.maps, atol=1e-4, rtol=0)
+    torch.testing.assert_close(cl.logits, plain.logits, atol=1e-4, rtol=1e-4)

