@@ -18,40 +18,25 @@ from .errors import LayerError, UsageError
 from .layers import default_layer, resolve, spatial_neighbours, trace
 from .methods import CamMethod, explain_smooth, get_method, normalize, upsample
 from .methods.guided import gradient_to_image, guided_backprop
-from .models import BUNDLED, LoadedModel, load_model, resolve_device
-from .pipeline import ImageResult, Prediction, drive_job
+from .models import LoadedModel, resolve_device
+from .pipeline import ImageResult, Prediction, RunOptions, drive_job
 from .targets import resolve_targets
 
 
 @dataclass
-class Options:
+class Options(RunOptions):
     """Everything a CAM run needs besides its inputs (the CLI's options, as a Python object)."""
 
-    model: str = BUNDLED
-    weights: str | None = None
-    layers: list[str] = field(default_factory=list)  # empty: the default layer
     methods: list[str] = field(default_factory=lambda: ["gradcam"])
     targets: list[str] = field(default_factory=list)  # empty: each image's top-k
     top_k: int = 1
-    out: Path = Path("camcli-out")
-    colormap: str = "jet"
     alpha: float = 0.5
-    save_raw: bool = False
     per_layer: bool = False
     smooth: int = 0
     noise: float = 0.15
     aug_smooth: bool = False
     guided: bool = False
     score_batch: int = 32
-    batch_size: int = 8
-    device: str = "auto"
-    workers: int | None = None
-    max_pixels: int | None = images.DEFAULT_MAX_PIXELS
-    skip_existing: bool = False
-    shard: tuple[int, int] | None = None
-    labels: str | None = None
-    arch: str | None = None
-    trust_checkpoint: bool = False
     keep_maps: bool = False  # attach the full-size maps to each result (Python API)
 
 
@@ -100,13 +85,7 @@ class CamJob:
         names = [m.name for m in self.methods]
         if len(set(names)) != len(names):
             raise UsageError("a method is listed twice in --method")
-        self.model = model or load_model(
-            options.model,
-            options.weights,
-            labels=options.labels,
-            arch=options.arch,
-            trust_checkpoint=options.trust_checkpoint,
-        )
+        self.model = model or options.load_model()
         self.layers, self.layer_chosen = resolve_layers(self.model, options.layers)
         self.targets = resolve_targets(options.targets, self.model.categories)
         self.batch_size = options.batch_size

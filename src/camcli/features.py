@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,34 +20,20 @@ from .camjob import resolve_layers
 from .errors import LayerError, UsageError
 from .hooks import capture, eval_mode
 from .layers import resolve, tokens_to_grid, trace
-from .models import BUNDLED, LoadedModel, load_model, resolve_device
-from .pipeline import ImageResult, drive_job
+from .models import LoadedModel, resolve_device
+from .pipeline import ImageResult, RunOptions, drive_job
 
 
 @dataclass
-class FeatureOptions:
+class FeatureOptions(RunOptions):
     """Options of a feature-grid run (the CLI's options, as a Python object)."""
 
-    model: str = BUNDLED
-    weights: str | None = None
-    layers: list[str] = field(default_factory=list)  # empty: the default layer
+    colormap: str = "viridis"
     all_layers: bool = False  # every layer with a spatial output that runs once
     top: int = 16
     channels: str | None = None  # "0,5,17-24"
     normalize: str = "tile"
-    colormap: str = "viridis"
     tile: int = 128
-    save_raw: bool = False
-    out: Path = Path("camcli-out")
-    batch_size: int = 8
-    device: str = "auto"
-    workers: int | None = None
-    max_pixels: int | None = images.DEFAULT_MAX_PIXELS
-    skip_existing: bool = False
-    shard: tuple[int, int] | None = None
-    labels: str | None = None
-    arch: str | None = None
-    trust_checkpoint: bool = False
 
 
 def parse_channels(spec: str) -> list[int]:
@@ -100,13 +86,7 @@ class FeatureJob:
         render.check_colormap(options.colormap)
         self.options = options
         self.device = resolve_device(options.device)
-        self.model = model or load_model(
-            options.model,
-            options.weights,
-            labels=options.labels,
-            arch=options.arch,
-            trust_checkpoint=options.trust_checkpoint,
-        )
+        self.model = model or options.load_model()
         infos = trace(self.model.module, self.model.input_size, self.model.builder)
         if options.all_layers:
             self.layers = [i.name for i in infos if i.calls == 1 and i.spatial]

@@ -22,7 +22,33 @@ from PIL import Image
 
 from . import images
 from .errors import InputError
-from .models import LoadedModel
+from .models import BUNDLED, LoadedModel, load_model
+
+
+@dataclass
+class RunOptions:
+    """The options every run shares: which model, where outputs go, and how the batch run behaves."""
+
+    model: str = BUNDLED
+    weights: str | None = None
+    layers: list[str] = field(default_factory=list)  # empty: the default layer
+    colormap: str = "jet"
+    save_raw: bool = False
+    out: Path = Path("camcli-out")
+    batch_size: int = 8
+    device: str = "auto"
+    workers: int | None = None
+    max_pixels: int | None = images.DEFAULT_MAX_PIXELS
+    skip_existing: bool = False
+    shard: tuple[int, int] | None = None
+    labels: str | None = None
+    arch: str | None = None
+    trust_checkpoint: bool = False
+
+    def load_model(self) -> LoadedModel:
+        return load_model(
+            self.model, self.weights, labels=self.labels, arch=self.arch, trust_checkpoint=self.trust_checkpoint
+        )
 
 
 @dataclass
@@ -288,13 +314,12 @@ def drive(
 def drive_job(
     job: Job,
     inputs: list[str],
-    options: Any,
+    options: RunOptions,
     *,
     on_result: Callable[[ImageResult], None] | None = None,
     on_error: Callable[[ImageResult], None] | None = None,
 ) -> Generator[ImageResult, None, None]:
-    """:func:`drive` with the run options every job's options carry (out, workers, max_pixels, skip_existing,
-    shard)."""
+    """:func:`drive` with the run options of ``options`` (out, workers, max_pixels, skip_existing, shard)."""
     return drive(
         job,
         inputs,
