@@ -241,3 +241,18 @@ def test_smoothing_from_the_cli_changes_the_map(tmp_path):
     a = np.load(tmp_path / "a" / "chelsea.png.gradcam.285-Egyptian_cat.npy")
     b = np.load(tmp_path / "b" / "chelsea.png.gradcam.285-Egyptian_cat.npy")
     assert a.shape == b.shape and not np.allclose(a, b)
+
+
+def test_unexpected_errors_are_one_line_and_debug_shows_them(tmp_path, monkeypatch):
+    from camcli import camjob
+
+    def boom(self, x):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied\nsecond line")
+
+    monkeypatch.setattr(camjob.CamJob, "compute", boom)
+    res = invoke("gradcam", str(SAMPLES / "coffee.png"), "--out", str(tmp_path), "-q")
+    assert res.exit_code == 2
+    assert "unexpected RuntimeError: mat1 and mat2 shapes cannot be multiplied (rerun with --debug" in res.stderr
+    assert "Traceback" not in res.output and "second line" not in res.stderr
+    res = runner.invoke(app, ["gradcam", str(SAMPLES / "coffee.png"), "--out", str(tmp_path), "-q", "--debug"])
+    assert isinstance(res.exception, RuntimeError)

@@ -65,6 +65,16 @@ def _boundary(debug: bool) -> Iterator[None]:
 
         console.error("interrupted; finished outputs are kept, no partial files are left")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except (typer.Exit, SystemExit):
+        raise
+    except Exception as e:  # a bug or a model that fails on its own: one line, the traceback behind --debug
+        if debug:
+            raise
+        from . import console
+
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        console.error(f"unexpected {type(e).__name__}: {first} (rerun with --debug for the traceback)")
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 # ------------------------------------------------------------------------------------- shared options
