@@ -40,19 +40,8 @@ def out_console() -> Console:
     return _out
 
 
-def reset() -> None:
-    """Forget the cached consoles (tests swap sys.stdout/sys.stderr between runs)."""
-    global _err, _out
-    _err = None
-    _out = None
-
-
 def info(message: str) -> None:
     err_console().print(message, markup=False)
-
-
-def warn(message: str) -> None:
-    err_console().print(f"[yellow]warning:[/yellow] {_escape(message)}")
 
 
 def error(message: str) -> None:

@@ -256,11 +256,6 @@ def slug(text: str) -> str:
     return s[:60] or "class"
 
 
-def output_stem(item: InputFile, out_dir: Path) -> Path:
-    """``out/<mirrored folders>/<file name with its extension>``; add ``.<method>.<class>.png`` to it."""
-    return out_dir / item.rel
-
-
 def atomic_write_bytes(target: Path, data: bytes) -> None:
     """Write ``data`` to ``target`` through a temporary file in the same folder and a rename."""
     target.parent.mkdir(parents=True, exist_ok=True)
