@@ -603,7 +603,7 @@ def layers(
             return
         rows = [
             (
-                ("* " if i.name == chosen else "  ") + i.name,
+                ("* " if i.name == chosen else "  ") + "  " * i.name.count(".") + i.name,  # indented: the tree
                 i.type,
                 "×".join(map(str, i.shape)) if i.shape else ("(not run)" if i.calls == 0 else "-"),
                 i.calls if i.calls != 1 else "",
