@@ -220,3 +220,16 @@ def test_memory_does_not_grow_with_the_number_of_images(tmp_path):
     large = _peak_python_memory(tmp_path, 300)
     # 5x the images: the peak of Python-side memory stays about the same (no lists of images or records)
     assert large < small * 1.5 + 256 * 1024, (small, large)
+
+
+@pytest.mark.parametrize("targets", [[], ["1"]])
+def test_skip_existing_with_raw_maps_and_guided_images(tmp_path, targets):
+    """--save-raw writes .npy for maps only; the guided images have none, and resume must still skip."""
+    root = _folder(tmp_path / "in", 2)
+    opts = Options(out=tmp_path / "o", save_raw=True, guided=True, device="cpu", targets=targets)
+    first = list(explain_files([str(root)], opts, model=_tiny()))
+    assert all(r.ok for r in first)
+    assert len(list((tmp_path / "o").rglob("*.npy"))) == 2 and len(list((tmp_path / "o").rglob("*.png"))) == 6
+    opts.skip_existing = True
+    again = list(explain_files([str(root)], opts, model=_tiny()))
+    assert [r.skipped for r in again] == [True, True]

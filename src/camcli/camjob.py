@@ -103,32 +103,31 @@ class CamJob:
         stem = self._stem(item)
         return stem.with_name(f"{stem.name}.{tag}.{idx}-{images.slug(self._name(idx))}{suffix}")
 
-    def _tags(self) -> list[str]:
-        tags = [m.name for m in self.methods]
+    def _expected(self) -> list[tuple[str, str]]:
+        """(tag, suffix) of every file written per image and class: a PNG per map, its .npy with --save-raw
+        (maps only: the guided images have no raw array)."""
+        maps = [m.name for m in self.methods]
         if self.options.per_layer and len(self.layers) > 1:
-            tags += [f"{m.name}@{layer}" for m in self.methods for layer in self.layers]
+            maps += [f"{m.name}@{layer}" for m in self.methods for layer in self.layers]
+        suffixes = [".png", ".npy"] if self.options.save_raw else [".png"]
+        out = [(tag, sfx) for tag in maps for sfx in suffixes]
         if self.options.guided:
-            tags += ["guided-backprop"] + [f"guided-{m.name}" for m in self.methods]
-        return tags
+            out += [(tag, ".png") for tag in ["guided-backprop"] + [f"guided-{m.name}" for m in self.methods]]
+        return out
 
     def outputs_exist(self, item: images.InputFile) -> bool:
         """All outputs of this input are on disk (atomic writes: a file that exists is complete)."""
-        suffixes = [".png"] + ([".npy"] if self.options.save_raw else [])
         if self.targets:
             return all(
-                self.paths(item, tag, idx, sfx).is_file()
-                for tag in self._tags()
-                for idx in self.targets
-                for sfx in suffixes
+                self.paths(item, tag, idx, sfx).is_file() for tag, sfx in self._expected() for idx in self.targets
             )
         stem = self._stem(item)
-        for tag in self._tags():
-            for sfx in suffixes:
-                pattern = f"{globlib.escape(stem.name)}.{globlib.escape(tag)}.*{sfx}"
-                rx = re.compile(re.escape(f"{stem.name}.{tag}.") + r"\d+-[^.]*" + re.escape(sfx) + "$")
-                found = [p for p in stem.parent.glob(pattern) if rx.match(p.name)]
-                if len(found) < self.options.top_k:
-                    return False
+        for tag, sfx in self._expected():
+            pattern = f"{globlib.escape(stem.name)}.{globlib.escape(tag)}.*{sfx}"
+            rx = re.compile(re.escape(f"{stem.name}.{tag}.") + r"\d+-[^.]*" + re.escape(sfx) + "$")
+            found = [p for p in stem.parent.glob(pattern) if rx.match(p.name)]
+            if len(found) < self.options.top_k:
+                return False
         return True
 
     # --------------------------------------------------------------------------------------- compute
