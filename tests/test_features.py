@@ -139,6 +139,8 @@ def test_cli_features_bundled_and_checkpoint(tmp_path):
         "coffee.png.features._head_act.png",
     ]
     assert "layer statistics" in res.stderr
+    # one statistics row per image, even though --json also prints the records
+    assert len([line for line in res.stderr.splitlines() if "_head_act" in line and "│" in line]) == 3
     # a checkpoint saved here: resnet18 state_dict with 7 classes, found without --arch
     torch.manual_seed(0)
     ckpt = tmp_path / "best.pt"

@@ -19,7 +19,7 @@ from .layers import default_layer, resolve, spatial_neighbours, trace
 from .methods import CamMethod, explain_smooth, get_method, normalize, upsample
 from .methods.guided import gradient_to_image, guided_backprop
 from .models import LoadedModel, resolve_device
-from .pipeline import ImageResult, Prediction, RunOptions, drive_job
+from .pipeline import ImageResult, Prediction, RunOptions, drive
 from .targets import resolve_targets
 
 
@@ -274,4 +274,4 @@ def explain_files(
             print(r.input, r.predictions[0].name if r.ok else r.error)
     """
     options = options or Options()
-    yield from drive_job(CamJob(options, model), inputs, options, on_result=on_result, on_error=on_error)
+    yield from drive(CamJob(options, model), inputs, options, on_result=on_result, on_error=on_error)

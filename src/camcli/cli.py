@@ -251,7 +251,7 @@ def _run_cam(a: dict[str, Any]) -> int:
             f"method {', '.join(m.name for m in job.methods)} · device {job.device} · "
             f"{'?' if total is None else total} image(s) → {opts.out}"
         )
-    return _drive(job, a, opts.out, opts.shard, total)
+    return _drive(job, a["inputs"], total, json_out=a["json_out"], quiet=a["quiet"])
 
 
 def _count(inputs: list[str], out: Path, shard: tuple[int, int] | None) -> int | None:
@@ -265,7 +265,15 @@ def _count(inputs: list[str], out: Path, shard: tuple[int, int] | None) -> int |
     return total
 
 
-def _drive(job: Any, a: dict[str, Any], out: Path, shard: tuple[int, int] | None, total: int | None) -> int:
+def _drive(
+    job: Any,
+    inputs: list[str],
+    total: int | None,
+    *,
+    json_out: bool,
+    quiet: bool,
+    on_done: Callable[[Any], None] | None = None,
+) -> int:
     """Run a job with progress, per-file errors, the manifest, --json, the summary and a clean stop."""
     import json
     import signal
@@ -273,7 +281,6 @@ def _drive(job: Any, a: dict[str, Any], out: Path, shard: tuple[int, int] | None
     from . import console, pipeline
 
     started = time.perf_counter()
-    quiet = a["quiet"]
     counts = {"done": 0, "failed": 0, "skipped": 0}
     table: list[Any] = []
     interrupted = False
@@ -282,12 +289,12 @@ def _drive(job: Any, a: dict[str, Any], out: Path, shard: tuple[int, int] | None
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_term) if _main_thread() else None
-    results = pipeline.drive_job(job, a["inputs"], job.options)
+    results = pipeline.drive(job, inputs, job.options, on_result=on_done)
     try:
         with console.progress(total, enabled=not quiet and (total is None or total > 1)) as advance:
             for result in results:
-                if a["json_out"] and not result.skipped:
-                    for r in job.records(result):
+                if json_out:
+                    for r in result.records:
                         sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")
                     sys.stdout.flush()
                 if result.skipped:
@@ -307,7 +314,8 @@ def _drive(job: Any, a: dict[str, Any], out: Path, shard: tuple[int, int] | None
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     if not quiet:
-        _summary(counts, table, time.perf_counter() - started, out, pipeline.manifest_name(shard))
+        opts = job.options
+        _summary(counts, table, time.perf_counter() - started, opts.out, pipeline.manifest_name(opts.shard))
     if interrupted:
         console.error("interrupted; finished outputs are kept and recorded, no partial files are left")
         return EXIT_INTERRUPTED
@@ -417,45 +425,23 @@ def features(
                 f"model {job.model.name} · layer {shown} ({how}) · device {job.device} · "
                 f"{'?' if total is None else total} image(s) → {out}"
             )
-        a = dict(locals())
-        a["inputs"] = inputs
-        stats_job = _StatsJob(job) if stats else None
-        code = _drive(stats_job or job, a, out, opts.shard, total)
-        if stats_job is not None:
+        rows: list[tuple[Any, ...]] = []
+
+        def add_stats(result: Any) -> None:
+            for o in result.outputs:
+                st = o["stats"]
+                size = f"{st['height']}×{st['width']}"
+                rows.append((result.input, o["layer"], st["channels"], size, st["mean"], st["max"], st["zeros_pct"]))
+
+        code = _drive(job, inputs, total, json_out=json_out, quiet=quiet, on_done=add_stats if stats else None)
+        if stats:
             console.table(
                 "layer statistics",
                 ["image", "layer", "channels", "h×w", "mean", "max", "% zeros"],
-                stats_job.rows,
+                rows,
                 stdout=not json_out,
             )
     raise typer.Exit(code)
-
-
-class _StatsJob:
-    """Wraps a FeatureJob to collect the --stats rows as results stream by."""
-
-    def __init__(self, job: Any) -> None:
-        self._job = job
-        self.rows: list[tuple[Any, ...]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._job, name)
-
-    def records(self, result: Any) -> list[dict[str, Any]]:
-        for o in result.outputs:
-            s = o["stats"]
-            self.rows.append(
-                (
-                    result.input,
-                    o["layer"],
-                    s["channels"],
-                    f"{s['height']}×{s['width']}",
-                    s["mean"],
-                    s["max"],
-                    s["zeros_pct"],
-                )
-            )
-        return self._job.records(result)
 
 
 @app.command()

@@ -21,7 +21,7 @@ from .errors import LayerError, UsageError
 from .hooks import capture, eval_mode
 from .layers import resolve, tokens_to_grid, trace
 from .models import LoadedModel, resolve_device
-from .pipeline import ImageResult, RunOptions, drive_job
+from .pipeline import ImageResult, RunOptions, drive
 
 
 @dataclass
@@ -177,4 +177,4 @@ def feature_files(
 ) -> Iterator[ImageResult]:
     """Python API: feature grids for files/folders/globs/list files; yields results as grids are written."""
     options = options or FeatureOptions()
-    yield from drive_job(FeatureJob(options, model), inputs, options, on_result=on_result, on_error=on_error)
+    yield from drive(FeatureJob(options, model), inputs, options, on_result=on_result, on_error=on_error)

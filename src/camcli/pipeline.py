@@ -70,6 +70,7 @@ class ImageResult:
     predictions: list[Prediction] = field(default_factory=list)
     outputs: list[dict[str, Any]] = field(default_factory=list)  # one entry per manifest record
     maps: dict[str, np.ndarray] | None = None  # full-size maps by output key, when asked for (Python API)
+    records: list[dict[str, Any]] = field(default_factory=list)  # what went to the manifest (empty if skipped)
 
 
 class Job(Protocol):
@@ -287,47 +288,25 @@ def merge_manifests(out_dir: Path) -> tuple[Path, int, int]:
 def drive(
     job: Job,
     inputs: list[str],
-    out: Path,
+    options: RunOptions,
     *,
-    workers: int | None = None,
-    max_pixels: int | None = images.DEFAULT_MAX_PIXELS,
-    skip_existing: bool = False,
-    shard: tuple[int, int] | None = None,
     on_result: Callable[[ImageResult], None] | None = None,
     on_error: Callable[[ImageResult], None] | None = None,
 ) -> Generator[ImageResult, None, None]:
-    """Discover ``inputs``, run ``job`` over them, stream records to the manifest, call the callbacks."""
-    items = images.iter_inputs(inputs, out, shard)
-    manifest = Manifest(out, append=skip_existing, name=manifest_name(shard))
+    """Discover ``inputs``, run ``job`` over them with the run options of ``options`` (out, workers,
+    max_pixels, skip_existing, shard), stream records to the manifest, call the callbacks."""
+    items = images.iter_inputs(inputs, options.out, options.shard)
+    manifest = Manifest(options.out, append=options.skip_existing, name=manifest_name(options.shard))
     try:
-        for result in run(job, items, workers=workers, max_pixels=max_pixels, skip_existing=skip_existing):
+        for result in run(
+            job, items, workers=options.workers, max_pixels=options.max_pixels, skip_existing=options.skip_existing
+        ):
             if not result.skipped:
-                manifest.write(job.records(result))
+                result.records = job.records(result)
+                manifest.write(result.records)
             callback = on_error if not result.ok else on_result
             if callback is not None:
                 callback(result)
             yield result
     finally:
         manifest.close()
-
-
-def drive_job(
-    job: Job,
-    inputs: list[str],
-    options: RunOptions,
-    *,
-    on_result: Callable[[ImageResult], None] | None = None,
-    on_error: Callable[[ImageResult], None] | None = None,
-) -> Generator[ImageResult, None, None]:
-    """:func:`drive` with the run options of ``options`` (out, workers, max_pixels, skip_existing, shard)."""
-    return drive(
-        job,
-        inputs,
-        options.out,
-        workers=options.workers,
-        max_pixels=options.max_pixels,
-        skip_existing=options.skip_existing,
-        shard=options.shard,
-        on_result=on_result,
-        on_error=on_error,
-    )
