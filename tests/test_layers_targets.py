@@ -75,3 +75,12 @@ def test_ambiguous_and_unknown_targets():
     assert "espresso" in str(e.value)
     with pytest.raises(TargetError, match="out of range"):
         resolve_target("1000", CATS)
+
+
+def test_preferred_layer_for_vit_models_and_checkpoints():
+    from camcli.models import preferred_layer
+
+    with torch.device("meta"):
+        vit = torchvision.models.vit_b_16(weights=None)
+    assert preferred_layer("vit_b_16", vit) == "encoder.layers.encoder_layer_11.ln_1"
+    assert preferred_layer("resnet18", torchvision.models.resnet18(weights=None)) is None

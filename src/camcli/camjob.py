@@ -15,7 +15,7 @@ from PIL import Image
 
 from . import images, render
 from .errors import LayerError, UsageError
-from .layers import default_layer, resolve, spatial_neighbours, trace
+from .layers import LayerInfo, default_layer, resolve, spatial_neighbours, trace
 from .methods import CamMethod, explain_smooth, get_method, normalize, upsample
 from .methods.guided import gradient_to_image, guided_backprop
 from .models import LoadedModel, resolve_device
@@ -52,9 +52,12 @@ def check_options(o: Options) -> None:
     render.check_colormap(o.colormap)
 
 
-def resolve_layers(loaded: LoadedModel, wanted: list[str]) -> tuple[list[str], bool]:
-    """Checked layer names (or the default layer) and whether camcli chose it."""
-    infos = trace(loaded.module, loaded.input_size, loaded.builder)
+def resolve_layers(
+    loaded: LoadedModel, wanted: list[str], infos: list[LayerInfo] | None = None
+) -> tuple[list[str], bool]:
+    """Checked layer names (or the default layer) and whether camcli chose it (``infos``: a trace to reuse)."""
+    if infos is None:
+        infos = trace(loaded.module, loaded.input_size, loaded.builder)
     if not wanted:
         return [default_layer(infos, loaded.default_layer)], True
     by_name = {i.name: i for i in infos}
@@ -189,13 +192,10 @@ class CamJob:
         maps: dict[str, np.ndarray] | None = {} if self.options.keep_maps else None
         outputs = []
         for k, idx in enumerate(c["classes"]):
-            guided_img = None
-            gb_path = None
-            if c["guided"] is not None:
-                g = c["guided"][k]
-                gb_path = self.paths(item, "guided-backprop", idx)
-                guided_img = g
-                images.atomic_save_png(gb_path, _gradient_png(g, size))
+            guided = c["guided"][k] if c["guided"] is not None else None
+            gb_path = self.paths(item, "guided-backprop", idx)
+            if guided is not None:
+                images.atomic_save_png(gb_path, _gradient_png(guided, size))
             for m in self.methods:
                 files: dict[str, Any] = {}
                 full = normalize(upsample(c["maps"][m.name][k], size)).numpy()
@@ -206,11 +206,11 @@ class CamJob:
                         sub: dict[str, Any] = {}
                         self._save(self.paths(item, f"{m.name}@{layer}", idx), image, per, sub, "overlay", maps)
                         files.setdefault("per_layer", {})[layer] = sub["overlay"]
-                if guided_img is not None and gb_path is not None:
+                if guided is not None:
                     files["guided_backprop"] = str(gb_path)
-                    cam_in = upsample(c["maps"][m.name][k], tuple(guided_img.shape[-2:]))
+                    cam_in = upsample(c["maps"][m.name][k], tuple(guided.shape[-2:]))
                     gc_path = self.paths(item, f"guided-{m.name}", idx)
-                    images.atomic_save_png(gc_path, _gradient_png(guided_img * cam_in[None], size))
+                    images.atomic_save_png(gc_path, _gradient_png(guided * cam_in[None], size))
                     files["guided_cam"] = str(gc_path)
                 outputs.append(
                     {

@@ -305,10 +305,8 @@ def inspect_checkpoint(path: str, arch: str | None = None, trust: bool = False) 
     info = CheckpointInfo(path=str(p), format=fmt)
     unwrap(obj, info)
     if arch is not None:
-        from .models import BUNDLED
-
         key = arch.strip().lower().replace("-", "_")
-        sig = signature(key) if key != BUNDLED else signature(BUNDLED)
+        sig = signature(key)
         ok, num, why = match_arch(info.state_dict, sig)
         info.arch, info.num_classes = key, num
         info.candidates = [key]
@@ -381,7 +379,7 @@ def read_labels(path: str, num_classes: int | None) -> list[str]:
 
 def load_checkpoint_model(path: str, *, arch: str | None = None, labels: str | None = None, trust: bool = False) -> Any:
     """A :class:`~camcli.models.LoadedModel` from a checkpoint file (strict loading)."""
-    from .models import IMAGENET_MEAN, IMAGENET_STD, LoadedModel, imagenet_categories
+    from .models import LoadedModel, arch_preprocessing, imagenet_categories, preferred_layer
 
     info = inspect_checkpoint(path, arch=arch, trust=trust)
     if info.module is not None and arch is None:
@@ -408,20 +406,7 @@ def load_checkpoint_model(path: str, *, arch: str | None = None, labels: str | N
             f"{path}: does not fit {info.arch}: {_mismatch_report(module, info.state_dict)}"
         ) from None
     module.eval()
-    size, mean, std = (224, 224), IMAGENET_MEAN, IMAGENET_STD
-    from .models import BUNDLED
-
-    if info.arch == BUNDLED:
-        mean, std = (127.0 / 255,) * 3, (128.0 / 255,) * 3
-    else:
-        try:
-            from torchvision.models import get_model_weights
-
-            tf = get_model_weights(info.arch).DEFAULT.transforms()
-            size = (int(tf.crop_size[0]), int(tf.crop_size[-1]))
-            mean, std = tuple(tf.mean), tuple(tf.std)
-        except (ValueError, KeyError, AttributeError):
-            pass
+    size, mean, std = arch_preprocessing(info.arch)
     if labels:
         names = read_labels(labels, num)
     elif num == 1000:
@@ -433,7 +418,9 @@ def load_checkpoint_model(path: str, *, arch: str | None = None, labels: str | N
     def builder() -> nn.Module:
         return build_arch(arch_name, n)
 
-    return LoadedModel(path, module, size, mean, std, names, builder, notes=describe(info))
+    return LoadedModel(
+        path, module, size, mean, std, names, builder, preferred_layer(info.arch, module), notes=describe(info)
+    )
 
 
 def describe(info: CheckpointInfo) -> list[str]:

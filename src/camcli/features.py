@@ -59,8 +59,8 @@ def parse_channels(spec: str) -> list[int]:
 def rank_channels(act: torch.Tensor, top: int) -> list[int]:
     """Indices of the ``top`` channels of (C, h, w) by mean activation, strongest first (ties: lower index)."""
     means = act.float().mean(dim=(1, 2))
-    order = sorted(range(means.numel()), key=lambda i: (-float(means[i]), i))
-    return order[: max(1, top)]
+    order = torch.sort(means, descending=True, stable=True).indices  # stable: equal means keep index order
+    return [int(i) for i in order[: max(1, top)]]
 
 
 def layer_stats(act: torch.Tensor) -> dict[str, Any]:
@@ -92,7 +92,7 @@ class FeatureJob:
             self.layers = [i.name for i in infos if i.calls == 1 and i.spatial]
             self.layer_chosen = False
         else:
-            self.layers, self.layer_chosen = resolve_layers(self.model, options.layers)
+            self.layers, self.layer_chosen = resolve_layers(self.model, options.layers, infos)
         self.channels = parse_channels(options.channels) if options.channels else None
         if self.channels is not None:
             shapes = {i.name: i.shape for i in infos}

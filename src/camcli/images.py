@@ -135,9 +135,10 @@ def iter_inputs(
     base = Path(os.path.commonpath([str(r) for r in resolved])) if len(resolved) > 1 else next(iter(resolved), None)
     seen: set[Path] | None = set() if len(specs) > 1 else None
     for spec, root in roots.items():
+        walked = root is not None and Path(spec).is_dir()
         if root is None:
             paths: Iterable[Path] = _list_entries(spec)
-        elif Path(spec).is_dir():
+        elif walked:
             paths = _walk(root, skip)
         elif _GLOB_CHARS.search(spec) and not Path(spec).exists():
             matches = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
@@ -148,7 +149,7 @@ def iter_inputs(
             paths = [Path(spec)]
         for path in paths:
             key = path.resolve()
-            if skip is not None and key.is_relative_to(skip) and root is not None and Path(spec).is_dir():
+            if walked and skip is not None and key.is_relative_to(skip):
                 continue
             if seen is not None:
                 if key in seen:

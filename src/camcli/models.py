@@ -25,6 +25,8 @@ from .errors import ModelError, UsageError
 BUNDLED = "efficientnet_lite0"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+LITE_MEAN = (127.0 / 255,) * 3  # TensorFlow-Lite's (x*255 - 127) / 128
+LITE_STD = (128.0 / 255,) * 3
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
 DOWNLOAD_TIMEOUT_S = 15.0
 
@@ -150,8 +152,8 @@ def load_bundled() -> LoadedModel:
         name=BUNDLED,
         module=module,
         input_size=(224, 224),
-        mean=(127.0 / 255,) * 3,
-        std=(128.0 / 255,) * 3,
+        mean=LITE_MEAN,
+        std=LITE_STD,
         categories=imagenet_categories(),
         builder=_build_lite0,
     )
@@ -229,17 +231,8 @@ def load_torchvision(name: str, weights: str | None) -> LoadedModel:
         raise ModelError(f"cannot build {name} with weights {spec}: {e}") from None
     module.eval()
 
-    size: tuple[int, int] = (224, 224)
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
-    categories: list[str] = []
-    if meta_source is not None:
-        tf = meta_source.transforms()
-        crop = getattr(tf, "crop_size", [224])
-        size = (int(crop[0]), int(crop[-1]))
-        mean = tuple(float(v) for v in getattr(tf, "mean", IMAGENET_MEAN))
-        std = tuple(float(v) for v in getattr(tf, "std", IMAGENET_STD))
-        categories = list(meta_source.meta.get("categories") or [])
+    size, mean, std = weights_preprocessing(meta_source)
+    categories = list(meta_source.meta.get("categories") or []) if meta_source is not None else []
     head = _output_features(module)
     if not categories or (head is not None and len(categories) != head):
         categories = [f"class_{i}" for i in range(head or 1000)]
@@ -250,11 +243,43 @@ def load_torchvision(name: str, weights: str | None) -> LoadedModel:
     def builder() -> nn.Module:
         return torchvision.models.get_model(name, weights=None, **kwargs)
 
-    default_layer = None
-    if name.startswith("vit_"):
-        n_blocks = len(module.encoder.layers)
-        default_layer = f"encoder.layers.encoder_layer_{n_blocks - 1}.ln_1"
-    return LoadedModel(name, module, size, mean, std, categories, builder, default_layer)
+    return LoadedModel(name, module, size, mean, std, categories, builder, preferred_layer(name, module))
+
+
+Preprocessing = tuple[tuple[int, int], tuple[float, ...], tuple[float, ...]]
+
+
+def weights_preprocessing(weights: object | None) -> Preprocessing:
+    """(input size, mean, std) from a torchvision weights entry's transforms; ImageNet's 224 defaults without."""
+    if weights is None:
+        return (224, 224), IMAGENET_MEAN, IMAGENET_STD
+    tf = weights.transforms()  # type: ignore[attr-defined]
+    crop = getattr(tf, "crop_size", [224])
+    mean = tuple(float(v) for v in getattr(tf, "mean", IMAGENET_MEAN))
+    std = tuple(float(v) for v in getattr(tf, "std", IMAGENET_STD))
+    return (int(crop[0]), int(crop[-1])), mean, std
+
+
+def arch_preprocessing(arch: str) -> Preprocessing:
+    """(input size, mean, std) an architecture's pretrained weights expect (used for user checkpoints)."""
+    if arch == BUNDLED:
+        return (224, 224), LITE_MEAN, LITE_STD
+    from torchvision.models import get_model_weights
+
+    try:
+        default = get_model_weights(arch).DEFAULT
+    except (ValueError, KeyError, AttributeError):
+        default = None
+    return weights_preprocessing(default)
+
+
+def preferred_layer(arch: str, module: nn.Module) -> str | None:
+    """A per-architecture default layer where "the last spatial layer" is wrong: torchvision ViTs read only the
+    class token after the last block, so Grad-CAM uses that block's first norm (the usual choice)."""
+    layers = getattr(getattr(module, "encoder", None), "layers", None)
+    if arch.startswith("vit_") and layers is not None:
+        return f"encoder.layers.encoder_layer_{len(layers) - 1}.ln_1"
+    return None
 
 
 def _output_features(module: nn.Module) -> int | None:

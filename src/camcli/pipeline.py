@@ -109,7 +109,7 @@ def default_workers() -> int:
     return max(1, min(4, (os.cpu_count() or 2)))
 
 
-def _is_oom(e: BaseException) -> bool:
+def _is_oom(e: RuntimeError) -> bool:
     oom = getattr(torch.cuda, "OutOfMemoryError", None)
     return (oom is not None and isinstance(e, oom)) or (isinstance(e, RuntimeError) and "out of memory" in str(e))
 
@@ -118,7 +118,7 @@ def compute_with_retry(job: Job, x: torch.Tensor) -> list[Any]:
     """``job.compute`` on a batch; on out-of-memory, halve the batch and retry, down to one image."""
     try:
         return job.compute(x)
-    except (RuntimeError, MemoryError) as e:
+    except RuntimeError as e:
         if not _is_oom(e):
             raise
         if torch.cuda.is_available():

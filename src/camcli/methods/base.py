@@ -70,18 +70,21 @@ class Explanation:
         logits: (B, num_classes) model outputs.
         probs: (B, num_classes) softmax of the logits.
         classes: (B, K) class index explained in each slot.
-        maps: (B, K, h, w) maps in [0, 1] of the first method (float32, CPU): at the layer's resolution for
-            one layer; at the input's resolution when several layers are fused.
-        by_method: the same for every method asked for, by method name.
+        by_method: (B, K, h, w) maps in [0, 1] per method name, in the order asked for (float32, CPU): at the
+            layer's resolution for one layer; at the input's resolution when several layers are fused.
         per_layer: {(method, layer): (B, K, h, w)} each layer's own map (several layers only).
     """
 
     logits: torch.Tensor
     probs: torch.Tensor
     classes: torch.Tensor
-    maps: torch.Tensor
-    by_method: dict[str, torch.Tensor] = field(default_factory=dict)
+    by_method: dict[str, torch.Tensor]
     per_layer: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def maps(self) -> torch.Tensor:
+        """The first method's maps (the only ones when one method was asked for)."""
+        return next(iter(self.by_method.values()))
 
 
 def normalize(maps: torch.Tensor, rel_eps: float = 1e-6) -> torch.Tensor:
@@ -203,7 +206,6 @@ def explain(
             logits.cpu(),
             logits.softmax(1).cpu(),
             chosen.cpu(),
-            by_method[methods[0].name],
             by_method,
             per_layer if len(layers) > 1 else {},
         )
@@ -252,5 +254,4 @@ def explain_smooth(
         passes += 1
     by_method = {name: normalize(s / passes) for name, s in sums.items()}
     per_layer = {key: normalize(s / passes) for key, s in layer_sums.items()}
-    first = next(iter(by_method))
-    return Explanation(base.logits, base.probs, base.classes, by_method[first], by_method, per_layer)
+    return Explanation(base.logits, base.probs, base.classes, by_method, per_layer)
