@@ -55,7 +55,6 @@ class ScoreCAM(CamMethod):
                 # channels with an all-zero mask all give the same masked input: score it once
                 zero = mb.flatten(1).amax(1) == 0
                 keep = (~zero).nonzero().flatten()
-                logits_b: torch.Tensor | None = None
                 chunks = []
                 for start in range(0, keep.numel(), ctx.score_batch):
                     sel = keep[start : start + ctx.score_batch]
