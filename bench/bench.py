@@ -141,7 +141,7 @@ def _sample_batch(size: tuple[int, int], batch: int, model: Any) -> torch.Tensor
     """Real photos (the sample images, mirrored/cropped for variety), preprocessed for ``model``."""
     from PIL import Image, ImageOps
 
-    from camcli.pipeline import preprocess
+    from camcli.models import preprocess
 
     pics = [Image.open(p).convert("RGB") for p in sorted((ROOT / "sample_images").glob("*.png"))]
     out = []
@@ -257,9 +257,9 @@ def bench_pipeline(n: int, rounds: int = 2) -> None:
     each is reported (the machine is shared: the best run is the one least disturbed)."""
     from PIL import Image
 
-    from camcli.camjob import Options, explain_files
-    from camcli.models import load_bundled, load_torchvision
-    from camcli.pipeline import preprocess
+    from camcli.jobs.cam import explain_files
+    from camcli.models import load_bundled, load_torchvision, preprocess
+    from camcli.options import Options
 
     photos = _make_photos(ROOT / "bench_out" / f"photos{n}", n)
     files = sorted(p for p in photos.rglob("*") if p.is_file())

@@ -17,12 +17,13 @@ from PIL import Image
 from torch import nn
 from typer.testing import CliRunner
 
-from camcli import images as images_mod
-from camcli.camjob import Options, explain_files
 from camcli.cli import app
-from camcli.images import iter_inputs, shard_of
+from camcli.io.inputs import iter_inputs, shard_of
+from camcli.jobs import runner as images_mod
+from camcli.jobs.cam import explain_files
+from camcli.jobs.runner import compute_with_retry
 from camcli.models import LoadedModel
-from camcli.pipeline import compute_with_retry
+from camcli.options import Options
 
 from .conftest import SAMPLES
 

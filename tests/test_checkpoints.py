@@ -11,10 +11,12 @@ import torch
 import torchvision
 from typer.testing import CliRunner
 
-from camcli import checkpoints
-from camcli.checkpoints import identify, inspect_checkpoint, load_checkpoint_model, read_labels
 from camcli.cli import app
 from camcli.errors import CheckpointError, UsageError
+from camcli.models import archs
+from camcli.models.archs import identify
+from camcli.models.checkpoints import inspect_checkpoint, load_checkpoint_model
+from camcli.models.labels import read_labels
 
 from .conftest import SAMPLES
 
@@ -125,8 +127,8 @@ def test_identify_across_families_and_head_sizes(name, classes):
 
 
 def test_ambiguous_and_unmatched(monkeypatch, r18):
-    sigs = checkpoints._signature_cache()
-    monkeypatch.setattr(checkpoints, "_signature_cache", lambda: {**sigs, "my_resnet18": sigs["resnet18"]})
+    sigs = archs._signature_cache()
+    monkeypatch.setattr(archs, "_signature_cache", lambda: {**sigs, "my_resnet18": sigs["resnet18"]})
     hits, _ = identify(r18)
     assert sorted(h[0] for h in hits) == ["my_resnet18", "resnet18"]
     partial = {k: v for k, v in r18.items() if k != "layer4.1.bn2.running_var"}
@@ -135,8 +137,8 @@ def test_ambiguous_and_unmatched(monkeypatch, r18):
 
 
 def test_ambiguity_asks_for_arch(monkeypatch, tmp_path, r18):
-    sigs = checkpoints._signature_cache()
-    monkeypatch.setattr(checkpoints, "_signature_cache", lambda: {**sigs, "my_resnet18": sigs["resnet18"]})
+    sigs = archs._signature_cache()
+    monkeypatch.setattr(archs, "_signature_cache", lambda: {**sigs, "my_resnet18": sigs["resnet18"]})
     torch.save(r18, tmp_path / "x.pt")
     with pytest.raises(CheckpointError, match=r"several architectures fit: .*--arch"):
         load_checkpoint_model(str(tmp_path / "x.pt"))

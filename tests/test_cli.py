@@ -211,7 +211,7 @@ def test_cam_several_methods_layers_guided(tmp_path):
 
 
 def rec_name(recs: list[dict]) -> str:
-    from camcli.images import slug
+    from camcli.io.outputs import slug
 
     return slug(recs[0]["class_name"])
 
@@ -244,7 +244,7 @@ def test_smoothing_from_the_cli_changes_the_map(tmp_path):
 
 
 def test_unexpected_errors_are_one_line_and_debug_shows_them(tmp_path, monkeypatch):
-    from camcli import camjob
+    from camcli.jobs import cam as camjob
 
     def boom(self, x):
         raise RuntimeError("mat1 and mat2 shapes cannot be multiplied\nsecond line")

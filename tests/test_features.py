@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 
 from camcli.cli import app
 from camcli.errors import UsageError
-from camcli.features import FeatureJob, FeatureOptions, parse_channels, rank_channels
+from camcli.jobs.features import FeatureJob, rank_channels
 from camcli.models import LoadedModel
+from camcli.options import FeatureOptions, parse_channels
 from camcli.render import feature_grid
 
 from .conftest import SAMPLES
@@ -63,7 +64,7 @@ def test_job_ranks_known_channels_and_raw_equals_layer_output(tmp_path):
     job = FeatureJob(
         FeatureOptions(layers=["conv"], top=3, out=tmp_path / "o", save_raw=True, device="cpu"), model=_known_model()
     )
-    from camcli.features import feature_files
+    from camcli.jobs.features import feature_files
 
     results = list(feature_files([str(img)], job.options, model=job.model))
     assert results[0].ok
@@ -81,8 +82,8 @@ def test_raw_activation_matches_independent_hook_on_resnet(tmp_path):
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None).eval()
     loaded = LoadedModel("r18", model, (64, 64))
-    from camcli.features import feature_files
-    from camcli.pipeline import preprocess
+    from camcli.jobs.features import feature_files
+    from camcli.models import preprocess
 
     opts = FeatureOptions(layers=["layer2"], channels="0,5,17-24", out=tmp_path / "o", save_raw=True, device="cpu")
     (res,) = list(feature_files([str(SAMPLES / "coffee.png")], opts, model=loaded))
@@ -204,7 +205,7 @@ def test_vit_token_layer_is_laid_back_on_its_grid(tmp_path):
     torch.manual_seed(0)
     vit = torchvision.models.vit_b_16(weights=None).eval()
     loaded = LoadedModel("vit", vit, (224, 224))
-    from camcli.features import feature_files
+    from camcli.jobs.features import feature_files
 
     opts = FeatureOptions(layers=["encoder.layers.encoder_layer_5"], top=4, out=tmp_path, save_raw=True, device="cpu")
     (res,) = list(feature_files([str(SAMPLES / "chelsea.png")], opts, model=loaded))

@@ -9,7 +9,9 @@ import pytest
 from PIL import Image
 
 from camcli.errors import InputError, UsageError
-from camcli.images import atomic_save_png, atomic_write_bytes, decode, discover
+from camcli.io.decode import decode
+from camcli.io.inputs import iter_inputs
+from camcli.io.outputs import atomic_save_png, atomic_write_bytes
 
 
 def _png(path: Path, im: Image.Image) -> Path:
@@ -18,7 +20,7 @@ def _png(path: Path, im: Image.Image) -> Path:
     return path
 
 
-def test_discover_recursive_sorted_case_insensitive_and_skips_out(tmp_path):
+def test_iter_inputs_recursive_sorted_case_insensitive_and_skips_out(tmp_path):
     root = tmp_path / "photos"
     for rel in ["b.JPG", "a.png", "a.jpg", "sub/c.PNG", "notes.txt", "out/old.png"]:
         p = root / rel
@@ -27,19 +29,19 @@ def test_discover_recursive_sorted_case_insensitive_and_skips_out(tmp_path):
             p.write_text("x")
         else:
             Image.new("RGB", (4, 4)).save(p, format="PNG")
-    found = discover([str(root)], out_dir=root / "out")
+    found = list(iter_inputs([str(root)], out_dir=root / "out"))
     assert [str(f.rel) for f in found] == ["a.jpg", "a.png", "b.JPG", "sub/c.PNG"]
 
 
-def test_discover_files_globs_dedupe_and_mirroring(tmp_path):
+def test_iter_inputs_files_globs_dedupe_and_mirroring(tmp_path):
     a = _png(tmp_path / "x" / "same.png", Image.new("RGB", (4, 4)))
     b = _png(tmp_path / "y" / "same.png", Image.new("RGB", (4, 4)))
-    found = discover([str(a), str(b), str(tmp_path / "x" / "*.png")])
+    found = list(iter_inputs([str(a), str(b), str(tmp_path / "x" / "*.png")]))
     assert [str(f.rel) for f in found] == ["x/same.png", "y/same.png"]  # no collision, no duplicate
     with pytest.raises(UsageError, match="does not exist"):
-        discover([str(tmp_path / "missing.jpg")])
+        list(iter_inputs([str(tmp_path / "missing.jpg")]))
     with pytest.raises(UsageError, match="no files match"):
-        discover([str(tmp_path / "*.gif")])
+        list(iter_inputs([str(tmp_path / "*.gif")]))
 
 
 def test_exif_orientation_is_applied(tmp_path):
@@ -135,7 +137,7 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("shape", [(1, 1), (3, 5), (64, 48), (300, 451)])
 def test_png_encoder_round_trips_through_pillow(shape):
-    from camcli.images import encode_png
+    from camcli.io.png import encode_png
 
     rng = np.random.default_rng(0)
     arr = rng.integers(0, 256, size=(*shape, 3), dtype=np.uint8)

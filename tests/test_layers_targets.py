@@ -4,10 +4,10 @@ import pytest
 import torch
 import torchvision
 
+from camcli.engine.layers import _trace, default_layer, resolve, tokens_to_grid, trace
+from camcli.engine.targets import resolve_target
 from camcli.errors import LayerError, TargetError
-from camcli.layers import _trace, default_layer, resolve, tokens_to_grid, trace
 from camcli.models import imagenet_categories
-from camcli.targets import resolve_target
 
 
 def test_resolve_dotted_names(resnet18):
@@ -78,7 +78,7 @@ def test_ambiguous_and_unknown_targets():
 
 
 def test_preferred_layer_for_vit_models_and_checkpoints():
-    from camcli.models import preferred_layer
+    from camcli.models.zoo import preferred_layer
 
     with torch.device("meta"):
         vit = torchvision.models.vit_b_16(weights=None)

@@ -3,9 +3,9 @@
 The Python API mirrors the CLI; heavy modules (torch) load on first use, so ``import camcli`` is cheap::
 
     from pathlib import Path
-    from camcli import Options, explain_files
+    from camcli import CamOptions, explain_files
 
-    for result in explain_files(["photos/"], Options(out=Path("cams"), top_k=2)):
+    for result in explain_files(["photos/"], CamOptions(out=Path("cams"), top_k=2)):
         print(result.input, result.ok)
 """
 
@@ -16,13 +16,15 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Options": "camcli.camjob",
-    "CamJob": "camcli.camjob",
-    "explain_files": "camcli.camjob",
-    "FeatureOptions": "camcli.features",
-    "feature_files": "camcli.features",
-    "ImageResult": "camcli.pipeline",
-    "merge_manifests": "camcli.pipeline",
+    "CamOptions": "camcli.options",
+    "Options": "camcli.options",  # the old name of CamOptions
+    "FeatureOptions": "camcli.options",
+    "CamJob": "camcli.jobs.cam",
+    "explain_files": "camcli.jobs.cam",
+    "FeatureJob": "camcli.jobs.features",
+    "feature_files": "camcli.jobs.features",
+    "ImageResult": "camcli.jobs.results",
+    "merge_manifests": "camcli.io.manifest",
     "explain": "camcli.methods",
     "get_method": "camcli.methods",
     "load_model": "camcli.models",

@@ -1,9 +1,9 @@
-"""Colormaps (matplotlib's registry, no pyplot state), overlays and image panels."""
+"""Pictures from maps: colormaps (matplotlib's registry, no pyplot state), overlays, gradient images, feature grids."""
 
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -50,10 +50,9 @@ def colorize(cam: np.ndarray, colormap: str) -> np.ndarray:
 def overlay(image: Image.Image, cam: np.ndarray, colormap: str = "jet", alpha: float = 0.5) -> Image.Image:
     """Blend the coloured map over the picture: ``(1 - alpha) * image + alpha * colour(map)``.
 
-    ``cam`` must already have the image's size (H, W) and values in [0, 1]. The blend is Pillow's (C code).
+    ``cam`` must already have the image's size (H, W) and values in [0, 1]; ``alpha`` is in [0, 1] (the range is
+    checked with the other options, :meth:`camcli.options.CamOptions.check`). The blend is Pillow's (C code).
     """
-    if not 0.0 <= alpha <= 1.0:
-        raise UsageError(f"--alpha {alpha} is out of range; use a value from 0 to 1")
     base = image.convert("RGB")
     if cam.shape != (base.height, base.width):
         raise ValueError(f"map of shape {cam.shape} does not match image of size {(base.height, base.width)}")
@@ -75,7 +74,7 @@ def feature_grid(
     labels: list[str],
     *,
     colormap: str = "viridis",
-    normalize: str = "tile",
+    normalize: Literal["tile", "layer"] = "tile",
     tile: int = 128,
     columns: int | None = None,
 ) -> Image.Image:
@@ -94,8 +93,6 @@ def feature_grid(
     from PIL import ImageDraw
     from torchvision.utils import make_grid
 
-    if normalize not in ("tile", "layer"):
-        raise UsageError(f"--normalize {normalize!r}: use tile or layer")
     m = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))
     if normalize == "layer":
         lo, hi = m.min(), m.max()
@@ -123,3 +120,9 @@ def feature_grid(
     ncol = columns or max(1, math.ceil(math.sqrt(len(tiles))))
     grid = make_grid(torch.stack(tiles), nrow=ncol, padding=3, pad_value=255)
     return Image.fromarray(grid.permute(1, 2, 0).numpy().astype(np.uint8), "RGB")
+
+
+def gradient_picture(rgb01: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    """(h, w, 3) values in [0, 1] (an input gradient made displayable) → an RGB picture of ``size`` (H, W)."""
+    arr = (np.asarray(rgb01) * 255).round().astype(np.uint8)
+    return Image.fromarray(arr, "RGB").resize((size[1], size[0]), Image.Resampling.BILINEAR)

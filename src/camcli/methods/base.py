@@ -14,9 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import LayerError, TargetError
-from ..hooks import Captured, capture, eval_mode
-from ..layers import resolve, tokens_to_grid
+from ..engine.hooks import Captured, capture, eval_mode
+from ..engine.layers import resolve, tokens_to_grid
+from ..engine.targets import check_index
+from ..errors import LayerError
 
 
 @dataclass
@@ -129,8 +130,7 @@ def choose_classes(logits: torch.Tensor, targets: Sequence[int] | None, top_k: i
     num = logits.shape[1]
     if targets:
         for t in targets:
-            if not 0 <= t < num:
-                raise TargetError(f"class {t} is out of range: the model has classes 0…{num - 1}")
+            check_index(t, num)
         return torch.tensor(list(targets), device=logits.device).expand(logits.shape[0], -1)
     k = max(1, min(top_k, num))
     return logits.topk(k, dim=1).indices
@@ -168,10 +168,7 @@ def explain(
         with torch.no_grad():
             output = model(x)
         logits = model_logits(output)
-        missing = [n for n in layers if n not in cap.acts]
-        if missing:
-            raise LayerError(f"layer '{missing[0]}' did not run in the forward pass; pick another (camcli layers)")
-        acts = [cap.acts[n] for n in layers]
+        acts = cap.require(layers)
         chosen = classes.to(logits.device) if classes is not None else choose_classes(logits.detach(), targets, top_k)
         grids = [tokens_to_grid(a.detach()).float() for a in acts]
         cache: dict[str, dict[str, Any]] = {n: {} for n in layers}
@@ -187,10 +184,10 @@ def explain(
                 for name, a, g in zip(layers, grids, grads, strict=True):
                     if g is None and need_grad:
                         raise LayerError(f"the class score does not depend on layer '{name}'")
-                    g2 = tokens_to_grid(g).float() if g is not None else torch.zeros(0)
+                    grad_grid = tokens_to_grid(g).float() if g is not None else torch.zeros(0)
                     ctx = Context(model, x, name, chosen[:, k], score_batch, cache[name], cap)
                     for m in methods:
-                        raw[(m.name, name)].append(normalize(m.raw_map(a, g2, ctx)))
+                        raw[(m.name, name)].append(normalize(m.raw_map(a, grad_grid, ctx)))
     with torch.no_grad():
         per_layer = {key: torch.stack(v, dim=1).cpu() for key, v in raw.items()}
         by_method: dict[str, torch.Tensor] = {}

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..hooks import eval_mode
+from ..engine.hooks import eval_mode
 from .base import model_logits
 
 

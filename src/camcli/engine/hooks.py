@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .errors import LayerError
+from ..errors import LayerError
 
 
 @dataclass
@@ -24,6 +24,13 @@ class Captured:
     acts: dict[str, torch.Tensor] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
     active: bool = True  # False: hooks stand aside (extra forwards of Score-CAM)
+
+    def require(self, names: list[str]) -> list[torch.Tensor]:
+        """The captured outputs of ``names``, in order; a :class:`LayerError` for a layer that did not run."""
+        missing = [n for n in names if n not in self.acts]
+        if missing:
+            raise LayerError(f"layer '{missing[0]}' did not run in the forward pass; pick another (camcli layers)")
+        return [self.acts[n] for n in names]
 
     @contextmanager
     def paused(self) -> Iterator[None]:

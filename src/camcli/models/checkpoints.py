@@ -1,4 +1,6 @@
-"""User checkpoints: safe loading, unwrapping, prefix stripping, architecture identification, labels.
+"""User checkpoints: safe loading, unwrapping, prefix stripping, building the model they hold.
+
+Which architecture a state_dict is: :mod:`camcli.models.archs`; class names: :mod:`camcli.models.labels`.
 
 Safety: ``torch.load(..., weights_only=True, map_location="cpu")`` always; there is no automatic fallback to
 full unpickling. A file that needs arbitrary classes is refused with the classes it would import, unless the
@@ -7,20 +9,21 @@ user passes ``--trust-checkpoint``. This module is the only place that deseriali
 
 from __future__ import annotations
 
-import json
 import pickle
 import zipfile
-from collections.abc import Callable, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypeGuard
 
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
-from .errors import CheckpointError, UsageError
+from ..errors import CheckpointError, UsageError
+from .archs import arch_preprocessing, build_arch, identify, match_arch, signature
+from .base import LoadedModel
+from .labels import imagenet_categories, placeholder_names, read_labels
+from .zoo import preferred_layer
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "module", "network", "weights", "params")
 EMA_KEYS = ("model_ema", "state_dict_ema", "ema_state_dict", "ema", "ema_model", "ema_state")
@@ -44,141 +47,6 @@ class CheckpointInfo:
     notes: list[str] = field(default_factory=list)
 
 
-# ------------------------------------------------------------------------------------------ meta builds
-class _MetaParams(TorchFunctionMode):
-    """Create parameters and buffers on the meta device, leave other tensor math alone (regnet computes
-    its widths with tensors at build time, which a plain ``torch.device('meta')`` context breaks)."""
-
-    _factories = frozenset({torch.empty, torch.zeros, torch.ones, torch.full})
-
-    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        kwargs = dict(kwargs or {})
-        if func in self._factories and kwargs.get("device") is None:
-            kwargs["device"] = "meta"
-        return func(*args, **kwargs)
-
-
-@contextmanager
-def meta_params() -> Any:
-    with _MetaParams():
-        yield
-
-
-def build_arch(name: str, num_classes: int | None = None, meta: bool = False) -> nn.Module:
-    """An architecture without weights: the bundled model or a torchvision classification model."""
-    import warnings
-
-    from .models import BUNDLED, _build_lite0, torchvision_names
-
-    kwargs = {} if num_classes is None else {"num_classes": num_classes}
-    if name == BUNDLED:
-        builder: Callable[[], nn.Module] = _build_lite0
-        if num_classes not in (None, 1000):
-
-            def builder() -> nn.Module:
-                m = _build_lite0()
-                m._fc = nn.Linear(m._fc.in_features, int(num_classes))  # type: ignore[arg-type,union-attr]
-                return m
-    elif name in torchvision_names():
-        import torchvision
-
-        if name in ("googlenet", "inception_v3"):
-            kwargs.update(aux_logits=False, init_weights=False)
-
-        def builder() -> nn.Module:
-            return torchvision.models.get_model(name, weights=None, **kwargs)
-    else:
-        raise UsageError(f"unknown architecture '{name}' for --arch (see: camcli models)")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if meta:
-            with meta_params():
-                return builder()
-        return builder()
-
-
-def signature(name: str) -> dict[str, tuple[int, ...]]:
-    """{key: shape} of an architecture's state_dict (1000 classes), built on the meta device."""
-    return {k: tuple(v.shape) for k, v in build_arch(name, meta=True).state_dict().items()}
-
-
-def _signature_cache() -> dict[str, dict[str, tuple[int, ...]]]:
-    """Signatures of every candidate architecture, cached on disk per torchvision version (built once)."""
-    import os
-
-    import torchvision
-
-    from .models import available_models
-
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "camcli"
-    path = root / f"arch-signatures-v2-tv{torchvision.__version__}.json"
-    try:
-        raw = json.loads(path.read_text())
-        return {n: {k: tuple(s) for k, s in sig.items()} for n, sig in raw.items()}
-    except (OSError, ValueError):
-        pass
-    sigs = {}
-    for name in available_models():
-        try:
-            sigs[name] = signature(name)
-        except Exception:  # an architecture that cannot be built here is just not a candidate
-            continue
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({n: {k: list(s) for k, s in sig.items()} for n, sig in sigs.items()}))
-        tmp.replace(path)
-    except OSError:
-        pass
-    return sigs
-
-
-def _head_keys(sig: Mapping[str, tuple[int, ...]]) -> list[str]:
-    """The classifier's weight and bias: the last keys whose first dim is the class count (1000)."""
-    keys = [k for k in sig if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
-    head = [k for k in keys[-2:] if sig[k] and sig[k][0] == 1000]
-    return head
-
-
-def match_arch(state: Mapping[str, torch.Tensor], sig: Mapping[str, tuple[int, ...]]) -> tuple[bool, int | None, str]:
-    """Does ``state`` fit the architecture ``sig`` (any head size)? → (ok, num_classes, why not)."""
-    if set(state) != set(sig):
-        missing = len(set(sig) - set(state))
-        extra = len(set(state) - set(sig))
-        return False, None, f"{missing} missing and {extra} unexpected keys"
-    head = _head_keys(sig)
-    num = None
-    for k, shape in sig.items():
-        got = tuple(state[k].shape)
-        if got == shape:
-            continue
-        if k in head and got[1:] == shape[1:]:
-            num = got[0]
-            continue
-        return False, None, f"'{k}' has shape {list(got)}, expected {list(shape)}"
-    if num is None and head:
-        num = sig[head[0]][0]
-    return True, num, ""
-
-
-def identify(state: Mapping[str, torch.Tensor]) -> tuple[list[tuple[str, int | None]], str]:
-    """Candidate architectures for a state_dict: [(name, num_classes)], and the closest miss when none."""
-    sigs = _signature_cache()
-    hits = []
-    closest: tuple[float, str, str] = (-1.0, "", "")
-    for name, sig in sigs.items():
-        ok, num, why = match_arch(state, sig)
-        if ok:
-            hits.append((name, num))
-        else:
-            overlap = len(set(state) & set(sig)) / max(len(set(state) | set(sig)), 1)
-            if overlap > closest[0]:
-                closest = (overlap, name, why)
-    miss = f"closest: {closest[1]} ({closest[2]})" if closest[1] else "no candidate"
-    return hits, miss
-
-
-# ------------------------------------------------------------------------------------------- reading
 def _detect_format(path: Path, head: bytes) -> str:
     if path.suffix.lower() == ".safetensors":
         return "safetensors"
@@ -205,7 +73,7 @@ def _unsafe_globals(path: Path) -> list[str]:
         return []
 
 
-def read_file(path: Path, trust: bool) -> tuple[str, Any]:
+def read_file(path: Path, trust: bool) -> tuple[str, object]:
     """(format, deserialized object) without ever running code from the file unless ``trust``."""
     if not path.exists():
         raise UsageError(f"checkpoint '{path}' does not exist; check the path or pass a model name")
@@ -254,11 +122,11 @@ def read_file(path: Path, trust: bool) -> tuple[str, Any]:
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({str(e).splitlines()[0][:160]})") from None
 
 
-def _is_state_dict(obj: Any) -> bool:
+def _is_state_dict(obj: object) -> TypeGuard[Mapping[object, torch.Tensor]]:
     return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
 
 
-def unwrap(obj: Any, info: CheckpointInfo) -> None:
+def unwrap(obj: object, info: CheckpointInfo) -> None:
     """Find the state_dict inside what the file held; strip prefixes shared by every key."""
     if isinstance(obj, nn.Module):
         info.module = obj
@@ -341,52 +209,16 @@ def _mismatch_report(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str
     return "; ".join(parts) or "unknown mismatch"
 
 
-def read_labels(path: str, num_classes: int | None) -> list[str]:
-    """Class names from a text file (one per line) or JSON (list, {index: name} or {name: index})."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise UsageError(f"cannot read --labels file '{path}' ({e.strerror or e})") from None
-    names: list[str]
-    if p.suffix.lower() == ".json" or text.lstrip().startswith(("[", "{")):
-        try:
-            data = json.loads(text)
-        except ValueError as e:
-            raise UsageError(f"--labels file '{path}' is not valid JSON ({e})") from None
-        if isinstance(data, list):
-            names = [str(x) for x in data]
-        elif isinstance(data, dict):
-            pairs = {}
-            for k, v in data.items():
-                if str(k).lstrip("-").isdigit():
-                    pairs[int(k)] = str(v)
-                elif isinstance(v, int):
-                    pairs[v] = str(k)
-                else:
-                    raise UsageError(f"--labels JSON must map indices to names; got '{k}': {v!r}")
-            names = [pairs.get(i, f"class_{i}") for i in range(max(pairs) + 1)] if pairs else []
-        else:
-            raise UsageError(f"--labels file '{path}' must hold a JSON list or object")
-    else:
-        names = [line.strip() for line in text.splitlines()]
-        while names and not names[-1]:
-            names.pop()
-    if num_classes is not None and len(names) != num_classes:
-        raise UsageError(f"--labels has {len(names)} names but the model has {num_classes} classes; fix the file")
-    return names
-
-
-def load_checkpoint_model(path: str, *, arch: str | None = None, labels: str | None = None, trust: bool = False) -> Any:
+def load_checkpoint_model(
+    path: str, *, arch: str | None = None, labels: str | None = None, trust: bool = False
+) -> LoadedModel:
     """A :class:`~camcli.models.LoadedModel` from a checkpoint file (strict loading)."""
-    from .models import LoadedModel, arch_preprocessing, imagenet_categories, preferred_layer
-
     info = inspect_checkpoint(path, arch=arch, trust=trust)
     if info.module is not None and arch is None:
         module = info.module.eval()
         head = [m for m in module.modules() if isinstance(m, nn.Linear)]
         num = head[-1].out_features if head else None
-        names = read_labels(labels, num) if labels else [f"class_{i}" for i in range(num or 0)]
+        names = read_labels(labels, num) if labels else placeholder_names(num or 0)
         return LoadedModel(path, module, categories=names, notes=["full pickled model (--trust-checkpoint)"])
     if info.arch is None:
         if len(info.candidates) > 1:
@@ -412,7 +244,7 @@ def load_checkpoint_model(path: str, *, arch: str | None = None, labels: str | N
     elif num == 1000:
         names = imagenet_categories()
     else:
-        names = [f"class_{i}" for i in range(num or 0)]
+        names = placeholder_names(num or 0)
     arch_name, n = info.arch, num
 
     def builder() -> nn.Module:

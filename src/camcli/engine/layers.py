@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .errors import LayerError
+from ..errors import LayerError
+from .hooks import eval_mode
 
 
 @dataclass
@@ -69,7 +71,9 @@ def resolve(model: nn.Module, name: str, model_label: str = "the model") -> nn.M
     raise LayerError(f"no layer '{name}' in {model_label}{hint} (see: camcli layers --model {model_label})")
 
 
-def trace(model: nn.Module, input_size: tuple[int, int], builder: object = None) -> list[LayerInfo]:
+def trace(
+    model: nn.Module, input_size: tuple[int, int], builder: Callable[[], nn.Module] | None = None
+) -> list[LayerInfo]:
     """Every module's output shape for one (1, 3, H, W) input.
 
     With a ``builder`` the architecture is rebuilt on the ``meta`` device and run there: no memory, no real
@@ -78,18 +82,13 @@ def trace(model: nn.Module, input_size: tuple[int, int], builder: object = None)
     if builder is not None:
         try:
             with torch.device("meta"):
-                meta_model = builder()  # type: ignore[operator]
+                meta_model = builder()
             return _trace(meta_model.eval(), torch.zeros(1, 3, *input_size, device="meta"))
         except (RuntimeError, NotImplementedError, TypeError):
             pass
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    was = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
+    with eval_mode(model):
         return _trace(model, torch.zeros(1, 3, *input_size, device=device))
-    finally:
-        for m, flag in was:
-            m.training = flag
 
 
 def _trace(model: nn.Module, x: torch.Tensor) -> list[LayerInfo]:
@@ -150,3 +149,29 @@ def spatial_neighbours(infos: list[LayerInfo], name: str, n: int = 3) -> list[st
     spatial = [i for i in infos if i.spatial and i.calls >= 1]
     spatial.sort(key=lambda i: abs(i.order - target))
     return [i.name for i in spatial[:n]]
+
+
+def choose_layers(
+    model: nn.Module, infos: list[LayerInfo], wanted: list[str], preferred: str | None = None, label: str = "the model"
+) -> tuple[list[str], bool]:
+    """Checked names of the ``wanted`` layers (or the default layer when none) and whether camcli chose it.
+
+    A wanted layer must exist, have a spatial output (``infos``, from :func:`trace`) and run once per forward.
+    """
+    if not wanted:
+        return [default_layer(infos, preferred)], True
+    by_name = {i.name: i for i in infos}
+    out = []
+    for name in wanted:
+        name = name.strip()
+        resolve(model, name, label)
+        info = by_name.get(name)
+        if info is not None and info.calls and not info.spatial:
+            near = ", ".join(spatial_neighbours(infos, name))
+            raise LayerError(
+                f"layer '{name}' has no spatial output (shape {info.shape}); nearest layers with one: {near}"
+            )
+        if info is not None and info.calls > 1:
+            raise LayerError(f"layer '{name}' runs {info.calls} times per forward pass; pick a layer that runs once")
+        out.append(name)
+    return out, False

@@ -6,11 +6,17 @@ import difflib
 import re
 from collections.abc import Sequence
 
-from .errors import TargetError
+from ..errors import TargetError
 
 
 def _words(text: str) -> set[str]:
     return set(re.findall(r"[0-9a-z]+", text.lower()))
+
+
+def check_index(index: int, num_classes: int) -> None:
+    """A :class:`TargetError` unless ``0 <= index < num_classes``."""
+    if not 0 <= index < num_classes:
+        raise TargetError(f"class {index} is out of range: the model has classes 0…{num_classes - 1}")
 
 
 def resolve_target(value: str | int, categories: Sequence[str]) -> int:
@@ -24,8 +30,7 @@ def resolve_target(value: str | int, categories: Sequence[str]) -> int:
     text = str(value).strip()
     if re.fullmatch(r"-?\d+", text):
         idx = int(text)
-        if not 0 <= idx < n:
-            raise TargetError(f"class {idx} is out of range: the model has classes 0…{n - 1}")
+        check_index(idx, n)
         return idx
     low = text.lower()
     rules = (

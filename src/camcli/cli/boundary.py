@@ -1,0 +1,65 @@
+"""The one place where failures leave the program: errors → one line on stderr and an exit code.
+
+Exit codes: 0 every input done; 1 some input failed (the rest were still written); 2 usage or setup error
+before any input ran (a :class:`~camcli.errors.CamcliError` carries its own code); 130 interrupted (Ctrl-C, or
+SIGTERM, which is turned into the same interrupt so both stop cleanly).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+import typer
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+INTERRUPTED = "interrupted; finished outputs are kept and recorded, no partial files are left"
+
+
+def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def guarded(debug: bool) -> Iterator[None]:
+    """Run a command's body: translate camcli errors, interrupts and unexpected exceptions into exit codes.
+
+    ``--debug`` lets exceptions through with their tracebacks. SIGTERM is handled like Ctrl-C while inside.
+    """
+    from ..errors import CamcliError
+
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+    try:
+        yield
+    except CamcliError as e:
+        if debug:
+            raise
+        _error(str(e))
+        raise typer.Exit(e.exit_code) from None
+    except KeyboardInterrupt:
+        _error(INTERRUPTED)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except (typer.Exit, SystemExit):
+        raise
+    except Exception as e:  # a bug or a model that fails on its own: one line, the traceback behind --debug
+        if debug:
+            raise
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        _error(f"unexpected {type(e).__name__}: {first} (rerun with --debug for the traceback)")
+        raise typer.Exit(EXIT_USAGE) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _error(message: str) -> None:
+    from . import console
+
+    console.error(message)
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()

@@ -1,0 +1,185 @@
+"""The commands that describe things: ``methods``, ``layers``, ``models``, ``inspect``, ``merge-manifests``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .boundary import guarded
+from .params import ArchOpt, DebugOpt, JsonOpt, ModelArgs, TrustOpt, shared_options
+
+
+def methods(json_out: JsonOpt = False) -> None:
+    """List the CAM methods: name, what it does, paper, whether it needs gradients, cost.
+
+    Example: camcli methods
+    """
+    with guarded(debug=False):
+        _methods(json_out)
+
+
+def _methods(json_out: bool) -> None:
+    import json
+
+    from ..methods import REGISTRY
+    from . import console
+
+    rows = [(n, c.summary, c.paper, "yes" if c.needs_grad else "no", c.cost) for n, c in REGISTRY.items()]
+    if json_out:
+        for n, summary, paper, grad, cost in rows:
+            rec = {"name": n, "summary": summary, "paper": paper, "gradients": grad == "yes", "cost": cost}
+            sys.stdout.write(json.dumps(rec) + "\n")
+        return
+    console.table(
+        "CAM methods (camcli cam --method NAME)", ["name", "what", "paper", "gradients", "cost"], rows, stdout=True
+    )
+    console.out_console().print(
+        "All methods: --smooth N / --aug-smooth average noisy / mirrored passes; several --layer fuse maps; "
+        "--guided adds guided backprop.",
+        markup=False,
+    )
+
+
+def inspect(
+    checkpoint: Annotated[Path, typer.Argument(help="A .pt/.pth/.bin/.ckpt/.safetensors file.")],
+    arch: ArchOpt = None,
+    trust_checkpoint: TrustOpt = False,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Show what a checkpoint holds: format, where the weights are, architecture found, classes, keys.
+
+    Nothing in the file is executed (weights-only loading) unless --trust-checkpoint is given.
+
+    Example: camcli inspect runs/best.pt
+    """
+    with guarded(debug):
+        import json
+
+        from ..models.checkpoints import inspect_checkpoint
+        from . import console
+
+        info = inspect_checkpoint(str(checkpoint), arch=arch, trust=trust_checkpoint)
+        n_params = sum(int(v.numel()) for v in info.state_dict.values())
+        rec = {
+            "path": info.path,
+            "format": info.format,
+            "container": info.container,
+            "stripped_prefixes": info.stripped,
+            "architecture": info.arch,
+            "num_classes": info.num_classes,
+            "candidates": info.candidates,
+            "tensors": len(info.state_dict),
+            "parameters": n_params,
+            "other_keys": [k for k in info.extra_keys if k != info.container],
+            "notes": info.notes,
+            "first_keys": list(info.state_dict)[:5],
+        }
+        if json_out:
+            sys.stdout.write(json.dumps(rec) + "\n")
+            return
+        rows = [
+            (k, ", ".join(map(str, v)) if isinstance(v, list) else ("-" if v is None else v)) for k, v in rec.items()
+        ]
+        console.table(f"checkpoint {checkpoint}", ["field", "value"], rows, stdout=True)
+        if info.arch:
+            console.info(
+                f"use it: camcli gradcam IMAGE --model {checkpoint}"
+                + ("" if len(info.candidates) <= 1 else f" --arch {info.arch}")
+            )
+        elif len(info.candidates) > 1:
+            console.info(f"several architectures fit; add --arch ({', '.join(info.candidates[:5])})")
+
+
+def merge_manifests_cmd(
+    out: Annotated[Path, typer.Argument(help="The output folder the shards wrote to.")],
+    debug: DebugOpt = False,
+) -> None:
+    """Join the manifest.shard-K-of-N.jsonl parts of a sharded run into manifest.jsonl.
+
+    Example: camcli merge-manifests cams/
+    """
+    with guarded(debug):
+        from ..errors import UsageError
+        from ..io.manifest import merge_manifests
+        from . import console
+
+        if not out.is_dir():
+            raise UsageError(f"'{out}' is not a folder; pass the --out folder of the sharded runs")
+        path, parts, n = merge_manifests(out)
+        console.info(f"merged {parts} part(s) into {path}: {n} records")
+
+
+@shared_options
+def layers(
+    model: ModelArgs,
+    spatial: Annotated[bool, typer.Option("--spatial", help="Only layers with a spatial output.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="JSON lines on stdout.")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """List every layer: dotted name, type, output shape (batch 1); the default Grad-CAM layer is marked.
+
+    Example: camcli layers --model resnet18
+    """
+    with guarded(debug):
+        import json
+
+        from ..engine.layers import default_layer, trace
+        from ..models import load_spec
+        from ..options import BUNDLED, ModelSpec
+        from . import console
+
+        spec = ModelSpec()
+        model.apply_to(spec)
+        if spec.weights is None and spec.model != BUNDLED:
+            spec.weights = "none"  # the layers are the same with any weights: never download for a listing
+        loaded = load_spec(spec)
+        infos = trace(loaded.module, loaded.input_size, loaded.builder)
+        chosen = default_layer(infos, loaded.default_layer)
+        shown = [i for i in infos if i.spatial] if spatial else infos
+        if json_out:
+            for i in shown:
+                rec = {
+                    "name": i.name,
+                    "type": i.type,
+                    "shape": list(i.shape) if i.shape else None,
+                    "calls": i.calls,
+                    "spatial": i.spatial,
+                    "default": i.name == chosen,
+                }
+                sys.stdout.write(json.dumps(rec) + "\n")
+            return
+        rows = [
+            (
+                ("* " if i.name == chosen else "  ") + "  " * i.name.count(".") + i.name,  # indented: the tree
+                i.type,
+                "×".join(map(str, i.shape)) if i.shape else ("(not run)" if i.calls == 0 else "-"),
+                i.calls if i.calls != 1 else "",
+            )
+            for i in shown
+        ]
+        console.table(
+            f"{loaded.name}: layers for a 1×3×{loaded.input_size[0]}×{loaded.input_size[1]} input "
+            f"(* = default layer: {chosen})",
+            ["layer", "type", "output shape", "calls"],
+            rows,
+            stdout=True,
+        )
+
+
+def models(
+    pattern: Annotated[str | None, typer.Argument(help="Only names containing this text.")] = None,
+) -> None:
+    """List the model names --model accepts (the bundled offline model first).
+
+    Example: camcli models resnet
+    """
+    with guarded(debug=False):
+        from ..models import BUNDLED, available_models
+
+        for name in available_models():
+            if pattern is None or pattern.lower() in name:
+                typer.echo(name + ("  (bundled, offline, default)" if name == BUNDLED else ""))

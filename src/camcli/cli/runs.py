@@ -1,0 +1,256 @@
+"""The commands that run over inputs: ``gradcam``/``cam`` and ``features``, and how a run is reported.
+
+Each command builds its options object (:mod:`camcli.options`), counts the inputs (so a bad path fails before
+the model loads), sets up the job, and hands it to :func:`report_run`, which shows progress, prints ``--json``
+records, reports failed inputs, prints the summary and returns the exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from .boundary import EXIT_OK, EXIT_SOME_FAILED, guarded
+from .params import BatchArgs, InputsArg, ModelArgs, shared_options
+
+if TYPE_CHECKING:
+    from ..jobs.job import C, Job
+    from ..jobs.results import ImageResult
+    from ..options import RunOptions
+
+SUMMARY_ROWS = 20  # a per-image table in the summary for runs of up to this many images
+
+
+@shared_options
+def cam(
+    inputs: InputsArg,
+    model: ModelArgs,
+    *,
+    layer: Annotated[
+        list[str] | None,
+        typer.Option("--layer", "-l", help="Dotted layer name, repeatable (maps fused); default: last spatial layer."),
+    ] = None,
+    method: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--method", help="CAM method, repeatable: several methods share one forward pass (camcli methods)."
+        ),
+    ] = None,
+    target: Annotated[
+        list[str] | None,
+        typer.Option("--target", "-t", help="Class index or name to explain (repeatable); default: top-1."),
+    ] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Explain each image's K best classes.")] = 1,
+    colormap: Annotated[str, typer.Option(help="Any matplotlib colormap name.")] = "jet",
+    alpha: Annotated[float, typer.Option(help="Opacity of the map over the picture, 0–1.")] = 0.5,
+    save_raw: Annotated[bool, typer.Option("--save-raw", help="Also write each map as float32 .npy.")] = False,
+    per_layer: Annotated[bool, typer.Option("--per-layer", help="With several --layer: each layer's map too.")] = False,
+    smooth: Annotated[int, typer.Option(help="Average N extra maps of noisy copies (SmoothGrad-style).")] = 0,
+    noise: Annotated[float, typer.Option(help="Noise std for --smooth, as a fraction of the input range.")] = 0.15,
+    aug_smooth: Annotated[bool, typer.Option("--aug-smooth", help="Average with the mirrored image's map.")] = False,
+    guided: Annotated[bool, typer.Option("--guided", help="Also write guided backprop and guided CAM images.")] = False,
+    score_batch: Annotated[int, typer.Option(help="Masked images per forward pass for scorecam.")] = 32,
+    run: BatchArgs,
+) -> None:
+    code = EXIT_OK
+    with guarded(run.debug):
+        from ..jobs.cam import CamJob
+        from ..options import CamOptions
+
+        options = CamOptions(
+            layers=list(layer or []),
+            methods=list(method or ["gradcam"]),
+            targets=list(target or []),
+            top_k=top_k,
+            colormap=colormap,
+            alpha=alpha,
+            save_raw=save_raw,
+            per_layer=per_layer,
+            smooth=smooth,
+            noise=noise,
+            aug_smooth=aug_smooth,
+            guided=guided,
+            score_batch=score_batch,
+        )
+        total = _prepare(options, model, run, inputs)
+        code = report_run(CamJob(options), inputs, total, run)
+    raise typer.Exit(code)
+
+
+@shared_options
+def features(
+    inputs: InputsArg,
+    model: ModelArgs,
+    *,
+    layer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--layer", "-l", help="Dotted layer name, repeatable (a grid per layer); default: last spatial layer."
+        ),
+    ] = None,
+    all_layers: Annotated[
+        bool, typer.Option("--all", help="A grid for every layer with a spatial output (quick browsing).")
+    ] = False,
+    top: Annotated[int, typer.Option(help="Show the N channels with the highest mean activation.")] = 16,
+    channels: Annotated[str | None, typer.Option(help="Show these channels instead: 0,5,17-24.")] = None,
+    normalize: Annotated[str, typer.Option(help="tile: each tile on its own scale; layer: one scale.")] = "tile",
+    colormap: Annotated[str, typer.Option(help="Any matplotlib colormap name.")] = "viridis",
+    tile: Annotated[int, typer.Option(help="Tile size in pixels.")] = 128,
+    save_raw: Annotated[bool, typer.Option("--save-raw", help="Also write the layer output as .npy.")] = False,
+    stats: Annotated[bool, typer.Option("--stats", help="Print channels, size, mean, max, % zeros.")] = False,
+    run: BatchArgs,
+) -> None:
+    """Write feature-map grids: the input picture, then the layer's strongest channels, one PNG per layer.
+
+    Example: camcli features cat.jpg --model resnet18 --weights none --layer layer2 --top 32
+    """
+    code = EXIT_OK
+    with guarded(run.debug):
+        from ..jobs.features import FeatureJob
+        from ..options import FeatureOptions
+
+        options = FeatureOptions(
+            layers=list(layer or []),
+            all_layers=all_layers,
+            top=top,
+            channels=channels,
+            normalize=normalize,  # type: ignore[arg-type]  # checked by FeatureOptions.check
+            colormap=colormap,
+            tile=tile,
+            save_raw=save_raw,
+        )
+        total = _prepare(options, model, run, inputs)
+        rows = _StatsRows()
+        code = report_run(FeatureJob(options), inputs, total, run, on_result=rows.add if stats else None)
+        if stats:
+            from . import console
+
+            console.table("layer statistics", rows.columns, rows.rows, stdout=not run.json_out)
+    raise typer.Exit(code)
+
+
+@dataclass
+class _StatsRows:
+    """``features --stats``: one table row per image and layer, collected as results arrive."""
+
+    columns: tuple[str, ...] = ("image", "layer", "channels", "h×w", "mean", "max", "% zeros")
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def add(self, result: ImageResult) -> None:
+        for o in result.outputs:
+            st = o["stats"]
+            size = f"{st['height']}×{st['width']}"
+            self.rows.append((result.input, o["layer"], st["channels"], size, st["mean"], st["max"], st["zeros_pct"]))
+
+
+def _prepare(options: RunOptions, model: ModelArgs, run: BatchArgs, inputs: list[str]) -> int | None:
+    """Fill in the shared options and count the inputs (None when reading stdin); no images → usage error."""
+    from ..errors import UsageError
+    from ..io.inputs import IMAGE_EXTENSIONS, count_inputs
+
+    model.apply_to(options)
+    run.apply_to(options)
+    total = count_inputs(inputs, options.out, options.shard)
+    if total == 0 and options.shard is None:
+        exts = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
+        raise UsageError(f"no images found in the inputs (extensions: {exts})")
+    return total
+
+
+def report_run(
+    job: Job[C],
+    inputs: list[str],
+    total: int | None,
+    run: BatchArgs,
+    *,
+    on_result: Callable[[ImageResult], None] | None = None,
+) -> int:
+    """Run ``job`` with a progress bar, ``--json`` records, per-file errors and the summary; the exit code.
+
+    Ctrl-C / SIGTERM: the writes already handed out finish, the summary is printed, and the interrupt goes on
+    to the boundary (exit 130).
+    """
+    import json
+
+    from ..io.manifest import manifest_name
+    from ..jobs.runner import run_job
+    from . import console
+
+    if not run.quiet:
+        if job.model.notes:
+            console.info(f"checkpoint {job.model.name}: " + "; ".join(job.model.notes))
+        count = "?" if total is None else total
+        console.info(f"{job.header()} · {count} image(s) → {job.options.out}")
+    started = time.perf_counter()
+    summary = _Summary()
+    results = run_job(job, inputs, on_result=on_result)
+    try:
+        with console.progress(total, enabled=not run.quiet and (total is None or total > 1)) as advance:
+            for result in results:
+                if run.json_out:
+                    for r in result.records:
+                        sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")
+                    sys.stdout.flush()
+                if not result.ok:
+                    console.error(result.error or "failed")
+                summary.add(result)
+                advance(1)
+    except KeyboardInterrupt:
+        results.close()
+        if not run.quiet:
+            summary.show(time.perf_counter() - started, job.options.out, manifest_name(job.options.shard))
+        raise
+    if not run.quiet:
+        summary.show(time.perf_counter() - started, job.options.out, manifest_name(job.options.shard))
+    return EXIT_SOME_FAILED if summary.failed else EXIT_OK
+
+
+@dataclass
+class _Summary:
+    """Counts of a run and the first results, for the closing table and line."""
+
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    first: list[ImageResult] = field(default_factory=list)
+
+    def add(self, result: ImageResult) -> None:
+        if result.skipped:
+            self.skipped += 1
+        elif result.ok:
+            self.done += 1
+            if len(self.first) <= SUMMARY_ROWS:
+                self.first.append(result)
+        else:
+            self.failed += 1
+
+    def show(self, seconds: float, out: Path, manifest: str) -> None:
+        from . import console
+
+        table = self.first
+        if 0 < len(table) <= SUMMARY_ROWS and self.done <= SUMMARY_ROWS:
+            if any(r.predictions for r in table):
+                rows = [
+                    (
+                        r.input,
+                        f"{r.predictions[0].index} {r.predictions[0].name}",
+                        f"{r.predictions[0].probability:.3f}",
+                        len(r.outputs),
+                    )
+                    for r in table
+                ]
+                console.table("top prediction per image", ["image", "class", "prob", "outputs"], rows)
+            else:
+                console.table("outputs per image", ["image", "files"], [(r.input, len(r.outputs)) for r in table])
+        rate = self.done / seconds if seconds > 0 else 0.0
+        skipped = f", {self.skipped} skipped (outputs exist)" if self.skipped else ""
+        console.info(
+            f"{self.done} done, {self.failed} failed{skipped} in {seconds:.1f}s ({rate:.1f} img/s); "
+            f"outputs and {manifest} in {out}"
+        )

@@ -1,0 +1,100 @@
+"""Decoding one input image robustly: 8-bit RGB, upright, with a reason for every file that cannot be read."""
+
+from __future__ import annotations
+
+import io
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from ..errors import InputError
+from ..options import DEFAULT_MAX_PIXELS
+
+_guard_lock = threading.Lock()
+
+
+def _allow_pillow(max_pixels: int | None) -> None:
+    """Let Pillow's own global guard (which raises before camcli can look) admit up to ``max_pixels``."""
+    if max_pixels is None or max_pixels <= (Image.MAX_IMAGE_PIXELS or 0):
+        return
+    with _guard_lock:
+        Image.MAX_IMAGE_PIXELS = max(max_pixels, Image.MAX_IMAGE_PIXELS or 0)
+
+
+def decode(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Read an image as 8-bit RGB, upright (EXIF orientation applied), ready to draw on.
+
+    Grayscale → RGB; RGBA/LA/P with transparency are composited on white; 16-bit and float images are scaled
+    to 8 bits (not clipped); CMYK is converted. Raises :class:`InputError` with the reason for missing, empty,
+    truncated, corrupt, non-image and too-large files.
+
+    ``max_pixels`` is the decompression-bomb guard (None: Pillow's default only). This function owns the
+    rule: Pillow's global guard is raised to ``max_pixels`` when that is larger, so the limit given here is
+    the one that applies, and images over it are refused here with the option that lifts it.
+    """
+    _allow_pillow(max_pixels)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not an image") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
+    if not data:
+        raise InputError(f"{path}: empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im: Image.Image = Image.open(io.BytesIO(data))
+            w, h = im.size
+            if max_pixels is not None and w * h > max_pixels:
+                raise InputError(
+                    f"{path}: {w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} "
+                    "(decompression-bomb guard); raise it with --max-pixels if the file is trusted"
+                )
+            ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never half a picture
+            im.load()
+    except InputError:
+        raise
+    except UnidentifiedImageError:
+        raise InputError(f"{path}: not an image Pillow can read (unknown or corrupt format)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise InputError(f"{path}: {e}; raise the limit with --max-pixels if the file is trusted") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise InputError(f"{path}: truncated or corrupt image ({e})") from None
+    try:
+        im = ImageOps.exif_transpose(im)
+    except Exception:  # a broken EXIF block must not cost the picture
+        pass
+    return to_rgb(im)
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Any Pillow mode → 8-bit RGB (see :func:`decode`)."""
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        if mode.startswith("I;16") or (mode == "I" and arr.min() >= 0 and arr.max() <= 65535):
+            scaled = arr / 65535.0 if arr.max() > 255 else arr / 255.0
+        else:
+            lo, hi = float(arr.min()), float(arr.max())
+            scaled = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+        gray = np.clip(np.rint(scaled * 255.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    if mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    elif mode == "P":
+        return im.convert("RGB")
+    if mode in ("PA",):
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "La", "RGBa"):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im.convert("RGB")

@@ -1,0 +1,78 @@
+"""Where outputs go and how they are written: output names, atomic writes (never a partial file), PNG and NPY.
+
+Names: ``OUT/<input's path relative to the inputs' common folder>.<tag>.<class index>-<class slug>.png`` for
+maps (``tag`` = method, ``method@layer``, ``guided-backprop``, ``guided-<method>``) and
+``OUT/<relative path>.features.<layer>.png`` for feature grids. The input's full file name is kept, so two
+inputs never share an output.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .inputs import InputFile
+from .png import encode_png
+
+_UMASK = os.umask(0o022)  # read the process umask once, at import (os.umask can only read by setting)
+os.umask(_UMASK)
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of a class name: ``"tabby, tabby cat"`` → ``tabby_tabby_cat``."""
+    s = re.sub(r"[^0-9A-Za-z]+", "_", text).strip("_")
+    return s[:60] or "class"
+
+
+def cam_output_path(out: Path, item: InputFile, tag: str, index: int, class_name: str, suffix: str = ".png") -> Path:
+    """The file of one map (``tag``) of one class of one input."""
+    stem = out / item.rel
+    return stem.with_name(f"{stem.name}.{tag}.{index}-{slug(class_name)}{suffix}")
+
+
+def find_cam_outputs(out: Path, item: InputFile, tag: str, suffix: str) -> list[Path]:
+    """Files of map ``tag`` of ``item`` for any class (exactly the names :func:`cam_output_path` makes)."""
+    stem = out / item.rel
+    pattern = f"{glob.escape(stem.name)}.{glob.escape(tag)}.*{suffix}"
+    rx = re.compile(re.escape(f"{stem.name}.{tag}.") + r"\d+-[^.]*" + re.escape(suffix) + "$")
+    return [p for p in stem.parent.glob(pattern) if rx.match(p.name)]
+
+
+def feature_output_path(out: Path, item: InputFile, layer: str, suffix: str = ".png") -> Path:
+    """The feature grid (or its ``.npy``) of one layer of one input."""
+    stem = out / item.rel
+    return stem.with_name(f"{stem.name}.features.{layer}{suffix}")
+
+
+def atomic_write_bytes(target: Path, data: bytes) -> None:
+    """Write ``data`` to ``target`` through a temporary file in the same folder and a rename."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; outputs get the usual permissions
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def atomic_save_png(target: Path, image: Image.Image) -> None:
+    atomic_write_bytes(target, encode_png(np.asarray(image.convert("RGB"))))
+
+
+def atomic_save_npy(target: Path, array: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    atomic_write_bytes(target, buf.getvalue())

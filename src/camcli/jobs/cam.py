@@ -1,0 +1,209 @@
+"""The Grad-CAM-family job: explain batches with one or more methods and layers, write overlays and records."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .. import render
+from ..engine.layers import LayerInfo
+from ..engine.targets import resolve_targets
+from ..errors import UsageError
+from ..io.inputs import InputFile
+from ..io.outputs import atomic_save_npy, atomic_save_png, cam_output_path, find_cam_outputs
+from ..methods import CamMethod, explain_smooth, get_method, normalize, upsample
+from ..methods.guided import gradient_to_image, guided_backprop
+from ..models import LoadedModel
+from ..options import CamOptions
+from .job import Job
+from .results import CamOutput, ImageResult, Prediction, Record
+from .runner import ResultCallback, run_job
+
+
+@dataclass
+class CamMaps:
+    """What :meth:`CamJob.compute` hands to :meth:`CamJob.write` for one image (CPU tensors)."""
+
+    probs: torch.Tensor  # (num_classes,)
+    classes: list[int]  # the K classes explained
+    by_method: dict[str, torch.Tensor]  # method → (K, h, w) maps in [0, 1]
+    per_layer: dict[tuple[str, str], torch.Tensor]  # (method, layer) → (K, h, w), with --per-layer
+    guided: torch.Tensor | None  # (K, 3, H, W) guided-backprop gradients, with --guided
+
+
+class CamJob(Job[CamMaps]):
+    """Explains batches and writes one overlay per image, method and class (see :class:`CamOptions`)."""
+
+    options: CamOptions
+
+    def __init__(self, options: CamOptions, model: LoadedModel | None = None) -> None:
+        self.options = options
+        super().__init__(options, model)
+
+    def check(self) -> None:
+        self.methods: list[CamMethod] = [get_method(m) for m in (self.options.methods or ["gradcam"])]
+        names = [m.name for m in self.methods]
+        if len(set(names)) != len(names):
+            raise UsageError("a method is listed twice in --method")
+
+    def prepare(self, infos: list[LayerInfo]) -> None:
+        self.targets = resolve_targets(self.options.targets, self.model.categories)
+
+    def header(self) -> str:
+        return (
+            f"model {self.model.name} · layer {'+'.join(self.layers)} ({self.how_layers_chosen()}) · "
+            f"method {', '.join(m.name for m in self.methods)} · device {self.device}"
+        )
+
+    # ---------------------------------------------------------------------------------------- names
+    def output_path(self, item: InputFile, tag: str, index: int, suffix: str = ".png") -> Path:
+        return cam_output_path(self.options.out, item, tag, index, self.model.class_name(index), suffix)
+
+    def _expected(self) -> list[tuple[str, str]]:
+        """(tag, suffix) of every file written per image and class: a PNG per map, its .npy with --save-raw
+        (maps only: the guided images have no raw array)."""
+        maps = [m.name for m in self.methods]
+        if self.options.per_layer and len(self.layers) > 1:
+            maps += [f"{m.name}@{layer}" for m in self.methods for layer in self.layers]
+        suffixes = [".png", ".npy"] if self.options.save_raw else [".png"]
+        out = [(tag, sfx) for tag in maps for sfx in suffixes]
+        if self.options.guided:
+            out += [(tag, ".png") for tag in ["guided-backprop"] + [f"guided-{m.name}" for m in self.methods]]
+        return out
+
+    def outputs_exist(self, item: InputFile) -> bool:
+        """All outputs of this input are on disk (atomic writes: a file that exists is complete)."""
+        if self.targets:
+            return all(
+                self.output_path(item, tag, idx, sfx).is_file() for tag, sfx in self._expected() for idx in self.targets
+            )
+        out = self.options.out
+        return all(len(find_cam_outputs(out, item, tag, sfx)) >= self.options.top_k for tag, sfx in self._expected())
+
+    # --------------------------------------------------------------------------------------- compute
+    def compute(self, x: torch.Tensor) -> list[CamMaps]:
+        o = self.options
+        ex = explain_smooth(
+            self.model.module,
+            x,
+            self.layers,
+            self.methods,
+            smooth=o.smooth,
+            noise=o.noise,
+            aug=o.aug_smooth,
+            targets=self.targets or None,
+            top_k=o.top_k,
+            score_batch=o.score_batch,
+        )
+        guided = guided_backprop(self.model.module, x, ex.classes) if o.guided else None
+        return [
+            CamMaps(
+                probs=ex.probs[i],
+                classes=ex.classes[i].tolist(),
+                by_method={m: v[i] for m, v in ex.by_method.items()},
+                per_layer={k: v[i] for k, v in ex.per_layer.items()} if o.per_layer else {},
+                guided=guided[i] if guided is not None else None,
+            )
+            for i in range(x.shape[0])
+        ]
+
+    # ----------------------------------------------------------------------------------------- write
+    def _save_map(
+        self, path: Path, image: Image.Image, cam: np.ndarray, maps: dict[str, np.ndarray] | None
+    ) -> str | None:
+        """Write the overlay at ``path`` (and its .npy with --save-raw); returns the .npy path or None."""
+        atomic_save_png(path, render.overlay(image, cam, self.options.colormap, self.options.alpha))
+        if maps is not None:
+            maps[str(path)] = cam
+        if not self.options.save_raw:
+            return None
+        raw = path.with_suffix(".npy")
+        atomic_save_npy(raw, cam.astype(np.float32))
+        return str(raw)
+
+    def write(self, item: InputFile, image: Image.Image, computed: CamMaps) -> ImageResult:
+        size = (image.height, image.width)
+        probs = computed.probs
+        top = probs.topk(min(5, probs.numel()))
+        preds = [
+            Prediction(int(i), self.model.class_name(int(i)), round(float(p), 6))
+            for p, i in zip(top.values, top.indices, strict=True)
+        ]
+        maps: dict[str, np.ndarray] | None = {} if self.options.keep_maps else None
+        outputs = []
+        for k, idx in enumerate(computed.classes):
+            guided = computed.guided[k] if computed.guided is not None else None
+            gb_path = self.output_path(item, "guided-backprop", idx)
+            if guided is not None:
+                atomic_save_png(gb_path, render.gradient_picture(gradient_to_image(guided).numpy(), size))
+            for m in self.methods:
+                path = self.output_path(item, m.name, idx)
+                full = normalize(upsample(computed.by_method[m.name][k], size)).numpy()
+                out = CamOutput(m.name, idx, self.model.class_name(idx), round(float(probs[idx]), 6), overlay=str(path))
+                out.raw = self._save_map(path, image, full, maps)
+                for (method, layer), per in computed.per_layer.items():
+                    if method == m.name:
+                        layer_path = self.output_path(item, f"{m.name}@{layer}", idx)
+                        self._save_map(layer_path, image, normalize(upsample(per[k], size)).numpy(), maps)
+                        out.per_layer[layer] = str(layer_path)
+                if guided is not None:
+                    out.guided_backprop = str(gb_path)
+                    cam_in = upsample(computed.by_method[m.name][k], (guided.shape[-2], guided.shape[-1]))
+                    gc_path = self.output_path(item, f"guided-{m.name}", idx)
+                    picture = render.gradient_picture(gradient_to_image(guided * cam_in[None]).numpy(), size)
+                    atomic_save_png(gc_path, picture)
+                    out.guided_cam = str(gc_path)
+                outputs.append(out.as_dict())
+        return ImageResult(
+            item.display, True, size=(image.width, image.height), predictions=preds, outputs=outputs, maps=maps
+        )
+
+    def records(self, result: ImageResult) -> list[Record]:
+        """Manifest / ``--json`` records: one per image, method and class (one error record on failure)."""
+        layer = "+".join(self.layers)
+        base = {"input": result.input, "model": self.model.name, "layer": layer}
+        if not result.ok:
+            return [
+                {**base, "method": "+".join(m.name for m in self.methods), "status": "error", "error": result.error}
+            ]
+        top = [asdict(p) for p in result.predictions]
+        return [
+            {
+                **base,
+                "method": o["method"],
+                "status": "ok",
+                "class_index": o["class_index"],
+                "class_name": o["class_name"],
+                "probability": o["probability"],
+                "top_k": top,
+                "outputs": o["outputs"],
+            }
+            for o in result.outputs
+        ]
+
+
+def explain_files(
+    inputs: Sequence[str],
+    options: CamOptions | None = None,
+    *,
+    on_result: ResultCallback | None = None,
+    on_error: ResultCallback | None = None,
+    model: LoadedModel | None = None,
+) -> Iterator[ImageResult]:
+    """Python API: explain files/folders/globs/list files; yields results as their outputs are written.
+
+    Example::
+
+        from pathlib import Path
+        from camcli import CamOptions, explain_files
+
+        for r in explain_files(["photos/"], CamOptions(out=Path("cams"), methods=["gradcam", "layercam"])):
+            print(r.input, r.predictions[0].name if r.ok else r.error)
+    """
+    job = CamJob(options or CamOptions(), model)
+    yield from run_job(job, inputs, on_result=on_result, on_error=on_error)

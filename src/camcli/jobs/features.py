@@ -1,0 +1,163 @@
+"""``camcli features``: grids of a layer's strongest (or chosen) channels, per image and layer.
+
+Forward hooks only, no gradients, under inference mode; only the hooked layers' outputs are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .. import render
+from ..engine.hooks import capture, eval_mode
+from ..engine.layers import LayerInfo, resolve, tokens_to_grid
+from ..errors import UsageError
+from ..io.inputs import InputFile
+from ..io.outputs import atomic_save_npy, atomic_save_png, feature_output_path
+from ..models import LoadedModel
+from ..options import FeatureOptions, parse_channels
+from .job import Job
+from .results import FeatureOutput, ImageResult, LayerStats, Record
+from .runner import ResultCallback, run_job
+
+
+@dataclass
+class LayerFeatures:
+    """One layer of one image, as :meth:`FeatureJob.compute` hands it to :meth:`FeatureJob.write` (CPU)."""
+
+    channels: list[int]  # the channels shown, in order
+    means: list[float]  # their mean activations (rounded)
+    maps: torch.Tensor  # (len(channels), h, w)
+    stats: LayerStats
+    raw: torch.Tensor | None  # (C, h, w) the whole output, with --save-raw
+
+
+def rank_channels(act: torch.Tensor, top: int) -> list[int]:
+    """Indices of the ``top`` channels of (C, h, w) by mean activation, strongest first (ties: lower index)."""
+    means = act.float().mean(dim=(1, 2))
+    order = torch.sort(means, descending=True, stable=True).indices  # stable: equal means keep index order
+    return [int(i) for i in order[: max(1, top)]]
+
+
+def layer_stats(act: torch.Tensor) -> LayerStats:
+    """Channels, size, mean, max and share of zeros of one image's (C, h, w) layer output."""
+    a = act.float()
+    return LayerStats(
+        channels=int(a.shape[0]),
+        height=int(a.shape[1]),
+        width=int(a.shape[2]),
+        mean=round(float(a.mean()), 6),
+        max=round(float(a.max()), 6),
+        zeros_pct=round(float((a == 0).float().mean()) * 100, 2),
+    )
+
+
+class FeatureJob(Job[dict[str, LayerFeatures]]):
+    """Captures the chosen layers' outputs and writes one grid per image and layer (``compute`` gives, per
+    image, the layers by name)."""
+
+    options: FeatureOptions
+
+    def __init__(self, options: FeatureOptions, model: LoadedModel | None = None) -> None:
+        self.options = options
+        super().__init__(options, model)
+
+    def check(self) -> None:
+        self.channels = parse_channels(self.options.channels) if self.options.channels else None
+
+    def choose_layers(self, infos: list[LayerInfo]) -> tuple[list[str], bool]:
+        if self.options.all_layers:
+            return [i.name for i in infos if i.calls == 1 and i.spatial], False
+        return super().choose_layers(infos)
+
+    def prepare(self, infos: list[LayerInfo]) -> None:
+        if self.channels is None:
+            return
+        shapes = {i.name: i.shape for i in infos}
+        for layer in self.layers:
+            shape = shapes.get(layer)
+            c = shape[1] if shape is not None and len(shape) == 4 else (shape[2] if shape else None)
+            if c is not None and max(self.channels) >= c:
+                raise UsageError(f"--channels {self.options.channels}: layer '{layer}' has channels 0…{c - 1}")
+
+    def how_layers_chosen(self) -> str:
+        return "--all" if self.options.all_layers else super().how_layers_chosen()
+
+    def header(self) -> str:
+        shown = ", ".join(self.layers[:6]) + (f" … ({len(self.layers)} layers)" if len(self.layers) > 6 else "")
+        return f"model {self.model.name} · layer {shown} ({self.how_layers_chosen()}) · device {self.device}"
+
+    def output_path(self, item: InputFile, layer: str, suffix: str = ".png") -> Path:
+        return feature_output_path(self.options.out, item, layer, suffix)
+
+    def outputs_exist(self, item: InputFile) -> bool:
+        sfx = [".png"] + ([".npy"] if self.options.save_raw else [])
+        return all(self.output_path(item, layer, s).is_file() for layer in self.layers for s in sfx)
+
+    def compute(self, x: torch.Tensor) -> list[dict[str, LayerFeatures]]:
+        module = self.model.module
+        mods = {name: resolve(module, name) for name in self.layers}
+        with torch.inference_mode(), eval_mode(module), capture(module, mods, grad=False) as cap:
+            module(x)
+        acts = cap.require(self.layers)
+        out: list[dict[str, LayerFeatures]] = [{} for _ in range(x.shape[0])]
+        for name, act in zip(self.layers, acts, strict=True):
+            grid = tokens_to_grid(act).float().cpu()
+            for i in range(x.shape[0]):
+                a = grid[i]
+                chosen = self.channels or rank_channels(a, self.options.top)
+                means = a.mean(dim=(1, 2))
+                out[i][name] = LayerFeatures(
+                    channels=chosen,
+                    means=[round(float(means[c]), 4) for c in chosen],
+                    maps=a[chosen].clone(),
+                    stats=layer_stats(a),
+                    raw=a.clone() if self.options.save_raw else None,
+                )
+        return out
+
+    def write(self, item: InputFile, image: Image.Image, computed: dict[str, LayerFeatures]) -> ImageResult:
+        outputs = []
+        for layer, f in computed.items():
+            labels = [f"ch {ch}  mean {m:.2f}" for ch, m in zip(f.channels, f.means, strict=True)]
+            grid = render.feature_grid(
+                image,
+                f.maps.numpy(),
+                labels,
+                colormap=self.options.colormap,
+                normalize=self.options.normalize,
+                tile=self.options.tile,
+            )
+            path = self.output_path(item, layer)
+            atomic_save_png(path, grid)
+            out = FeatureOutput(layer, f.channels, f.means, f.stats, grid=str(path))
+            if f.raw is not None:
+                raw = self.output_path(item, layer, ".npy")
+                atomic_save_npy(raw, f.raw.numpy().astype(np.float32))
+                out.raw = str(raw)
+            outputs.append(out.as_dict())
+        return ImageResult(item.display, True, size=(image.width, image.height), outputs=outputs)
+
+    def records(self, result: ImageResult) -> list[Record]:
+        base = {"input": result.input, "model": self.model.name, "kind": "features"}
+        if not result.ok:
+            return [{**base, "layer": "+".join(self.layers), "status": "error", "error": result.error}]
+        return [{**base, "status": "ok", **o} for o in result.outputs]
+
+
+def feature_files(
+    inputs: Sequence[str],
+    options: FeatureOptions | None = None,
+    *,
+    on_result: ResultCallback | None = None,
+    on_error: ResultCallback | None = None,
+    model: LoadedModel | None = None,
+) -> Iterator[ImageResult]:
+    """Python API: feature grids for files/folders/globs/list files; yields results as grids are written."""
+    job = FeatureJob(options or FeatureOptions(), model)
+    yield from run_job(job, inputs, on_result=on_result, on_error=on_error)

