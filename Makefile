@@ -31,9 +31,10 @@ run: $(VENV)/.installed  ## Grad-CAM overlays for sample_images/ into out/ (offl
 test: $(VENV)/.installed-dev  ## run the test suite (offline, CPU, a few minutes)
 	$(BIN)/python -m pytest
 
-lint: $(VENV)/.installed-dev  ## ruff and mypy
+lint: $(VENV)/.installed-dev  ## ruff, mypy and the import contracts (import-linter)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(VENV)/.installed-dev  ## timing ratios against a no-grad forward and the peer libraries
 	$(BIN)/python bench/bench.py

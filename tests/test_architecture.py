@@ -43,3 +43,14 @@ def test_no_private_names_imported_across_modules():
 def test_modules_stay_small(path):
     lines = len(path.read_text(encoding="utf-8").splitlines())
     assert lines <= MAX_LINES, f"{path.relative_to(ROOT)} has {lines} lines; split it (limit {MAX_LINES})"
+
+
+def test_public_api_names_resolve():
+    import camcli
+
+    for name in camcli.__all__:
+        assert getattr(camcli, name) is not None, name
+    assert camcli.Options is camcli.CamOptions  # the old name stays an alias
+    from camcli.methods import explain, get_method
+
+    assert callable(explain) and get_method("gradcam").name == "gradcam"

@@ -238,37 +238,24 @@ def test_guided_backprop_agrees_with_pytorch_grad_cam(peer_models):
     assert not torch.allclose(plain[0], ours[0, 0])
 
 
-def test_guided_relu_hand_computed():
+# y = sum(w * act(x)). Guided grad = ReLU(w) where the unit is in its linear part (ReLU: x > 0; ReLU6: 0 < x < 6).
+# ReLU:  x = [1, 2, -3], w = [1, -1, 2] -> [1, 0, 0] (w < 0 at x=2, x < 0 at -3)
+# ReLU6: x = [1, 7, -3], w = [1, 1, 2]  -> [1, 0, 0] (saturated at 7, x < 0 at -3)
+@pytest.mark.parametrize(
+    ("act", "x", "w"),
+    [(nn.ReLU, [1.0, 2.0, -3.0], [1.0, -1.0, 2.0]), (nn.ReLU6, [1.0, 7.0, -3.0], [1.0, 1.0, 2.0])],
+    ids=["relu", "relu6"],
+)
+def test_guided_activation_hand_computed(act, x, w):
     from camcli.methods.guided import guided_backprop
 
-    # y = sum(w * relu(x)) with w = [1, -1, 2]: guided grad = ReLU(w) where x > 0 -> [1, 0, 0] for x=[1,2,-3]
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
-            self.relu = nn.ReLU()
+            self.act = act()
 
-        def forward(self, x):
-            w = torch.tensor([1.0, -1.0, 2.0]).view(1, 3, 1, 1)
-            return (w * self.relu(x)).sum(dim=(1, 2, 3))[:, None]
+        def forward(self, inp):
+            return (torch.tensor(w).view(1, 3, 1, 1) * self.act(inp)).sum(dim=(1, 2, 3))[:, None]
 
-    x = torch.tensor([1.0, 2.0, -3.0]).view(1, 3, 1, 1)
-    g = guided_backprop(Net(), x, torch.tensor([[0]]))
-    torch.testing.assert_close(g[0, 0].flatten(), torch.tensor([1.0, 0.0, 0.0]))
-
-
-def test_guided_relu6_hand_computed():
-    from camcli.methods.guided import guided_backprop
-
-    # ReLU6 passes gradients only in its linear part 0 < x < 6: x = [1, 7, -3], w = [1, 1, 2] -> [1, 0, 0]
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.act = nn.ReLU6()
-
-        def forward(self, x):
-            w = torch.tensor([1.0, 1.0, 2.0]).view(1, 3, 1, 1)
-            return (w * self.act(x)).sum(dim=(1, 2, 3))[:, None]
-
-    x = torch.tensor([1.0, 7.0, -3.0]).view(1, 3, 1, 1)
-    g = guided_backprop(Net(), x, torch.tensor([[0]]))
+    g = guided_backprop(Net(), torch.tensor(x).view(1, 3, 1, 1), torch.tensor([[0]]))
     torch.testing.assert_close(g[0, 0].flatten(), torch.tensor([1.0, 0.0, 0.0]))
