@@ -363,7 +363,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer rounds")
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--only", choices=["gradcam", "help", "methods", "pipeline", "memory"], default=None)
+    ap.add_argument("--only", choices=["gradcam", "help", "startup", "methods", "pipeline", "memory"], default=None)
     ap.add_argument("--full", action="store_true", help="include Score-CAM on resnet50 (minutes)")
     ap.add_argument("--method", action="append", choices=METHODS, help="methods section: only these")
     args = ap.parse_args()
@@ -374,6 +374,10 @@ def main() -> None:
     )
     if args.only in (None, "help"):
         bench_help(rounds)
+    if args.only in (None, "startup"):
+        from startup import bench_startup
+
+        bench_startup(max(5, rounds // 2) if not args.quick else 3)
     if args.only in (None, "gradcam"):
         bench_gradcam(rounds, args.batch)
     if args.only in (None, "methods"):

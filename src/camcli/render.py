@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from importlib import resources
 from typing import Any, Literal
 
 import numpy as np
@@ -10,10 +11,20 @@ from PIL import Image
 
 from .errors import UsageError
 
+SHIPPED_LUTS = ("jet", "turbo", "viridis", "inferno", "magma", "plasma")
+
 
 @lru_cache(maxsize=32)
 def colormap_lut(name: str) -> np.ndarray:
-    """(256, 3) uint8 lookup table of a matplotlib colormap."""
+    """(256, 3) uint8 lookup table of a matplotlib colormap.
+
+    The common ones (:data:`SHIPPED_LUTS`) are read from tables shipped with camcli (``luts/NAME.rgb``: matplotlib's
+    colours at 256 evenly spaced points, rounded; a test checks them against matplotlib), so the default path
+    needs no matplotlib import; any other name is looked up in matplotlib's registry.
+    """
+    if name in SHIPPED_LUTS:
+        data = (resources.files("camcli") / "luts" / f"{name}.rgb").read_bytes()
+        return np.frombuffer(data, dtype=np.uint8).reshape(256, 3)
     import matplotlib
 
     try:
@@ -91,7 +102,6 @@ def feature_grid(
 
     import torch
     from PIL import ImageDraw
-    from torchvision.utils import make_grid
 
     m = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))
     if normalize == "layer":
@@ -116,10 +126,20 @@ def feature_grid(
         canvas = Image.new("RGB", (tw, th + label_h), (255, 255, 255))
         canvas.paste(Image.fromarray(img), (0, 0))
         ImageDraw.Draw(canvas).text((3, th + 2), text, fill=(0, 0, 0), font=font)
-        tiles.append(torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1))
-    ncol = columns or max(1, math.ceil(math.sqrt(len(tiles))))
-    grid = make_grid(torch.stack(tiles), nrow=ncol, padding=3, pad_value=255)
-    return Image.fromarray(grid.permute(1, 2, 0).numpy().astype(np.uint8), "RGB")
+        tiles.append(canvas)
+    return tile_grid(tiles, columns or max(1, math.ceil(math.sqrt(len(tiles)))))
+
+
+def tile_grid(tiles: list[Image.Image], columns: int, padding: int = 3) -> Image.Image:
+    """Equal-sized tiles in rows of ``columns`` on white, ``padding`` pixels around and between them (the layout
+    of ``torchvision.utils.make_grid``, done in Pillow so this path needs no torchvision)."""
+    w, h = tiles[0].size
+    cols = min(columns, len(tiles))
+    rows = -(-len(tiles) // cols)
+    grid = Image.new("RGB", (cols * (w + padding) + padding, rows * (h + padding) + padding), (255, 255, 255))
+    for k, t in enumerate(tiles):
+        grid.paste(t, (padding + (k % cols) * (w + padding), padding + (k // cols) * (h + padding)))
+    return grid
 
 
 def gradient_picture(rgb01: np.ndarray, size: tuple[int, int]) -> Image.Image:

@@ -15,6 +15,8 @@ from types import FrameType
 
 import typer
 
+from .. import profiling
+
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 INTERRUPTED = "interrupted; finished outputs are kept and recorded, no partial files are left"
 
@@ -53,12 +55,21 @@ def guarded(debug: bool) -> Iterator[None]:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if profiling.ENABLED:
+            for line in profiling.report():
+                _error_stream_line(line)
 
 
 def _error(message: str) -> None:
     from . import console
 
     console.error(message)
+
+
+def _error_stream_line(line: str) -> None:
+    import sys
+
+    sys.stderr.write(line + "\n")
 
 
 def _main_thread() -> bool:

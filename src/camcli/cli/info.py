@@ -137,7 +137,7 @@ def layers(
         if spec.weights is None and spec.model != BUNDLED:
             spec.weights = "none"  # the layers are the same with any weights: never download for a listing
         loaded = load_spec(spec)
-        infos = trace(loaded.module, loaded.input_size, loaded.builder)
+        infos = trace(loaded.module, loaded.input_size, loaded.builder, loaded.layer_key)
         chosen = default_layer(infos, loaded.default_layer)
         shown = [i for i in infos if i.spatial] if spatial else infos
         if json_out:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ..profiling import phase
 from .boundary import EXIT_OK, EXIT_SOME_FAILED, guarded
 from .params import BatchArgs, InputsArg, ModelArgs, shared_options
 
@@ -60,7 +61,8 @@ def cam(
 ) -> None:
     code = EXIT_OK
     with guarded(run.debug):
-        from ..jobs.cam import CamJob
+        with phase("import"):
+            from ..jobs.cam import CamJob
         from ..options import CamOptions
 
         options = CamOptions(
@@ -112,7 +114,8 @@ def features(
     """
     code = EXIT_OK
     with guarded(run.debug):
-        from ..jobs.features import FeatureJob
+        with phase("import"):
+            from ..jobs.features import FeatureJob
         from ..options import FeatureOptions
 
         options = FeatureOptions(
@@ -189,9 +192,14 @@ def report_run(
         console.info(f"{job.header()} · {count} image(s) → {job.options.out}")
     started = time.perf_counter()
     summary = _Summary()
+
+    def show_summary() -> None:
+        if not run.quiet:
+            summary.show(time.perf_counter() - started, job.options.out, manifest_name(job.options.shard))
+
     results = run_job(job, inputs, on_result=on_result)
     try:
-        with console.progress(total, enabled=not run.quiet and (total is None or total > 1)) as advance:
+        with phase("run"), console.progress(total, enabled=not run.quiet and (total is None or total > 1)) as advance:
             for result in results:
                 if run.json_out:
                     for r in result.records:
@@ -203,11 +211,9 @@ def report_run(
                 advance(1)
     except KeyboardInterrupt:
         results.close()
-        if not run.quiet:
-            summary.show(time.perf_counter() - started, job.options.out, manifest_name(job.options.shard))
+        show_summary()
         raise
-    if not run.quiet:
-        summary.show(time.perf_counter() - started, job.options.out, manifest_name(job.options.shard))
+    show_summary()
     return EXIT_SOME_FAILED if summary.failed else EXIT_OK
 
 

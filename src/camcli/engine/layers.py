@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..caches import read_json, write_json
 from ..errors import LayerError
 from .hooks import eval_mode
 
@@ -72,13 +74,45 @@ def resolve(model: nn.Module, name: str, model_label: str = "the model") -> nn.M
 
 
 def trace(
-    model: nn.Module, input_size: tuple[int, int], builder: Callable[[], nn.Module] | None = None
+    model: nn.Module,
+    input_size: tuple[int, int],
+    builder: Callable[[], nn.Module] | None = None,
+    cache_key: str | None = None,
 ) -> list[LayerInfo]:
     """Every module's output shape for one (1, 3, H, W) input.
 
-    With a ``builder`` the architecture is rebuilt on the ``meta`` device and run there: no memory, no real
-    compute. Otherwise (or when an op has no meta kernel) one real no-grad forward on a zero image runs.
+    With a ``cache_key`` (what ``builder`` builds: architecture, classes, library version) the table is kept on
+    disk (:mod:`camcli.caches`, per key, input size, torch and camcli version) and read back next time, so a
+    one-image run pays no trace. Otherwise, with a ``builder`` the architecture is rebuilt on the ``meta``
+    device and run there: no memory, no real compute. Without one (or when an op has no meta kernel) one real
+    no-grad forward on a zero image runs.
     """
+    entry = _cache_entry(cache_key, input_size) if cache_key and builder is not None else None
+    if entry is not None:
+        cached = read_json(entry)
+        if isinstance(cached, list):
+            try:
+                return [LayerInfo(n, t, None if s is None else tuple(s), c, o) for n, t, s, c, o in cached]
+            except (TypeError, ValueError):
+                pass  # an entry of another shape: trace again and replace it
+    infos = _trace_model(model, input_size, builder)
+    if entry is not None:
+        write_json(
+            entry, [[i.name, i.type, None if i.shape is None else list(i.shape), i.calls, i.order] for i in infos]
+        )
+    return infos
+
+
+def _cache_entry(cache_key: str, input_size: tuple[int, int]) -> str:
+    from .. import __version__
+
+    ident = f"{cache_key}|{input_size[0]}x{input_size[1]}|torch{torch.__version__}|camcli{__version__}"
+    return f"layers-{hashlib.sha1(ident.encode()).hexdigest()[:16]}.json"
+
+
+def _trace_model(
+    model: nn.Module, input_size: tuple[int, int], builder: Callable[[], nn.Module] | None
+) -> list[LayerInfo]:
     if builder is not None:
         try:
             with torch.device("meta"):

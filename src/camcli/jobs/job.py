@@ -19,6 +19,7 @@ from ..engine.layers import LayerInfo, choose_layers, trace
 from ..io.inputs import InputFile
 from ..models import LoadedModel, load_spec
 from ..options import RunOptions
+from ..profiling import phase
 from .results import ImageResult, Record
 
 C = TypeVar("C")
@@ -33,17 +34,21 @@ class Job(ABC, Generic[C]):
     """
 
     def __init__(self, options: RunOptions, model: LoadedModel | None = None) -> None:
-        options.check()
-        render.check_colormap(options.colormap)
-        self.options = options
-        self.device: torch.device = resolve_device(options.device)
-        self.batch_size = options.batch_size
-        self.check()
-        self.model = model or load_spec(options)
-        infos = trace(self.model.module, self.model.input_size, self.model.builder)
-        self.layers, self.layer_chosen = self.choose_layers(infos)
-        self.prepare(infos)
-        self.model.module.to(self.device)
+        with phase("check options"):
+            options.check()
+            render.check_colormap(options.colormap)
+            self.options = options
+            self.device: torch.device = resolve_device(options.device)
+            self.batch_size = options.batch_size
+            self.check()
+        with phase("load model"):
+            self.model = model or load_spec(options)
+        with phase("layers"):
+            infos = trace(self.model.module, self.model.input_size, self.model.builder, self.model.layer_key)
+            self.layers, self.layer_chosen = self.choose_layers(infos)
+        with phase("prepare"):
+            self.prepare(infos)
+            self.model.module.to(self.device)
 
     # ------------------------------------------------------------------------------------------ set-up
     def check(self) -> None:

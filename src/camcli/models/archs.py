@@ -8,17 +8,15 @@ the signature's, except the classifier's first dimension (any number of classes)
 
 from __future__ import annotations
 
-import json
-import os
 import warnings
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from ..caches import package_version, read_json, write_json
 from ..errors import UsageError
 from ..options import BUNDLED
 from .base import Preprocessing
@@ -78,28 +76,17 @@ def signature(name: str) -> dict[str, tuple[int, ...]]:
 
 def _signature_cache() -> dict[str, dict[str, tuple[int, ...]]]:
     """Signatures of every candidate architecture, cached on disk per torchvision version (built once)."""
-    import torchvision
-
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "camcli"
-    path = root / f"arch-signatures-v2-tv{torchvision.__version__}.json"
-    try:
-        raw = json.loads(path.read_text())
+    name = f"arch-signatures-v2-tv{package_version('torchvision')}.json"
+    raw = read_json(name)
+    if isinstance(raw, dict):
         return {n: {k: tuple(s) for k, s in sig.items()} for n, sig in raw.items()}
-    except (OSError, ValueError):
-        pass
     sigs = {}
-    for name in available_models():
+    for arch in available_models():
         try:
-            sigs[name] = signature(name)
+            sigs[arch] = signature(arch)
         except Exception:  # an architecture that cannot be built here is just not a candidate
             continue
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({n: {k: list(s) for k, s in sig.items()} for n, sig in sigs.items()}))
-        tmp.replace(path)
-    except OSError:
-        pass
+    write_json(name, {n: {k: list(s) for k, s in sig.items()} for n, sig in sigs.items()})
     return sigs
 
 

@@ -11,11 +11,21 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ..caches import package_version
+from ..options import BUNDLED
 from .labels import class_name
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 Preprocessing = tuple[tuple[int, int], tuple[float, ...], tuple[float, ...]]  # (input size, mean, std)
+
+
+def arch_key(name: str, num_classes: int | None, **kwargs: object) -> str:
+    """What a builder of architecture ``name`` builds, for caches: name, classes, options and the version of the
+    library that defines it (the bundled model's package, or torchvision)."""
+    lib = "efficientnet-lite-pytorch" if name == BUNDLED else "torchvision"
+    extra = "".join(f"-{k}={v}" for k, v in sorted(kwargs.items()))
+    return f"{name}-{num_classes}{extra}-{lib}{package_version(lib)}"
 
 
 @dataclass
@@ -30,6 +40,8 @@ class LoadedModel:
         categories: class names in output order.
         builder: builds the same architecture without weights (used on the ``meta`` device to list layer
             shapes without a real forward pass); ``None`` when unknown.
+        layer_key: names what ``builder`` builds (architecture, class count, library version) for the on-disk
+            cache of layer tables (see :func:`camcli.engine.layers.trace`); ``None``: not cached.
         default_layer: a preferred default layer for architectures where "the last spatial layer" is not
             the right Grad-CAM layer (ViT's class token is only read after the last block).
     """
@@ -43,6 +55,7 @@ class LoadedModel:
     builder: Callable[[], nn.Module] | None = None
     default_layer: str | None = None
     notes: list[str] = field(default_factory=list)
+    layer_key: str | None = None
 
     @property
     def num_classes(self) -> int:

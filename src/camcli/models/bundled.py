@@ -7,7 +7,7 @@ from torch import nn
 
 from ..errors import ModelError
 from ..options import BUNDLED
-from .base import LoadedModel
+from .base import LoadedModel, arch_key
 from .labels import imagenet_categories
 
 LITE_MEAN = (127.0 / 255,) * 3  # TensorFlow-Lite's (x*255 - 127) / 128
@@ -69,4 +69,5 @@ def load_bundled() -> LoadedModel:
         std=LITE_STD,
         categories=imagenet_categories(),
         builder=build_lite0,
+        layer_key=arch_key(BUNDLED, 1000),
     )

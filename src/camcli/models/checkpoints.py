@@ -21,7 +21,7 @@ from torch import nn
 
 from ..errors import CheckpointError, UsageError
 from .archs import arch_preprocessing, build_arch, identify, match_arch, signature
-from .base import LoadedModel
+from .base import LoadedModel, arch_key
 from .labels import imagenet_categories, placeholder_names, read_labels
 from .zoo import preferred_layer
 
@@ -251,7 +251,16 @@ def load_checkpoint_model(
         return build_arch(arch_name, n)
 
     return LoadedModel(
-        path, module, size, mean, std, names, builder, preferred_layer(info.arch, module), notes=describe(info)
+        path,
+        module,
+        size,
+        mean,
+        std,
+        names,
+        builder,
+        preferred_layer(info.arch, module),
+        notes=describe(info),
+        layer_key=arch_key(arch_name, n),
     )
 
 

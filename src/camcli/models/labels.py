@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 from ..errors import UsageError
@@ -23,11 +25,16 @@ def class_name(categories: Sequence[str], index: int) -> str:
     return categories[index] if 0 <= index < len(categories) else placeholder(index)
 
 
-def imagenet_categories() -> list[str]:
-    """ImageNet-1k class names in the standard order (from torchvision's weight metadata, offline)."""
-    from torchvision.models import ResNet18_Weights
+@lru_cache(maxsize=1)
+def _imagenet() -> tuple[str, ...]:
+    text = (resources.files("camcli.models") / "imagenet_classes.txt").read_text(encoding="utf-8")
+    return tuple(text.splitlines())
 
-    return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+def imagenet_categories() -> list[str]:
+    """ImageNet-1k class names in the standard order, shipped with camcli (``imagenet_classes.txt``: the list in
+    torchvision's weight metadata, copied so that the bundled model's path needs no torchvision import)."""
+    return list(_imagenet())
 
 
 def read_labels(path: str, num_classes: int | None) -> list[str]:

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..errors import ModelError, UsageError
 from ..options import BUNDLED
-from .base import IMAGENET_MEAN, IMAGENET_STD, LoadedModel, Preprocessing
+from .base import IMAGENET_MEAN, IMAGENET_STD, LoadedModel, Preprocessing, arch_key
 from .labels import placeholder_names
 
 DOWNLOAD_TIMEOUT_S = 15.0
@@ -100,7 +100,17 @@ def load_torchvision(name: str, weights: str | None) -> LoadedModel:
     def builder() -> nn.Module:
         return torchvision.models.get_model(name, weights=None, **kwargs)
 
-    return LoadedModel(name, module, size, mean, std, categories, builder, preferred_layer(name, module))
+    return LoadedModel(
+        name,
+        module,
+        size,
+        mean,
+        std,
+        categories,
+        builder,
+        preferred_layer(name, module),
+        layer_key=arch_key(name, None, **kwargs),
+    )
 
 
 def weights_preprocessing(weights: object | None) -> Preprocessing:
