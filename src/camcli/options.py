@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from .errors import UsageError
 
@@ -21,6 +21,7 @@ BUNDLED = "efficientnet_lite0"  # the offline default model
 # needs no Pillow; camcli's decoder applies it itself (see camcli.io.decode).
 DEFAULT_MAX_PIXELS = 89_478_485
 NORMALIZE_MODES = ("tile", "layer")
+DEFAULT_METHOD = "gradcam"
 Shard = tuple[int, int]
 
 
@@ -67,6 +68,16 @@ def _at_least(option: str, value: float | None, low: float) -> None:
         raise UsageError(f"{option} {value} is too small; use {low} or more")
 
 
+class ModelFields(Protocol):
+    """The fields that say which model to load (:class:`ModelSpec`, and every :class:`RunOptions`)."""
+
+    model: str
+    weights: str | None
+    labels: str | None
+    arch: str | None
+    trust_checkpoint: bool
+
+
 @dataclass
 class ModelSpec:
     """Which model to load: ``model`` is a name (bundled, torchvision) or a checkpoint path."""
@@ -79,24 +90,33 @@ class ModelSpec:
 
 
 @dataclass
-class RunOptions(ModelSpec):
-    """The options every batch run shares: the model, where outputs go, and how the run behaves."""
+class RunOptions:
+    """The options every batch run shares: the model, where outputs go, and how the run behaves.
 
+    The model fields are those of :class:`ModelSpec` (kept in the order they had in 0.1.0, so positional
+    construction means what it meant).
+    """
+
+    model: str = BUNDLED
+    weights: str | None = None
     layers: list[str] = field(default_factory=list)  # empty: the default layer
     colormap: str = "jet"
     save_raw: bool = False
     out: Path = Path("camcli-out")
     batch_size: int = 8
     device: str = "auto"
-    workers: int | None = None  # decode/write threads; None: min(4, CPUs)
+    workers: int | None = None  # decode/write threads; None or 0: min(4, CPUs)
     max_pixels: int | None = DEFAULT_MAX_PIXELS  # None: no limit of camcli's own
     skip_existing: bool = False
     shard: Shard | None = None
+    labels: str | None = None
+    arch: str | None = None
+    trust_checkpoint: bool = False
 
     def check(self) -> None:
         """Raise :class:`UsageError` for an out-of-range option."""
         _at_least("--batch-size", self.batch_size, 1)
-        _at_least("--workers", self.workers, 1)
+        _at_least("--workers", self.workers, 0)
         _at_least("--max-pixels", self.max_pixels, 1)
         check_shard(self.shard)
 
@@ -105,7 +125,7 @@ class RunOptions(ModelSpec):
 class CamOptions(RunOptions):
     """Everything a CAM run needs besides its inputs (``camcli gradcam``/``cam``'s options, as a Python object)."""
 
-    methods: list[str] = field(default_factory=lambda: ["gradcam"])
+    methods: list[str] = field(default_factory=lambda: [DEFAULT_METHOD])  # empty: the default method
     targets: list[str] = field(default_factory=list)  # empty: each image's top-k
     top_k: int = 1
     alpha: float = 0.5
@@ -127,7 +147,7 @@ class CamOptions(RunOptions):
         _at_least("--noise", self.noise, 0)
 
 
-#: the name before 0.2; kept so that ``from camcli import Options`` goes on working
+#: the name this class had in camcli 0.1.0; kept so that ``from camcli import Options`` goes on working
 Options = CamOptions
 
 
@@ -148,5 +168,3 @@ class FeatureOptions(RunOptions):
         _at_least("--tile", self.tile, 8)
         if self.normalize not in NORMALIZE_MODES:
             raise UsageError(f"--normalize {self.normalize!r}: use tile or layer")
-        if self.channels is not None:
-            parse_channels(self.channels)

@@ -18,7 +18,7 @@ import typer
 from .. import profiling
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-INTERRUPTED = "interrupted; finished outputs are kept and recorded, no partial files are left"
+INTERRUPTED = "interrupted; outputs finished so far are kept and recorded, no partial files are left"
 
 
 def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
@@ -33,7 +33,8 @@ def guarded(debug: bool) -> Iterator[None]:
     """
     from ..errors import CamcliError
 
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+    installed = _main_thread()  # signal handlers can only be set from the main thread
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if installed else None
     try:
         yield
     except CamcliError as e:
@@ -53,8 +54,8 @@ def guarded(debug: bool) -> Iterator[None]:
         _error(f"unexpected {type(e).__name__}: {first} (rerun with --debug for the traceback)")
         raise typer.Exit(EXIT_USAGE) from None
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        if installed:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
         if profiling.ENABLED:
             for line in profiling.report():
                 _error_stream_line(line)

@@ -117,7 +117,7 @@ def merge_manifests_cmd(
 def layers(
     model: ModelArgs,
     spatial: Annotated[bool, typer.Option("--spatial", help="Only layers with a spatial output.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="JSON lines on stdout.")] = False,
+    json_out: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """List every layer: dotted name, type, output shape (batch 1); the default Grad-CAM layer is marked.
@@ -128,13 +128,13 @@ def layers(
         import json
 
         from ..engine.layers import default_layer, trace
-        from ..models import load_spec
-        from ..options import BUNDLED, ModelSpec
+        from ..models import is_bundled, load_spec
+        from ..options import ModelSpec
         from . import console
 
         spec = ModelSpec()
         model.apply_to(spec)
-        if spec.weights is None and spec.model != BUNDLED:
+        if spec.weights is None and not is_bundled(spec.model):
             spec.weights = "none"  # the layers are the same with any weights: never download for a listing
         loaded = load_spec(spec)
         infos = trace(loaded.module, loaded.input_size, loaded.builder, loaded.layer_key)

@@ -20,9 +20,9 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from ..options import BUNDLED, DEFAULT_MAX_PIXELS, ModelSpec, RunOptions, parse_shard
+from ..options import BUNDLED, ModelFields, RunOptions, parse_shard
 
-# ------------------------------------------------------------------------------ options of single commands
+# ----------------------------------------------------------------- options a command lists in its own signature
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON record per line on stdout.")]
 ArchOpt = Annotated[str | None, typer.Option(help="Architecture of a checkpoint (torchvision name).")]
@@ -49,7 +49,7 @@ class ModelArgs:
     arch: str | None
     trust_checkpoint: bool
 
-    def apply_to(self, spec: ModelSpec) -> None:
+    def apply_to(self, spec: ModelFields) -> None:
         spec.model = self.model
         spec.weights = self.weights
         spec.labels = self.labels
@@ -65,7 +65,7 @@ class BatchArgs:
     batch_size: int
     device: str
     workers: int | None
-    max_pixels: int | None
+    max_pixels: int
     skip_existing: bool
     shard: str | None
     json_out: bool
@@ -77,7 +77,7 @@ class BatchArgs:
         options.batch_size = self.batch_size
         options.device = self.device
         options.workers = self.workers
-        options.max_pixels = DEFAULT_MAX_PIXELS if self.max_pixels is None else self.max_pixels
+        options.max_pixels = self.max_pixels
         options.skip_existing = self.skip_existing
         options.shard = parse_shard(self.shard)
 
@@ -118,9 +118,13 @@ _GROUPS: dict[type, list[inspect.Parameter]] = {
         _option("trust_checkpoint", TrustOpt, False),
     ],
     BatchArgs: [
-        _option("out", Annotated[Path, typer.Option("--out", "-o", help="Output folder.")], Path("camcli-out")),
-        _option("batch_size", Annotated[int, typer.Option("--batch-size", "-b", help="Images per forward pass.")], 8),
-        _option("device", Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")], "auto"),
+        _option("out", Annotated[Path, typer.Option("--out", "-o", help="Output folder.")], RunOptions.out),
+        _option(
+            "batch_size",
+            Annotated[int, typer.Option("--batch-size", "-b", help="Images per forward pass.")],
+            RunOptions.batch_size,
+        ),
+        _option("device", Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")], RunOptions.device),
         _option(
             "workers",
             Annotated[
@@ -131,8 +135,8 @@ _GROUPS: dict[type, list[inspect.Parameter]] = {
         ),
         _option(
             "max_pixels",
-            Annotated[int | None, typer.Option(help="Refuse images with more pixels (decompression-bomb guard).")],
-            None,
+            Annotated[int, typer.Option(help="Refuse images with more pixels (decompression-bomb guard).")],
+            RunOptions.max_pixels,
         ),
         _option(
             "skip_existing",
@@ -154,6 +158,9 @@ _GROUPS: dict[type, list[inspect.Parameter]] = {
         _option("debug", DebugOpt, False),
     ],
 }
+
+for _group, _params in _GROUPS.items():  # a group's fields and its options must be the same names, in order
+    assert [f.name for f in dataclasses.fields(_group)] == [p.name for p in _params], _group
 
 R = TypeVar("R")
 

@@ -1,7 +1,7 @@
 """The commands that run over inputs: ``gradcam``/``cam`` and ``features``, and how a run is reported.
 
 Each command builds its options object (:mod:`camcli.options`), counts the inputs (so a bad path fails before
-the model loads), sets up the job, and hands it to :func:`report_run`, which shows progress, prints ``--json``
+the model loads), sets up the job, and hands it to :func:`run_with_report`, which shows progress, prints ``--json``
 records, reports failed inputs, prints the summary and returns the exit code.
 """
 
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ..options import DEFAULT_METHOD, CamOptions, FeatureOptions, RunOptions
 from ..profiling import phase
 from .boundary import EXIT_OK, EXIT_SOME_FAILED, guarded
 from .params import BatchArgs, InputsArg, ModelArgs, shared_options
@@ -23,7 +24,6 @@ from .params import BatchArgs, InputsArg, ModelArgs, shared_options
 if TYPE_CHECKING:
     from ..jobs.job import C, Job
     from ..jobs.results import ImageResult
-    from ..options import RunOptions
 
 SUMMARY_ROWS = 20  # a per-image table in the summary for runs of up to this many images
 
@@ -45,29 +45,38 @@ def cam(
     ] = None,
     target: Annotated[
         list[str] | None,
-        typer.Option("--target", "-t", help="Class index or name to explain (repeatable); default: top-1."),
+        typer.Option(
+            "--target", "-t", help="Class index or name to explain (repeatable); default: each image's top-k."
+        ),
     ] = None,
-    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Explain each image's K best classes.")] = 1,
-    colormap: Annotated[str, typer.Option(help="Any matplotlib colormap name.")] = "jet",
-    alpha: Annotated[float, typer.Option(help="Opacity of the map over the picture, 0–1.")] = 0.5,
+    top_k: Annotated[
+        int, typer.Option("--top-k", "-k", help="Explain each image's K best classes.")
+    ] = CamOptions.top_k,
+    colormap: Annotated[str, typer.Option(help="Any matplotlib colormap name.")] = CamOptions.colormap,
+    alpha: Annotated[float, typer.Option(help="Opacity of the map over the picture, 0–1.")] = CamOptions.alpha,
     save_raw: Annotated[bool, typer.Option("--save-raw", help="Also write each map as float32 .npy.")] = False,
     per_layer: Annotated[bool, typer.Option("--per-layer", help="With several --layer: each layer's map too.")] = False,
-    smooth: Annotated[int, typer.Option(help="Average N extra maps of noisy copies (SmoothGrad-style).")] = 0,
-    noise: Annotated[float, typer.Option(help="Noise std for --smooth, as a fraction of the input range.")] = 0.15,
+    smooth: Annotated[
+        int, typer.Option(help="Average N extra maps of noisy copies (SmoothGrad-style).")
+    ] = CamOptions.smooth,
+    noise: Annotated[
+        float, typer.Option(help="Noise std for --smooth, as a fraction of the input range.")
+    ] = CamOptions.noise,
     aug_smooth: Annotated[bool, typer.Option("--aug-smooth", help="Average with the mirrored image's map.")] = False,
     guided: Annotated[bool, typer.Option("--guided", help="Also write guided backprop and guided CAM images.")] = False,
-    score_batch: Annotated[int, typer.Option(help="Masked images per forward pass for scorecam.")] = 32,
+    score_batch: Annotated[
+        int, typer.Option(help="Masked images per forward pass for scorecam.")
+    ] = CamOptions.score_batch,
     run: BatchArgs,
 ) -> None:
     code = EXIT_OK
     with guarded(run.debug):
         with phase("import"):
             from ..jobs.cam import CamJob
-        from ..options import CamOptions
 
         options = CamOptions(
             layers=list(layer or []),
-            methods=list(method or ["gradcam"]),
+            methods=list(method or [DEFAULT_METHOD]),
             targets=list(target or []),
             top_k=top_k,
             colormap=colormap,
@@ -80,8 +89,8 @@ def cam(
             guided=guided,
             score_batch=score_batch,
         )
-        total = _prepare(options, model, run, inputs)
-        code = report_run(CamJob(options), inputs, total, run)
+        total = _complete_and_count(options, model, run, inputs)
+        code = run_with_report(CamJob(options), inputs, total, run)
     raise typer.Exit(code)
 
 
@@ -99,11 +108,15 @@ def features(
     all_layers: Annotated[
         bool, typer.Option("--all", help="A grid for every layer with a spatial output (quick browsing).")
     ] = False,
-    top: Annotated[int, typer.Option(help="Show the N channels with the highest mean activation.")] = 16,
+    top: Annotated[
+        int, typer.Option(help="Show the N channels with the highest mean activation.")
+    ] = FeatureOptions.top,
     channels: Annotated[str | None, typer.Option(help="Show these channels instead: 0,5,17-24.")] = None,
-    normalize: Annotated[str, typer.Option(help="tile: each tile on its own scale; layer: one scale.")] = "tile",
-    colormap: Annotated[str, typer.Option(help="Any matplotlib colormap name.")] = "viridis",
-    tile: Annotated[int, typer.Option(help="Tile size in pixels.")] = 128,
+    normalize: Annotated[
+        str, typer.Option(help="tile: each tile on its own scale; layer: one scale.")
+    ] = FeatureOptions.normalize,
+    colormap: Annotated[str, typer.Option(help="Any matplotlib colormap name.")] = FeatureOptions.colormap,
+    tile: Annotated[int, typer.Option(help="Tile size in pixels.")] = FeatureOptions.tile,
     save_raw: Annotated[bool, typer.Option("--save-raw", help="Also write the layer output as .npy.")] = False,
     stats: Annotated[bool, typer.Option("--stats", help="Print channels, size, mean, max, % zeros.")] = False,
     run: BatchArgs,
@@ -116,7 +129,6 @@ def features(
     with guarded(run.debug):
         with phase("import"):
             from ..jobs.features import FeatureJob
-        from ..options import FeatureOptions
 
         options = FeatureOptions(
             layers=list(layer or []),
@@ -128,13 +140,16 @@ def features(
             tile=tile,
             save_raw=save_raw,
         )
-        total = _prepare(options, model, run, inputs)
+        total = _complete_and_count(options, model, run, inputs)
         rows = _StatsRows()
-        code = report_run(FeatureJob(options), inputs, total, run, on_result=rows.add if stats else None)
-        if stats:
-            from . import console
+        job = FeatureJob(options)
+        try:
+            code = run_with_report(job, inputs, total, run, on_result=rows.add if stats else None)
+        finally:  # an interrupted run shows the rows of the images it finished
+            if stats:
+                from . import console
 
-            console.table("layer statistics", rows.columns, rows.rows, stdout=not run.json_out)
+                console.table("layer statistics", rows.columns, rows.rows, stdout=not run.json_out)
     raise typer.Exit(code)
 
 
@@ -146,19 +161,24 @@ class _StatsRows:
     rows: list[tuple[Any, ...]] = field(default_factory=list)
 
     def add(self, result: ImageResult) -> None:
-        for o in result.outputs:
-            st = o["stats"]
-            size = f"{st['height']}×{st['width']}"
-            self.rows.append((result.input, o["layer"], st["channels"], size, st["mean"], st["max"], st["zeros_pct"]))
+        from ..jobs.results import FeatureOutput
+
+        for o in result.written:
+            if isinstance(o, FeatureOutput):
+                st = o.stats
+                size = f"{st.height}×{st.width}"
+                self.rows.append((result.input, o.layer, st.channels, size, st.mean, st.max, st.zeros_pct))
 
 
-def _prepare(options: RunOptions, model: ModelArgs, run: BatchArgs, inputs: list[str]) -> int | None:
-    """Fill in the shared options and count the inputs (None when reading stdin); no images → usage error."""
+def _complete_and_count(options: RunOptions, model: ModelArgs, run: BatchArgs, inputs: list[str]) -> int | None:
+    """Fill in the shared options, check them, and count the inputs (None when reading stdin): a bad option or
+    path fails before the model loads, and an option before a (possibly long) walk of the inputs."""
     from ..errors import UsageError
     from ..io.inputs import IMAGE_EXTENSIONS, count_inputs
 
     model.apply_to(options)
     run.apply_to(options)
+    options.check()
     total = count_inputs(inputs, options.out, options.shard)
     if total == 0 and options.shard is None:
         exts = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
@@ -166,7 +186,7 @@ def _prepare(options: RunOptions, model: ModelArgs, run: BatchArgs, inputs: list
     return total
 
 
-def report_run(
+def run_with_report(
     job: Job[C],
     inputs: list[str],
     total: int | None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +19,9 @@ from ..io.outputs import atomic_save_npy, atomic_save_png, cam_output_path, find
 from ..methods import CamMethod, explain_smooth, get_method, normalize, upsample
 from ..methods.guided import gradient_to_image, guided_backprop
 from ..models import LoadedModel
-from ..options import CamOptions
+from ..options import DEFAULT_METHOD, CamOptions
 from .job import Job
-from .results import CamOutput, ImageResult, Prediction, Record
+from .results import CamOutput, FeatureOutput, ImageResult, Prediction, Record
 from .runner import ResultCallback, run_job
 
 
@@ -45,13 +45,13 @@ class CamJob(Job[CamMaps]):
         self.options = options
         super().__init__(options, model)
 
-    def check(self) -> None:
-        self.methods: list[CamMethod] = [get_method(m) for m in (self.options.methods or ["gradcam"])]
+    def prepare_options(self) -> None:
+        self.methods: list[CamMethod] = [get_method(m) for m in (self.options.methods or [DEFAULT_METHOD])]
         names = [m.name for m in self.methods]
         if len(set(names)) != len(names):
             raise UsageError("a method is listed twice in --method")
 
-    def prepare(self, infos: list[LayerInfo]) -> None:
+    def prepare_model(self, infos: list[LayerInfo]) -> None:
         self.targets = resolve_targets(self.options.targets, self.model.categories)
 
     def header(self) -> str:
@@ -135,7 +135,7 @@ class CamJob(Job[CamMaps]):
             for p, i in zip(top.values, top.indices, strict=True)
         ]
         maps: dict[str, np.ndarray] | None = {} if self.options.keep_maps else None
-        outputs = []
+        written: list[CamOutput | FeatureOutput] = []
         for k, idx in enumerate(computed.classes):
             guided = computed.guided[k] if computed.guided is not None else None
             gb_path = self.output_path(item, "guided-backprop", idx)
@@ -158,9 +158,9 @@ class CamJob(Job[CamMaps]):
                     picture = render.gradient_picture(gradient_to_image(guided * cam_in[None]).numpy(), size)
                     atomic_save_png(gc_path, picture)
                     out.guided_cam = str(gc_path)
-                outputs.append(out.as_dict())
+                written.append(out)
         return ImageResult(
-            item.display, True, size=(image.width, image.height), predictions=preds, outputs=outputs, maps=maps
+            item.display, True, size=(image.width, image.height), predictions=preds, written=written, maps=maps
         )
 
     def records(self, result: ImageResult) -> list[Record]:
@@ -171,20 +171,7 @@ class CamJob(Job[CamMaps]):
             return [
                 {**base, "method": "+".join(m.name for m in self.methods), "status": "error", "error": result.error}
             ]
-        top = [asdict(p) for p in result.predictions]
-        return [
-            {
-                **base,
-                "method": o["method"],
-                "status": "ok",
-                "class_index": o["class_index"],
-                "class_name": o["class_name"],
-                "probability": o["probability"],
-                "top_k": top,
-                "outputs": o["outputs"],
-            }
-            for o in result.outputs
-        ]
+        return [o.record(base, result.predictions) for o in result.written if isinstance(o, CamOutput)]
 
 
 def explain_files(

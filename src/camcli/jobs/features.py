@@ -22,7 +22,7 @@ from ..io.outputs import atomic_save_npy, atomic_save_png, feature_output_path
 from ..models import LoadedModel
 from ..options import FeatureOptions, parse_channels
 from .job import Job
-from .results import FeatureOutput, ImageResult, LayerStats, Record
+from .results import CamOutput, FeatureOutput, ImageResult, LayerStats, Record
 from .runner import ResultCallback, run_job
 
 
@@ -67,15 +67,15 @@ class FeatureJob(Job[dict[str, LayerFeatures]]):
         self.options = options
         super().__init__(options, model)
 
-    def check(self) -> None:
-        self.channels = parse_channels(self.options.channels) if self.options.channels else None
+    def prepare_options(self) -> None:
+        self.channels = parse_channels(self.options.channels) if self.options.channels is not None else None
 
     def choose_layers(self, infos: list[LayerInfo]) -> tuple[list[str], bool]:
         if self.options.all_layers:
             return [i.name for i in infos if i.calls == 1 and i.spatial], False
         return super().choose_layers(infos)
 
-    def prepare(self, infos: list[LayerInfo]) -> None:
+    def prepare_model(self, infos: list[LayerInfo]) -> None:
         if self.channels is None:
             return
         shapes = {i.name: i.shape for i in infos}
@@ -122,7 +122,7 @@ class FeatureJob(Job[dict[str, LayerFeatures]]):
         return out
 
     def write(self, item: InputFile, image: Image.Image, computed: dict[str, LayerFeatures]) -> ImageResult:
-        outputs = []
+        written: list[CamOutput | FeatureOutput] = []
         for layer, f in computed.items():
             labels = [f"ch {ch}  mean {m:.2f}" for ch, m in zip(f.channels, f.means, strict=True)]
             grid = render.feature_grid(
@@ -140,14 +140,14 @@ class FeatureJob(Job[dict[str, LayerFeatures]]):
                 raw = self.output_path(item, layer, ".npy")
                 atomic_save_npy(raw, f.raw.numpy().astype(np.float32))
                 out.raw = str(raw)
-            outputs.append(out.as_dict())
-        return ImageResult(item.display, True, size=(image.width, image.height), outputs=outputs)
+            written.append(out)
+        return ImageResult(item.display, True, size=(image.width, image.height), written=written)
 
     def records(self, result: ImageResult) -> list[Record]:
         base = {"input": result.input, "model": self.model.name, "kind": "features"}
         if not result.ok:
             return [{**base, "layer": "+".join(self.layers), "status": "error", "error": result.error}]
-        return [{**base, "status": "ok", **o} for o in result.outputs]
+        return [o.record(base) for o in result.written if isinstance(o, FeatureOutput)]
 
 
 def feature_files(

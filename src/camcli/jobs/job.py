@@ -29,8 +29,8 @@ class Job(ABC, Generic[C]):
     """Set-up shared by every job, and the four steps the runner calls.
 
     Set-up, in order (so the cheapest mistakes are reported first): the options' own checks and the colormap,
-    the device, :meth:`check` (job-specific checks that need no model), the model, the layers, :meth:`prepare`
-    (checks against the loaded model), then the model moves to the device.
+    the device, :meth:`prepare_options` (job-specific parsing and checks that need no model), the model, the
+    layers, :meth:`prepare_model` (checks against the loaded model), then the model moves to the device.
     """
 
     def __init__(self, options: RunOptions, model: LoadedModel | None = None) -> None:
@@ -40,26 +40,26 @@ class Job(ABC, Generic[C]):
             self.options = options
             self.device: torch.device = resolve_device(options.device)
             self.batch_size = options.batch_size
-            self.check()
+            self.prepare_options()
         with phase("load model"):
             self.model = model or load_spec(options)
         with phase("layers"):
             infos = trace(self.model.module, self.model.input_size, self.model.builder, self.model.layer_key)
             self.layers, self.layer_chosen = self.choose_layers(infos)
         with phase("prepare"):
-            self.prepare(infos)
+            self.prepare_model(infos)
             self.model.module.to(self.device)
 
     # ------------------------------------------------------------------------------------------ set-up
-    def check(self) -> None:
-        """Job-specific option checks that need no model (override)."""
+    def prepare_options(self) -> None:
+        """Job-specific parsing and checks of the options that need no model (override)."""
 
     def choose_layers(self, infos: list[LayerInfo]) -> tuple[list[str], bool]:
         """The layers to hook and whether camcli chose them (default: ``--layer`` or the default layer)."""
         m = self.model
         return choose_layers(m.module, infos, self.options.layers, m.default_layer, m.name)
 
-    def prepare(self, infos: list[LayerInfo]) -> None:
+    def prepare_model(self, infos: list[LayerInfo]) -> None:
         """Checks and set-up that need the loaded model and its layers (override)."""
 
     def how_layers_chosen(self) -> str:

@@ -1,7 +1,8 @@
 """What a run produces, as typed records: per input an :class:`ImageResult`, per written map or grid an output.
 
-The typed outputs (:class:`CamOutput`, :class:`FeatureOutput`) are what a job's ``write`` makes; their
-:meth:`as_dict` is the JSON shape that :attr:`ImageResult.outputs`, the manifest and ``--json`` show.
+The typed outputs (:class:`CamOutput`, :class:`FeatureOutput`) are what a job's ``write`` makes and what
+:attr:`ImageResult.written` carries; ``as_dict`` is their JSON shape (:attr:`ImageResult.outputs`) and
+``record`` their manifest / ``--json`` line.
 """
 
 from __future__ import annotations
@@ -47,6 +48,19 @@ class CamOutput:
             out["guided_cam"] = self.guided_cam
         return out
 
+    def record(self, base: Record, predictions: list[Prediction]) -> Record:
+        """The manifest line: ``base`` (input, model, layer), this output, and the image's top classes."""
+        return {
+            **base,
+            "method": self.method,
+            "status": "ok",
+            "class_index": self.class_index,
+            "class_name": self.class_name,
+            "probability": self.probability,
+            "top_k": [asdict(p) for p in predictions],
+            "outputs": self.files(),
+        }
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "method": self.method,
@@ -80,6 +94,10 @@ class FeatureOutput:
     grid: str
     raw: str | None = None
 
+    def record(self, base: Record) -> Record:
+        """The manifest line: ``base`` (input, model, kind) and this output."""
+        return {**base, "status": "ok", **self.as_dict()}
+
     def as_dict(self) -> dict[str, Any]:
         files = {"grid": self.grid} if self.raw is None else {"grid": self.grid, "raw": self.raw}
         return {
@@ -102,7 +120,8 @@ class ImageResult:
         skipped: ``--skip-existing`` found all its outputs.
         size: (width, height) of the upright original.
         predictions: the top-5 classes (CAM runs).
-        outputs: one entry per manifest record, in its JSON shape (see :class:`CamOutput`, :class:`FeatureOutput`).
+        written: what was written, one typed entry per manifest record (:class:`CamOutput` or
+            :class:`FeatureOutput`); :attr:`outputs` gives them in their JSON shape.
         maps: full-size maps by output path, when asked for (``keep_maps``, Python API).
         records: what went to the manifest (empty if skipped).
     """
@@ -113,9 +132,14 @@ class ImageResult:
     skipped: bool = False
     size: tuple[int, int] | None = None
     predictions: list[Prediction] = field(default_factory=list)
-    outputs: list[dict[str, Any]] = field(default_factory=list)
+    written: list[CamOutput | FeatureOutput] = field(default_factory=list)
     maps: dict[str, np.ndarray] | None = None
     records: list[Record] = field(default_factory=list)
+
+    @property
+    def outputs(self) -> list[dict[str, Any]]:
+        """One entry per manifest record, in its JSON shape (``o["outputs"]["overlay"]``, ``o["channels"]`` …)."""
+        return [o.as_dict() for o in self.written]
 
     @classmethod
     def failed(cls, input: str, error: str) -> ImageResult:

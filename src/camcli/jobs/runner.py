@@ -79,9 +79,11 @@ def decode_and_prepare(item: InputFile, model: LoadedModel, max_pixels: int | No
 
 @dataclass
 class Slot:
-    """One input on its way through the run: decoding → decoded → writing → settled.
+    """One input on its way through the run: decoding → decoded → writing → result.
 
-    Exactly one stage is set at a time; ``result`` set means settled (skipped, failed, or written).
+    Skipped and unreadable inputs get their ``result`` straight away; the others move from ``decoding`` (a
+    decoder future) to ``decoded`` (picture and tensor) to ``writing`` (a writer future), and get their
+    ``result`` from :meth:`outcome`. :attr:`settled` says that the result is there or can be had without waiting.
     """
 
     item: InputFile

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 from ..errors import ModelError, UsageError
-from ..options import BUNDLED, ModelSpec
+from ..options import BUNDLED, ModelFields
 from .archs import available_models
 from .base import LoadedModel, preprocess
 from .bundled import load_bundled
@@ -34,6 +34,15 @@ def looks_like_path(spec: str) -> bool:
     return spec.lower().endswith(CHECKPOINT_SUFFIXES) or os.sep in spec or Path(spec).is_file()
 
 
+def model_key(name: str) -> str:
+    """How a model name is matched: case, surrounding spaces and ``-`` vs ``_`` do not matter."""
+    return name.strip().lower().replace("-", "_")
+
+
+def is_bundled(spec: str) -> bool:
+    return not looks_like_path(spec.strip()) and model_key(spec) == BUNDLED
+
+
 def load_model(
     spec: str = BUNDLED,
     weights: str | None = None,
@@ -46,7 +55,7 @@ def load_model(
     spec = spec.strip()
     if looks_like_path(spec):
         return load_checkpoint_model(spec, arch=arch, labels=labels, trust=trust_checkpoint)
-    key = spec.lower().replace("-", "_")
+    key = model_key(spec)
     if key == BUNDLED:
         if weights not in (None, "default"):
             raise UsageError(f"{BUNDLED} has one set of weights; drop --weights")
@@ -63,8 +72,8 @@ def load_model(
     return model
 
 
-def load_spec(spec: ModelSpec) -> LoadedModel:
-    """:func:`load_model` with the fields of a :class:`~camcli.options.ModelSpec` (any run's options)."""
+def load_spec(spec: ModelFields) -> LoadedModel:
+    """:func:`load_model` with the fields of a :class:`~camcli.options.ModelSpec` (or any run's options)."""
     return load_model(
         spec.model, spec.weights, labels=spec.labels, arch=spec.arch, trust_checkpoint=spec.trust_checkpoint
     )
@@ -75,10 +84,12 @@ __all__ = [
     "LoadedModel",
     "available_models",
     "imagenet_categories",
+    "is_bundled",
     "load_bundled",
     "load_model",
     "load_spec",
     "load_torchvision",
     "looks_like_path",
+    "model_key",
     "preprocess",
 ]
