@@ -87,6 +87,11 @@ def test_sharded_runs_then_merge(tmp_path):
     assert len(recs) == 9 and len({r["input"] for r in recs}) == 9
 
 
+def _temporary(p: Path) -> bool:
+    """A temporary or partial file (the ledger's lock file, .camcli.lock, is meant to stay)."""
+    return (p.name.startswith(".") and p.name != ".camcli.lock") or p.suffix == ".tmp"
+
+
 def test_resume_after_interruption(tmp_path, monkeypatch):
     root = _folder(tmp_path / "in", 12)
     out = tmp_path / "out"
@@ -104,7 +109,7 @@ def test_resume_after_interruption(tmp_path, monkeypatch):
     assert res.exit_code == 130
     first = _overlays(out)
     assert 0 < len(first) < 12
-    assert not [p for p in out.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"], "partial files left"
+    assert not [p for p in out.rglob("*") if _temporary(p)], "partial files left"
     recs = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
     assert sorted(Path(r["outputs"]["overlay"]).name for r in recs) == sorted(Path(p).name for p in first)
     stamps = {p: (out / p).stat().st_mtime_ns for p in first}
@@ -140,7 +145,7 @@ def test_sigterm_stops_cleanly(tmp_path):
     assert "interrupted" in err and "done" in err  # the summary was printed
     written = _overlays(out)
     assert 0 < len(written) < 40
-    assert not [p for p in out.rglob("*") if p.name.startswith(".")], "temporary files left"
+    assert not [p for p in out.rglob("*") if _temporary(p)], "temporary files left"
     recs = (out / "manifest.jsonl").read_text().splitlines()
     assert len(recs) == len(written)  # the manifest was flushed for every finished image
 

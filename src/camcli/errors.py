@@ -34,6 +34,13 @@ class CheckpointError(ModelError):
     """A checkpoint file that cannot be loaded safely or does not match the architecture."""
 
 
+class OutputError(CamcliError):
+    """The outputs or the manifest cannot be written (a full disk, a read-only folder); what was recorded so far
+    is complete."""
+
+    exit_code = 1
+
+
 class InputError(CamcliError):
     """One input image cannot be read (missing, empty, corrupt, too large, …).
 

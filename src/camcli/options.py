@@ -9,6 +9,7 @@ Rules that need a library stay with it: a colormap name is checked by :mod:`camc
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ BUNDLED = "efficientnet_lite0"  # the offline default model
 DEFAULT_MAX_PIXELS = 89_478_485
 NORMALIZE_MODES = ("tile", "layer")
 DEFAULT_METHOD = "gradcam"
+MAX_WORKERS = 64  # threads on each side of the model; more only costs memory
+MAX_TILE = 2048  # feature-grid tile side in pixels
 Shard = tuple[int, int]
 
 
@@ -68,6 +71,16 @@ def _at_least(option: str, value: float | None, low: float) -> None:
         raise UsageError(f"{option} {value} is too small; use {low} or more")
 
 
+def _at_most(option: str, value: float | None, high: float) -> None:
+    if value is not None and value > high:
+        raise UsageError(f"{option} {value} is too large; use at most {high}")
+
+
+def _finite(option: str, value: float) -> None:
+    if not math.isfinite(value):
+        raise UsageError(f"{option} {value} is not a number; pass a finite value")
+
+
 class ModelFields(Protocol):
     """The fields that say which model to load (:class:`ModelSpec`, and every :class:`RunOptions`)."""
 
@@ -112,11 +125,13 @@ class RunOptions:
     labels: str | None = None
     arch: str | None = None
     trust_checkpoint: bool = False
+    fsync: bool = False  # sync the manifest to disk after every record (see the README for the cost)
 
     def check(self) -> None:
         """Raise :class:`UsageError` for an out-of-range option."""
         _at_least("--batch-size", self.batch_size, 1)
         _at_least("--workers", self.workers, 0)
+        _at_most("--workers", self.workers, MAX_WORKERS)
         _at_least("--max-pixels", self.max_pixels, 1)
         check_shard(self.shard)
 
@@ -144,7 +159,13 @@ class CamOptions(RunOptions):
         _at_least("--top-k", self.top_k, 1)
         _at_least("--score-batch", self.score_batch, 1)
         _at_least("--smooth", self.smooth, 0)
+        _finite("--noise", self.noise)
         _at_least("--noise", self.noise, 0)
+        if self.targets and self.top_k > 1:
+            raise UsageError(
+                f"--target and --top-k {self.top_k} together: --target names the classes to explain, --top-k picks "
+                "each image's best ones; drop one of them"
+            )
 
 
 #: the name this class had in camcli 0.1.0; kept so that ``from camcli import Options`` goes on working
@@ -166,5 +187,6 @@ class FeatureOptions(RunOptions):
         super().check()
         _at_least("--top", self.top, 1)
         _at_least("--tile", self.tile, 8)
+        _at_most("--tile", self.tile, MAX_TILE)
         if self.normalize not in NORMALIZE_MODES:
             raise UsageError(f"--normalize {self.normalize!r}: use tile or layer")

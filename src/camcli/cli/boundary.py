@@ -2,7 +2,8 @@
 
 Exit codes: 0 every input done; 1 some input failed (the rest were still written); 2 usage or setup error
 before any input ran (a :class:`~camcli.errors.CamcliError` carries its own code); 130 interrupted (Ctrl-C, or
-SIGTERM, which is turned into the same interrupt so both stop cleanly).
+SIGTERM, which is turned into the same interrupt so both stop cleanly); 141 stdout closed by its reader
+(``--json | head``), quietly, as a shell expects after SIGPIPE.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import typer
 
 from .. import profiling
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 INTERRUPTED = "interrupted; outputs finished so far are kept and recorded, no partial files are left"
 
 
@@ -45,6 +46,9 @@ def guarded(debug: bool) -> Iterator[None]:
     except KeyboardInterrupt:
         _error(INTERRUPTED)
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except BrokenPipeError:  # `camcli … --json | head`: the reader has what it wanted
+        _silence_stdout()
+        raise typer.Exit(EXIT_BROKEN_PIPE) from None
     except (typer.Exit, SystemExit):
         raise
     except Exception as e:  # a bug or a model that fails on its own: one line, the traceback behind --debug
@@ -71,6 +75,16 @@ def _error_stream_line(line: str) -> None:
     import sys
 
     sys.stderr.write(line + "\n")
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that flushing it at exit does not fail again."""
+    import os
+    import sys
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _main_thread() -> bool:

@@ -26,8 +26,7 @@ def err_console() -> Console:
     """Console for people: progress, tables, warnings (stderr)."""
     global _err
     if _err is None:
-        width = int(os.environ["CAMCLI_WIDTH"]) if os.environ.get("CAMCLI_WIDTH") else None
-        _err = Console(stderr=True, width=width, highlight=False)
+        _err = Console(stderr=True, width=_width(), highlight=False)
     return _err
 
 
@@ -35,9 +34,14 @@ def out_console() -> Console:
     """Console for results (stdout)."""
     global _out
     if _out is None:
-        width = int(os.environ["CAMCLI_WIDTH"]) if os.environ.get("CAMCLI_WIDTH") else None
-        _out = Console(width=width, highlight=False)  # file=None: follows sys.stdout
+        _out = Console(width=_width(), highlight=False)  # file=None: follows sys.stdout
     return _out
+
+
+def _width() -> int | None:
+    """``CAMCLI_WIDTH`` (columns, for stable output in tests and logs); ignored unless a positive number."""
+    text = os.environ.get("CAMCLI_WIDTH", "").strip()
+    return int(text) if text.isdigit() and int(text) > 0 else None
 
 
 def info(message: str) -> None:
@@ -61,8 +65,12 @@ class _ImagesPerSecond(TextColumn):
     def render(self, task: Any) -> Any:
         from rich.text import Text
 
-        speed = task.finished_speed or task.speed
-        return Text("--- img/s" if speed is None else f"{speed:5.1f} img/s")
+        # images done over the time since the bar started, shown once a second has passed: a rate taken over
+        # the first few milliseconds (or over skipped inputs) says nothing
+        elapsed = task.elapsed or 0.0
+        if elapsed < 1.0 or not task.completed:
+            return Text("--- img/s")
+        return Text(f"{task.completed / elapsed:5.1f} img/s")
 
 
 @contextmanager

@@ -98,18 +98,18 @@ def merge_manifests_cmd(
     out: Annotated[Path, typer.Argument(help="The output folder the shards wrote to.")],
     debug: DebugOpt = False,
 ) -> None:
-    """Join the manifest.shard-K-of-N.jsonl parts of a sharded run into manifest.jsonl.
+    """Join the manifest.shard-K-of-N.jsonl parts of a sharded run into manifest.jsonl, keeping the last record
+    of each image, method, layer and class (also compacts the manifest of reruns into one folder).
 
     Example: camcli merge-manifests cams/
     """
     with guarded(debug):
-        from ..errors import UsageError
         from ..io.manifest import merge_manifests
         from . import console
 
-        if not out.is_dir():
-            raise UsageError(f"'{out}' is not a folder; pass the --out folder of the sharded runs")
-        path, parts, n = merge_manifests(out)
+        path, parts, n, problems = merge_manifests(out)
+        for line in problems:
+            console.error(line)
         console.info(f"merged {parts} part(s) into {path}: {n} records")
 
 

@@ -68,6 +68,7 @@ class BatchArgs:
     max_pixels: int
     skip_existing: bool
     shard: str | None
+    fsync: bool
     json_out: bool
     quiet: bool
     debug: bool
@@ -80,6 +81,7 @@ class BatchArgs:
         options.max_pixels = self.max_pixels
         options.skip_existing = self.skip_existing
         options.shard = parse_shard(self.shard)
+        options.fsync = self.fsync
 
 
 def _option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
@@ -152,6 +154,14 @@ _GROUPS: dict[type, list[inspect.Parameter]] = {
             "shard",
             Annotated[str | None, typer.Option(help="K/N: process only slice K of N (stable hash of the path).")],
             None,
+        ),
+        _option(
+            "fsync",
+            Annotated[
+                bool,
+                typer.Option("--fsync", help="Sync the manifest to disk after every image (survives power loss)."),
+            ],
+            RunOptions.fsync,
         ),
         _option("json_out", JsonOpt, False),
         _option("quiet", Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")], False),

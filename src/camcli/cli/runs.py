@@ -174,11 +174,14 @@ def _complete_and_count(options: RunOptions, model: ModelArgs, run: BatchArgs, i
     """Fill in the shared options, check them, and count the inputs (None when reading stdin): a bad option or
     path fails before the model loads, and an option before a (possibly long) walk of the inputs."""
     from ..errors import UsageError
-    from ..io.inputs import IMAGE_EXTENSIONS, count_inputs
+    from ..io.inputs import IMAGE_EXTENSIONS, check_output_folder, count_inputs
+    from ..io.outputs import ensure_writable_folder
 
     model.apply_to(options)
     run.apply_to(options)
     options.check()
+    check_output_folder(inputs, options.out)
+    ensure_writable_folder(options.out)
     total = count_inputs(inputs, options.out, options.shard)
     if total == 0 and options.shard is None:
         exts = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
@@ -196,12 +199,12 @@ def run_with_report(
 ) -> int:
     """Run ``job`` with a progress bar, ``--json`` records, per-file errors and the summary; the exit code.
 
-    Ctrl-C / SIGTERM: the writes already handed out finish, the summary is printed, and the interrupt goes on
-    to the boundary (exit 130).
+    Ctrl-C / SIGTERM: the writes already handed out finish and are recorded, the summary is printed, and the
+    interrupt goes on to the boundary (exit 130). A closed stdout (``--json | head``): the same, quietly, exit 141
+    as for SIGPIPE.
     """
-    import json
-
-    from ..io.manifest import manifest_name
+    from ..errors import OutputError, UsageError
+    from ..io.manifest import encode_record, manifest_name
     from ..jobs.runner import run_job
     from . import console
 
@@ -222,19 +225,24 @@ def run_with_report(
         with phase("run"), console.progress(total, enabled=not run.quiet and (total is None or total > 1)) as advance:
             for result in results:
                 if run.json_out:
-                    for r in result.records:
-                        sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")
+                    sys.stdout.buffer.write(b"".join(encode_record(r) for r in result.records))
                     sys.stdout.flush()
                 if not result.ok:
                     console.error(result.error or "failed")
                 summary.add(result)
                 advance(1)
-    except KeyboardInterrupt:
+    except BrokenPipeError:
+        results.close()  # records what was written; the boundary exits quietly
+        raise
+    except (KeyboardInterrupt, OutputError):
         results.close()
         show_summary()
         raise
+    if total is None and not (summary.done or summary.failed or summary.skipped):
+        raise UsageError("no image paths came on standard input; pipe one path per line into '-'")
     show_summary()
     return EXIT_SOME_FAILED if summary.failed else EXIT_OK
+
 
 
 @dataclass

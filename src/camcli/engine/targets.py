@@ -28,6 +28,8 @@ def resolve_target(value: str | int, categories: Sequence[str]) -> int:
     """
     n = len(categories)
     text = str(value).strip()
+    if not text:
+        raise TargetError('an empty --target; pass a class index (281) or a name ("tabby cat")')
     if re.fullmatch(r"-?\d+", text):
         idx = int(text)
         check_index(idx, n)
@@ -56,4 +58,5 @@ def resolve_target(value: str | int, categories: Sequence[str]) -> int:
 
 
 def resolve_targets(values: Sequence[str | int], categories: Sequence[str]) -> list[int]:
-    return [resolve_target(v, categories) for v in values]
+    """Class indices, each once, in the order given (``--target 281 --target tabby`` is one class)."""
+    return list(dict.fromkeys(resolve_target(v, categories) for v in values))

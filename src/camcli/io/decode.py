@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import io
+import errno
+import os
+import stat
 import threading
 import warnings
 from pathlib import Path
@@ -14,6 +16,10 @@ from ..errors import InputError
 from ..options import DEFAULT_MAX_PIXELS
 
 _guard_lock = threading.Lock()
+# the most bytes a file may hold for its declared size: 8 per pixel and frame (16-bit RGBA, uncompressed) plus
+# 64 MiB of metadata (EXIF, ICC, thumbnails); a bigger file is refused before it is read
+MAX_BYTES_PER_PIXEL = 8
+MAX_EXTRA_BYTES = 64 * 1024 * 1024
 
 
 def _allow_pillow(max_pixels: int | None) -> None:
@@ -36,41 +42,63 @@ def decode(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Ima
     the one that applies, and images over it are refused here with the option that lifts it.
     """
     _allow_pillow(max_pixels)
+    size = _regular_file_size(path)
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a folder, not an image") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
-    if not data:
-        raise InputError(f"{path}: empty file (0 bytes)")
-    try:
-        with warnings.catch_warnings():
+        with open(path, "rb") as f, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im: Image.Image = Image.open(io.BytesIO(data))
+            im: Image.Image = Image.open(f)  # reads the header only
             w, h = im.size
             if max_pixels is not None and w * h > max_pixels:
                 raise InputError(
                     f"{path}: {w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} "
                     "(decompression-bomb guard); raise it with --max-pixels if the file is trusted"
                 )
+            cap = MAX_BYTES_PER_PIXEL * w * h * max(1, getattr(im, "n_frames", 1)) + MAX_EXTRA_BYTES
+            if size > cap:
+                raise InputError(
+                    f"{path}: {size:,} bytes is far more than a {w}x{h} image needs (at most {cap:,}); "
+                    "the file is not what its header says"
+                )
             ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never half a picture
             im.load()
+            try:
+                im = ImageOps.exif_transpose(im)
+            except Exception:  # a broken EXIF block must not cost the picture
+                pass
+            return to_rgb(im)
     except InputError:
         raise
     except UnidentifiedImageError:
         raise InputError(f"{path}: not an image Pillow can read (unknown or corrupt format)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise InputError(f"{path}: {e}; raise the limit with --max-pixels if the file is trusted") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        limit = f"{max_pixels:,}" if max_pixels is not None else f"{Image.MAX_IMAGE_PIXELS:,}"
+        raise InputError(
+            f"{path}: over the limit of {limit} pixels (decompression-bomb guard); "
+            "raise it with --max-pixels if the file is trusted"
+        ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise InputError(f"{path}: truncated or corrupt image ({e})") from None
+
+
+def _regular_file_size(path: Path) -> int:
+    """The size of ``path`` if it is a non-empty regular file (symlinks followed); an :class:`InputError` else.
+
+    Checked before anything is opened, so a FIFO never blocks the run and a device is never read.
+    """
     try:
-        im = ImageOps.exif_transpose(im)
-    except Exception:  # a broken EXIF block must not cost the picture
-        pass
-    return to_rgb(im)
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except OSError as e:
+        reason = "a symbolic link loop" if e.errno == errno.ELOOP else f"cannot read ({e.strerror or e})"
+        raise InputError(f"{path}: {reason}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{path}: is a folder, not an image")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{path}: not a regular file (a FIFO, socket or device); pass image files")
+    if st.st_size == 0:
+        raise InputError(f"{path}: empty file (0 bytes)")
+    return st.st_size
 
 
 def to_rgb(im: Image.Image) -> Image.Image:

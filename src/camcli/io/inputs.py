@@ -5,10 +5,12 @@ Nothing here reads pixels (see :mod:`camcli.io.decode`) or writes files (see :mo
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +26,17 @@ _GLOB_CHARS = re.compile(r"[*?\[]")
 
 @dataclass(frozen=True)
 class InputFile:
-    """One input image: its path and the path relative to the folder its outputs are mirrored from."""
+    """One input: its path, the path relative to the folder its outputs are mirrored from, and, when discovery
+    found the entry unusable (a symlink loop, a FIFO, an unreadable folder, an output-name clash), why: such an
+    input is reported as failed and the run goes on."""
 
     path: Path
     rel: Path
+    problem: str | None = None
 
     @property
     def display(self) -> str:
+        """The path as text; bytes that are not UTF-8 appear as surrogate escapes (``os.fsdecode``)."""
         return str(self.path)
 
 
@@ -60,92 +66,187 @@ def _root_of(spec: str) -> Path | None:
         return _glob_base(spec)
     if p.is_dir():
         return p
-    if p.is_file() or p.is_symlink():
+    if os.path.lexists(p):  # a file, a link (even a broken one or a loop), a FIFO: decoding says what is wrong
         return p.parent
     raise UsageError(f"input '{spec}' does not exist; pass an image file, a folder, a glob or a list file")
 
 
-def _walk(folder: Path, skip: Path | None) -> Iterator[Path]:
-    """Image files under ``folder`` in sorted order, not descending into ``skip`` (the output folder)."""
+def _identity(path: Path) -> Path:
+    """The absolute, symlink-free path where that can be found (a symlink loop keeps its own name)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(path))
+
+
+Found = tuple[Path, str | None]  # a path found by discovery, and why it cannot be used (None: usable)
+
+
+class OutputFolder:
+    """The ``--out`` folder, recognised by identity (device and inode) as well as by path, so that discovery
+    never reads camcli's own outputs as inputs."""
+
+    def __init__(self, out: Path | None) -> None:
+        self.path = _identity(out) if out is not None else None
+        self._id: tuple[int, int] | None = None
+        if out is not None:
+            try:
+                st = os.stat(out)
+                self._id = (st.st_dev, st.st_ino)
+            except OSError:
+                pass
+
+    def is_(self, folder: Path) -> bool:
+        if self.path is None:
+            return False
+        if self._id is not None:
+            try:
+                st = os.stat(folder)
+                return (st.st_dev, st.st_ino) == self._id
+            except OSError:
+                return False
+        return _identity(folder) == self.path
+
+    def contains(self, path: Path) -> bool:
+        return self.path is not None and _identity(path).is_relative_to(self.path)
+
+
+def _describe_unusable(path: Path) -> str:
+    """Why a name with an image extension is not a readable regular file."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return f"{path}: a symbolic link loop; skipped"
+        if e.errno == errno.ENOENT:
+            return f"{path}: a broken symbolic link; skipped"
+        return f"{path}: cannot read ({e.strerror or e}); skipped"
+    kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device"
+    return f"{path}: {kind}, not a regular file; skipped"
+
+
+def _walk(folder: Path, out: OutputFolder) -> Iterator[Found]:
+    """Image files under ``folder`` in sorted order, each with the problem that makes it unusable (or None).
+
+    Hidden entries (names starting with '.', which includes macOS ``._*`` files) are skipped; the output folder
+    is never entered; symbolic links to folders are not followed.
+    """
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError:
+    except OSError as e:
+        yield folder, f"{folder}: cannot list the folder ({e.strerror or e}); its images are skipped"
         return
     for entry in entries:
+        if entry.name.startswith("."):
+            continue
         path = Path(entry.path)
-        if entry.is_dir(follow_symlinks=False):
-            if skip is not None and path.resolve() == skip:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                if not out.is_(path):
+                    yield from _walk(path, out)
                 continue
-            yield from _walk(path, skip)
-        elif entry.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
-            yield path
+            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            usable = entry.is_file()
+        except OSError:
+            usable = False
+        yield path, None if usable else _describe_unusable(path)
 
 
-def _list_entries(spec: str) -> Iterator[Path]:
-    """Paths from a list file (one per line; blank lines and '#' comments skipped) or from stdin ('-')."""
+def _list_entries(spec: str) -> Iterator[Found]:
+    """Paths from a list file (one per line; blank lines and '#' comments skipped) or from stdin ('-').
+
+    Lines are bytes: names that are not UTF-8 are kept as surrogate escapes (``os.fsdecode``), like any path.
+    """
     import sys
 
-    stream = sys.stdin if spec == "-" else open(spec, encoding="utf-8")  # noqa: SIM115
+    stream = sys.stdin.buffer if spec == "-" else open(spec, "rb")  # noqa: SIM115
     try:
-        for line in stream:
-            text = line.strip()
-            if text and not text.startswith("#"):
-                yield Path(text)
+        for number, raw in enumerate(stream, 1):
+            text = os.fsdecode(raw.strip())
+            if not text or text.startswith("#"):
+                continue
+            if "\0" in text:
+                yield Path(f"{spec}:{number}"), f"{spec}:{number}: not a path (it holds a NUL byte); a list of paths?"
+            else:
+                yield Path(text), None
     finally:
-        if stream is not sys.stdin:
+        if spec != "-":
             stream.close()
 
 
 def _list_rel(path: Path) -> Path:
-    """Mirrored path of a list entry: relative paths as written (no '..'), absolute ones without the anchor."""
+    """Mirrored path of a list entry: relative paths as written, each '..' as a folder named '__up__' (so
+    ``../A/x.png`` and ``A/x.png`` stay apart), absolute ones without the anchor."""
     norm = Path(os.path.normpath(path))
-    parts = [p for p in (norm.parts[1:] if norm.is_absolute() else norm.parts) if p not in ("..", ".")]
+    parts = [("__up__" if p == ".." else p) for p in (norm.parts[1:] if norm.is_absolute() else norm.parts)]
+    parts = [p for p in parts if p != "."]
     return Path(*parts) if parts else Path(path.name)
 
 
 def shard_of(rel: Path, count: int) -> int:
     """Stable shard number (1…count) of a relative path: the same on every machine and Python run."""
-    digest = hashlib.sha1(rel.as_posix().encode("utf-8")).digest()
+    digest = hashlib.sha1(os.fsencode(rel.as_posix())).digest()
     return int.from_bytes(digest[:8], "big") % count + 1
+
+
+def _digest(path: Path) -> int:
+    return int.from_bytes(hashlib.blake2b(os.fsencode(str(path)), digest_size=8).digest(), "big")
+
+
+def check_output_folder(specs: Sequence[str], out_dir: Path) -> None:
+    """Refuse an ``--out`` that is an input folder: outputs written there would be read as inputs next time."""
+    out = OutputFolder(out_dir)
+    for spec in specs:
+        if not _is_list(spec) and not _GLOB_CHARS.search(spec) and Path(spec).is_dir() and out.is_(Path(spec)):
+            raise UsageError(
+                f"--out {out_dir} is the input folder {spec}; outputs would be read as inputs on the next run. "
+                "Pick another --out (a folder inside the input folder is fine: it is skipped)"
+            )
 
 
 def iter_inputs(specs: Sequence[str], out_dir: Path | None = None, shard: Shard | None = None) -> Iterator[InputFile]:
     """Input images, lazily, in sorted order per input, each once, with the path its outputs mirror.
 
     Files given by name are taken whatever their extension; folders are walked recursively (sorted, lazily)
-    for files with an image extension (case-insensitive); globs are expanded; ``.txt``/``.lst`` files and
-    ``-`` (stdin) list one path per line. Outputs mirror paths relative to the common folder of all inputs,
-    so two inputs never map to the same output. The output folder is never scanned. ``shard=(k, n)`` keeps
-    the inputs whose stable hash of the relative path falls in slice k of n.
+    for files with an image extension (case-insensitive), skipping hidden entries; globs are expanded; ``.txt``/
+    ``.lst`` files and ``-`` (stdin) list one path per line. Outputs mirror paths relative to the common folder
+    of all inputs; two inputs that would still share output names are reported, not overwritten. The output
+    folder is never scanned (walks and globs). An entry that cannot be used (symlink loop, FIFO, unreadable
+    folder) comes as an :class:`InputFile` with its ``problem``. ``shard=(k, n)`` keeps the inputs whose
+    stable hash of the relative path falls in slice k of n.
     """
     if not specs:
         raise UsageError("no inputs given; pass image files, folders, globs or a list file")
-    skip = out_dir.resolve() if out_dir is not None else None
+    if out_dir is not None:
+        check_output_folder(specs, out_dir)
+    out = OutputFolder(out_dir)
     roots = {spec: _root_of(spec) for spec in specs}
-    resolved = {r.resolve() for r in roots.values() if r is not None}
+    resolved = {_identity(r) for r in roots.values() if r is not None}
     base = Path(os.path.commonpath([str(r) for r in resolved])) if len(resolved) > 1 else next(iter(resolved), None)
-    seen: set[Path] | None = set() if len(specs) > 1 else None
+    # what has been seen, as 64-bit digests so that memory stays small for millions of inputs
+    seen: set[int] = set()  # inputs (resolved paths): each once
+    taken: set[int] = set()  # output stems: never two inputs with one
     for spec, root in roots.items():
         walked = root is not None and Path(spec).is_dir()
         if root is None:
-            paths: Iterable[Path] = _list_entries(spec)
+            found: Iterable[Found] = _list_entries(spec)
         elif walked:
-            paths = _walk(root, skip)
+            found = _walk(root, out)
         elif _GLOB_CHARS.search(spec) and not Path(spec).exists():
-            matches = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
+            matches = sorted(
+                Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file() and not out.contains(Path(p))
+            )
             if not matches:
                 raise UsageError(f"no files match '{spec}'; check the pattern (quote it so the shell keeps it)")
-            paths = matches
+            found = [(m, None) for m in matches]
         else:
-            paths = [Path(spec)]
-        for path in paths:
-            key = path.resolve()
-            if walked and skip is not None and key.is_relative_to(skip):
+            found = [(Path(spec), None)]
+        for path, problem in found:
+            key = _identity(path)
+            if _digest(key) in seen:
                 continue
-            if seen is not None:
-                if key in seen:
-                    continue
-                seen.add(key)
+            seen.add(_digest(key))
             if root is None:
                 rel = _list_rel(path)
             elif base is not None and key.is_relative_to(base):
@@ -154,7 +255,13 @@ def iter_inputs(specs: Sequence[str], out_dir: Path | None = None, shard: Shard 
                 rel = Path(path.name)
             if shard is not None and shard_of(rel, shard[1]) != shard[0]:
                 continue
-            yield InputFile(path, rel)
+            if problem is None and _digest(rel) in taken:
+                problem = (
+                    f"{path}: its outputs would have the same names ({rel}) as those of an earlier input; skipped. "
+                    "Give the files different names or folders, or explain them in separate runs"
+                )
+            taken.add(_digest(rel))
+            yield InputFile(path, rel, problem)
 
 
 def count_inputs(specs: Sequence[str], out_dir: Path | None = None, shard: Shard | None = None) -> int | None:

@@ -8,16 +8,19 @@ inputs never share an output.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import io
 import os
 import re
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from ..errors import UsageError
 from .inputs import InputFile
 from .png import encode_png
 
@@ -51,10 +54,59 @@ def feature_output_path(out: Path, item: InputFile, layer: str, suffix: str = ".
     return stem.with_name(f"{stem.name}.features.{layer}{suffix}")
 
 
+_TEMP = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")
+_cleaned: set[Path] = set()
+_cleaned_lock = threading.Lock()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _clean_stale_temps(folder: Path) -> None:
+    with _cleaned_lock:
+        if folder in _cleaned:
+            return
+        _cleaned.add(folder)
+    try:
+        names = [e.name for e in os.scandir(folder) if e.name.endswith(".tmp") and e.name.startswith(".")]
+    except OSError:
+        return
+    for name in names:
+        m = _TEMP.match(name)
+        if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+            with contextlib.suppress(OSError):
+                os.unlink(folder / name)
+
+
+def ensure_writable_folder(folder: Path) -> None:
+    """Create ``folder`` if needed and check that files can be made in it, before any work (a
+    :class:`~camcli.errors.UsageError` naming the problem otherwise)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".camcli-probe.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        what = "is a file" if folder.exists() and not folder.is_dir() else f"cannot be written ({e.strerror or e})"
+        raise UsageError(f"--out {folder} {what}; pick a folder you can write to") from None
+
+
 def atomic_write_bytes(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` through a temporary file in the same folder and a rename."""
+    """Write ``data`` to ``target`` through a temporary file in the same folder and a rename.
+
+    The temporary file is ``.NAME.PID.RANDOM.tmp``; the first write into a folder removes the temporary files
+    that processes no longer running left there (a run killed with SIGKILL).
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    _clean_stale_temps(target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -13,7 +13,7 @@ from PIL import Image
 from .. import render
 from ..engine.layers import LayerInfo
 from ..engine.targets import resolve_targets
-from ..errors import UsageError
+from ..errors import InputError, UsageError
 from ..io.inputs import InputFile
 from ..io.outputs import atomic_save_npy, atomic_save_png, cam_output_path, find_cam_outputs
 from ..methods import CamMethod, explain_smooth, get_method, normalize, upsample
@@ -129,6 +129,12 @@ class CamJob(Job[CamMaps]):
     def write(self, item: InputFile, image: Image.Image, computed: CamMaps) -> ImageResult:
         size = (image.height, image.width)
         probs = computed.probs
+        if not bool(torch.isfinite(probs).all()) or not all(
+            bool(torch.isfinite(m).all()) for m in computed.by_method.values()
+        ):
+            raise InputError(
+                f"{item.path}: the model's output is not finite (NaN or Inf) for this image; check the weights"
+            )
         top = probs.topk(min(5, probs.numel()))
         preds = [
             Prediction(int(i), self.model.class_name(int(i)), round(float(p), 6))

@@ -5,6 +5,7 @@ Forward hooks only, no gradients, under inference mode; only the hooked layers' 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from PIL import Image
 from .. import render
 from ..engine.hooks import capture, eval_mode
 from ..engine.layers import LayerInfo, resolve, tokens_to_grid
-from ..errors import UsageError
+from ..errors import InputError, UsageError
 from ..io.inputs import InputFile
 from ..io.outputs import atomic_save_npy, atomic_save_png, feature_output_path
 from ..models import LoadedModel
@@ -124,6 +125,8 @@ class FeatureJob(Job[dict[str, LayerFeatures]]):
     def write(self, item: InputFile, image: Image.Image, computed: dict[str, LayerFeatures]) -> ImageResult:
         written: list[CamOutput | FeatureOutput] = []
         for layer, f in computed.items():
+            if not (math.isfinite(f.stats.mean) and math.isfinite(f.stats.max)):
+                raise InputError(f"{item.path}: layer '{layer}' output is not finite (NaN or Inf); check the weights")
             labels = [f"ch {ch}  mean {m:.2f}" for ch, m in zip(f.channels, f.means, strict=True)]
             grid = render.feature_grid(
                 image,

@@ -8,6 +8,7 @@ The typed outputs (:class:`CamOutput`, :class:`FeatureOutput`) are what a job's 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,6 +62,11 @@ class CamOutput:
             "outputs": self.files(),
         }
 
+    def paths(self) -> list[str]:
+        """Every file written for this output."""
+        optional = [self.raw, self.guided_backprop, self.guided_cam]
+        return [self.overlay, *self.per_layer.values(), *(p for p in optional if p is not None)]
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "method": self.method,
@@ -93,6 +99,9 @@ class FeatureOutput:
     stats: LayerStats
     grid: str
     raw: str | None = None
+
+    def paths(self) -> list[str]:
+        return [self.grid] if self.raw is None else [self.grid, self.raw]
 
     def record(self, base: Record) -> Record:
         """The manifest line: ``base`` (input, model, kind) and this output."""
@@ -135,6 +144,16 @@ class ImageResult:
     written: list[CamOutput | FeatureOutput] = field(default_factory=list)
     maps: dict[str, np.ndarray] | None = None
     records: list[Record] = field(default_factory=list)
+
+    def files(self) -> list[str]:
+        """Every file written for this input (per-layer overlays' raw arrays included)."""
+        out: list[str] = []
+        for o in self.written:
+            for p in o.paths():
+                out.append(p)
+                if isinstance(o, CamOutput) and p in o.per_layer.values() and o.raw is not None:
+                    out.append(str(Path(p).with_suffix(".npy")))
+        return list(dict.fromkeys(out))
 
     @property
     def outputs(self) -> list[dict[str, Any]]:

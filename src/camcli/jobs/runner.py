@@ -13,19 +13,21 @@ Two entry points:
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from PIL import Image
 
-from ..errors import InputError
+from ..errors import InputError, OutputError
 from ..io.decode import decode
 from ..io.inputs import InputFile, iter_inputs
-from ..io.manifest import Manifest, manifest_name
+from ..io.manifest import Manifest, manifest_name, recorded_inputs
 from ..models import LoadedModel, preprocess
 from ..options import DEFAULT_MAX_PIXELS
 from .job import C, Job
@@ -91,6 +93,12 @@ class Slot:
     decoded: Decoded | None = None
     writing: Future[ImageResult] | None = None
     result: ImageResult | None = None
+    reported: bool = False  # settled (recorded) and handed on
+
+    @property
+    def started(self) -> bool:
+        """It has (or is getting) a result: skipped, failed, or its write was handed out."""
+        return self.result is not None or self.writing is not None
 
     def wait_decoded(self) -> None:
         """Block until decoded; a file that cannot be read settles as a failure."""
@@ -157,26 +165,42 @@ def process_inputs(
     *,
     workers: int | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    skip_existing: bool = False,
+    skip: Callable[[InputFile], bool] | None = None,
+    settle: ResultCallback | None = None,
 ) -> Iterator[ImageResult]:
     """Process every input; yields one :class:`ImageResult` per input, in input order.
 
     Decoding runs ``workers`` images ahead of the model in threads; rendering and writing run behind it in
-    threads. On Ctrl-C the writes already handed out are finished (atomic: never partial) and their results
-    yielded before the interrupt propagates.
+    threads. ``skip(item)`` true: the input is skipped (resume). ``settle(result)`` is called once for every
+    result, in order, before it is yielded; also for the results whose files were written when the run stops
+    early (Ctrl-C, an error, or the consumer closing this generator), so that every written file is settled
+    (recorded). On Ctrl-C those results are also yielded before the interrupt propagates.
     """
     n = workers or default_workers()
     window = max(job.batch_size * 2, n * 2)
     decoder = ThreadPoolExecutor(max_workers=n, thread_name_prefix="camcli-decode")
     writer = ThreadPoolExecutor(max_workers=n, thread_name_prefix="camcli-write")
     queued: deque[Slot] = deque()  # being decoded, in input order
-    pending: deque[Slot] = deque()  # computed or settled, yielded in input order
+    pending: deque[Slot] = deque()  # handed to the model or settled, yielded in input order
+
+    def emit() -> ImageResult:
+        """The first pending slot's result, settled exactly once, then removed."""
+        slot = pending[0]
+        result = slot.outcome()
+        if not slot.reported and settle is not None:
+            settle(result)
+        slot.reported = True
+        pending.popleft()
+        return result
+
     source = iter(items)
     try:
         while True:
             while len(queued) < window and (item := next(source, None)) is not None:
                 slot = Slot(item)
-                if skip_existing and job.outputs_exist(item):
+                if item.problem is not None:
+                    slot.result = ImageResult.failed(item.display, item.problem)
+                elif skip is not None and skip(item):
                     slot.result = ImageResult.skipped_existing(item.display)
                 else:
                     slot.decoding = decoder.submit(decode_and_prepare, item, job.model, max_pixels)
@@ -187,25 +211,30 @@ def process_inputs(
             ready: list[Slot] = []
             while queued and len(ready) < job.batch_size:
                 slot = queued.popleft()
+                pending.append(slot)
                 slot.wait_decoded()
                 batch.append(slot)
                 if slot.decoded is not None:
                     ready.append(slot)
             if ready:
                 _compute_batch(job, ready, writer)
-            pending.extend(batch)
             while len(pending) > window or (pending and pending[0].settled):
-                yield pending.popleft().outcome()
+                yield emit()
         while pending:
-            yield pending.popleft().outcome()
+            yield emit()
     except KeyboardInterrupt:
         # finish what was handed to the writers, report it, then stop
-        while pending:
-            yield pending.popleft().outcome()
+        while pending and pending[0].started:
+            yield emit()
         raise
     finally:
-        decoder.shutdown(wait=True, cancel_futures=True)
-        writer.shutdown(wait=True, cancel_futures=False)
+        # stopped early (closed by the consumer, an error): settle what was written, without yielding
+        try:
+            while pending and pending[0].started:
+                emit()
+        finally:
+            decoder.shutdown(wait=True, cancel_futures=True)
+            writer.shutdown(wait=True, cancel_futures=False)
 
 
 def run_job(
@@ -216,21 +245,75 @@ def run_job(
     on_error: ResultCallback | None = None,
 ) -> Generator[ImageResult, None, None]:
     """Discover ``inputs``, run ``job`` over them with its run options (out, workers, max_pixels,
-    skip_existing, shard), write every result's records to the manifest as it comes, call ``on_result`` for
-    each input done or skipped and ``on_error`` for each failed one, and yield the results in input order."""
+    skip_existing, shard, fsync), record every result in the ledger as soon as its files are in place (see
+    :class:`Ledger`), call ``on_result`` for each input done or skipped and ``on_error`` for each failed one,
+    and yield the results in input order. Raises :class:`~camcli.errors.OutputError` after the run when the
+    ledger could not be written (a full disk): the files of the images it could not record were removed."""
     options = job.options
     items = iter_inputs(inputs, options.out, options.shard)
-    manifest = Manifest(options.out, append=options.skip_existing, name=manifest_name(options.shard))
+    ledger = Ledger(job)
     try:
         for result in process_inputs(
-            job, items, workers=options.workers, max_pixels=options.max_pixels, skip_existing=options.skip_existing
+            job,
+            items,
+            workers=options.workers,
+            max_pixels=options.max_pixels,
+            skip=ledger.already_done if options.skip_existing else None,
+            settle=ledger.record,
         ):
-            if not result.skipped:
-                result.records = job.records(result)
-                manifest.write(result.records)
             callback = on_result if result.ok else on_error
             if callback is not None:
                 callback(result)
             yield result
     finally:
-        manifest.close()
+        ledger.close()
+    ledger.raise_if_broken()
+
+
+class Ledger:
+    """A run's side of the manifest: records each result once its files are in place, knows what is done.
+
+    When a record cannot be written (a full disk), the image's files are removed, so that every file in the
+    output folder keeps a record; the run's remaining images are treated the same way, and
+    :meth:`raise_if_broken` reports it at the end.
+    """
+
+    def __init__(self, job: Job[C]) -> None:
+        o = job.options
+        self.job: Job[Any] = job
+        self.manifest = Manifest(o.out, manifest_name(o.shard), fsync=o.fsync)
+        self.done = recorded_inputs(o.out, manifest_name(o.shard)) if o.skip_existing else set()
+        self.error: str | None = None
+        self.lost = 0
+
+    def already_done(self, item: InputFile) -> bool:
+        """Resume: skip only an input whose outputs all exist *and* whose last record says ok (outputs left by a
+        killed run without a record are made again, and recorded)."""
+        return item.display in self.done and self.job.outputs_exist(item)
+
+    def record(self, result: ImageResult) -> None:
+        if result.skipped:
+            return
+        result.records = self.job.records(result)
+        if self.error is None:
+            try:
+                self.manifest.write(result.records)
+                return
+            except OSError as e:
+                self.error = f"cannot write the manifest {self.manifest.path} ({e.strerror or e})"
+        for path in result.files():
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        self.lost += 1
+        result.ok, result.error = False, f"{result.input}: {self.error}; its outputs were removed"
+        result.written, result.records = [], []
+
+    def close(self) -> None:
+        self.manifest.close()
+
+    def raise_if_broken(self) -> None:
+        if self.error is not None:
+            raise OutputError(
+                f"{self.error}; {self.lost} image(s) could not be recorded and their outputs were removed. Free "
+                "space (or fix the folder) and rerun with --skip-existing: what is recorded is complete"
+            )

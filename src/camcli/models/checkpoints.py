@@ -48,7 +48,9 @@ class CheckpointInfo:
 
 
 def _detect_format(path: Path, head: bytes) -> str:
-    if path.suffix.lower() == ".safetensors":
+    """The file's format from its first bytes (the suffix decides only for .safetensors, which has no magic)."""
+    # safetensors: an 8-byte little-endian header length, then the JSON header
+    if path.suffix.lower() == ".safetensors" or (len(head) > 9 and head[8:10] in (b'{"', b"{ ")):
         return "safetensors"
     if head.startswith(b"PK"):
         try:
