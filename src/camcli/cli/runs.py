@@ -220,7 +220,7 @@ def run_with_report(
         if not run.quiet:
             summary.show(time.perf_counter() - started, job.options.out, manifest_name(job.options.shard))
 
-    results = run_job(job, inputs, on_result=on_result)
+    results = run_job(job, inputs, on_result=on_result, on_note=console.info)
     try:
         with phase("run"), console.progress(total, enabled=not run.quiet and (total is None or total > 1)) as advance:
             for result in results:

@@ -243,15 +243,23 @@ def run_job(
     *,
     on_result: ResultCallback | None = None,
     on_error: ResultCallback | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> Generator[ImageResult, None, None]:
     """Discover ``inputs``, run ``job`` over them with its run options (out, workers, max_pixels,
     skip_existing, shard, fsync), record every result in the ledger as soon as its files are in place (see
     :class:`Ledger`), call ``on_result`` for each input done or skipped and ``on_error`` for each failed one,
-    and yield the results in input order. Raises :class:`~camcli.errors.OutputError` after the run when the
-    ledger could not be written (a full disk): the files of the images it could not record were removed."""
+    and yield the results in input order; ``on_note`` hears about repairs of the ledger.
+
+    Raises :class:`~camcli.errors.OutputError` after the run when the ledger could not be written (a full
+    disk): the run stops there, and the files of the images it could not record were removed."""
     options = job.options
     items = iter_inputs(inputs, options.out, options.shard)
     ledger = Ledger(job)
+    if ledger.manifest.repaired and on_note is not None:
+        on_note(
+            f"{ledger.manifest.path}: dropped a torn last line ({ledger.manifest.repaired} bytes) left by an "
+            "interrupted run (--skip-existing redoes the image it was about)"
+        )
     try:
         for result in process_inputs(
             job,
@@ -265,6 +273,8 @@ def run_job(
             if callback is not None:
                 callback(result)
             yield result
+            if ledger.error is not None:
+                break  # nothing more can be recorded: stop (what is in flight is settled on the way out)
     finally:
         ledger.close()
     ledger.raise_if_broken()

@@ -1,0 +1,163 @@
+"""The manifest is the run's ledger: every file camcli writes has its record and every record's files exist,
+after a normal end, a closed stdout, a full disk, two runs at once, and SIGKILL followed by a resume."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from typer.testing import CliRunner
+
+from camcli.cli import app
+from camcli.io import manifest as manifest_mod
+
+from .conftest import SAMPLES
+
+runner = CliRunner()
+OUTPUT_SUFFIXES = (".png", ".npy")
+
+
+def _folder(root: Path, n: int, name: str = "img") -> Path:
+    src = Image.open(SAMPLES / "coffee.png").convert("RGB")
+    for i in range(n):
+        (root / f"d{i % 2}").mkdir(parents=True, exist_ok=True)
+        src.resize((40 + i % 5, 32 + i % 3)).save(root / f"d{i % 2}" / f"{name}{i:03d}.png")
+    return root
+
+
+def _camcli(*args: str, **kw) -> subprocess.Popen:
+    env = {**os.environ, "CAMCLI_OFFLINE": "1", "CAMCLI_WIDTH": "100"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "camcli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, **kw
+    )
+
+
+def check_ledger(out: Path) -> list[dict]:
+    """The invariant: the manifest is whole JSON lines; every output file has an ok record (the last one for its
+    key) naming it; every file an ok record names exists; no temporary files are left."""
+    data = (out / "manifest.jsonl").read_bytes()
+    assert not data or data.endswith(b"\n"), "torn last line"
+    records = [json.loads(line) for line in data.splitlines()]
+    named: set[str] = set()
+    for r in records:
+        if r["status"] == "ok":
+            files = [r["outputs"]["overlay"], *r["outputs"].get("per_layer", {}).values()]
+            files += [r["outputs"][k] for k in ("raw", "guided_backprop", "guided_cam") if k in r["outputs"]]
+            for f in files:
+                assert Path(f).is_file(), f"recorded but missing: {f}"
+            named.update(str(Path(f).resolve()) for f in files)
+    on_disk = {str(p.resolve()) for p in out.rglob("*") if p.suffix in OUTPUT_SUFFIXES}
+    assert on_disk <= named, f"files without a record: {sorted(on_disk - named)[:3]}"
+    assert not [p for p in out.rglob("*.tmp")], "temporary files left"
+    return records
+
+
+def test_closed_stdout_records_everything_written_and_exits_quietly(tmp_path):
+    root = _folder(tmp_path / "in", 40)
+    out = tmp_path / "out"
+    proc = _camcli("gradcam", str(root), "--out", str(out), "--json", "-b", "4")
+    first = proc.stdout.readline()  # like `| head -1`
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=300)
+    assert json.loads(first)["status"] == "ok"
+    assert proc.returncode == 141, err
+    assert b"unexpected" not in err and b"Traceback" not in err
+    records = check_ledger(out)
+    assert 0 < len(records) < 40  # it stopped early, and what it wrote is recorded
+
+
+def test_two_runs_into_one_folder_keep_every_record(tmp_path):
+    a, b = _folder(tmp_path / "A", 16, "a"), _folder(tmp_path / "B", 16, "b")
+    out = tmp_path / "out"
+    procs = [_camcli("gradcam", str(src), "--out", str(out), "-q", "-b", "2") for src in (a, b)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    records = check_ledger(out)
+    assert len(records) == 32 and len({r["input"] for r in records}) == 32
+
+
+def test_full_disk_removes_what_it_cannot_record_and_resume_completes(tmp_path, monkeypatch):
+    root = _folder(tmp_path / "in", 10)
+    out = tmp_path / "out"
+    real_write = manifest_mod.Manifest.write
+    calls = {"n": 0}
+
+    def write(self, records):
+        calls["n"] += 1
+        if calls["n"] >= 4:  # the disk fills up at the 4th record: half a line reaches the file
+            os.write(self._fd, b'{"input": "half a li')
+            self._cut_torn_line()
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, records)
+
+    monkeypatch.setattr(manifest_mod.Manifest, "write", write)
+    res = runner.invoke(app, ["gradcam", str(root), "--out", str(out), "-q", "-b", "2"])
+    assert res.exit_code == 1, res.output
+    assert "No space left on device" in res.stderr and "--skip-existing" in res.stderr
+    assert len(check_ledger(out)) == 3
+    monkeypatch.setattr(manifest_mod.Manifest, "write", real_write)
+    res = runner.invoke(app, ["gradcam", str(root), "--out", str(out), "-q", "--skip-existing"])
+    assert res.exit_code == 0, res.output
+    assert len({r["input"] for r in check_ledger(out)}) == 10
+
+
+def test_torn_last_line_is_cut_and_reported(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.jsonl").write_bytes(b'{"input": "a.png", "status": "ok"}\n{"input": "b.png", "sta')
+    res = runner.invoke(app, ["gradcam", str(SAMPLES / "coffee.png"), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "dropped a torn last line (23 bytes)" in res.stderr
+    lines = (out / "manifest.jsonl").read_bytes().splitlines()
+    assert [json.loads(x)["input"] for x in lines][:1] == ["a.png"] and len(lines) == 2
+
+
+def test_a_rerun_appends_and_merge_compacts(tmp_path):
+    out = tmp_path / "out"
+    for _ in range(2):
+        assert runner.invoke(app, ["gradcam", str(SAMPLES / "coffee.png"), "--out", str(out), "-q"]).exit_code == 0
+    assert len((out / "manifest.jsonl").read_text().splitlines()) == 2  # the first record is superseded, not lost
+    with open(out / "manifest.jsonl", "a") as f:
+        f.write("not json\n")
+    res = runner.invoke(app, ["merge-manifests", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "manifest.jsonl:3: not a JSON record" in res.stderr
+    assert len(check_ledger(out)) == 1
+
+
+def test_sigterm_during_setup_exits_130(tmp_path):
+    proc = _camcli("gradcam", str(SAMPLES / "coffee.png"), "--out", str(tmp_path / "o"))
+    time.sleep(1.5)  # inside the command: importing torch and loading the model
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode in (130, -signal.SIGTERM), err  # -15 only if the signal beat Python's start-up
+    if proc.returncode == 130:
+        assert b"interrupted" in err
+
+
+@pytest.mark.slow
+@settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
+@given(delay=st.floats(min_value=1.0, max_value=9.0))
+def test_sigkill_at_any_point_then_resume_keeps_the_ledger(tmp_path_factory, delay):
+    root = _folder(tmp_path_factory.mktemp("in"), 24)
+    out = tmp_path_factory.mktemp("out")
+    proc = _camcli("gradcam", str(root), "--out", str(out), "-q", "-b", "2", "--workers", "2")
+    time.sleep(delay)
+    proc.kill()
+    proc.communicate(timeout=60)
+    res = _camcli("gradcam", str(root), "--out", str(out), "-q", "--skip-existing")
+    _, err = res.communicate(timeout=300)
+    assert res.returncode == 0, err
+    records = check_ledger(out)
+    assert {Path(r["input"]).name for r in records if r["status"] == "ok"} == {p.name for p in root.rglob("*.png")}
