@@ -284,3 +284,13 @@ def test_stale_temp_files_of_dead_processes_are_removed(tmp_path):
     live.write_bytes(b"someone is writing")
     outputs_mod.atomic_write_bytes(folder / "z.bin", b"data")
     assert not stale.exists() and live.exists() and (folder / "z.bin").read_bytes() == b"data"
+
+
+def test_progress_rate_is_taken_over_the_run_not_its_first_milliseconds():
+    from types import SimpleNamespace
+
+    from camcli.cli.console import _ImagesPerSecond
+
+    column = _ImagesPerSecond()
+    assert str(column.render(SimpleNamespace(elapsed=0.004, completed=3))) == "--- img/s"  # was "750.0 img/s"
+    assert str(column.render(SimpleNamespace(elapsed=2.0, completed=10))).strip() == "5.0 img/s"
