@@ -278,8 +278,8 @@ def test_stale_temp_files_of_dead_processes_are_removed(tmp_path):
     pid = int(dead.stdout)
     folder = tmp_path / "o"
     folder.mkdir()
-    stale = folder / f".x.png.{pid}.abc123.tmp"
-    live = folder / f".y.png.{os.getppid()}.def456.tmp"
+    stale = folder / f".camcli-0a1b2c.{pid}.abc123.tmp"
+    live = folder / f".camcli-3d4e5f.{os.getppid()}.def456.tmp"
     stale.write_bytes(b"partial")
     live.write_bytes(b"someone is writing")
     outputs_mod.atomic_write_bytes(folder / "z.bin", b"data")

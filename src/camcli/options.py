@@ -25,6 +25,7 @@ NORMALIZE_MODES = ("tile", "layer")
 DEFAULT_METHOD = "gradcam"
 MAX_WORKERS = 64  # threads on each side of the model; more only costs memory
 MAX_TILE = 2048  # feature-grid tile side in pixels
+MAX_GRID_PIXELS = 100_000_000  # one feature grid (about 300 MB as RGB): tiles x tile size
 Shard = tuple[int, int]
 
 
@@ -188,5 +189,12 @@ class FeatureOptions(RunOptions):
         _at_least("--top", self.top, 1)
         _at_least("--tile", self.tile, 8)
         _at_most("--tile", self.tile, MAX_TILE)
+        tiles = 1 + (len(parse_channels(self.channels)) if self.channels is not None else self.top)
+        if tiles * self.tile * (self.tile + 16) > MAX_GRID_PIXELS:
+            shown = "--channels" if self.channels is not None else f"--top {self.top}"
+            raise UsageError(
+                f"{shown} with --tile {self.tile} makes a grid of {tiles} tiles, over {MAX_GRID_PIXELS // 10**6} "
+                "megapixels per image; show fewer channels or use a smaller --tile"
+            )
         if self.normalize not in NORMALIZE_MODES:
             raise UsageError(f"--normalize {self.normalize!r}: use tile or layer")

@@ -244,7 +244,6 @@ def run_with_report(
     return EXIT_SOME_FAILED if summary.failed else EXIT_OK
 
 
-
 @dataclass
 class _Summary:
     """Counts of a run and the first results, for the closing table and line."""

@@ -15,8 +15,10 @@ Guarantees (see "What is kept when a run stops" in the README):
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,13 +63,19 @@ class Manifest:
     """The ledger file of one run (append-only; see the module's guarantees)."""
 
     def __init__(self, out_dir: Path, name: str = "manifest.jsonl", *, fsync: bool = False) -> None:
-        out_dir.mkdir(parents=True, exist_ok=True)
         self.out_dir = out_dir
         self.path = out_dir / name
         self.fsync = fsync
-        self._fd = self._open()
-        with ledger_lock(out_dir):
-            self.repaired = self._cut_torn_line()
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            _check_regular(self.path)
+            self._fd = self._open()
+            with ledger_lock(out_dir):
+                self.repaired = self._cut_torn_line()
+        except OSError as e:
+            raise UsageError(
+                f"cannot use the manifest {self.path} ({e.strerror or e}); move it away or pick another --out"
+            ) from None
 
     def _open(self) -> int:
         return os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
@@ -92,8 +100,8 @@ class Manifest:
         return size - keep
 
     def write(self, records: Iterable[dict[str, Any]]) -> None:
-        """Append ``records`` (one write, under the lock; synced with ``fsync``). Raises ``OSError`` (a full disk)
-        after cutting off whatever part of the lines reached the file."""
+        """Append ``records`` (one write, under the lock; synced with ``fsync``): all of them or none. Raises
+        ``OSError`` (a full disk) after cutting off whatever part of them reached the file."""
         data = b"".join(encode_record(r) for r in records)
         if not data:
             return
@@ -101,6 +109,7 @@ class Manifest:
             if _inode(self.path) != os.fstat(self._fd).st_ino:  # merge-manifests replaced the file: follow it
                 os.close(self._fd)
                 self._fd = self._open()
+            before = os.fstat(self._fd).st_size
             try:
                 view = memoryview(data)
                 while view:
@@ -108,7 +117,7 @@ class Manifest:
                 if self.fsync:
                     os.fsync(self._fd)
             except OSError:
-                self._cut_torn_line()
+                os.ftruncate(self._fd, before)  # all of this image's records, or none of them
                 raise
 
     def close(self) -> None:
@@ -128,9 +137,24 @@ def manifest_name(shard: Shard | None) -> str:
     )
 
 
+def _check_regular(path: Path) -> None:
+    """A manifest that exists must be a regular file (not a folder, and not a device that never ends)."""
+    if os.path.lexists(path) and not (path.is_file() and stat.S_ISREG(os.stat(path).st_mode)):
+        raise (
+            IsADirectoryError(errno.EISDIR, "not a regular file")
+            if path.is_dir()
+            else OSError(errno.EINVAL, "not a regular file")
+        )
+
+
 def read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """The records of a ledger file, and one line per line that is not a JSON record (``file:line: …``)."""
-    records, bad = [], []
+    records: list[dict[str, Any]] = []
+    bad: list[str] = []
+    try:
+        _check_regular(path)
+    except OSError as e:
+        return records, [f"{path}: {e.strerror}; skipped"]
     with open(path, "rb") as f:
         for number, raw in enumerate(f, 1):
             if not raw.strip():

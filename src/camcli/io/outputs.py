@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import io
 import os
 import re
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +56,26 @@ def feature_output_path(out: Path, item: InputFile, layer: str, suffix: str = ".
     return stem.with_name(f"{stem.name}.features.{layer}{suffix}")
 
 
-_TEMP = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")
+_TEMP = re.compile(r"^\.camcli-[0-9a-f]+\.(\d+)\.[^.]+\.tmp$")
+_written = threading.local()  # the files written by this thread inside all_or_nothing()
+
+
+@contextlib.contextmanager
+def all_or_nothing() -> Iterator[None]:
+    """The files this thread writes with :func:`atomic_write_bytes` inside the block are removed again if the
+    block raises: an image's outputs are all there, or none of them (a full disk half-way through an image)."""
+    _written.paths = []
+    try:
+        yield
+    except BaseException:
+        for p in _written.paths:
+            with contextlib.suppress(OSError):
+                os.unlink(p)
+        raise
+    finally:
+        _written.paths = None
+
+
 _cleaned: set[Path] = set()
 _cleaned_lock = threading.Lock()
 
@@ -101,17 +122,21 @@ def ensure_writable_folder(folder: Path) -> None:
 def atomic_write_bytes(target: Path, data: bytes) -> None:
     """Write ``data`` to ``target`` through a temporary file in the same folder and a rename.
 
-    The temporary file is ``.NAME.PID.RANDOM.tmp``; the first write into a folder removes the temporary files
+    The temporary file is ``.camcli-HASH.PID.RANDOM.tmp``; the first write into a folder removes the temporary files
     that processes no longer running left there (a run killed with SIGKILL).
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale_temps(target.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
+    # short enough for any name that fits: the file system's limit (255 bytes) applies to the final name
+    stem = hashlib.blake2b(os.fsencode(target.name), digest_size=6).hexdigest()
+    fd, tmp = tempfile.mkstemp(prefix=f".camcli-{stem}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; outputs get the usual permissions
         os.replace(tmp, target)
+        if getattr(_written, "paths", None) is not None:
+            _written.paths.append(target)
     except BaseException:
         try:
             os.unlink(tmp)

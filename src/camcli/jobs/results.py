@@ -144,6 +144,7 @@ class ImageResult:
     written: list[CamOutput | FeatureOutput] = field(default_factory=list)
     maps: dict[str, np.ndarray] | None = None
     records: list[Record] = field(default_factory=list)
+    stop_run: str | None = None  # why the run cannot go on after this input (the disk is full)
 
     def files(self) -> list[str]:
         """Every file written for this input (per-layer overlays' raw arrays included)."""

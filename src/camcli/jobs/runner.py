@@ -14,6 +14,7 @@ Two entry points:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -28,6 +29,7 @@ from ..errors import InputError, OutputError
 from ..io.decode import decode
 from ..io.inputs import InputFile, iter_inputs
 from ..io.manifest import Manifest, manifest_name, recorded_inputs
+from ..io.outputs import all_or_nothing
 from ..models import LoadedModel, preprocess
 from ..options import DEFAULT_MAX_PIXELS
 from .job import C, Job
@@ -116,7 +118,7 @@ class Slot:
 
     def start_write(self, writer: ThreadPoolExecutor, job: Job[C], computed: C) -> None:
         assert self.decoded is not None
-        self.writing = writer.submit(job.write, self.item, self.decoded.image, computed)
+        self.writing = writer.submit(_write_all_or_nothing, job, self.item, self.decoded.image, computed)
         self.decoded = None  # the picture now belongs to the writer
 
     @property
@@ -133,7 +135,18 @@ class Slot:
                 self.result = ImageResult.failed(self.item.display, str(e))
             except OSError as e:
                 self.result = ImageResult.failed(self.item.display, f"{self.item.path}: cannot write output ({e})")
+                if e.errno in _OUT_OF_SPACE:
+                    self.result.stop_run = f"cannot write outputs ({e.strerror or e})"
         return self.result
+
+
+_OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def _write_all_or_nothing(job: Job[C], item: InputFile, image: Image.Image, computed: C) -> ImageResult:
+    """``job.write`` in a writer thread; when it fails half-way, the files it wrote are removed again."""
+    with all_or_nothing():
+        return job.write(item, image, computed)
 
 
 def _to_device(job: Job[C], tensors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -308,6 +321,8 @@ class Ledger:
         if self.error is None:
             try:
                 self.manifest.write(result.records)
+                if result.stop_run is not None:  # recorded as failed, but nothing more can be written
+                    self.error = result.stop_run
                 return
             except OSError as e:
                 self.error = f"cannot write the manifest {self.manifest.path} ({e.strerror or e})"
@@ -323,7 +338,8 @@ class Ledger:
 
     def raise_if_broken(self) -> None:
         if self.error is not None:
+            lost = f"; {self.lost} image(s) could not be recorded and their outputs were removed" if self.lost else ""
             raise OutputError(
-                f"{self.error}; {self.lost} image(s) could not be recorded and their outputs were removed. Free "
-                "space (or fix the folder) and rerun with --skip-existing: what is recorded is complete"
+                f"{self.error}{lost}; the run stopped. Free space (or fix the folder) and rerun with "
+                "--skip-existing: what is recorded is complete"
             )
