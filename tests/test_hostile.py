@@ -294,3 +294,8 @@ def test_progress_rate_is_taken_over_the_run_not_its_first_milliseconds():
     column = _ImagesPerSecond()
     assert str(column.render(SimpleNamespace(elapsed=0.004, completed=3))) == "--- img/s"  # was "750.0 img/s"
     assert str(column.render(SimpleNamespace(elapsed=2.0, completed=10))).strip() == "5.0 img/s"
+
+
+def test_feature_grid_size_is_capped(tmp_path):
+    res = invoke("features", str(SAMPLES / "chelsea.png"), "--top", "100000", "--tile", "2048", "-o", str(tmp_path))
+    _one_line_error(res, 2, "over 100 megapixels")

@@ -161,3 +161,75 @@ def test_sigkill_at_any_point_then_resume_keeps_the_ledger(tmp_path_factory, del
     assert res.returncode == 0, err
     records = check_ledger(out)
     assert {Path(r["input"]).name for r in records if r["status"] == "ok"} == {p.name for p in root.rglob("*.png")}
+
+
+def test_an_images_records_are_kept_whole_or_not_at_all(tmp_path, monkeypatch):
+    ledger = manifest_mod.Manifest(tmp_path)
+    ledger.write([{"input": "a", "status": "ok"}])
+    before = (tmp_path / "manifest.jsonl").read_bytes()
+    real = os.write
+
+    def half_then_full(fd, data):
+        real(fd, bytes(data)[: len(data) // 2 + 5])  # the first record (and a bit) reaches the file
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(manifest_mod.os, "write", half_then_full)
+    with pytest.raises(OSError):
+        ledger.write(
+            [{"input": "b", "status": "ok", "class_index": 1}, {"input": "b", "status": "ok", "class_index": 2}]
+        )
+    monkeypatch.setattr(manifest_mod.os, "write", real)
+    ledger.close()
+    assert (tmp_path / "manifest.jsonl").read_bytes() == before
+
+
+def test_an_image_whose_outputs_cannot_all_be_written_leaves_none_and_a_full_disk_stops(tmp_path, monkeypatch):
+    from camcli.jobs import cam as cam_mod
+
+    root = _folder(tmp_path / "in", 12)
+    out = tmp_path / "out"
+    real = cam_mod.atomic_save_npy
+    calls = {"n": 0}
+
+    def npy(path, array):
+        calls["n"] += 1
+        if calls["n"] >= 3:  # the 3rd image: its overlay is written, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, array)
+
+    monkeypatch.setattr(cam_mod, "atomic_save_npy", npy)
+    res = runner.invoke(app, ["gradcam", str(root), "--out", str(out), "-q", "--save-raw", "-b", "1", "--workers", "1"])
+    assert res.exit_code == 1, res.output
+    assert "cannot write outputs (No space left on device)" in res.stderr and "the run stopped" in res.stderr
+    records = check_ledger(out)  # no overlay without its record, no record without its files
+    assert sum(r["status"] == "ok" for r in records) == 2
+    assert len(records) < 12  # it stopped instead of failing every remaining image
+
+
+def test_runs_over_different_folders_with_the_same_names_never_overwrite_each_other(tmp_path):
+    a, b = tmp_path / "A", tmp_path / "B"
+    for folder, photo in ((a, "coffee.png"), (b, "chelsea.png")):
+        folder.mkdir()
+        Image.open(SAMPLES / photo).convert("RGB").resize((48, 40)).save(folder / "img.png")
+    out = tmp_path / "out"
+    args = ["--out", str(out), "-q", "--target", "0"]
+    assert runner.invoke(app, ["gradcam", str(a), *args]).exit_code == 0
+    (overlay,) = out.glob("*.png")
+    made_from_a = overlay.read_bytes()
+    res = runner.invoke(app, ["gradcam", str(b), *args])
+    assert res.exit_code == 1 and "holds the output of another input" in res.stderr, res.output
+    assert overlay.read_bytes() == made_from_a
+    res = runner.invoke(app, ["gradcam", str(a), "--out", str(out), "--target", "0", "--skip-existing"])
+    assert res.exit_code == 0 and "1 skipped" in res.stderr, res.output  # A's own outputs: done
+    res = runner.invoke(app, ["gradcam", str(b), *args, "--skip-existing"])
+    assert res.exit_code == 1 and "holds the output of another input" in res.stderr  # not A's: not skipped
+    check_ledger(out)
+
+
+def test_a_long_legal_name_is_written(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    Image.open(SAMPLES / "coffee.png").convert("RGB").resize((40, 32)).save(d / ("x" * 210 + ".png"))
+    res = runner.invoke(app, ["gradcam", str(d), "--out", str(tmp_path / "o"), "-q", "--target", "0"])
+    assert res.exit_code == 0, res.output
+    check_ledger(tmp_path / "o")

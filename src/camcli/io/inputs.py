@@ -71,7 +71,7 @@ def _root_of(spec: str) -> Path | None:
     raise UsageError(f"input '{spec}' does not exist; pass an image file, a folder, a glob or a list file")
 
 
-def _identity(path: Path) -> Path:
+def identity(path: Path) -> Path:
     """The absolute, symlink-free path where that can be found (a symlink loop keeps its own name)."""
     try:
         return path.resolve()
@@ -87,7 +87,7 @@ class OutputFolder:
     never reads camcli's own outputs as inputs."""
 
     def __init__(self, out: Path | None) -> None:
-        self.path = _identity(out) if out is not None else None
+        self.path = identity(out) if out is not None else None
         self._id: tuple[int, int] | None = None
         if out is not None:
             try:
@@ -105,10 +105,10 @@ class OutputFolder:
                 return (st.st_dev, st.st_ino) == self._id
             except OSError:
                 return False
-        return _identity(folder) == self.path
+        return identity(folder) == self.path
 
     def contains(self, path: Path) -> bool:
-        return self.path is not None and _identity(path).is_relative_to(self.path)
+        return self.path is not None and identity(path).is_relative_to(self.path)
 
 
 def _describe_unusable(path: Path) -> str:
@@ -222,7 +222,7 @@ def iter_inputs(specs: Sequence[str], out_dir: Path | None = None, shard: Shard 
         check_output_folder(specs, out_dir)
     out = OutputFolder(out_dir)
     roots = {spec: _root_of(spec) for spec in specs}
-    resolved = {_identity(r) for r in roots.values() if r is not None}
+    resolved = {identity(r) for r in roots.values() if r is not None}
     base = Path(os.path.commonpath([str(r) for r in resolved])) if len(resolved) > 1 else next(iter(resolved), None)
     # what has been seen, as 64-bit digests so that memory stays small for millions of inputs
     seen: set[int] = set()  # inputs (resolved paths): each once
@@ -243,7 +243,7 @@ def iter_inputs(specs: Sequence[str], out_dir: Path | None = None, shard: Shard 
         else:
             found = [(Path(spec), None)]
         for path, problem in found:
-            key = _identity(path)
+            key = identity(path)
             if _digest(key) in seen:
                 continue
             seen.add(_digest(key))

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import UsageError
-from .inputs import InputFile
-from .png import encode_png
+from ..errors import InputError, UsageError
+from .inputs import InputFile, identity
+from .png import encode_png, read_text
 
 _UMASK = os.umask(0o022)  # read the process umask once, at import (os.umask can only read by setting)
 os.umask(_UMASK)
@@ -145,8 +145,30 @@ def atomic_write_bytes(target: Path, data: bytes) -> None:
         raise
 
 
-def atomic_save_png(target: Path, image: Image.Image) -> None:
-    atomic_write_bytes(target, encode_png(np.asarray(image.convert("RGB"))))
+OWNER_KEY = "camcli-input"  # tEXt chunk: a digest of the absolute path of the input a picture was made from
+
+
+def owner_tag(item: InputFile) -> str:
+    """Who a picture belongs to: 16 hex digits of a digest of the input's absolute, resolved path."""
+    return hashlib.blake2b(os.fsencode(str(identity(item.path))), digest_size=8).hexdigest()
+
+
+def owned_by(target: Path, owner: str) -> bool:
+    """True unless ``target`` is a picture camcli made from another input (files without the tag: True)."""
+    return read_text(target).get(OWNER_KEY, owner) == owner
+
+
+def atomic_save_png(target: Path, image: Image.Image, owner: str | None = None) -> None:
+    """Write a PNG atomically. With ``owner`` (:func:`owner_tag`), the picture carries it, and an existing file
+    made from *another* input is never replaced: two runs into one ``--out`` over different folders with the
+    same file names would otherwise overwrite each other's outputs without a word."""
+    if owner is not None and not owned_by(target, owner):
+        raise InputError(
+            f"{target} holds the output of another input with the same relative name (an earlier run into this "
+            "--out); it is not overwritten. Use another --out, or explain both folders in one run"
+        )
+    text = {OWNER_KEY: owner} if owner is not None else None
+    atomic_write_bytes(target, encode_png(np.asarray(image.convert("RGB")), text))
 
 
 def atomic_save_npy(target: Path, array: np.ndarray) -> None:

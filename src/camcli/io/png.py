@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
+
+SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _png_chunk(tag: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
 
 
-def encode_png(rgb: np.ndarray) -> bytes:
+def encode_png(rgb: np.ndarray, text: dict[str, str] | None = None) -> bytes:
     """8-bit RGB (H, W, 3) → PNG bytes, about 2× faster than Pillow's encoder at a similar size.
 
     Every row uses PNG's "Up" filter (difference to the row above, computed with numpy) and zlib's RLE strategy
     at level 1; Pillow tries all five filters per row, which dominates its encode time for photos. Measured on
     a 768×768 photo overlay: 37 ms / 842 KB here vs 77 ms / 857 KB for Pillow at compress_level=1.
+    ``text``: tEXt chunks (Latin-1 keyword and value) placed right after the header, where
+    :func:`read_text` finds them without reading the picture.
     """
     a = np.ascontiguousarray(rgb, dtype=np.uint8)
     if a.ndim != 3 or a.shape[2] != 3:
@@ -31,4 +36,28 @@ def encode_png(rgb: np.ndarray) -> bytes:
     comp = zlib.compressobj(1, zlib.DEFLATED, 15, 8, zlib.Z_RLE)
     data = comp.compress(filtered.tobytes()) + comp.flush()
     header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
+    notes = b"".join(
+        _png_chunk(b"tEXt", k.encode("latin-1") + b"\0" + v.encode("latin-1")) for k, v in (text or {}).items()
+    )
+    return SIGNATURE + _png_chunk(b"IHDR", header) + notes + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
+
+
+def read_text(path: Path, limit: int = 4096) -> dict[str, str]:
+    """The tEXt chunks before the picture data of a PNG file ({} for anything else, or a file that is gone)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(limit)
+    except OSError:
+        return {}
+    if not head.startswith(SIGNATURE):
+        return {}
+    out, pos = {}, len(SIGNATURE)
+    while pos + 8 <= len(head):
+        length, tag = struct.unpack(">I4s", head[pos : pos + 8])
+        if tag == b"IDAT" or pos + 12 + length > len(head):
+            break
+        if tag == b"tEXt":
+            key, _, value = head[pos + 8 : pos + 8 + length].partition(b"\0")
+            out[key.decode("latin-1")] = value.decode("latin-1")
+        pos += 12 + length
+    return out

@@ -15,7 +15,7 @@ from ..engine.layers import LayerInfo
 from ..engine.targets import resolve_targets
 from ..errors import InputError, UsageError
 from ..io.inputs import InputFile
-from ..io.outputs import atomic_save_npy, atomic_save_png, cam_output_path, find_cam_outputs
+from ..io.outputs import atomic_save_npy, atomic_save_png, cam_output_path, find_cam_outputs, owned_by, owner_tag
 from ..methods import CamMethod, explain_smooth, get_method, normalize, upsample
 from ..methods.guided import gradient_to_image, guided_backprop
 from ..models import LoadedModel
@@ -78,12 +78,16 @@ class CamJob(Job[CamMaps]):
 
     def outputs_exist(self, item: InputFile) -> bool:
         """All outputs of this input are on disk (atomic writes: a file that exists is complete)."""
+        owner = owner_tag(item)
         if self.targets:
-            return all(
-                self.output_path(item, tag, idx, sfx).is_file() for tag, sfx in self._expected() for idx in self.targets
-            )
+            paths = [self.output_path(item, tag, idx, sfx) for tag, sfx in self._expected() for idx in self.targets]
+            return all(p.is_file() for p in paths) and all(owned_by(p, owner) for p in paths if p.suffix == ".png")
         out = self.options.out
-        return all(len(find_cam_outputs(out, item, tag, sfx)) >= self.options.top_k for tag, sfx in self._expected())
+        for tag, sfx in self._expected():
+            found = find_cam_outputs(out, item, tag, sfx)
+            if len(found) < self.options.top_k or not all(owned_by(p, owner) for p in found if sfx == ".png"):
+                return False
+        return True
 
     # --------------------------------------------------------------------------------------- compute
     def compute(self, x: torch.Tensor) -> list[CamMaps]:
@@ -114,10 +118,10 @@ class CamJob(Job[CamMaps]):
 
     # ----------------------------------------------------------------------------------------- write
     def _save_map(
-        self, path: Path, image: Image.Image, cam: np.ndarray, maps: dict[str, np.ndarray] | None
+        self, path: Path, image: Image.Image, cam: np.ndarray, maps: dict[str, np.ndarray] | None, owner: str
     ) -> str | None:
         """Write the overlay at ``path`` (and its .npy with --save-raw); returns the .npy path or None."""
-        atomic_save_png(path, render.overlay(image, cam, self.options.colormap, self.options.alpha))
+        atomic_save_png(path, render.overlay(image, cam, self.options.colormap, self.options.alpha), owner)
         if maps is not None:
             maps[str(path)] = cam
         if not self.options.save_raw:
@@ -141,28 +145,29 @@ class CamJob(Job[CamMaps]):
             for p, i in zip(top.values, top.indices, strict=True)
         ]
         maps: dict[str, np.ndarray] | None = {} if self.options.keep_maps else None
+        owner = owner_tag(item)
         written: list[CamOutput | FeatureOutput] = []
         for k, idx in enumerate(computed.classes):
             guided = computed.guided[k] if computed.guided is not None else None
             gb_path = self.output_path(item, "guided-backprop", idx)
             if guided is not None:
-                atomic_save_png(gb_path, render.gradient_picture(gradient_to_image(guided).numpy(), size))
+                atomic_save_png(gb_path, render.gradient_picture(gradient_to_image(guided).numpy(), size), owner)
             for m in self.methods:
                 path = self.output_path(item, m.name, idx)
                 full = normalize(upsample(computed.by_method[m.name][k], size)).numpy()
                 out = CamOutput(m.name, idx, self.model.class_name(idx), round(float(probs[idx]), 6), overlay=str(path))
-                out.raw = self._save_map(path, image, full, maps)
+                out.raw = self._save_map(path, image, full, maps, owner)
                 for (method, layer), per in computed.per_layer.items():
                     if method == m.name:
                         layer_path = self.output_path(item, f"{m.name}@{layer}", idx)
-                        self._save_map(layer_path, image, normalize(upsample(per[k], size)).numpy(), maps)
+                        self._save_map(layer_path, image, normalize(upsample(per[k], size)).numpy(), maps, owner)
                         out.per_layer[layer] = str(layer_path)
                 if guided is not None:
                     out.guided_backprop = str(gb_path)
                     cam_in = upsample(computed.by_method[m.name][k], (guided.shape[-2], guided.shape[-1]))
                     gc_path = self.output_path(item, f"guided-{m.name}", idx)
                     picture = render.gradient_picture(gradient_to_image(guided * cam_in[None]).numpy(), size)
-                    atomic_save_png(gc_path, picture)
+                    atomic_save_png(gc_path, picture, owner)
                     out.guided_cam = str(gc_path)
                 written.append(out)
         return ImageResult(

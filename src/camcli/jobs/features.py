@@ -19,7 +19,7 @@ from ..engine.hooks import capture, eval_mode
 from ..engine.layers import LayerInfo, resolve, tokens_to_grid
 from ..errors import InputError, UsageError
 from ..io.inputs import InputFile
-from ..io.outputs import atomic_save_npy, atomic_save_png, feature_output_path
+from ..io.outputs import atomic_save_npy, atomic_save_png, feature_output_path, owned_by, owner_tag
 from ..models import LoadedModel
 from ..options import FeatureOptions, parse_channels
 from .job import Job
@@ -98,7 +98,9 @@ class FeatureJob(Job[dict[str, LayerFeatures]]):
 
     def outputs_exist(self, item: InputFile) -> bool:
         sfx = [".png"] + ([".npy"] if self.options.save_raw else [])
-        return all(self.output_path(item, layer, s).is_file() for layer in self.layers for s in sfx)
+        owner = owner_tag(item)
+        paths = [self.output_path(item, layer, s) for layer in self.layers for s in sfx]
+        return all(p.is_file() for p in paths) and all(owned_by(p, owner) for p in paths if p.suffix == ".png")
 
     def compute(self, x: torch.Tensor) -> list[dict[str, LayerFeatures]]:
         module = self.model.module
@@ -137,7 +139,7 @@ class FeatureJob(Job[dict[str, LayerFeatures]]):
                 tile=self.options.tile,
             )
             path = self.output_path(item, layer)
-            atomic_save_png(path, grid)
+            atomic_save_png(path, grid, owner_tag(item))
             out = FeatureOutput(layer, f.channels, f.means, f.stats, grid=str(path))
             if f.raw is not None:
                 raw = self.output_path(item, layer, ".npy")
