@@ -233,3 +233,11 @@ def test_a_long_legal_name_is_written(tmp_path):
     res = runner.invoke(app, ["gradcam", str(d), "--out", str(tmp_path / "o"), "-q", "--target", "0"])
     assert res.exit_code == 0, res.output
     check_ledger(tmp_path / "o")
+
+
+def test_resume_recognises_an_input_spelled_another_way(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Image.open(SAMPLES / "coffee.png").convert("RGB").resize((40, 32)).save(tmp_path / "a.png")
+    assert runner.invoke(app, ["gradcam", "a.png", "--out", "o", "-q"]).exit_code == 0
+    res = runner.invoke(app, ["gradcam", str(tmp_path / "a.png"), "--out", "o", "--skip-existing"])
+    assert res.exit_code == 0 and "1 skipped" in res.stderr, res.output

@@ -194,6 +194,11 @@ def _digest(path: Path) -> int:
     return int.from_bytes(hashlib.blake2b(os.fsencode(str(path)), digest_size=8).digest(), "big")
 
 
+def input_key(path: Path) -> int:
+    """A small key for an input: a 64-bit digest of its resolved path."""
+    return _digest(identity(path))
+
+
 def check_output_folder(specs: Sequence[str], out_dir: Path) -> None:
     """Refuse an ``--out`` that is an input folder: outputs written there would be read as inputs next time."""
     out = OutputFolder(out_dir)

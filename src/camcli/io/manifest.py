@@ -26,6 +26,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..options import Shard
+from .inputs import input_key
 from .outputs import atomic_write_bytes
 
 #: the fields that identify a record (each job's records set the ones that apply to it): a record with the same
@@ -171,13 +172,16 @@ def read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     return records, bad
 
 
-def recorded_inputs(out_dir: Path, name: str) -> set[str]:
-    """Inputs whose last record in ``name`` (and in a merged ``manifest.jsonl``) says ``ok``."""
-    state: dict[str, bool] = {}
+def recorded_inputs(out_dir: Path, name: str) -> set[int]:
+    """Inputs whose last record in ``name`` (and in a merged ``manifest.jsonl``) says ``ok``, as digests of their
+    resolved paths (:func:`~camcli.io.inputs.input_key`), so that ``photos/a.jpg`` and its absolute spelling
+    are the same input."""
+    state: dict[int, bool] = {}
     for path in dict.fromkeys([out_dir / "manifest.jsonl", out_dir / name]):
         if path.is_file():
             for rec in read_records(path)[0]:
-                state[str(rec.get("input"))] = rec.get("status") == "ok"
+                if isinstance(rec.get("input"), str):
+                    state[input_key(Path(rec["input"]))] = rec.get("status") == "ok"
     return {k for k, ok in state.items() if ok}
 
 

@@ -27,7 +27,7 @@ from PIL import Image
 
 from ..errors import InputError, OutputError
 from ..io.decode import decode
-from ..io.inputs import InputFile, iter_inputs
+from ..io.inputs import InputFile, input_key, iter_inputs
 from ..io.manifest import Manifest, manifest_name, recorded_inputs
 from ..io.outputs import all_or_nothing
 from ..models import LoadedModel, preprocess
@@ -312,7 +312,7 @@ class Ledger:
     def already_done(self, item: InputFile) -> bool:
         """Resume: skip only an input whose outputs all exist *and* whose last record says ok (outputs left by a
         killed run without a record are made again, and recorded)."""
-        return item.display in self.done and self.job.outputs_exist(item)
+        return input_key(item.path) in self.done and self.job.outputs_exist(item)
 
     def record(self, result: ImageResult) -> None:
         if result.skipped:
