@@ -174,15 +174,14 @@ def _complete_and_count(options: RunOptions, model: ModelArgs, run: BatchArgs, i
     """Fill in the shared options, check them, and count the inputs (None when reading stdin): a bad option or
     path fails before the model loads, and an option before a (possibly long) walk of the inputs."""
     from ..errors import UsageError
-    from ..io.inputs import IMAGE_EXTENSIONS, check_output_folder, count_inputs
+    from ..io.inputs import IMAGE_EXTENSIONS, count_inputs
     from ..io.outputs import ensure_writable_folder
 
     model.apply_to(options)
     run.apply_to(options)
     options.check()
-    check_output_folder(inputs, options.out)
     ensure_writable_folder(options.out)
-    total = count_inputs(inputs, options.out, options.shard)
+    total = count_inputs(inputs, options.out, options.shard)  # also refuses an --out that is an input folder
     if total == 0 and options.shard is None:
         exts = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
         raise UsageError(f"no images found in the inputs (extensions: {exts})")

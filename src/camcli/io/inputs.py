@@ -249,9 +249,10 @@ def iter_inputs(specs: Sequence[str], out_dir: Path | None = None, shard: Shard 
             found = [(Path(spec), None)]
         for path, problem in found:
             key = identity(path)
-            if _digest(key) in seen:
+            key_digest = _digest(key)
+            if key_digest in seen:
                 continue
-            seen.add(_digest(key))
+            seen.add(key_digest)
             if root is None:
                 rel = _list_rel(path)
             elif base is not None and key.is_relative_to(base):
@@ -260,12 +261,13 @@ def iter_inputs(specs: Sequence[str], out_dir: Path | None = None, shard: Shard 
                 rel = Path(path.name)
             if shard is not None and shard_of(rel, shard[1]) != shard[0]:
                 continue
-            if problem is None and _digest(rel) in taken:
+            rel_digest = _digest(rel)
+            if problem is None and rel_digest in taken:
                 problem = (
                     f"{path}: its outputs would have the same names ({rel}) as those of an earlier input; skipped. "
                     "Give the files different names or folders, or explain them in separate runs"
                 )
-            taken.add(_digest(rel))
+            taken.add(rel_digest)
             yield InputFile(path, rel, problem)
 
 

@@ -140,12 +140,8 @@ def manifest_name(shard: Shard | None) -> str:
 
 def _check_regular(path: Path) -> None:
     """A manifest that exists must be a regular file (not a folder, and not a device that never ends)."""
-    if os.path.lexists(path) and not (path.is_file() and stat.S_ISREG(os.stat(path).st_mode)):
-        raise (
-            IsADirectoryError(errno.EISDIR, "not a regular file")
-            if path.is_dir()
-            else OSError(errno.EINVAL, "not a regular file")
-        )
+    if os.path.lexists(path) and not stat.S_ISREG(os.stat(path).st_mode):  # a broken link: stat raises
+        raise OSError(errno.EINVAL, "not a regular file")
 
 
 def read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:

@@ -63,9 +63,12 @@ class CamOutput:
         }
 
     def paths(self) -> list[str]:
-        """Every file written for this output."""
+        """Every file written for this output (with --save-raw, each per-layer overlay has its .npy too)."""
+        per_layer = list(self.per_layer.values())
+        if self.raw is not None:
+            per_layer += [str(Path(p).with_suffix(".npy")) for p in self.per_layer.values()]
         optional = [self.raw, self.guided_backprop, self.guided_cam]
-        return [self.overlay, *self.per_layer.values(), *(p for p in optional if p is not None)]
+        return [self.overlay, *per_layer, *(p for p in optional if p is not None)]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -147,14 +150,8 @@ class ImageResult:
     stop_run: str | None = None  # why the run cannot go on after this input (the disk is full)
 
     def files(self) -> list[str]:
-        """Every file written for this input (per-layer overlays' raw arrays included)."""
-        out: list[str] = []
-        for o in self.written:
-            for p in o.paths():
-                out.append(p)
-                if isinstance(o, CamOutput) and p in o.per_layer.values() and o.raw is not None:
-                    out.append(str(Path(p).with_suffix(".npy")))
-        return list(dict.fromkeys(out))
+        """Every file written for this input, each once (the guided-backprop image is shared by the methods)."""
+        return list(dict.fromkeys(p for o in self.written for p in o.paths()))
 
     @property
     def outputs(self) -> list[dict[str, Any]]:

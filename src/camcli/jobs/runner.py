@@ -220,13 +220,11 @@ def process_inputs(
                 queued.append(slot)
             if not queued:
                 break
-            batch: list[Slot] = []  # in order, until batch_size of them are decoded
-            ready: list[Slot] = []
+            ready: list[Slot] = []  # taken in order until batch_size of them are decoded
             while queued and len(ready) < job.batch_size:
                 slot = queued.popleft()
                 pending.append(slot)
                 slot.wait_decoded()
-                batch.append(slot)
                 if slot.decoded is not None:
                     ready.append(slot)
             if ready:
