@@ -69,6 +69,7 @@ def cam(
     ] = CamOptions.score_batch,
     run: BatchArgs,
 ) -> None:
+    started = time.perf_counter()
     code = EXIT_OK
     with guarded(run.debug):
         with phase("import"):
@@ -90,7 +91,7 @@ def cam(
             score_batch=score_batch,
         )
         total = _complete_and_count(options, model, run, inputs)
-        code = run_with_report(CamJob(options), inputs, total, run)
+        code = run_with_report(CamJob(options), inputs, total, run, started=started)
     raise typer.Exit(code)
 
 
@@ -125,6 +126,7 @@ def features(
 
     Example: camcli features cat.jpg --model resnet18 --weights none --layer layer2 --top 32
     """
+    started = time.perf_counter()
     code = EXIT_OK
     with guarded(run.debug):
         with phase("import"):
@@ -144,7 +146,7 @@ def features(
         rows = _StatsRows()
         job = FeatureJob(options)
         try:
-            code = run_with_report(job, inputs, total, run, on_result=rows.add if stats else None)
+            code = run_with_report(job, inputs, total, run, started=started, on_result=rows.add if stats else None)
         finally:  # an interrupted run shows the rows of the images it finished
             if stats:
                 from . import console
@@ -194,9 +196,13 @@ def run_with_report(
     total: int | None,
     run: BatchArgs,
     *,
+    started: float,
     on_result: Callable[[ImageResult], None] | None = None,
 ) -> int:
-    """Run ``job`` with a progress bar, ``--json`` records, per-file errors and the summary; the exit code.
+    """Run ``job`` with progress, ``--json`` records, per-file errors and the summary; the exit code.
+
+    ``started`` is when the command began (``time.perf_counter()``): the summary's time is the run's wall time,
+    with the set-up (model loading) before the first image given apart.
 
     Ctrl-C / SIGTERM: the writes already handed out finish and are recorded, the summary is printed, and the
     interrupt goes on to the boundary (exit 130). A closed stdout (``--json | head``): the same, quietly, exit 141
@@ -207,21 +213,30 @@ def run_with_report(
     from ..jobs.runner import run_job
     from . import console
 
+    ready = time.perf_counter()
     if not run.quiet:
         if job.model.notes:
             console.info(f"checkpoint {job.model.name}: " + "; ".join(job.model.notes))
         count = "?" if total is None else total
         console.info(f"{job.header()} · {count} image(s) → {job.options.out}")
-    started = time.perf_counter()
+        if job.model.random_weights:
+            console.info(
+                f"note: {job.model.name} has random weights (--weights none): its classes and maps say nothing "
+                "about a trained model"
+            )
     summary = _Summary()
 
     def show_summary() -> None:
         if not run.quiet:
-            summary.show(time.perf_counter() - started, job.options.out, manifest_name(job.options.shard))
+            end = time.perf_counter()
+            summary.show(end - started, ready - started, job.options.out, manifest_name(job.options.shard))
 
     results = run_job(job, inputs, on_result=on_result, on_note=console.info)
     try:
-        with phase("run"), console.progress(total, enabled=not run.quiet and (total is None or total > 1)) as advance:
+        with (
+            phase("run"),
+            console.progress(total, not run.quiet, label=job.label, warmup=job.batch_size) as progress,
+        ):
             for result in results:
                 if run.json_out:
                     sys.stdout.buffer.write(b"".join(encode_record(r) for r in result.records))
@@ -229,7 +244,7 @@ def run_with_report(
                 if not result.ok:
                     console.error(result.error or "failed")
                 summary.add(result)
-                advance(1)
+                progress.done(counted=result.ok and not result.skipped)
     except BrokenPipeError:
         results.close()  # records what was written; the boundary exits quietly
         raise
@@ -241,6 +256,9 @@ def run_with_report(
         raise UsageError("no image paths came on standard input; pipe one path per line into '-'")
     show_summary()
     return EXIT_SOME_FAILED if summary.failed else EXIT_OK
+
+
+FILES_LISTED = 12  # a run of one image lists the files it wrote, up to this many
 
 
 @dataclass
@@ -262,27 +280,24 @@ class _Summary:
         else:
             self.failed += 1
 
-    def show(self, seconds: float, out: Path, manifest: str) -> None:
+    def show(self, seconds: float, setup: float, out: Path, manifest: str) -> None:
         from . import console
 
         table = self.first
         if 0 < len(table) <= SUMMARY_ROWS and self.done <= SUMMARY_ROWS:
-            if any(r.predictions for r in table):
-                rows = [
-                    (
-                        r.input,
-                        f"{r.predictions[0].index} {r.predictions[0].name}",
-                        f"{r.predictions[0].probability:.3f}",
-                        len(r.outputs),
-                    )
-                    for r in table
-                ]
-                console.table("top prediction per image", ["image", "class", "prob", "outputs"], rows)
+            if any(r.explained for r in table):
+                rows = [(r.input, "; ".join(r.explained), len(r.files())) for r in table]
+                console.table("explained per image", ["image", "class (probability)", "files"], rows)
             else:
-                console.table("outputs per image", ["image", "files"], [(r.input, len(r.outputs)) for r in table])
-        rate = self.done / seconds if seconds > 0 else 0.0
+                console.table("outputs per image", ["image", "files"], [(r.input, len(r.files())) for r in table])
+        if self.done == 1 and len(table) == 1:
+            files = table[0].files()
+            more = f" … and {len(files) - FILES_LISTED} more" if len(files) > FILES_LISTED else ""
+            console.info("wrote " + ", ".join(files[:FILES_LISTED]) + more)
+        work = max(seconds - setup, 0.0)
+        rate = f", then {console.rate_text(self.done / work).strip()}" if self.done and work > 0 else ""
         skipped = f", {self.skipped} skipped (outputs exist)" if self.skipped else ""
         console.info(
-            f"{self.done} done, {self.failed} failed{skipped} in {seconds:.1f}s ({rate:.1f} img/s); "
+            f"{self.done} done, {self.failed} failed{skipped} in {seconds:.1f}s (set-up {setup:.1f}s{rate}); "
             f"outputs and {manifest} in {out}"
         )

@@ -56,7 +56,7 @@ class CamJob(Job[CamMaps]):
 
     def header(self) -> str:
         return (
-            f"model {self.model.name} · layer {'+'.join(self.layers)} ({self.how_layers_chosen()}) · "
+            f"model {self.model.name}{self.weights_note()} · layer {'+'.join(self.layers)} ({self.how_layers_chosen()}) · "
             f"method {', '.join(m.name for m in self.methods)} · device {self.device}"
         )
 

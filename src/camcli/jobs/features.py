@@ -63,6 +63,7 @@ class FeatureJob(Job[dict[str, LayerFeatures]]):
     image, the layers by name)."""
 
     options: FeatureOptions
+    label = "feature grids"
 
     def __init__(self, options: FeatureOptions, model: LoadedModel | None = None) -> None:
         self.options = options
@@ -91,7 +92,7 @@ class FeatureJob(Job[dict[str, LayerFeatures]]):
 
     def header(self) -> str:
         shown = ", ".join(self.layers[:6]) + (f" … ({len(self.layers)} layers)" if len(self.layers) > 6 else "")
-        return f"model {self.model.name} · layer {shown} ({self.how_layers_chosen()}) · device {self.device}"
+        return f"model {self.model.name}{self.weights_note()} · layer {shown} ({self.how_layers_chosen()}) · device {self.device}"
 
     def output_path(self, item: InputFile, layer: str, suffix: str = ".png") -> Path:
         return feature_output_path(self.options.out, item, layer, suffix)

@@ -33,6 +33,8 @@ class Job(ABC, Generic[C]):
     layers, :meth:`prepare_model` (checks against the loaded model), then the model moves to the device.
     """
 
+    label = "explaining"  # what the progress display calls the work
+
     def __init__(self, options: RunOptions, model: LoadedModel | None = None) -> None:
         with phase("check options"):
             options.check()
@@ -61,6 +63,9 @@ class Job(ABC, Generic[C]):
 
     def prepare_model(self, infos: list[LayerInfo]) -> None:
         """Checks and set-up that need the loaded model and its layers (override)."""
+
+    def weights_note(self) -> str:
+        return " (random weights)" if self.model.random_weights else ""
 
     def how_layers_chosen(self) -> str:
         return "auto: last spatial layer" if self.layer_chosen else "from --layer"

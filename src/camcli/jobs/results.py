@@ -154,6 +154,14 @@ class ImageResult:
         return list(dict.fromkeys(p for o in self.written for p in o.paths()))
 
     @property
+    def explained(self) -> list[str]:
+        """The classes explained (CAM runs), each once: ``281 tabby (0.123)``."""
+        seen = dict.fromkeys(
+            f"{o.class_index} {o.class_name} ({o.probability:.3f})" for o in self.written if isinstance(o, CamOutput)
+        )
+        return list(seen)
+
+    @property
     def outputs(self) -> list[dict[str, Any]]:
         """One entry per manifest record, in its JSON shape (``o["outputs"]["overlay"]``, ``o["channels"]`` …)."""
         return [o.as_dict() for o in self.written]

@@ -18,6 +18,7 @@ from ..engine.hooks import Captured, capture, eval_mode
 from ..engine.layers import resolve, tokens_to_grid
 from ..engine.targets import check_index
 from ..errors import LayerError
+from ..steps import report
 
 
 @dataclass
@@ -242,13 +243,15 @@ def explain_smooth(
         variants.append((x + eps, False))
     if aug:
         variants.append((torch.flip(x, dims=[-1]), True))
-    for xv, flipped in variants:
+    for done, (xv, flipped) in enumerate(variants, start=1):
+        report("smoothing passes", done - 1, len(variants))
         ex = explain(model, xv, layer, method, classes=base.classes, **kwargs)
         for name, m in ex.by_method.items():
             sums[name] += torch.flip(m, dims=[-1]) if flipped else m
         for key, m in ex.per_layer.items():
             layer_sums[key] += torch.flip(m, dims=[-1]) if flipped else m
         passes += 1
+    report("smoothing passes", len(variants), len(variants))
     by_method = {name: normalize(s / passes) for name, s in sums.items()}
     per_layer = {key: normalize(s / passes) for key, s in layer_sums.items()}
     return Explanation(base.logits, base.probs, base.classes, by_method, per_layer)

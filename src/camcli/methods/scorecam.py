@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..steps import report
 from .base import CamMethod, Context
 
 
@@ -50,16 +51,20 @@ class ScoreCAM(CamMethod):
             lo = flat.min(-1).values[..., None, None]
             hi = flat.max(-1).values[..., None, None]
             masks = (up - lo) / (hi - lo + 1e-8)  # (B, C, H, W)
+            # channels with an all-zero mask all give the same masked input: score it once
+            zeros = masks.flatten(2).amax(2) == 0  # (B, C)
+            kept = [(~zeros[b]).nonzero().flatten() for b in range(x.shape[0])]
+            total = sum(-(-int(k.numel()) // ctx.score_batch) for k in kept)
+            done = 0
             for b in range(x.shape[0]):
-                mb = masks[b]
-                # channels with an all-zero mask all give the same masked input: score it once
-                zero = mb.flatten(1).amax(1) == 0
-                keep = (~zero).nonzero().flatten()
+                mb, zero, keep = masks[b], zeros[b], kept[b]
                 chunks = []
                 for start in range(0, keep.numel(), ctx.score_batch):
                     sel = keep[start : start + ctx.score_batch]
                     masked = (x[b][None] * mb[sel][:, None]).contiguous(memory_format=torch.channels_last)
                     chunks.append(ctx.scores(masked))
+                    done += 1
+                    report(f"scorecam masks at {ctx.layer}", done, total)
                 if zero.any():
                     zero_score = ctx.scores(torch.zeros_like(x[b][None]))
                     logits_b = zero_score.expand(mb.shape[0], -1).clone()

@@ -44,6 +44,8 @@ class LoadedModel:
             cache of layer tables (see :func:`camcli.engine.layers.trace`); ``None``: not cached.
         default_layer: a preferred default layer for architectures where "the last spatial layer" is not
             the right Grad-CAM layer (ViT's class token is only read after the last block).
+        weights: which weights it has, for people and the manifest: ``bundled ImageNet-1k``, a torchvision
+            weights name (``IMAGENET1K_V2``), ``random`` (``--weights none``), or ``checkpoint``.
     """
 
     name: str
@@ -56,6 +58,11 @@ class LoadedModel:
     default_layer: str | None = None
     notes: list[str] = field(default_factory=list)
     layer_key: str | None = None
+    weights: str = "checkpoint"
+
+    @property
+    def random_weights(self) -> bool:
+        return self.weights == "random"
 
     @property
     def num_classes(self) -> int:

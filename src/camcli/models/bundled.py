@@ -70,4 +70,5 @@ def load_bundled() -> LoadedModel:
         categories=imagenet_categories(),
         builder=build_lite0,
         layer_key=arch_key(BUNDLED, 1000),
+        weights="ImageNet-1k (bundled)",
     )

@@ -110,6 +110,7 @@ def load_torchvision(name: str, weights: str | None) -> LoadedModel:
         builder,
         preferred_layer(name, module),
         layer_key=arch_key(name, None, **kwargs),
+        weights=chosen.name if chosen is not None else "random",
     )
 
 
