@@ -247,7 +247,8 @@ def test_cli_gradcam_with_checkpoint_and_labels(tmp_path, r18):
     assert res.exit_code == 0, res.output
     rec = json.loads(res.stdout.splitlines()[0])
     assert rec["class_name"] == "owl" and rec["layer"] == "layer4"
-    assert (tmp_path / "o" / "coffee.png.gradcam.6-owl.png").is_file()
+    # the checkpoint's file name is part of the output names (another model into one --out never clobbers)
+    assert (tmp_path / "o" / "coffee.png.gradcam,model=epoch_9.6-owl.png").is_file()
     res = runner.invoke(
         app,
         [

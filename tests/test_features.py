@@ -135,9 +135,9 @@ def test_cli_features_bundled_and_checkpoint(tmp_path):
     recs = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
     assert len(recs) == 3 and all(r["layer"] == "_head_act" and len(r["channels"]) == 8 for r in recs)
     assert sorted(p.name for p in out.glob("*.png")) == [
-        "astronaut.png.features._head_act.png",
-        "chelsea.png.features._head_act.png",
-        "coffee.png.features._head_act.png",
+        "astronaut.png.features._head_act,top=8.png",
+        "chelsea.png.features._head_act,top=8.png",
+        "coffee.png.features._head_act,top=8.png",
     ]
     assert "layer statistics" in res.stderr
     # one statistics row per image, even though --json also prints the records
@@ -164,8 +164,8 @@ def test_cli_features_bundled_and_checkpoint(tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in (out / "ck").glob("*.png")) == [
-        "coffee.png.features.layer1.png",
-        "coffee.png.features.layer3.png",
+        "coffee.png.features.layer1,model=best.png",
+        "coffee.png.features.layer3,model=best.png",
     ]
 
 
@@ -197,8 +197,14 @@ def test_cli_features_all_layers(tmp_path):
         ],
     )
     assert res.exit_code == 0, res.output
-    names = {p.name.split(".features.")[1][:-4] for p in tmp_path.glob("*.png")}
-    assert {"conv1", "layer1", "layer4", "layer4.1.conv2"} <= names and "fc" not in names and "avgpool" not in names
+    # names: INPUT.features.NN-LAYER,SETTINGS.png, NN the place of the layer's output in the forward pass
+    settings = ",model=resnet18,weights=none,top=4,tile=32.png"
+    found = sorted(p.name.split(".features.")[1].removesuffix(settings) for p in tmp_path.glob("*.png"))
+    order = [int(n.split("-", 1)[0]) for n in found]
+    names = [n.split("-", 1)[1] for n in found]
+    assert {"conv1", "layer1", "layer4", "layer4.1.conv2"} <= set(names) and "fc" not in names and "avgpool" not in names
+    assert order == list(range(1, len(found) + 1))  # numbered 01, 02, … with no gap
+    assert names.index("conv1") < names.index("bn1") < names.index("layer1.0.conv1") < names.index("layer4.1.conv2")
 
 
 def test_vit_token_layer_is_laid_back_on_its_grid(tmp_path):

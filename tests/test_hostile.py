@@ -286,16 +286,6 @@ def test_stale_temp_files_of_dead_processes_are_removed(tmp_path):
     assert not stale.exists() and live.exists() and (folder / "z.bin").read_bytes() == b"data"
 
 
-def test_progress_rate_is_taken_over_the_run_not_its_first_milliseconds():
-    from types import SimpleNamespace
-
-    from camcli.cli.console import _ImagesPerSecond
-
-    column = _ImagesPerSecond()
-    assert str(column.render(SimpleNamespace(elapsed=0.004, completed=3))) == "--- img/s"  # was "750.0 img/s"
-    assert str(column.render(SimpleNamespace(elapsed=2.0, completed=10))).strip() == "5.0 img/s"
-
-
 def test_feature_grid_size_is_capped(tmp_path):
     res = invoke("features", str(SAMPLES / "chelsea.png"), "--top", "100000", "--tile", "2048", "-o", str(tmp_path))
     _one_line_error(res, 2, "over 100 megapixels")

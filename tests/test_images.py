@@ -152,9 +152,16 @@ def test_overlay_blend_matches_the_formula():
     rng = np.random.default_rng(1)
     base = Image.fromarray(rng.integers(0, 256, size=(20, 30, 3), dtype=np.uint8))
     cam = rng.random((20, 30)).astype(np.float32)
-    got = np.asarray(overlay(base, cam, "viridis", 0.3)).astype(int)
+    got = np.asarray(overlay(base, cam, "viridis", 0.3, "uniform")).astype(int)
     expected = 0.7 * np.asarray(base).astype(float) + 0.3 * colorize(cam, "viridis").astype(float)
     assert np.abs(got - expected).max() <= 1
+    # weighted: each pixel's opacity is alpha × its map value (0 where the map is 0: the photo as it was)
+    got = np.asarray(overlay(base, cam, "viridis", 0.3, "weighted")).astype(int)
+    a = 0.3 * cam[..., None]
+    expected = (1 - a) * np.asarray(base).astype(float) + a * colorize(cam, "viridis").astype(float)
+    assert np.abs(got - expected).max() <= 1.5
+    cold = np.zeros_like(cam)
+    assert np.array_equal(np.asarray(overlay(base, cold, "jet", 0.9, "weighted")), np.asarray(base))
 
 
 def test_outputs_get_normal_permissions(tmp_path):

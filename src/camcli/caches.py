@@ -7,6 +7,7 @@ at once never see half a file. A cache that cannot be written is simply not kept
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -49,3 +50,19 @@ def write_json(name: str, data: object) -> None:
             raise
     except OSError:
         pass
+
+
+def layer_names_entry(model: str) -> str:
+    """The entry that keeps the layer names of ``model`` (as typed after ``--model``: a name, or a checkpoint
+    path, taken by its resolved path), for shell completion of ``--layer``: written when a run or ``camcli
+    layers`` has traced the model, read by the completion without loading anything."""
+    text = model.strip()
+    path = Path(text).expanduser()
+    key = str(path.resolve()) if path.is_file() else text.lower().replace("-", "_")
+    return f"layer-names-{hashlib.blake2b(key.encode('utf-8', 'surrogateescape'), digest_size=8).hexdigest()}.json"
+
+
+def remember_layer_names(model: str, names: list[str]) -> None:
+    entry = layer_names_entry(model)
+    if read_json(entry) != names:
+        write_json(entry, names)

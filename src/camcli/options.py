@@ -22,7 +22,16 @@ BUNDLED = "efficientnet_lite0"  # the offline default model
 # needs no Pillow; camcli's decoder applies it itself (see camcli.io.decode).
 DEFAULT_MAX_PIXELS = 89_478_485
 NORMALIZE_MODES = ("tile", "layer")
+BLENDS = ("weighted", "uniform")  # how a map is laid over the picture (camcli.render.overlay)
 DEFAULT_METHOD = "gradcam"
+# the method names --method takes (camcli.methods.REGISTRY, listed here so that --help needs no torch; a test
+# keeps the two in step)
+# colormaps offered by shell completion (any matplotlib name works)
+COMMON_COLORMAPS = ("jet", "turbo", "viridis", "inferno", "magma", "plasma", "gray", "hot", "coolwarm")
+# the cache entry (camcli.caches) with the torchvision model names, written by `camcli models` and runs, read by
+# shell completion of --model
+MODEL_NAMES_ENTRY = "model-names.json"
+METHOD_NAMES = ("gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "scorecam", "eigencam", "cam")
 MAX_WORKERS = 64  # threads on each side of the model; more only costs memory
 MAX_TILE = 2048  # feature-grid tile side in pixels
 MAX_GRID_PIXELS = 100_000_000  # one feature grid (about 300 MB as RGB): tiles x tile size
@@ -152,11 +161,15 @@ class CamOptions(RunOptions):
     guided: bool = False
     score_batch: int = 32
     keep_maps: bool = False  # attach the full-size maps to each result (Python API)
+    blend: str = "weighted"  # weighted: each pixel's opacity is alpha × map; uniform: alpha everywhere
+    annotate: bool = False  # a caption strip under the overlay: class, probability, method, colour bar
 
     def check(self) -> None:
         super().check()
         if not 0.0 <= self.alpha <= 1.0:
             raise UsageError(f"--alpha {self.alpha} is out of range; use a value from 0 to 1")
+        if self.blend not in BLENDS:
+            raise UsageError(f"--blend {self.blend!r}: use {' or '.join(BLENDS)}")
         _at_least("--top-k", self.top_k, 1)
         _at_least("--score-batch", self.score_batch, 1)
         _at_least("--smooth", self.smooth, 0)

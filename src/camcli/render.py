@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import UsageError
+from .options import BLENDS
 
 SHIPPED_LUTS = ("jet", "turbo", "viridis", "inferno", "magma", "plasma")
 
@@ -58,16 +59,69 @@ def colorize(cam: np.ndarray, colormap: str) -> np.ndarray:
     return np.asarray(colorize_image(cam, colormap))
 
 
-def overlay(image: Image.Image, cam: np.ndarray, colormap: str = "jet", alpha: float = 0.5) -> Image.Image:
-    """Blend the coloured map over the picture: ``(1 - alpha) * image + alpha * colour(map)``.
+def overlay(
+    image: Image.Image, cam: np.ndarray, colormap: str = "jet", alpha: float = 0.5, blend: str = "weighted"
+) -> Image.Image:
+    """Blend the coloured map over the picture.
+
+    ``uniform``: every pixel ``(1 - alpha) * image + alpha * colour(map)`` (Pillow's blend, C code).
+    ``weighted``: each pixel's opacity is ``alpha * map``, so where the map is 0 the photo is left as it was and
+    only the regions the map points at are tinted.
 
     ``cam`` must already have the image's size (H, W) and values in [0, 1]; ``alpha`` is in [0, 1] (the range is
-    checked with the other options, :meth:`camcli.options.CamOptions.check`). The blend is Pillow's (C code).
+    checked with the other options, :meth:`camcli.options.CamOptions.check`).
     """
     base = image.convert("RGB")
     if cam.shape != (base.height, base.width):
         raise ValueError(f"map of shape {cam.shape} does not match image of size {(base.height, base.width)}")
-    return Image.blend(base, colorize_image(cam, colormap), alpha)
+    colour = colorize_image(cam, colormap)
+    if blend == "uniform":
+        return Image.blend(base, colour, alpha)
+    if blend != "weighted":
+        raise ValueError(f"unknown blend {blend!r}; use one of {', '.join(BLENDS)}")
+    # the map as an 8-bit mask of opacity alpha * map: Pillow composites in C, no full-size float copies
+    scaled = np.asarray(cam, dtype=np.float32) * (255.0 * alpha)
+    np.clip(scaled, 0.0, 255.0, out=scaled)
+    mask = Image.fromarray(np.rint(scaled).astype(np.uint8), "L")
+    return Image.composite(colour, base, mask)
+
+
+def annotate(picture: Image.Image, caption: str, colormap: str) -> Image.Image:
+    """The picture with a caption strip underneath: ``caption`` on the left, the colormap's scale (low → high)
+    on the right. The picture itself is not covered; the strip is about 1/20 of the width high (at least 21
+    pixels)."""
+    from PIL import ImageDraw
+
+    w, h = picture.size
+    size = max(11, min(40, round(w / 40)))
+    strip = round(size * 1.9)
+    pad = max(3, size // 3)
+    canvas = Image.new("RGB", (w, h + strip), (24, 24, 24))
+    canvas.paste(picture.convert("RGB"), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    font = _font(size)
+    small = _font(max(9, round(size * 0.8)))
+    # the colour scale: a ramp of the colormap, "low" and "high" at its ends
+    bar_w = min(w // 4, size * 8)
+    if bar_w >= 16:
+        low_w = draw.textlength("low", font=small)
+        high_w = draw.textlength("high", font=small)
+        x1 = w - pad - int(high_w) - pad
+        x0 = x1 - bar_w
+        bar_h = max(4, size // 2)
+        ramp = colorize(np.tile(np.linspace(0.0, 1.0, bar_w, dtype=np.float32), (bar_h, 1)), colormap)
+        canvas.paste(Image.fromarray(ramp), (x0, h + (strip - bar_h) // 2))
+        y = h + (strip - round(size * 0.8)) // 2
+        draw.text((x0 - pad - low_w, y), "low", fill=(220, 220, 220), font=small)
+        draw.text((x1 + pad, y), "high", fill=(220, 220, 220), font=small)
+        room = x0 - 3 * pad - low_w
+    else:
+        room = w - 2 * pad
+    text = caption
+    while len(text) > 1 and draw.textlength(text, font=font) > room:  # cut the end that matters least, visibly
+        text = text[:-2] + "…"
+    draw.text((pad, h + (strip - size) // 2), text, fill=(255, 255, 255), font=font)
+    return canvas
 
 
 def _font(size: int) -> Any:
@@ -88,8 +142,10 @@ def feature_grid(
     normalize: Literal["tile", "layer"] = "tile",
     tile: int = 128,
     columns: int | None = None,
+    title: str | None = None,
 ) -> Image.Image:
-    """A grid: the input picture first, then one coloured tile per channel map with its label underneath.
+    """A grid: the input picture first, then one coloured tile per channel map with its label underneath;
+    ``title`` (layer, shape, how the channels were chosen) in a strip above.
 
     Args:
         picture: the input image (drawn as the first tile, labelled "input").
@@ -97,6 +153,7 @@ def feature_grid(
         labels: one caption per map.
         normalize: ``tile`` (each map min-max on its own) or ``layer`` (one min-max over all maps shown).
         columns: tiles per row (default: about square).
+        title: a line above the grid.
     """
     import math
 
@@ -120,14 +177,37 @@ def feature_grid(
     label_h = 16
     font = _font(11)
     tiles = []
-    for img, text in [(np.asarray(picture.convert("RGB").resize((tw, th), Image.Resampling.BILINEAR)), "input")] + [
-        (colorize(up[i], colormap), labels[i]) for i in range(len(labels))
+    for img, text in [(_fit(picture, tw, th), "input")] + [
+        (Image.fromarray(colorize(up[i], colormap)), labels[i]) for i in range(len(labels))
     ]:
         canvas = Image.new("RGB", (tw, th + label_h), (255, 255, 255))
-        canvas.paste(Image.fromarray(img), (0, 0))
+        canvas.paste(img, (0, 0))
         ImageDraw.Draw(canvas).text((3, th + 2), text, fill=(0, 0, 0), font=font)
         tiles.append(canvas)
-    return tile_grid(tiles, columns or max(1, math.ceil(math.sqrt(len(tiles)))))
+    grid = tile_grid(tiles, columns or max(1, math.ceil(math.sqrt(len(tiles)))))
+    if not title:
+        return grid
+    size = 13
+    head = size + 10
+    titled = Image.new("RGB", (grid.width, grid.height + head), (255, 255, 255))
+    titled.paste(grid, (0, head))
+    draw = ImageDraw.Draw(titled)
+    text, big = title, _font(size)
+    while len(text) > 1 and draw.textlength(text, font=big) > grid.width - 6:
+        text = text[:-2] + "…"
+    draw.text((3, 5), text, fill=(0, 0, 0), font=big)
+    return titled
+
+
+def _fit(picture: Image.Image, width: int, height: int) -> Image.Image:
+    """The picture scaled to fit ``width``×``height`` with its own aspect ratio, centred on light grey (the
+    input tile of a feature grid: a 451×300 photo is not squashed into a square)."""
+    rgb = picture.convert("RGB")
+    scale = min(width / rgb.width, height / rgb.height)
+    w, h = max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))
+    canvas = Image.new("RGB", (width, height), (235, 235, 235))
+    canvas.paste(rgb.resize((w, h), Image.Resampling.BILINEAR), ((width - w) // 2, (height - h) // 2))
+    return canvas
 
 
 def tile_grid(tiles: list[Image.Image], columns: int, padding: int = 3) -> Image.Image:

@@ -6,18 +6,48 @@ Nothing heavy (torch, numpy, PIL, rich) is imported at module import time, so ``
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
+import click
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
 from . import info, runs
 
+
+def _plain(params: list[click.Parameter]) -> list[click.Parameter]:
+    """Help shows no Python types: arguments are named by their metavar (``INPUTS``), flags need none."""
+    for p in params:
+        if getattr(p, "param_type_name", "") == "argument" or getattr(p, "is_flag", False):
+            p.display_type_rich = lambda ctx: None  # type: ignore[attr-defined]
+    return params
+
+
+class _Command(TyperCommand):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _plain(self.params)
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        return _plain(super().get_params(ctx))  # and the --help option click adds
+
+
+class _Group(TyperGroup):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _plain(self.params)
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        return _plain(super().get_params(ctx))
+
+
 app = typer.Typer(
     name="camcli",
     help="Grad-CAM overlays and feature-map grids for PyTorch vision models.",
+    cls=_Group,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -40,21 +70,23 @@ def _root(
 
 app.command(
     "gradcam",
+    cls=_Command,
     help="Write Grad-CAM overlays (one PNG per image and class) and a manifest.jsonl.\n\n"
     "Grad-CAM by default; --method picks others (same as camcli cam).\n\n"
     "Example: camcli gradcam sample_images --out out/ --top-k 2",
 )(runs.cam)
 app.command(
     "cam",
+    cls=_Command,
     help="Write CAM overlays for one or more methods (--method, repeatable) and layers (--layer, fused).\n\n"
     "Example: camcli cam cat.jpg --method layercam --method scorecam --method gradcam",
 )(runs.cam)
-app.command("features")(runs.features)
-app.command("layers")(info.layers)
-app.command("methods")(info.methods)
-app.command("models")(info.models)
-app.command("inspect")(info.inspect)
-app.command("merge-manifests")(info.merge_manifests_cmd)
+app.command("features", cls=_Command)(runs.features)
+app.command("layers", cls=_Command)(info.layers)
+app.command("methods", cls=_Command)(info.methods)
+app.command("models", cls=_Command)(info.models)
+app.command("inspect", cls=_Command)(info.inspect)
+app.command("merge-manifests", cls=_Command)(info.merge_manifests_cmd)
 
 
 def main() -> None:

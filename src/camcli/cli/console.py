@@ -30,11 +30,18 @@ _err: Console | None = None
 _out: Console | None = None
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        # rich's own handling exits with status 1; the boundary exits quietly with 141, as a shell expects
+        # after SIGPIPE (`camcli methods | head -3`)
+        raise BrokenPipeError
+
+
 def err_console() -> Console:
     """Console for people: progress, tables, warnings (stderr)."""
     global _err
     if _err is None:
-        _err = Console(stderr=True, width=_width(), highlight=False)
+        _err = _Console(stderr=True, width=_width(), highlight=False)
     return _err
 
 
@@ -42,7 +49,7 @@ def out_console() -> Console:
     """Console for results (stdout)."""
     global _out
     if _out is None:
-        _out = Console(width=_width(), highlight=False)  # file=None: follows sys.stdout
+        _out = _Console(width=_width(), highlight=False)  # file=None: follows sys.stdout
     return _out
 
 
@@ -280,10 +287,26 @@ def _log_lines(total: int | None, warmup: int, label: str) -> Iterator[Reporter]
         write(reporter.status())
 
 
-def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, stdout: bool = False) -> None:
+def table(
+    title: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    stdout: bool = False,
+    keep: Sequence[str] = (),
+) -> None:
+    """A table on stderr (or stdout). Nothing is cut with "…": a long cell folds onto more lines, and the
+    ``keep`` columns (what users copy: layer names, model names) stay on one line at full width while the others
+    fold around them."""
+    console = out_console() if stdout else err_console()
     t = Table(title=title, title_justify="left")
-    for c in columns:
-        t.add_column(c)
-    for r in rows:
-        t.add_row(*[_escape(str(v)) for v in r])
-    (out_console() if stdout else err_console()).print(t)
+    texts = [[str(v) for v in r] for r in rows]
+    for k, c in enumerate(columns):
+        if c in keep:
+            longest = max([len(c), *(len(r[k]) for r in texts)])
+            t.add_column(c, no_wrap=True, min_width=min(longest, max(10, console.width - 12)), overflow="fold")
+        else:
+            t.add_column(c, overflow="fold")
+    for r in texts:
+        t.add_row(*[_escape(v) for v in r])
+    console.print(t)

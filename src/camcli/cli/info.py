@@ -33,8 +33,16 @@ def _methods(json_out: bool) -> None:
             rec = {"name": n, "summary": summary, "paper": paper, "gradients": grad == "yes", "cost": cost}
             sys.stdout.write(json.dumps(rec) + "\n")
         return
+    table = []
+    for n, summary, paper, grad, cost in rows:
+        cite, _, arxiv = paper.partition(", arXiv:")  # the id gets a column of its own, never folded
+        table.append((n, summary, cite, arxiv or "-", grad, cost))
     console.table(
-        "CAM methods (camcli cam --method NAME)", ["name", "what", "paper", "gradients", "cost"], rows, stdout=True
+        "CAM methods (camcli cam --method NAME)",
+        ["name", "what", "paper", "arXiv", "gradients", "cost"],
+        table,
+        stdout=True,
+        keep=("name", "arXiv"),
     )
     console.out_console().print(
         "All methods: --smooth N / --aug-smooth average noisy / mirrored passes; several --layer fuse maps; "
@@ -98,8 +106,8 @@ def merge_manifests_cmd(
     out: Annotated[Path, typer.Argument(help="The output folder the shards wrote to.")],
     debug: DebugOpt = False,
 ) -> None:
-    """Join the manifest.shard-K-of-N.jsonl parts of a sharded run into manifest.jsonl, keeping the last record
-    of each image, method, layer and class (also compacts the manifest of reruns into one folder).
+    """Join the manifest.shard-K-of-N.jsonl parts of a sharded run into manifest.jsonl (keeps each output's last
+    record; also compacts the manifest of reruns into one folder).
 
     Example: camcli merge-manifests cams/
     """
@@ -127,6 +135,7 @@ def layers(
     with guarded(debug):
         import json
 
+        from ..caches import remember_layer_names
         from ..engine.layers import default_layer, trace
         from ..models import is_bundled, load_spec
         from ..options import ModelSpec
@@ -139,6 +148,7 @@ def layers(
         loaded = load_spec(spec)
         infos = trace(loaded.module, loaded.input_size, loaded.builder, loaded.layer_key)
         chosen = default_layer(infos, loaded.default_layer)
+        remember_layer_names(spec.model, [i.name for i in infos if i.calls == 1 and i.spatial])
         shown = [i for i in infos if i.spatial] if spatial else infos
         if json_out:
             for i in shown:
@@ -154,7 +164,7 @@ def layers(
             return
         rows = [
             (
-                ("* " if i.name == chosen else "  ") + "  " * i.name.count(".") + i.name,  # indented: the tree
+                ("* " if i.name == chosen else "  ") + i.name,  # not indented: the full name fits where it is copied
                 i.type,
                 "×".join(map(str, i.shape)) if i.shape else ("(not run)" if i.calls == 0 else "-"),
                 i.calls if i.calls != 1 else "",
@@ -167,19 +177,45 @@ def layers(
             ["layer", "type", "output shape", "calls"],
             rows,
             stdout=True,
+            keep=("layer",),
         )
 
 
+@shared_options
 def models(
-    pattern: Annotated[str | None, typer.Argument(help="Only names containing this text.")] = None,
+    pattern: Annotated[str | None, typer.Argument(help="Only names containing this text.", metavar="TEXT")] = None,
+    json_out: JsonOpt = False,
 ) -> None:
-    """List the model names --model accepts (the bundled offline model first).
+    """List the model names --model accepts: the bundled offline model first, then torchvision's classifiers,
+    each with its default weights and whether it runs offline (weights bundled or already cached).
 
     Example: camcli models resnet
     """
     with guarded(debug=False):
-        from ..models import BUNDLED, available_models
+        import json
 
-        for name in available_models():
-            if pattern is None or pattern.lower() in name:
-                typer.echo(name + ("  (bundled, offline, default)" if name == BUNDLED else ""))
+        from ..caches import write_json
+        from ..models import model_catalog
+        from ..options import MODEL_NAMES_ENTRY
+        from . import console
+
+        catalog = model_catalog()
+        write_json(MODEL_NAMES_ENTRY, [e.name for e in catalog])  # for shell completion of --model
+        wanted = (pattern or "").strip().lower().replace("-", "_")
+        shown = [e for e in catalog if wanted in e.name]
+        if not shown:
+            console.error(f"no model name contains '{pattern}'; camcli models lists all {len(catalog)}")
+            raise typer.Exit(1)
+        if json_out:
+            for e in shown:
+                rec = {"name": e.name, "weights": e.weights, "offline": e.offline, "where": e.where}
+                sys.stdout.write(json.dumps(rec) + "\n")
+            return
+        offline = sum(e.offline for e in shown)
+        console.table(
+            f"models: {len(shown)}, {offline} offline with their weights (any of them with --weights none)",
+            ["name", "default weights", "weights file"],
+            [(e.name, e.weights or "-", e.where) for e in shown],
+            stdout=True,
+            keep=("name",),
+        )

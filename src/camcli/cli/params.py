@@ -19,22 +19,91 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+import typer.models
 
-from ..options import BUNDLED, ModelFields, RunOptions, parse_shard
+from ..options import BUNDLED, COMMON_COLORMAPS, METHOD_NAMES, MODEL_NAMES_ENTRY, ModelFields, RunOptions, parse_shard
+
+# ------------------------------------------------------------------------------------------- help panels
+MODEL = "Model"
+EXPLAIN = "What to explain"
+OUTPUT = "Output"
+SMOOTHING = "Smoothing"
+RUN = "Run"
+
+
+# ------------------------------------------------------------------------------------ shell completion
+# Completions run on every TAB press: nothing here imports torch; layer names come from a small cache that a
+# run or `camcli layers` fills (camcli.caches.remember_layer_names).
+def complete_method(incomplete: str) -> list[str]:
+    return [m for m in METHOD_NAMES if m.startswith(incomplete.lower())]
+
+
+def complete_colormap(incomplete: str) -> list[str]:
+    return [c for c in COMMON_COLORMAPS if c.startswith(incomplete)]
+
+
+def complete_model(incomplete: str) -> list[str]:
+    from ..caches import read_json
+
+    names = read_json(MODEL_NAMES_ENTRY)
+    known = [BUNDLED, *(names if isinstance(names, list) else [])]
+    return [n for n in known if isinstance(n, str) and n.startswith(incomplete.lower())]
+
+
+def complete_layer(ctx: typer.Context, incomplete: str) -> list[str]:
+    from ..caches import layer_names_entry, read_json
+
+    model = (ctx.params.get("model") if ctx is not None else None) or BUNDLED
+    names = read_json(layer_names_entry(str(model)))
+    return [n for n in names if isinstance(n, str) and n.startswith(incomplete)] if isinstance(names, list) else []
+
 
 # ----------------------------------------------------------------- options a command lists in its own signature
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON record per line on stdout.")]
-ArchOpt = Annotated[str | None, typer.Option(help="Architecture of a checkpoint (torchvision name).")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.", rich_help_panel=RUN)]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON record per line on stdout.", rich_help_panel=OUTPUT)
+]
+ArchOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Architecture of a checkpoint (torchvision name).",
+        metavar="NAME",
+        autocompletion=complete_model,
+        rich_help_panel=MODEL,
+    ),
+]
 TrustOpt = Annotated[
     bool,
     typer.Option(
         "--trust-checkpoint",
         help="Allow a checkpoint to run arbitrary code while loading (full unpickling). Only for files you trust.",
+        rich_help_panel=MODEL,
     ),
 ]
 InputsArg = Annotated[
-    list[str], typer.Argument(help="Image files, folders (recursive), globs, list files (.txt) or - for stdin.")
+    list[str],
+    typer.Argument(help="Image files, folders (recursive), globs, list files (.txt) or - for stdin.", metavar="INPUTS"),
+]
+LayerOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--layer",
+        "-l",
+        help="Dotted layer name (camcli layers), repeatable: maps of several layers are fused. "
+        "\\[default: the last layer with a spatial output]",
+        metavar="LAYER",
+        autocompletion=complete_layer,
+        rich_help_panel=EXPLAIN,
+    ),
+]
+ColormapOpt = Annotated[
+    str,
+    typer.Option(
+        help="Colormap: jet, turbo, viridis, inferno, magma, plasma, or any matplotlib name.",
+        metavar="NAME",
+        autocompletion=complete_colormap,
+        rich_help_panel=OUTPUT,
+    ),
 ]
 
 
@@ -97,8 +166,11 @@ _GROUPS: dict[type, list[inspect.Parameter]] = {
                 typer.Option(
                     "--model",
                     "-m",
-                    help=f"{BUNDLED} (bundled, offline), a torchvision model name (see: camcli models), "
+                    help=f"{BUNDLED} (bundled, offline), a torchvision model name (camcli models), "
                     "or a checkpoint file.",
+                    metavar="NAME|PATH",
+                    autocompletion=complete_model,
+                    rich_help_panel=MODEL,
                 ),
             ],
             BUNDLED,
@@ -107,37 +179,65 @@ _GROUPS: dict[type, list[inspect.Parameter]] = {
             "weights",
             Annotated[
                 str | None,
-                typer.Option(help="torchvision weights: default, none (random init), or a name such as IMAGENET1K_V2."),
+                typer.Option(
+                    help="torchvision weights: default, none (random init), or a name such as IMAGENET1K_V2. "
+                    "\\[default: default]",
+                    metavar="NAME",
+                    rich_help_panel=MODEL,
+                ),
             ],
             None,
         ),
         _option(
             "labels",
-            Annotated[str | None, typer.Option(help="Class names: a text file (one per line) or a JSON list/dict.")],
+            Annotated[
+                str | None,
+                typer.Option(
+                    help="Class names: a text file (one per line) or a JSON list/dict. \\[default: the model's own]",
+                    metavar="PATH",
+                    rich_help_panel=MODEL,
+                ),
+            ],
             None,
         ),
         _option("arch", ArchOpt, None),
         _option("trust_checkpoint", TrustOpt, False),
     ],
     BatchArgs: [
-        _option("out", Annotated[Path, typer.Option("--out", "-o", help="Output folder.")], RunOptions.out),
+        _option(
+            "out",
+            Annotated[
+                Path, typer.Option("--out", "-o", help="Output folder.", metavar="FOLDER", rich_help_panel=OUTPUT)
+            ],
+            RunOptions.out,
+        ),
         _option(
             "batch_size",
-            Annotated[int, typer.Option("--batch-size", "-b", help="Images per forward pass.")],
+            Annotated[int, typer.Option("--batch-size", "-b", help="Images per forward pass.", rich_help_panel=RUN)],
             RunOptions.batch_size,
         ),
-        _option("device", Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")], RunOptions.device),
+        _option(
+            "device",
+            Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.", metavar="DEVICE", rich_help_panel=RUN)],
+            RunOptions.device,
+        ),
         _option(
             "workers",
             Annotated[
                 int | None,
-                typer.Option(help="Decode/write threads ahead of and behind the model (default: min(4, CPUs))."),
+                typer.Option(
+                    help="Decode/write threads ahead of and behind the model. \\[default: min(4, CPUs)]",
+                    rich_help_panel=RUN,
+                ),
             ],
             None,
         ),
         _option(
             "max_pixels",
-            Annotated[int, typer.Option(help="Refuse images with more pixels (decompression-bomb guard).")],
+            Annotated[
+                int,
+                typer.Option(help="Refuse images with more pixels (decompression-bomb guard).", rich_help_panel=RUN),
+            ],
             RunOptions.max_pixels,
         ),
         _option(
@@ -145,26 +245,43 @@ _GROUPS: dict[type, list[inspect.Parameter]] = {
             Annotated[
                 bool,
                 typer.Option(
-                    "--skip-existing/--overwrite", help="Skip inputs whose outputs all exist (resume), or redo them."
+                    "--skip-existing/--overwrite",
+                    help="Skip inputs whose outputs all exist (resume), or redo them.",
+                    rich_help_panel=OUTPUT,
                 ),
             ],
             False,
         ),
         _option(
             "shard",
-            Annotated[str | None, typer.Option(help="K/N: process only slice K of N (stable hash of the path).")],
+            Annotated[
+                str | None,
+                typer.Option(
+                    help="Process only slice K of N (a stable hash of each path), e.g. 3/8.",
+                    metavar="K/N",
+                    rich_help_panel=RUN,
+                ),
+            ],
             None,
         ),
         _option(
             "fsync",
             Annotated[
                 bool,
-                typer.Option("--fsync", help="Sync the manifest to disk after every image (survives power loss)."),
+                typer.Option(
+                    "--fsync",
+                    help="Sync the manifest to disk after every image (survives power loss).",
+                    rich_help_panel=RUN,
+                ),
             ],
             RunOptions.fsync,
         ),
         _option("json_out", JsonOpt, False),
-        _option("quiet", Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")], False),
+        _option(
+            "quiet",
+            Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.", rich_help_panel=OUTPUT)],
+            False,
+        ),
         _option("debug", DebugOpt, False),
     ],
 }
@@ -174,10 +291,28 @@ for _group, _params in _GROUPS.items():  # a group's fields and its options must
 
 R = TypeVar("R")
 
+# metavars by type, for options that do not name their own: `--top-k N`, not `--top-k <int>`; flags show none
+_METAVARS: dict[Any, str] = {bool: "", int: "N", float: "X", str: "TEXT", Path: "PATH"}
+
+
+def _with_metavar(annotation: Any) -> Any:
+    """Give the option in ``annotation`` a plain metavar by its type when it has none."""
+    if typing.get_origin(annotation) is not Annotated:
+        return annotation
+    kind, *extras = typing.get_args(annotation)
+    for info in extras:
+        if isinstance(info, typer.models.ParameterInfo) and info.metavar is None:
+            base = next((a for a in typing.get_args(kind) if a is not type(None)), kind)  # X | None → X
+            base = typing.get_args(base)[0] if typing.get_origin(base) is list else base
+            if base in _METAVARS:
+                info.metavar = _METAVARS[base]
+    return annotation
+
 
 def shared_options(command: Callable[..., R]) -> Callable[..., R]:
     """Expand each parameter of ``command`` typed :class:`ModelArgs` or :class:`BatchArgs` into that group's
-    options (in that place of the signature), and rebuild the group object from them on each call."""
+    options (in that place of the signature), and rebuild the group object from them on each call. Every option
+    without a metavar gets one by its type (``N``, ``X``, ``TEXT``, ``PATH``; none for flags)."""
     hints = typing.get_type_hints(command, include_extras=True)
     params: list[inspect.Parameter] = []
     groups: dict[str, type] = {}
@@ -185,9 +320,9 @@ def shared_options(command: Callable[..., R]) -> Callable[..., R]:
         group = hints[p.name]
         if group in _GROUPS:
             groups[p.name] = group
-            params.extend(_GROUPS[group])
+            params.extend(q.replace(annotation=_with_metavar(q.annotation)) for q in _GROUPS[group])
         else:
-            params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=group))
+            params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=_with_metavar(group)))
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> R:

@@ -16,10 +16,22 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..options import DEFAULT_METHOD, CamOptions, FeatureOptions, RunOptions
+from ..options import DEFAULT_METHOD, METHOD_NAMES, CamOptions, FeatureOptions, RunOptions
 from ..profiling import phase
 from .boundary import EXIT_OK, EXIT_SOME_FAILED, guarded
-from .params import BatchArgs, InputsArg, ModelArgs, shared_options
+from .params import (
+    EXPLAIN,
+    OUTPUT,
+    RUN,
+    SMOOTHING,
+    BatchArgs,
+    ColormapOpt,
+    InputsArg,
+    LayerOpt,
+    ModelArgs,
+    complete_method,
+    shared_options,
+)
 
 if TYPE_CHECKING:
     from ..jobs.job import C, Job
@@ -33,39 +45,80 @@ def cam(
     inputs: InputsArg,
     model: ModelArgs,
     *,
-    layer: Annotated[
-        list[str] | None,
-        typer.Option("--layer", "-l", help="Dotted layer name, repeatable (maps fused); default: last spatial layer."),
-    ] = None,
+    layer: LayerOpt = None,
     method: Annotated[
         list[str] | None,
         typer.Option(
-            "--method", help="CAM method, repeatable: several methods share one forward pass (camcli methods)."
+            "--method",
+            help=f"CAM method, repeatable (several share one forward pass): {', '.join(METHOD_NAMES)} "
+            f"(camcli methods). \\[default: {DEFAULT_METHOD}]",
+            metavar="METHOD",
+            autocompletion=complete_method,
+            rich_help_panel=EXPLAIN,
         ),
     ] = None,
     target: Annotated[
         list[str] | None,
         typer.Option(
-            "--target", "-t", help="Class index or name to explain (repeatable); default: each image's top-k."
+            "--target",
+            "-t",
+            help="Class index or name to explain, repeatable. \\[default: each image's top-k]",
+            metavar="CLASS",
+            rich_help_panel=EXPLAIN,
         ),
     ] = None,
     top_k: Annotated[
-        int, typer.Option("--top-k", "-k", help="Explain each image's K best classes.")
+        int, typer.Option("--top-k", "-k", help="Explain each image's N best classes.", rich_help_panel=EXPLAIN)
     ] = CamOptions.top_k,
-    colormap: Annotated[str, typer.Option(help="Any matplotlib colormap name.")] = CamOptions.colormap,
-    alpha: Annotated[float, typer.Option(help="Opacity of the map over the picture, 0–1.")] = CamOptions.alpha,
-    save_raw: Annotated[bool, typer.Option("--save-raw", help="Also write each map as float32 .npy.")] = False,
-    per_layer: Annotated[bool, typer.Option("--per-layer", help="With several --layer: each layer's map too.")] = False,
+    colormap: ColormapOpt = CamOptions.colormap,
+    alpha: Annotated[
+        float,
+        typer.Option(
+            help="Opacity of the map over the picture, 0–1 (the most, with --blend weighted).", rich_help_panel=OUTPUT
+        ),
+    ] = CamOptions.alpha,
+    blend: Annotated[
+        str,
+        typer.Option(
+            help="weighted: each pixel's opacity follows the map, so cold regions show the photo as it was; "
+            "uniform: the same opacity everywhere.",
+            metavar="weighted|uniform",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = CamOptions.blend,
+    annotate: Annotated[
+        bool,
+        typer.Option(
+            "--annotate",
+            help="A caption under each overlay: class, probability, method, layer, colour scale.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = CamOptions.annotate,
+    save_raw: Annotated[
+        bool, typer.Option("--save-raw", help="Also write each map as float32 .npy.", rich_help_panel=OUTPUT)
+    ] = False,
+    per_layer: Annotated[
+        bool,
+        typer.Option("--per-layer", help="With several --layer: each layer's map too.", rich_help_panel=OUTPUT),
+    ] = False,
+    guided: Annotated[
+        bool,
+        typer.Option("--guided", help="Also write guided backprop and guided CAM images.", rich_help_panel=OUTPUT),
+    ] = False,
     smooth: Annotated[
-        int, typer.Option(help="Average N extra maps of noisy copies (SmoothGrad-style).")
+        int,
+        typer.Option(help="Average N extra maps of noisy copies (SmoothGrad-style).", rich_help_panel=SMOOTHING),
     ] = CamOptions.smooth,
     noise: Annotated[
-        float, typer.Option(help="Noise std for --smooth, as a fraction of the input range.")
+        float,
+        typer.Option(help="Noise std for --smooth, as a fraction of the input range.", rich_help_panel=SMOOTHING),
     ] = CamOptions.noise,
-    aug_smooth: Annotated[bool, typer.Option("--aug-smooth", help="Average with the mirrored image's map.")] = False,
-    guided: Annotated[bool, typer.Option("--guided", help="Also write guided backprop and guided CAM images.")] = False,
+    aug_smooth: Annotated[
+        bool,
+        typer.Option("--aug-smooth", help="Average with the mirrored image's map.", rich_help_panel=SMOOTHING),
+    ] = False,
     score_batch: Annotated[
-        int, typer.Option(help="Masked images per forward pass for scorecam.")
+        int, typer.Option(help="Masked images per forward pass for scorecam.", rich_help_panel=RUN)
     ] = CamOptions.score_batch,
     run: BatchArgs,
 ) -> None:
@@ -89,6 +142,8 @@ def cam(
             aug_smooth=aug_smooth,
             guided=guided,
             score_batch=score_batch,
+            blend=blend,
+            annotate=annotate,
         )
         total = _complete_and_count(options, model, run, inputs)
         code = run_with_report(CamJob(options), inputs, total, run, started=started)
@@ -100,31 +155,41 @@ def features(
     inputs: InputsArg,
     model: ModelArgs,
     *,
-    layer: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--layer", "-l", help="Dotted layer name, repeatable (a grid per layer); default: last spatial layer."
-        ),
-    ] = None,
+    layer: LayerOpt = None,
     all_layers: Annotated[
-        bool, typer.Option("--all", help="A grid for every layer with a spatial output (quick browsing).")
+        bool,
+        typer.Option(
+            "--all", help="A grid for every layer with a spatial output, in forward order.", rich_help_panel=EXPLAIN
+        ),
     ] = False,
     top: Annotated[
-        int, typer.Option(help="Show the N channels with the highest mean activation.")
+        int, typer.Option(help="Show the N channels with the highest mean activation.", rich_help_panel=EXPLAIN)
     ] = FeatureOptions.top,
-    channels: Annotated[str | None, typer.Option(help="Show these channels instead: 0,5,17-24.")] = None,
+    channels: Annotated[
+        str | None,
+        typer.Option(help="Show these channels instead, e.g. 0,5,17-24.", metavar="LIST", rich_help_panel=EXPLAIN),
+    ] = None,
     normalize: Annotated[
-        str, typer.Option(help="tile: each tile on its own scale; layer: one scale.")
+        str,
+        typer.Option(
+            help="tile: each tile on its own scale; layer: one scale for the grid.",
+            metavar="tile|layer",
+            rich_help_panel=OUTPUT,
+        ),
     ] = FeatureOptions.normalize,
-    colormap: Annotated[str, typer.Option(help="Any matplotlib colormap name.")] = FeatureOptions.colormap,
-    tile: Annotated[int, typer.Option(help="Tile size in pixels.")] = FeatureOptions.tile,
-    save_raw: Annotated[bool, typer.Option("--save-raw", help="Also write the layer output as .npy.")] = False,
-    stats: Annotated[bool, typer.Option("--stats", help="Print channels, size, mean, max, % zeros.")] = False,
+    colormap: ColormapOpt = FeatureOptions.colormap,
+    tile: Annotated[int, typer.Option(help="Tile size in pixels.", rich_help_panel=OUTPUT)] = FeatureOptions.tile,
+    save_raw: Annotated[
+        bool, typer.Option("--save-raw", help="Also write the layer output as .npy.", rich_help_panel=OUTPUT)
+    ] = False,
+    stats: Annotated[
+        bool, typer.Option("--stats", help="Print channels, size, mean, max, % zeros.", rich_help_panel=OUTPUT)
+    ] = False,
     run: BatchArgs,
 ) -> None:
     """Write feature-map grids: the input picture, then the layer's strongest channels, one PNG per layer.
 
-    Example: camcli features cat.jpg --model resnet18 --weights none --layer layer2 --top 32
+    Example: camcli features sample_images/chelsea.png --model resnet18 --weights none --layer layer2 --top 32
     """
     started = time.perf_counter()
     code = EXIT_OK

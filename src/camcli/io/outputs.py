@@ -1,9 +1,11 @@
 """Where outputs go and how they are written: output names, atomic writes (never a partial file), PNG and NPY.
 
-Names: ``OUT/<input's path relative to the inputs' common folder>.<tag>.<class index>-<class slug>.png`` for
-maps (``tag`` = method, ``method@layer``, ``guided-backprop``, ``guided-<method>``) and
-``OUT/<relative path>.features.<layer>.png`` for feature grids. The input's full file name is kept, so two
-inputs never share an output.
+Names: ``OUT/<input's path relative to the inputs' common folder>.<tag><settings>.<class index>-<class slug>.png``
+for maps (``tag`` = method, ``method@layer``, ``guided-backprop``, ``guided-<method>``; ``top<R>-`` before the
+class with ``--top-k`` above 1) and ``OUT/<relative path>.features.<layer><settings>.png`` for feature grids.
+``<settings>`` (:func:`settings_name`) is empty for the default settings and names each setting that differs
+(``,layer=layer3,smooth=8``), so runs that differ only in options never share a file. The input's full file
+name is kept, so two inputs never share an output.
 """
 
 from __future__ import annotations
@@ -36,17 +38,41 @@ def slug(text: str) -> str:
     return s[:60] or "class"
 
 
-def cam_output_path(out: Path, item: InputFile, tag: str, index: int, class_name: str, suffix: str = ".png") -> Path:
-    """The file of one map (``tag``) of one class of one input."""
+Setting = tuple[str, "str | None"]  # (option, value) in an output name; value None: a flag
+MAX_SETTINGS_NAME = 96  # characters of settings in a name; longer: cut, with a digest of the whole
+
+
+def settings_name(settings: list[tuple[str, str | None]]) -> str:
+    """The part of output names that says how a run differs from the defaults: ``,layer=layer3,smooth=8``.
+
+    ``settings`` are the (option, value) pairs that differ from the defaults (a value of None: a flag such as
+    ``aug-smooth``); none: ``""``, so a run with the default settings keeps the short names. Characters other
+    than letters, digits and ``._+-`` become ``_``; beyond :data:`MAX_SETTINGS_NAME` characters the text is cut
+    and ends with a digest of the whole, so that names stay short and still differ.
+    """
+    parts = [k if v is None else f"{k}={re.sub(r'[^0-9A-Za-z._+-]+', '_', v)}" for k, v in settings]
+    text = "".join("," + p for p in parts)
+    if len(text) > MAX_SETTINGS_NAME:
+        digest = hashlib.blake2b(text.encode(), digest_size=5).hexdigest()
+        text = f"{text[: MAX_SETTINGS_NAME - 12]},{digest}"
+    return text
+
+
+def cam_output_path(
+    out: Path, item: InputFile, tag: str, index: int, class_name: str, suffix: str = ".png", rank: int | None = None
+) -> Path:
+    """The file of one map (``tag``: method and settings) of one class of one input; with ``rank`` (``--top-k``
+    above 1) the class part starts ``topR-`` so that a folder listing shows the classes best first."""
     stem = out / item.rel
-    return stem.with_name(f"{stem.name}.{tag}.{index}-{slug(class_name)}{suffix}")
+    ranked = f"top{rank}-" if rank is not None else ""
+    return stem.with_name(f"{stem.name}.{tag}.{ranked}{index}-{slug(class_name)}{suffix}")
 
 
 def find_cam_outputs(out: Path, item: InputFile, tag: str, suffix: str) -> list[Path]:
     """Files of map ``tag`` of ``item`` for any class (exactly the names :func:`cam_output_path` makes)."""
     stem = out / item.rel
     pattern = f"{glob.escape(stem.name)}.{glob.escape(tag)}.*{suffix}"
-    rx = re.compile(re.escape(f"{stem.name}.{tag}.") + r"\d+-[^.]*" + re.escape(suffix) + "$")
+    rx = re.compile(re.escape(f"{stem.name}.{tag}.") + r"(?:top\d+-)?\d+-[^.]*" + re.escape(suffix) + "$")
     return [p for p in stem.parent.glob(pattern) if rx.match(p.name)]
 
 
@@ -146,6 +172,7 @@ def atomic_write_bytes(target: Path, data: bytes) -> None:
 
 
 OWNER_KEY = "camcli-input"  # tEXt chunk: a digest of the absolute path of the input a picture was made from
+SETTINGS_KEY = "camcli-settings"  # tEXt chunk: the settings that made it (JSON: model, weights, layer, …)
 
 
 def owner_tag(item: InputFile) -> str:
@@ -153,22 +180,39 @@ def owner_tag(item: InputFile) -> str:
     return hashlib.blake2b(os.fsencode(str(identity(item.path))), digest_size=8).hexdigest()
 
 
-def owned_by(target: Path, owner: str) -> bool:
-    """True unless ``target`` is a picture camcli made from another input (files without the tag: True)."""
-    return read_text(target).get(OWNER_KEY, owner) == owner
+def conflict(target: Path, owner: str, settings: str | None = None) -> str | None:
+    """Why ``target`` must not be replaced by a picture of input ``owner`` made with ``settings``: it is a
+    picture camcli made from another input, or with other settings; None when it may (no such file, a file
+    without the tags, or the same input and settings: a rerun)."""
+    text = read_text(target)
+    if text.get(OWNER_KEY, owner) != owner:
+        return "another input with the same relative name"
+    if settings is not None and text.get(SETTINGS_KEY, settings) != settings:
+        return f"other settings ({text[SETTINGS_KEY]}) that the name does not show"
+    return None
 
 
-def atomic_save_png(target: Path, image: Image.Image, owner: str | None = None) -> None:
-    """Write a PNG atomically. With ``owner`` (:func:`owner_tag`), the picture carries it, and an existing file
-    made from *another* input is never replaced: two runs into one ``--out`` over different folders with the
-    same file names would otherwise overwrite each other's outputs without a word."""
-    if owner is not None and not owned_by(target, owner):
-        raise InputError(
-            f"{target} holds the output of another input with the same relative name (an earlier run into this "
-            "--out); it is not overwritten. Use another --out, or explain both folders in one run"
-        )
-    text = {OWNER_KEY: owner} if owner is not None else None
-    atomic_write_bytes(target, encode_png(np.asarray(image.convert("RGB")), text))
+def owned_by(target: Path, owner: str, settings: str | None = None) -> bool:
+    """True unless ``target`` is a picture camcli made from another input or with other settings."""
+    return conflict(target, owner, settings) is None
+
+
+def atomic_save_png(target: Path, image: Image.Image, owner: str | None = None, settings: str | None = None) -> None:
+    """Write a PNG atomically. With ``owner`` (:func:`owner_tag`) and ``settings``, the picture carries them,
+    and an existing file made from *another* input or with other settings is never replaced: two runs into one
+    ``--out`` over different folders with the same file names, or with two checkpoints of the same name, would
+    otherwise overwrite each other's outputs without a word."""
+    if owner is not None:
+        why = conflict(target, owner, settings)
+        if why is not None:
+            raise InputError(
+                f"{target} holds the output of {why}, from an earlier run into this --out; it is not "
+                "overwritten. Use another --out"
+            )
+    text = {OWNER_KEY: owner} if owner is not None else {}
+    if settings is not None:
+        text[SETTINGS_KEY] = settings
+    atomic_write_bytes(target, encode_png(np.asarray(image.convert("RGB")), text or None))
 
 
 def atomic_save_npy(target: Path, array: np.ndarray) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,7 +16,15 @@ from ..engine.layers import LayerInfo
 from ..engine.targets import resolve_targets
 from ..errors import InputError, UsageError
 from ..io.inputs import InputFile
-from ..io.outputs import atomic_save_npy, atomic_save_png, cam_output_path, find_cam_outputs, owned_by, owner_tag
+from ..io.outputs import (
+    Setting,
+    atomic_save_npy,
+    atomic_save_png,
+    cam_output_path,
+    find_cam_outputs,
+    owned_by,
+    owner_tag,
+)
 from ..methods import CamMethod, explain_smooth, get_method, normalize, upsample
 from ..methods.guided import gradient_to_image, guided_backprop
 from ..models import LoadedModel
@@ -56,13 +65,54 @@ class CamJob(Job[CamMaps]):
 
     def header(self) -> str:
         return (
-            f"model {self.model.name}{self.weights_note()} · layer {'+'.join(self.layers)} ({self.how_layers_chosen()}) · "
+            f"model {self.model.name}{self.weights_note()} · "
+            f"layer {'+'.join(self.layers)} ({self.how_layers_chosen()}) · "
             f"method {', '.join(m.name for m in self.methods)} · device {self.device}"
         )
 
     # ---------------------------------------------------------------------------------------- names
-    def output_path(self, item: InputFile, tag: str, index: int, suffix: str = ".png") -> Path:
-        return cam_output_path(self.options.out, item, tag, index, self.model.class_name(index), suffix)
+    def settings(self) -> dict[str, Any]:
+        o = self.options
+        return {
+            **super().settings(),
+            "smooth": o.smooth,
+            "noise": o.noise if o.smooth else None,
+            "aug_smooth": o.aug_smooth,
+            "colormap": o.colormap,
+            "alpha": o.alpha,
+            "blend": o.blend,
+            "annotate": o.annotate,
+        }
+
+    def named_settings(self) -> list[Setting]:
+        """Model, layer, smoothing and picture settings that differ from the defaults (see the README's table)."""
+        o, d = self.options, CamOptions()
+        out = super().named_settings()
+        if self.layers != self.default_layers:
+            out.append(("layer", "+".join(self.layers)))
+        if o.smooth:
+            out.append(("smooth", str(o.smooth)))
+            if o.noise != d.noise:
+                out.append(("noise", f"{o.noise:g}"))
+        if o.aug_smooth:
+            out.append(("aug-smooth", None))
+        if o.colormap != d.colormap:
+            out.append(("colormap", o.colormap))
+        if o.alpha != d.alpha:
+            out.append(("alpha", f"{o.alpha:g}"))
+        if o.blend != d.blend:
+            out.append(("blend", o.blend))
+        if o.annotate:
+            out.append(("annotate", None))
+        return out
+
+    def output_path(self, item: InputFile, tag: str, index: int, suffix: str = ".png", rank: int | None = None) -> Path:
+        name = self.model.class_name(index)
+        return cam_output_path(self.options.out, item, tag + self.name_settings, index, name, suffix, rank)
+
+    def _rank(self, k: int) -> int | None:
+        """The class's rank in the file name: with --top-k above 1 (not with --target)."""
+        return k + 1 if not self.targets and self.options.top_k > 1 else None
 
     def _expected(self) -> list[tuple[str, str]]:
         """(tag, suffix) of every file written per image and class: a PNG per map, its .npy with --save-raw
@@ -77,15 +127,18 @@ class CamJob(Job[CamMaps]):
         return out
 
     def outputs_exist(self, item: InputFile) -> bool:
-        """All outputs of this input are on disk (atomic writes: a file that exists is complete)."""
-        owner = owner_tag(item)
+        """All outputs of this input are on disk (atomic writes: a file that exists is complete), made from this
+        input with these settings."""
+        owner, made = owner_tag(item), self.settings_text
         if self.targets:
             paths = [self.output_path(item, tag, idx, sfx) for tag, sfx in self._expected() for idx in self.targets]
-            return all(p.is_file() for p in paths) and all(owned_by(p, owner) for p in paths if p.suffix == ".png")
+            return all(p.is_file() for p in paths) and all(
+                owned_by(p, owner, made) for p in paths if p.suffix == ".png"
+            )
         out = self.options.out
         for tag, sfx in self._expected():
-            found = find_cam_outputs(out, item, tag, sfx)
-            if len(found) < self.options.top_k or not all(owned_by(p, owner) for p in found if sfx == ".png"):
+            found = find_cam_outputs(out, item, tag + self.name_settings, sfx)
+            if len(found) < self.options.top_k or not all(owned_by(p, owner, made) for p in found if sfx == ".png"):
                 return False
         return True
 
@@ -118,13 +171,23 @@ class CamJob(Job[CamMaps]):
 
     # ----------------------------------------------------------------------------------------- write
     def _save_map(
-        self, path: Path, image: Image.Image, cam: np.ndarray, maps: dict[str, np.ndarray] | None, owner: str
+        self,
+        path: Path,
+        image: Image.Image,
+        cam: np.ndarray,
+        maps: dict[str, np.ndarray] | None,
+        owner: str,
+        caption: str,
     ) -> str | None:
         """Write the overlay at ``path`` (and its .npy with --save-raw); returns the .npy path or None."""
-        atomic_save_png(path, render.overlay(image, cam, self.options.colormap, self.options.alpha), owner)
+        o = self.options
+        picture = render.overlay(image, cam, o.colormap, o.alpha, o.blend)
+        if o.annotate:
+            picture = render.annotate(picture, caption, o.colormap)
+        atomic_save_png(path, picture, owner, self.settings_text)
         if maps is not None:
             maps[str(path)] = cam
-        if not self.options.save_raw:
+        if not o.save_raw:
             return None
         raw = path.with_suffix(".npy")
         atomic_save_npy(raw, cam.astype(np.float32))
@@ -145,29 +208,37 @@ class CamJob(Job[CamMaps]):
             for p, i in zip(top.values, top.indices, strict=True)
         ]
         maps: dict[str, np.ndarray] | None = {} if self.options.keep_maps else None
-        owner = owner_tag(item)
+        owner, made = owner_tag(item), self.settings_text
+        layer = "+".join(self.layers)
         written: list[CamOutput | FeatureOutput] = []
         for k, idx in enumerate(computed.classes):
+            rank = self._rank(k)
+            name, prob = self.model.class_name(idx), round(float(probs[idx]), 6)
             guided = computed.guided[k] if computed.guided is not None else None
-            gb_path = self.output_path(item, "guided-backprop", idx)
+            gb_path = self.output_path(item, "guided-backprop", idx, rank=rank)
             if guided is not None:
-                atomic_save_png(gb_path, render.gradient_picture(gradient_to_image(guided).numpy(), size), owner)
+                picture = render.gradient_picture(gradient_to_image(guided).numpy(), size)
+                atomic_save_png(gb_path, picture, owner, made)
             for m in self.methods:
-                path = self.output_path(item, m.name, idx)
+                path = self.output_path(item, m.name, idx, rank=rank)
                 full = normalize(upsample(computed.by_method[m.name][k], size)).numpy()
-                out = CamOutput(m.name, idx, self.model.class_name(idx), round(float(probs[idx]), 6), overlay=str(path))
-                out.raw = self._save_map(path, image, full, maps, owner)
-                for (method, layer), per in computed.per_layer.items():
+                out = CamOutput(m.name, idx, name, prob, overlay=str(path))
+                caption = f"{idx} {name} · {prob:.3f} · {m.name} @ {layer}"
+                out.raw = self._save_map(path, image, full, maps, owner, caption)
+                for (method, one), per in computed.per_layer.items():
                     if method == m.name:
-                        layer_path = self.output_path(item, f"{m.name}@{layer}", idx)
-                        self._save_map(layer_path, image, normalize(upsample(per[k], size)).numpy(), maps, owner)
-                        out.per_layer[layer] = str(layer_path)
+                        layer_path = self.output_path(item, f"{m.name}@{one}", idx, rank=rank)
+                        per_map = normalize(upsample(per[k], size)).numpy()
+                        self._save_map(
+                            layer_path, image, per_map, maps, owner, f"{idx} {name} · {prob:.3f} · {m.name} @ {one}"
+                        )
+                        out.per_layer[one] = str(layer_path)
                 if guided is not None:
                     out.guided_backprop = str(gb_path)
                     cam_in = upsample(computed.by_method[m.name][k], (guided.shape[-2], guided.shape[-1]))
-                    gc_path = self.output_path(item, f"guided-{m.name}", idx)
+                    gc_path = self.output_path(item, f"guided-{m.name}", idx, rank=rank)
                     picture = render.gradient_picture(gradient_to_image(guided * cam_in[None]).numpy(), size)
-                    atomic_save_png(gc_path, picture, owner)
+                    atomic_save_png(gc_path, picture, owner, made)
                     out.guided_cam = str(gc_path)
                 written.append(out)
         return ImageResult(
@@ -177,7 +248,8 @@ class CamJob(Job[CamMaps]):
     def records(self, result: ImageResult) -> list[Record]:
         """Manifest / ``--json`` records: one per image, method and class (one error record on failure)."""
         layer = "+".join(self.layers)
-        base = {"input": result.input, "model": self.model.name, "layer": layer}
+        settings = {k: v for k, v in self.settings().items() if k not in ("model", "layers")}
+        base = {"input": result.input, "kind": "cam", "model": self.model.name, "layer": layer, "settings": settings}
         if not result.ok:
             return [
                 {**base, "method": "+".join(m.name for m in self.methods), "status": "error", "error": result.error}

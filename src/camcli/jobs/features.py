@@ -9,6 +9,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,7 +20,7 @@ from ..engine.hooks import capture, eval_mode
 from ..engine.layers import LayerInfo, resolve, tokens_to_grid
 from ..errors import InputError, UsageError
 from ..io.inputs import InputFile
-from ..io.outputs import atomic_save_npy, atomic_save_png, feature_output_path, owned_by, owner_tag
+from ..io.outputs import Setting, atomic_save_npy, atomic_save_png, feature_output_path, owned_by, owner_tag
 from ..models import LoadedModel
 from ..options import FeatureOptions, parse_channels
 from .job import Job
@@ -74,7 +75,8 @@ class FeatureJob(Job[dict[str, LayerFeatures]]):
 
     def choose_layers(self, infos: list[LayerInfo]) -> tuple[list[str], bool]:
         if self.options.all_layers:
-            return [i.name for i in infos if i.calls == 1 and i.spatial], False
+            ran = sorted((i for i in infos if i.calls == 1 and i.spatial), key=lambda i: i.order)
+            return [i.name for i in ran], False  # in the order their outputs are made
         return super().choose_layers(infos)
 
     def prepare_model(self, infos: list[LayerInfo]) -> None:
@@ -92,16 +94,43 @@ class FeatureJob(Job[dict[str, LayerFeatures]]):
 
     def header(self) -> str:
         shown = ", ".join(self.layers[:6]) + (f" … ({len(self.layers)} layers)" if len(self.layers) > 6 else "")
-        return f"model {self.model.name}{self.weights_note()} · layer {shown} ({self.how_layers_chosen()}) · device {self.device}"
+        model = f"model {self.model.name}{self.weights_note()}"
+        return f"{model} · layer {shown} ({self.how_layers_chosen()}) · device {self.device}"
+
+    def settings(self) -> dict[str, Any]:
+        o = self.options
+        shown = {"channels": o.channels} if o.channels is not None else {"top": o.top}
+        return {**super().settings(), **shown, "normalize": o.normalize, "tile": o.tile, "colormap": o.colormap}
+
+    def named_settings(self) -> list[Setting]:
+        o, d = self.options, FeatureOptions()
+        out = super().named_settings()
+        if o.channels is not None:
+            out.append(("channels", o.channels.replace(" ", "")))
+        elif o.top != d.top:
+            out.append(("top", str(o.top)))
+        if o.normalize != d.normalize:
+            out.append(("normalize", o.normalize))
+        if o.tile != d.tile:
+            out.append(("tile", str(o.tile)))
+        if o.colormap != d.colormap:
+            out.append(("colormap", o.colormap))
+        return out
 
     def output_path(self, item: InputFile, layer: str, suffix: str = ".png") -> Path:
-        return feature_output_path(self.options.out, item, layer, suffix)
+        """The grid of ``layer``; with ``--all`` its name starts with the layer's place in the forward pass
+        (``features.007-layer1.0.conv1``), so that a folder listing shows the layers in the order they run."""
+        name = layer
+        if self.options.all_layers:
+            digits = len(str(len(self.layers)))
+            name = f"{self.layers.index(layer) + 1:0{digits}d}-{layer}"
+        return feature_output_path(self.options.out, item, name + self.name_settings, suffix)
 
     def outputs_exist(self, item: InputFile) -> bool:
         sfx = [".png"] + ([".npy"] if self.options.save_raw else [])
-        owner = owner_tag(item)
+        owner, made = owner_tag(item), self.settings_text
         paths = [self.output_path(item, layer, s) for layer in self.layers for s in sfx]
-        return all(p.is_file() for p in paths) and all(owned_by(p, owner) for p in paths if p.suffix == ".png")
+        return all(p.is_file() for p in paths) and all(owned_by(p, owner, made) for p in paths if p.suffix == ".png")
 
     def compute(self, x: torch.Tensor) -> list[dict[str, LayerFeatures]]:
         module = self.model.module
@@ -131,6 +160,8 @@ class FeatureJob(Job[dict[str, LayerFeatures]]):
             if not (math.isfinite(f.stats.mean) and math.isfinite(f.stats.max)):
                 raise InputError(f"{item.path}: layer '{layer}' output is not finite (NaN or Inf); check the weights")
             labels = [f"ch {ch}  mean {m:.2f}" for ch, m in zip(f.channels, f.means, strict=True)]
+            st = f.stats
+            how = "channels chosen" if self.channels is not None else f"top {len(f.channels)} by mean activation"
             grid = render.feature_grid(
                 image,
                 f.maps.numpy(),
@@ -138,9 +169,10 @@ class FeatureJob(Job[dict[str, LayerFeatures]]):
                 colormap=self.options.colormap,
                 normalize=self.options.normalize,
                 tile=self.options.tile,
+                title=f"{layer} · {st.channels}×{st.height}×{st.width} · {how} · {Path(item.display).name}",
             )
             path = self.output_path(item, layer)
-            atomic_save_png(path, grid, owner_tag(item))
+            atomic_save_png(path, grid, owner_tag(item), self.settings_text)
             out = FeatureOutput(layer, f.channels, f.means, f.stats, grid=str(path))
             if f.raw is not None:
                 raw = self.output_path(item, layer, ".npy")
@@ -150,7 +182,8 @@ class FeatureJob(Job[dict[str, LayerFeatures]]):
         return ImageResult(item.display, True, size=(image.width, image.height), written=written)
 
     def records(self, result: ImageResult) -> list[Record]:
-        base = {"input": result.input, "model": self.model.name, "kind": "features"}
+        settings = {k: v for k, v in self.settings().items() if k not in ("model", "layers")}
+        base = {"input": result.input, "kind": "features", "model": self.model.name, "settings": settings}
         if not result.ok:
             return [{**base, "layer": "+".join(self.layers), "status": "error", "error": result.error}]
         return [o.record(base) for o in result.written if isinstance(o, FeatureOutput)]

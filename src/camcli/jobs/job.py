@@ -7,17 +7,21 @@ one image: a typed record, never a string-keyed dict.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
-from typing import Generic, TypeVar
+from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 import torch
 from PIL import Image
 
 from .. import render
+from ..caches import remember_layer_names
 from ..engine.devices import resolve_device
-from ..engine.layers import LayerInfo, choose_layers, trace
+from ..engine.layers import LayerInfo, choose_layers, default_layer, trace
 from ..io.inputs import InputFile
-from ..models import LoadedModel, load_spec
+from ..io.outputs import Setting, settings_name
+from ..models import LoadedModel, is_bundled, load_spec, looks_like_path
 from ..options import RunOptions
 from ..profiling import phase
 from .results import ImageResult, Record
@@ -48,8 +52,15 @@ class Job(ABC, Generic[C]):
         with phase("layers"):
             infos = trace(self.model.module, self.model.input_size, self.model.builder, self.model.layer_key)
             self.layers, self.layer_chosen = self.choose_layers(infos)
+            self.default_layers = [default_layer(infos, self.model.default_layer)]
+            remember_layer_names(options.model, [i.name for i in infos if i.calls == 1 and i.spatial])
         with phase("prepare"):
             self.prepare_model(infos)
+            #: what made this run's pictures: in the manifest, and in each PNG (a tEXt chunk) so that a later run
+            #: with other settings never replaces them
+            self.settings_text = _compact(self.settings())
+            #: the part of every output name that names the settings that differ from the defaults
+            self.name_settings = settings_name(self.named_settings())
             self.model.module.to(self.device)
 
     # ------------------------------------------------------------------------------------------ set-up
@@ -63,6 +74,26 @@ class Job(ABC, Generic[C]):
 
     def prepare_model(self, infos: list[LayerInfo]) -> None:
         """Checks and set-up that need the loaded model and its layers (override)."""
+
+    # ------------------------------------------------------------------------------------ settings
+    def settings(self) -> dict[str, Any]:
+        """Everything that shapes this run's pictures (extended by each job): the model and its weights, for
+        the manifest's ``settings`` and the pictures' tEXt chunk."""
+        name = self.model.name
+        model = str(Path(name).expanduser().resolve()) if looks_like_path(name) else name
+        return {"model": model, "weights": self.model.weights, "layers": list(self.layers)}
+
+    def named_settings(self) -> list[Setting]:
+        """The settings that differ from the defaults, as they appear in output names (extended by each job):
+        ``model=resnet18`` (a checkpoint: its file name without suffix), ``weights=none``."""
+        o = self.options
+        out: list[Setting] = []
+        name = self.model.name
+        if not is_bundled(name):
+            out.append(("model", Path(name).stem if looks_like_path(name) else name))
+        if o.weights is not None and o.weights.strip().lower() != "default":
+            out.append(("weights", o.weights.strip()))
+        return out
 
     def weights_note(self) -> str:
         return " (random weights)" if self.model.random_weights else ""
@@ -90,3 +121,11 @@ class Job(ABC, Generic[C]):
     @abstractmethod
     def records(self, result: ImageResult) -> list[Record]:
         """The manifest / ``--json`` records of one result (one error record when it failed)."""
+
+
+def _compact(settings: dict[str, Any]) -> str:
+    """Settings as short ASCII JSON for a PNG tEXt chunk; very long ones (hundreds of layers) as a digest."""
+    import hashlib
+
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+    return text if len(text) <= 1000 else "blake2b:" + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()

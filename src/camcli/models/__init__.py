@@ -25,7 +25,7 @@ from .base import LoadedModel, preprocess
 from .bundled import load_bundled
 from .checkpoints import load_checkpoint_model
 from .labels import imagenet_categories, read_labels
-from .zoo import load_torchvision, torchvision_names
+from .zoo import ModelEntry, load_torchvision, model_catalog, torchvision_names
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
 
@@ -82,6 +82,7 @@ def load_spec(spec: ModelFields) -> LoadedModel:
 __all__ = [
     "BUNDLED",
     "LoadedModel",
+    "ModelEntry",
     "available_models",
     "imagenet_categories",
     "is_bundled",
@@ -90,6 +91,7 @@ __all__ = [
     "load_spec",
     "load_torchvision",
     "looks_like_path",
+    "model_catalog",
     "model_key",
     "preprocess",
 ]

@@ -7,7 +7,9 @@ offline choices; ``CAMCLI_OFFLINE=1`` never tries the network.
 from __future__ import annotations
 
 import os
+import re
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,10 +23,42 @@ from .labels import placeholder_names
 DOWNLOAD_TIMEOUT_S = 15.0
 
 
+def natural_key(name: str) -> list[object]:
+    """Sort key that reads numbers as numbers: resnet18 < resnet50 < resnet101."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
 def torchvision_names() -> list[str]:
     import torchvision
 
-    return sorted(torchvision.models.list_models(module=torchvision.models))
+    return sorted(torchvision.models.list_models(module=torchvision.models), key=natural_key)
+
+
+@dataclass
+class ModelEntry:
+    """One line of ``camcli models``: a name, its default weights, and whether it runs without a network."""
+
+    name: str
+    weights: str | None  # the default weights' name; None: torchvision has none
+    offline: bool  # runs with its default weights without a download
+    where: str  # bundled, cached, "download on first use", "none in torchvision"
+
+
+def model_catalog() -> list[ModelEntry]:
+    """The bundled model, then every torchvision classifier in natural order, with where its weights are."""
+    from torchvision.models import get_model_weights
+
+    out = [ModelEntry(BUNDLED, "ImageNet-1k", True, "bundled")]
+    for name in torchvision_names():
+        try:
+            default = get_model_weights(name).DEFAULT
+        except (ValueError, KeyError, AttributeError):
+            out.append(ModelEntry(name, None, False, "none in torchvision"))
+            continue
+        cached = _weights_cache_path(default.url).is_file()
+        where = "cached" if cached else "download on first use"
+        out.append(ModelEntry(name, default.name, cached, where))
+    return out
 
 
 def _weights_cache_path(url: str) -> Path:
