@@ -92,15 +92,24 @@ class RateMeter:
         self.count = 0
         self._samples: deque[tuple[float, int]] = deque()  # (time, count) at completions after the warm-up
 
+    BURST = 0.05  # seconds: completions this close to the previous one are one burst (a batch written together)
+
     def add(self, n: int = 1) -> None:
         self.count += n
-        if self.count >= self.warmup:
-            self._samples.append((self.clock(), self.count))
-            self._trim(self._samples[-1][0])
+        if self.count < self.warmup:
+            return
+        now = self.clock()
+        if self._samples and now - self._samples[-1][0] <= self.BURST:
+            # the same burst: a window that starts here must not count the rest of it as done after its start
+            self._samples[-1] = (self._samples[-1][0], self.count)
+        else:
+            self._samples.append((now, self.count))
+        self._trim(now)
 
     def _trim(self, now: float) -> None:
-        # keep the newest sample at or before the window's start: the window begins at a completion
-        while len(self._samples) > 1 and self._samples[1][0] <= now - self.window:
+        # keep the newest sample at or before the window's start (the window begins at a completion), and at
+        # least two: when nothing completes for a while, the rate falls with the time that passes
+        while len(self._samples) > 2 and self._samples[1][0] <= now - self.window:
             self._samples.popleft()
 
     def rate(self) -> float | None:

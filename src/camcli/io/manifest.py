@@ -31,7 +31,8 @@ from .outputs import atomic_write_bytes
 
 #: the fields that identify a record (each job's records set the ones that apply to it): a record with the same
 #: values later in the ledger (or in a later part) replaces an earlier one
-RECORD_KEY = ("input", "kind", "method", "layer", "class_index")
+# what one record is about: runs with other settings into one folder write other files, so their records differ
+RECORD_KEY = ("input", "kind", "model", "method", "layer", "class_index", "settings")
 LOCK_NAME = ".camcli.lock"
 
 try:
@@ -181,6 +182,11 @@ def recorded_inputs(out_dir: Path, name: str) -> set[int]:
     return {k for k, ok in state.items() if ok}
 
 
+def record_key(rec: dict[str, Any]) -> tuple[str, ...]:
+    """The :data:`RECORD_KEY` fields of a record, comparable (the settings are a dict)."""
+    return tuple(json.dumps(rec.get(f), sort_keys=True) for f in RECORD_KEY)
+
+
 def merge_manifests(out_dir: Path) -> tuple[Path, int, int, list[str]]:
     """Join ``manifest.shard-*.jsonl`` parts (and an existing manifest.jsonl) into ``manifest.jsonl``.
 
@@ -200,7 +206,7 @@ def merge_manifests(out_dir: Path) -> tuple[Path, int, int, list[str]]:
             records, bad = read_records(src)
             problems += bad
             for rec in records:
-                merged[tuple(rec.get(f) for f in RECORD_KEY)] = rec
+                merged[record_key(rec)] = rec
         body = b"".join(encode_record(r) for r in sorted(merged.values(), key=lambda r: str(r.get("input"))))
         atomic_write_bytes(target, body)
     return target, len(parts), len(merged), problems
