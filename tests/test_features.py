@@ -202,7 +202,8 @@ def test_cli_features_all_layers(tmp_path):
     found = sorted(p.name.split(".features.")[1].removesuffix(settings) for p in tmp_path.glob("*.png"))
     order = [int(n.split("-", 1)[0]) for n in found]
     names = [n.split("-", 1)[1] for n in found]
-    assert {"conv1", "layer1", "layer4", "layer4.1.conv2"} <= set(names) and "fc" not in names and "avgpool" not in names
+    assert {"conv1", "layer1", "layer4", "layer4.1.conv2"} <= set(names)
+    assert "fc" not in names and "avgpool" not in names
     assert order == list(range(1, len(found) + 1))  # numbered 01, 02, … with no gap
     assert names.index("conv1") < names.index("bn1") < names.index("layer1.0.conv1") < names.index("layer4.1.conv2")
 
