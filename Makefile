@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 OUT     ?= out
 
-.PHONY: help install dev run test lint bench clean
+.PHONY: help install dev run test test-slow lint bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -28,8 +28,11 @@ dev: $(VENV)/.installed-dev  ## install camcli with test, bench and lint extras
 run: $(VENV)/.installed  ## Grad-CAM overlays for sample_images/ into out/ (offline, bundled model)
 	$(BIN)/camcli gradcam sample_images --out $(OUT)/
 
-test: $(VENV)/.installed-dev  ## run the test suite (offline, CPU, a few minutes)
-	$(BIN)/python -m pytest
+test: $(VENV)/.installed-dev  ## run the test suite (offline, CPU, a few minutes; the slow checks: make test-slow)
+	$(BIN)/python -m pytest -m "not slow"
+
+test-slow: $(VENV)/.installed-dev  ## the slow checks: every README example, long property and batch runs
+	$(BIN)/python -m pytest -m slow
 
 lint: $(VENV)/.installed-dev  ## ruff, mypy and the import contracts (import-linter)
 	$(BIN)/ruff check src tests bench

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperCommand, TyperGroup
 
@@ -16,11 +15,11 @@ from .. import __version__
 from . import info, runs
 
 
-def _plain(params: list[click.Parameter]) -> list[click.Parameter]:
+def _plain(params: list[Any]) -> list[Any]:
     """Help shows no Python types: arguments are named by their metavar (``INPUTS``), flags need none."""
     for p in params:
         if getattr(p, "param_type_name", "") == "argument" or getattr(p, "is_flag", False):
-            p.display_type_rich = lambda ctx: None  # type: ignore[attr-defined]
+            p.display_type_rich = lambda ctx: None
     return params
 
 
@@ -29,7 +28,7 @@ class _Command(TyperCommand):
         super().__init__(*args, **kwargs)
         _plain(self.params)
 
-    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+    def get_params(self, ctx: Any) -> list[Any]:
         return _plain(super().get_params(ctx))  # and the --help option click adds
 
 
@@ -38,7 +37,7 @@ class _Group(TyperGroup):
         super().__init__(*args, **kwargs)
         _plain(self.params)
 
-    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+    def get_params(self, ctx: Any) -> list[Any]:
         return _plain(super().get_params(ctx))
 
 
