@@ -169,7 +169,8 @@ class FeatureJob(Job[dict[str, LayerFeatures]]):
                 colormap=self.options.colormap,
                 normalize=self.options.normalize,
                 tile=self.options.tile,
-                title=f"{layer} · {st.channels}×{st.height}×{st.width} · {how} · {Path(item.display).name}",
+                # "x", not "×": Pillow's default font has no such glyph
+                title=f"{layer} · {st.channels}x{st.height}x{st.width} · {how} · {Path(item.display).name}",
             )
             path = self.output_path(item, layer)
             atomic_save_png(path, grid, owner_tag(item), self.settings_text)
