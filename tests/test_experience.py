@@ -398,3 +398,52 @@ def test_feature_grid_has_a_title_and_an_undistorted_input_tile(tmp_path):
     # the 451×300 photo fits the square tile with bands of light grey above and below, not squashed
     assert (np.abs(tile[:10] - 235).max(axis=2) == 0).all() and (np.abs(tile[-10:] - 235).max(axis=2) == 0).all()
     assert not (np.abs(tile[60:70] - 235).max(axis=2) == 0).all()
+
+
+# ------------------------------------------------------------------------------- from a hostile-user pass
+def test_features_grids_of_one_layer_survive_adding_another(tmp_path):
+    img = str(SAMPLES / "chelsea.png")
+    one = invoke("features", img, "--out", str(tmp_path), "--layer", "_blocks.10", "--top", "2", "-q")
+    assert one.exit_code == 0
+    two = ["features", img, "--out", str(tmp_path), "--layer", "_blocks.10", "--layer", "_blocks.11", "--top", "2"]
+    assert invoke(*two, "-q").exit_code == 0  # a grid's settings are its own layer's, not the run's layer list
+    assert len(list(tmp_path.glob("*.png"))) == 2
+    assert "2 skipped" not in (res := invoke(*two, "--skip-existing")).stderr and "1 skipped" in res.stderr
+
+
+def test_huge_channel_lists_and_smoothing_are_refused_at_once(tmp_path):
+    started = time.monotonic()
+    res = invoke("features", str(SAMPLES / "chelsea.png"), "--channels", "0-99999999999", "-o", str(tmp_path))
+    assert res.exit_code == 2 and "over 65536 channels" in res.stderr and time.monotonic() - started < 30
+    res = invoke("gradcam", str(SAMPLES / "chelsea.png"), "--smooth", "100000", "-o", str(tmp_path))
+    assert res.exit_code == 2 and "--smooth 100000 is too large" in res.stderr
+    res = invoke("gradcam", str(SAMPLES / "chelsea.png"), "--layer", "_blocks.10", "--layer", "_blocks.10")
+    assert res.exit_code == 2 and "given twice" in res.stderr
+    res = invoke("gradcam", str(SAMPLES / "chelsea.png"), "--top-k", "5000", "-o", str(tmp_path))
+    assert res.exit_code == 2 and "1000 classes" in res.stderr
+
+
+def test_ranks_are_zero_padded_and_resume_tells_ranked_from_plain_names(tmp_path):
+    out = tmp_path / "o"
+    img = str(SAMPLES / "chelsea.png")
+    assert invoke("gradcam", img, "--out", str(out), "--top-k", "12", "-q").exit_code == 0
+    names = sorted(p.name for p in out.glob("*.png"))
+    assert [n.split(".gradcam.")[1][:5] for n in names] == [f"top{r:02d}" for r in range(1, 13)]
+    res = invoke("gradcam", img, "--out", str(out), "--skip-existing")  # top-1 names are not ranked: not done yet
+    assert res.exit_code == 0 and "skipped" not in res.stderr
+    assert (out / "chelsea.png.gradcam.285-Egyptian_cat.png").is_file()
+
+
+def test_image_data_on_stdin_and_a_too_long_out_are_one_line_each(tmp_path):
+    data = (SAMPLES / "chelsea.png").read_bytes()
+    res = subprocess.run([*CAMCLI, "gradcam", "-", "-o", str(tmp_path)], input=data, capture_output=True, timeout=300)
+    errors = [line for line in res.stderr.decode().splitlines() if line.startswith("error:")]
+    assert res.returncode == 2 and len(errors) == 1 and "holds image data" in errors[0]
+    res = invoke("gradcam", str(SAMPLES / "chelsea.png"), "--out", str(tmp_path / ("d" * 300)))
+    assert res.exit_code == 2 and "File name too long" in res.stderr and "unexpected" not in res.stderr
+
+
+def test_layer_names_stay_whole_when_the_table_cannot_fit():
+    res = invoke("layers", "--model", "swin_t", "--weights", "none", env={"CAMCLI_WIDTH": "60"})
+    assert res.exit_code == 0
+    assert "features.1.0.stochastic_depth" in res.stdout and "…" not in res.stdout

@@ -131,7 +131,7 @@ def test_a_rerun_appends_and_merge_compacts(tmp_path):
     with open(out / "manifest.jsonl", "a") as f:
         f.write("not json\n")
     res = runner.invoke(app, ["merge-manifests", str(out)])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 1, res.output  # merged, but a line was left out: the status says so
     assert "manifest.jsonl:3: not a JSON record" in res.stderr
     assert len(check_ledger(out)) == 1
 

@@ -34,6 +34,8 @@ MODEL_NAMES_ENTRY = "model-names.json"
 METHOD_NAMES = ("gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "scorecam", "eigencam", "cam")
 MAX_WORKERS = 64  # threads on each side of the model; more only costs memory
 MAX_TILE = 2048  # feature-grid tile side in pixels
+MAX_CHANNELS = 65_536  # channels one --channels may list (no layer has more)
+MAX_SMOOTH = 1000  # --smooth passes (each one costs a forward and backward pass per image)
 MAX_GRID_PIXELS = 100_000_000  # one feature grid (about 300 MB as RGB): tiles x tile size
 Shard = tuple[int, int]
 
@@ -57,8 +59,9 @@ def check_shard(shard: Shard | None) -> None:
 
 
 def parse_channels(spec: str) -> list[int]:
-    """``"0,5,17-24"`` → [0, 5, 17, 18, …, 24] (order kept, duplicates dropped)."""
+    """``"0,5,17-24"`` → [0, 5, 17, 18, …, 24] (order kept, duplicates dropped; at most :data:`MAX_CHANNELS`)."""
     out: list[int] = []
+    seen: set[int] = set()
     for part in spec.split(","):
         part = part.strip()
         if not part:
@@ -70,7 +73,12 @@ def parse_channels(spec: str) -> list[int]:
         hi = int(m.group(2)) if m.group(2) is not None else lo
         if hi < lo:
             raise UsageError(f"--channels '{spec}': range {part} goes backwards")
-        out.extend(i for i in range(lo, hi + 1) if i not in out)
+        if hi - lo + 1 + len(out) > MAX_CHANNELS:
+            raise UsageError(f"--channels '{spec}' lists over {MAX_CHANNELS} channels; pick fewer")
+        for i in range(lo, hi + 1):
+            if i not in seen:
+                seen.add(i)
+                out.append(i)
     if not out:
         raise UsageError("--channels is empty; pass indices like 0,5,17-24")
     return out
@@ -140,6 +148,9 @@ class RunOptions:
     def check(self) -> None:
         """Raise :class:`UsageError` for an out-of-range option."""
         _at_least("--batch-size", self.batch_size, 1)
+        repeated = sorted({name for name in self.layers if self.layers.count(name) > 1})
+        if repeated:
+            raise UsageError(f"--layer {repeated[0]} is given twice; list each layer once")
         _at_least("--workers", self.workers, 0)
         _at_most("--workers", self.workers, MAX_WORKERS)
         _at_least("--max-pixels", self.max_pixels, 1)
@@ -173,6 +184,7 @@ class CamOptions(RunOptions):
         _at_least("--top-k", self.top_k, 1)
         _at_least("--score-batch", self.score_batch, 1)
         _at_least("--smooth", self.smooth, 0)
+        _at_most("--smooth", self.smooth, MAX_SMOOTH)
         _finite("--noise", self.noise)
         _at_least("--noise", self.noise, 0)
         if self.targets and self.top_k > 1:

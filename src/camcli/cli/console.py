@@ -164,13 +164,15 @@ class Reporter:
             return None
         return max(0, self.total - self.completed) / rate
 
-    def status(self) -> str:
-        """The log line: ``[0:00:12] 40/100 images · 12.1 img/s · eta 0:00:05`` (and the step in progress)."""
-        rate = self.rate()
+    def status(self, final: bool = False) -> str:
+        """The log line: ``[0:00:12] 40/100 images · 12.1 img/s · eta 0:00:05`` (and the step in progress);
+        ``final``: the rate over the whole run since progress began, as the summary gives it."""
+        elapsed = time.monotonic() - self.started
+        rate = (self.meter.count / elapsed if elapsed > 0 and self.meter.count else None) if final else self.rate()
         count = f"{self.completed}/{self.total}" if self.total is not None else f"{self.completed}"
-        parts = [f"[{_clock(time.monotonic() - self.started)}] {count} images"]
-        parts.append(rate_text(rate).strip())
-        if self.total is not None:
+        parts = [f"[{_clock(elapsed)}] {count} images"]
+        parts.append(rate_text(rate).strip() + (" on average" if final and rate else ""))
+        if self.total is not None and not final:
             parts.append(f"eta {_clock(self.eta())}")
         if self.step_text:
             parts.append(self.step_text)
@@ -293,7 +295,7 @@ def _log_lines(total: int | None, warmup: int, label: str) -> Iterator[Reporter]
     finally:
         stop.set()
         thread.join()
-        write(reporter.status())
+        write(reporter.status(final=True))
 
 
 def table(
@@ -308,8 +310,19 @@ def table(
     ``keep`` columns (what users copy: layer names, model names) stay on one line at full width while the others
     fold around them."""
     console = out_console() if stdout else err_console()
-    t = Table(title=title, title_justify="left")
     texts = [[str(v) for v in r] for r in rows]
+    widths = [max([len(c), *(len(r[k]) for r in texts)]) for k, c in enumerate(columns)]
+    kept = sum(w for w, c in zip(widths, columns, strict=True) if c in keep)
+    others = sum(min(w, 10) for w, c in zip(widths, columns, strict=True) if c not in keep)
+    if keep and kept + others + 3 * len(columns) + 1 > console.width:
+        # too narrow for a table that keeps the names whole: aligned plain lines (a terminal may wrap a long
+        # line on screen, but the text is whole when copied)
+        console.print(title, markup=False, soft_wrap=True)
+        for r in [list(columns), *texts]:
+            line = "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True))
+            console.print(line.rstrip(), markup=False, soft_wrap=True, highlight=False)
+        return
+    t = Table(title=title, title_justify="left")
     for k, c in enumerate(columns):
         if c in keep:
             longest = max([len(c), *(len(r[k]) for r in texts)])

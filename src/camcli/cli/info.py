@@ -119,6 +119,8 @@ def merge_manifests_cmd(
         for line in problems:
             console.error(line)
         console.info(f"merged {parts} part(s) into {path}: {n} records")
+        if problems:  # the merge is done, but lines that were not records were left out: say so in the status
+            raise typer.Exit(1)
 
 
 @shared_options
@@ -162,19 +164,20 @@ def layers(
                 }
                 sys.stdout.write(json.dumps(rec) + "\n")
             return
+        calls = any(i.calls != 1 for i in shown)  # a column only when some layer runs more than once (or never)
         rows = [
             (
                 ("* " if i.name == chosen else "  ") + i.name,  # not indented: the full name fits where it is copied
                 i.type,
                 "×".join(map(str, i.shape)) if i.shape else ("(not run)" if i.calls == 0 else "-"),
-                i.calls if i.calls != 1 else "",
+                *([i.calls if i.calls != 1 else ""] if calls else []),
             )
             for i in shown
         ]
         console.table(
             f"{loaded.name}: layers for a 1×3×{loaded.input_size[0]}×{loaded.input_size[1]} input "
             f"(* = default layer: {chosen})",
-            ["layer", "type", "output shape", "calls"],
+            ["layer", "type", "output shape", *(["calls"] if calls else [])],
             rows,
             stdout=True,
             keep=("layer",),

@@ -21,7 +21,17 @@ from typing import Annotated, Any, TypeVar
 import typer
 import typer.models
 
-from ..options import BUNDLED, COMMON_COLORMAPS, METHOD_NAMES, MODEL_NAMES_ENTRY, ModelFields, RunOptions, parse_shard
+from ..options import (
+    BLENDS,
+    BUNDLED,
+    COMMON_COLORMAPS,
+    METHOD_NAMES,
+    MODEL_NAMES_ENTRY,
+    NORMALIZE_MODES,
+    ModelFields,
+    RunOptions,
+    parse_shard,
+)
 
 # ------------------------------------------------------------------------------------------- help panels
 MODEL = "Model"
@@ -36,6 +46,14 @@ RUN = "Run"
 # run or `camcli layers` fills (camcli.caches.remember_layer_names).
 def complete_method(incomplete: str) -> list[str]:
     return [m for m in METHOD_NAMES if m.startswith(incomplete.lower())]
+
+
+def complete_blend(incomplete: str) -> list[str]:
+    return [b for b in BLENDS if b.startswith(incomplete)]
+
+
+def complete_normalize(incomplete: str) -> list[str]:
+    return [n for n in NORMALIZE_MODES if n.startswith(incomplete)]
 
 
 def complete_colormap(incomplete: str) -> list[str]:
@@ -84,18 +102,22 @@ InputsArg = Annotated[
     list[str],
     typer.Argument(help="Image files, folders (recursive), globs, list files (.txt) or - for stdin.", metavar="INPUTS"),
 ]
-LayerOpt = Annotated[
-    list[str] | None,
-    typer.Option(
+
+
+def _layer_option(what: str) -> Any:
+    return typer.Option(
         "--layer",
         "-l",
-        help="Dotted layer name (camcli layers), repeatable: maps of several layers are fused. "
+        help=f"Dotted layer name (camcli layers), repeatable: {what}. "
         "\\[default: the last layer with a spatial output]",
         metavar="LAYER",
         autocompletion=complete_layer,
         rich_help_panel=EXPLAIN,
-    ),
-]
+    )
+
+
+LayerOpt = Annotated[list[str] | None, _layer_option("maps of several layers are fused")]
+GridLayerOpt = Annotated[list[str] | None, _layer_option("a grid per layer")]
 ColormapOpt = Annotated[
     str,
     typer.Option(

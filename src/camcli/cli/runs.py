@@ -26,10 +26,13 @@ from .params import (
     SMOOTHING,
     BatchArgs,
     ColormapOpt,
+    GridLayerOpt,
     InputsArg,
     LayerOpt,
     ModelArgs,
+    complete_blend,
     complete_method,
+    complete_normalize,
     shared_options,
 )
 
@@ -83,6 +86,7 @@ def cam(
             help="weighted: each pixel's opacity follows the map, so cold regions show the photo as it was; "
             "uniform: the same opacity everywhere.",
             metavar="weighted|uniform",
+            autocompletion=complete_blend,
             rich_help_panel=OUTPUT,
         ),
     ] = CamOptions.blend,
@@ -155,7 +159,7 @@ def features(
     inputs: InputsArg,
     model: ModelArgs,
     *,
-    layer: LayerOpt = None,
+    layer: GridLayerOpt = None,
     all_layers: Annotated[
         bool,
         typer.Option(
@@ -174,6 +178,7 @@ def features(
         typer.Option(
             help="tile: each tile on its own scale; layer: one scale for the grid.",
             metavar="tile|layer",
+            autocompletion=complete_normalize,
             rich_help_panel=OUTPUT,
         ),
     ] = FeatureOptions.normalize,

@@ -153,6 +153,9 @@ def _walk(folder: Path, out: OutputFolder) -> Iterator[Found]:
         yield path, None if usable else _describe_unusable(path)
 
 
+_IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF87a", b"GIF89a")
+
+
 def _list_entries(spec: str) -> Iterator[Found]:
     """Paths from a list file (one per line; blank lines and '#' comments skipped) or from stdin ('-').
 
@@ -162,6 +165,13 @@ def _list_entries(spec: str) -> Iterator[Found]:
 
     stream = sys.stdin.buffer if spec == "-" else open(spec, "rb")  # noqa: SIM115
     try:
+        head = stream.peek(16)[:16] if hasattr(stream, "peek") else b""
+        if head.startswith(_IMAGE_MAGIC):  # `cat x.png | camcli gradcam -`: one line, not one per "line" of it
+            where = "standard input" if spec == "-" else spec
+            raise UsageError(
+                f"{where} holds image data, not a list of paths; pass image files as arguments "
+                "('-' reads one path per line)"
+            )
         for number, raw in enumerate(stream, 1):
             text = os.fsdecode(raw.strip())
             if not text or text.startswith("#"):

@@ -59,7 +59,7 @@ def settings_name(settings: list[tuple[str, str | None]]) -> str:
 
 
 def cam_output_path(
-    out: Path, item: InputFile, tag: str, index: int, class_name: str, suffix: str = ".png", rank: int | None = None
+    out: Path, item: InputFile, tag: str, index: int, class_name: str, suffix: str = ".png", rank: str | None = None
 ) -> Path:
     """The file of one map (``tag``: method and settings) of one class of one input; with ``rank`` (``--top-k``
     above 1) the class part starts ``topR-`` so that a folder listing shows the classes best first."""
@@ -68,11 +68,18 @@ def cam_output_path(
     return stem.with_name(f"{stem.name}.{tag}.{ranked}{index}-{slug(class_name)}{suffix}")
 
 
-def find_cam_outputs(out: Path, item: InputFile, tag: str, suffix: str) -> list[Path]:
-    """Files of map ``tag`` of ``item`` for any class (exactly the names :func:`cam_output_path` makes)."""
+def rank_text(rank: int, of: int) -> str:
+    """``rank`` zero-padded to the width of ``of`` (top 12 of 100: ``012``), so that names sort by rank."""
+    return f"{rank:0{len(str(of))}d}"
+
+
+def find_cam_outputs(out: Path, item: InputFile, tag: str, suffix: str, ranked: bool = False) -> list[Path]:
+    """Files of map ``tag`` of ``item`` for any class (exactly the names :func:`cam_output_path` makes, with a
+    rank when ``ranked``, without one otherwise)."""
     stem = out / item.rel
     pattern = f"{glob.escape(stem.name)}.{glob.escape(tag)}.*{suffix}"
-    rx = re.compile(re.escape(f"{stem.name}.{tag}.") + r"(?:top\d+-)?\d+-[^.]*" + re.escape(suffix) + "$")
+    rank = r"top\d+-" if ranked else ""
+    rx = re.compile(re.escape(f"{stem.name}.{tag}.") + rank + r"\d+-[^.]*" + re.escape(suffix) + "$")
     return [p for p in stem.parent.glob(pattern) if rx.match(p.name)]
 
 
@@ -141,7 +148,11 @@ def ensure_writable_folder(folder: Path) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        what = "is a file" if folder.exists() and not folder.is_dir() else f"cannot be written ({e.strerror or e})"
+        try:
+            is_file = folder.exists() and not folder.is_dir()
+        except OSError:  # e.g. a name too long to even look up
+            is_file = False
+        what = "is a file" if is_file else f"cannot be written ({e.strerror or e})"
         raise UsageError(f"--out {folder} {what}; pick a folder you can write to") from None
 
 

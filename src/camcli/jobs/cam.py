@@ -24,6 +24,7 @@ from ..io.outputs import (
     find_cam_outputs,
     owned_by,
     owner_tag,
+    rank_text,
 )
 from ..methods import CamMethod, explain_smooth, get_method, normalize, upsample
 from ..methods.guided import gradient_to_image, guided_backprop
@@ -62,6 +63,9 @@ class CamJob(Job[CamMaps]):
 
     def prepare_model(self, infos: list[LayerInfo]) -> None:
         self.targets = resolve_targets(self.options.targets, self.model.categories)
+        classes = self.model.num_classes
+        if classes and self.options.top_k > classes:
+            raise UsageError(f"--top-k {self.options.top_k}: {self.model.name} has {classes} classes; use at most that")
 
     def header(self) -> str:
         return (
@@ -106,13 +110,17 @@ class CamJob(Job[CamMaps]):
             out.append(("annotate", None))
         return out
 
-    def output_path(self, item: InputFile, tag: str, index: int, suffix: str = ".png", rank: int | None = None) -> Path:
+    def output_path(self, item: InputFile, tag: str, index: int, suffix: str = ".png", rank: str | None = None) -> Path:
         name = self.model.class_name(index)
         return cam_output_path(self.options.out, item, tag + self.name_settings, index, name, suffix, rank)
 
-    def _rank(self, k: int) -> int | None:
-        """The class's rank in the file name: with --top-k above 1 (not with --target)."""
-        return k + 1 if not self.targets and self.options.top_k > 1 else None
+    @property
+    def ranked(self) -> bool:
+        """Names carry the class's rank: with --top-k above 1 (not with --target)."""
+        return not self.targets and self.options.top_k > 1
+
+    def _rank(self, k: int) -> str | None:
+        return rank_text(k + 1, self.options.top_k) if self.ranked else None
 
     def _expected(self) -> list[tuple[str, str]]:
         """(tag, suffix) of every file written per image and class: a PNG per map, its .npy with --save-raw
@@ -137,7 +145,7 @@ class CamJob(Job[CamMaps]):
             )
         out = self.options.out
         for tag, sfx in self._expected():
-            found = find_cam_outputs(out, item, tag + self.name_settings, sfx)
+            found = find_cam_outputs(out, item, tag + self.name_settings, sfx, self.ranked)
             if len(found) < self.options.top_k or not all(owned_by(p, owner, made) for p in found if sfx == ".png"):
                 return False
         return True

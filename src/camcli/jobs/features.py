@@ -100,7 +100,8 @@ class FeatureJob(Job[dict[str, LayerFeatures]]):
     def settings(self) -> dict[str, Any]:
         o = self.options
         shown = {"channels": o.channels} if o.channels is not None else {"top": o.top}
-        return {**super().settings(), **shown, "normalize": o.normalize, "tile": o.tile, "colormap": o.colormap}
+        common = {k: v for k, v in super().settings().items() if k != "layers"}  # a grid is one layer's, named
+        return {**common, **shown, "normalize": o.normalize, "tile": o.tile, "colormap": o.colormap}
 
     def named_settings(self) -> list[Setting]:
         o, d = self.options, FeatureOptions()
@@ -183,7 +184,7 @@ class FeatureJob(Job[dict[str, LayerFeatures]]):
         return ImageResult(item.display, True, size=(image.width, image.height), written=written)
 
     def records(self, result: ImageResult) -> list[Record]:
-        settings = {k: v for k, v in self.settings().items() if k not in ("model", "layers")}
+        settings = {k: v for k, v in self.settings().items() if k != "model"}
         base = {"input": result.input, "kind": "features", "model": self.model.name, "settings": settings}
         if not result.ok:
             return [{**base, "layer": "+".join(self.layers), "status": "error", "error": result.error}]

@@ -6,7 +6,7 @@ weighted sum of channels, its raw map). Everything else lives here, once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -237,21 +237,25 @@ def explain_smooth(
     passes = 1
     gen = torch.Generator(device="cpu").manual_seed(seed)
     span = (x.flatten(1).max(1).values - x.flatten(1).min(1).values).view(-1, 1, 1, 1)
-    variants: list[tuple[torch.Tensor, bool]] = []
-    for _ in range(max(smooth, 0)):
-        eps = torch.randn(x.shape, generator=gen).to(x.device) * (noise * span)
-        variants.append((x + eps, False))
-    if aug:
-        variants.append((torch.flip(x, dims=[-1]), True))
-    for done, (xv, flipped) in enumerate(variants, start=1):
-        report("smoothing passes", done - 1, len(variants))
+    total = max(smooth, 0) + int(aug)
+
+    def variants() -> Iterator[tuple[torch.Tensor, bool]]:
+        """One input at a time (N noisy copies at once would hold N batches in memory)."""
+        for _ in range(max(smooth, 0)):
+            eps = torch.randn(x.shape, generator=gen).to(x.device) * (noise * span)
+            yield x + eps, False
+        if aug:
+            yield torch.flip(x, dims=[-1]), True
+
+    for done, (xv, flipped) in enumerate(variants(), start=1):
+        report("smoothing passes", done - 1, total)
         ex = explain(model, xv, layer, method, classes=base.classes, **kwargs)
         for name, m in ex.by_method.items():
             sums[name] += torch.flip(m, dims=[-1]) if flipped else m
         for key, m in ex.per_layer.items():
             layer_sums[key] += torch.flip(m, dims=[-1]) if flipped else m
         passes += 1
-    report("smoothing passes", len(variants), len(variants))
+    report("smoothing passes", total, total)
     by_method = {name: normalize(s / passes) for name, s in sums.items()}
     per_layer = {key: normalize(s / passes) for key, s in layer_sums.items()}
     return Explanation(base.logits, base.probs, base.classes, by_method, per_layer)
