@@ -23,6 +23,8 @@ BUNDLED = "efficientnet_lite0"  # the offline default model
 DEFAULT_MAX_PIXELS = 89_478_485
 NORMALIZE_MODES = ("tile", "layer")
 BLENDS = ("weighted", "uniform")  # how a map is laid over the picture (camcli.render.overlay)
+OUTPUT_FORMATS = ("png", "jpg", "webp")  # pictures (maps stay .npy)
+MIN_MAX_SIZE = 16  # --max-size: the smallest long side a written picture may be given
 DEFAULT_METHOD = "gradcam"
 # the method names --method takes (camcli.methods.REGISTRY, listed here so that --help needs no torch; a test
 # keeps the two in step)
@@ -144,6 +146,9 @@ class RunOptions:
     arch: str | None = None
     trust_checkpoint: bool = False
     fsync: bool = False  # sync the manifest to disk after every record (see the README for the cost)
+    format: str = "png"  # pictures: png, jpg or webp
+    quality: int = 90  # jpg/webp quality, 1–100
+    max_size: int | None = None  # cap on the long side of written pictures (and a reduced JPEG decode)
 
     def check(self) -> None:
         """Raise :class:`UsageError` for an out-of-range option."""
@@ -155,6 +160,11 @@ class RunOptions:
         _at_most("--workers", self.workers, MAX_WORKERS)
         _at_least("--max-pixels", self.max_pixels, 1)
         check_shard(self.shard)
+        if self.format not in OUTPUT_FORMATS:
+            raise UsageError(f"--format {self.format!r}: use {', '.join(OUTPUT_FORMATS)}")
+        _at_least("--quality", self.quality, 1)
+        _at_most("--quality", self.quality, 100)
+        _at_least("--max-size", self.max_size, MIN_MAX_SIZE)
 
 
 @dataclass

@@ -28,6 +28,7 @@ from ..options import (
     METHOD_NAMES,
     MODEL_NAMES_ENTRY,
     NORMALIZE_MODES,
+    OUTPUT_FORMATS,
     ModelFields,
     RunOptions,
     parse_shard,
@@ -54,6 +55,10 @@ def complete_blend(incomplete: str) -> list[str]:
 
 def complete_normalize(incomplete: str) -> list[str]:
     return [n for n in NORMALIZE_MODES if n.startswith(incomplete)]
+
+
+def complete_format(incomplete: str) -> list[str]:
+    return [f for f in OUTPUT_FORMATS if f.startswith(incomplete)]
 
 
 def complete_colormap(incomplete: str) -> list[str]:
@@ -160,6 +165,9 @@ class BatchArgs:
     skip_existing: bool
     shard: str | None
     fsync: bool
+    format: str
+    quality: int
+    max_size: int | None
     json_out: bool
     quiet: bool
     debug: bool
@@ -173,6 +181,9 @@ class BatchArgs:
         options.skip_existing = self.skip_existing
         options.shard = parse_shard(self.shard)
         options.fsync = self.fsync
+        options.format = self.format
+        options.quality = self.quality
+        options.max_size = self.max_size
 
 
 def _option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
@@ -297,6 +308,38 @@ _GROUPS: dict[type, list[inspect.Parameter]] = {
                 ),
             ],
             RunOptions.fsync,
+        ),
+        _option(
+            "format",
+            Annotated[
+                str,
+                typer.Option(
+                    "--format",
+                    help="Picture files: png (lossless), jpg or webp (smaller, faster to write); maps stay .npy.",
+                    metavar="png|jpg|webp",
+                    autocompletion=complete_format,
+                    rich_help_panel=OUTPUT,
+                ),
+            ],
+            RunOptions.format,
+        ),
+        _option(
+            "quality",
+            Annotated[int, typer.Option(help="jpg/webp quality, 1–100.", rich_help_panel=OUTPUT)],
+            RunOptions.quality,
+        ),
+        _option(
+            "max_size",
+            Annotated[
+                int | None,
+                typer.Option(
+                    "--max-size",
+                    help="Longest side of written pictures in pixels; JPEG inputs are then decoded at a reduced "
+                    "scale. \\[default: the input's size]",
+                    rich_help_panel=OUTPUT,
+                ),
+            ],
+            None,
         ),
         _option("json_out", JsonOpt, False),
         _option(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import math
 import os
 import stat
 import threading
@@ -30,12 +31,21 @@ def _allow_pillow(max_pixels: int | None) -> None:
         Image.MAX_IMAGE_PIXELS = max(max_pixels, Image.MAX_IMAGE_PIXELS or 0)
 
 
-def decode(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+def decode(
+    path: Path,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_side: int | None = None,
+    min_size: tuple[int, int] = (0, 0),
+) -> Image.Image:
     """Read an image as 8-bit RGB, upright (EXIF orientation applied), ready to draw on.
 
     Grayscale → RGB; RGBA/LA/P with transparency are composited on white; 16-bit and float images are scaled
     to 8 bits (not clipped); CMYK is converted. Raises :class:`InputError` with the reason for missing, empty,
     truncated, corrupt, non-image and too-large files.
+
+    ``max_side``: a JPEG may be decoded at a reduced scale (libjpeg's DCT scaling, 1/2 to 1/8) as long as its
+    long side stays at least ``max_side`` and it stays at least ``min_size`` (width, height); the caller scales
+    it the rest of the way. Other formats decode in full.
 
     ``max_pixels`` is the decompression-bomb guard (None: Pillow's default only). This function owns the
     rule: Pillow's global guard is raised to ``max_pixels`` when that is larger, so the limit given here is
@@ -60,6 +70,10 @@ def decode(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Ima
                     "the file is not what its header says"
                 )
             ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never half a picture
+            if max_side is not None and im.format == "JPEG" and max(w, h) > max_side:
+                s = max_side / max(w, h)
+                wanted = (max(math.ceil(w * s), min_size[0]), max(math.ceil(h * s), min_size[1]))
+                im.draft(im.mode, wanted)  # the largest DCT scale whose result is still at least ``wanted``
             im.load()
             try:
                 im = ImageOps.exif_transpose(im)

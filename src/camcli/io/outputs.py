@@ -25,8 +25,8 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError, UsageError
+from .formats import encode_picture, read_tags
 from .inputs import InputFile, identity
-from .png import encode_png, read_text
 
 _UMASK = os.umask(0o022)  # read the process umask once, at import (os.umask can only read by setting)
 os.umask(_UMASK)
@@ -195,7 +195,7 @@ def conflict(target: Path, owner: str, settings: str | None = None) -> str | Non
     """Why ``target`` must not be replaced by a picture of input ``owner`` made with ``settings``: it is a
     picture camcli made from another input, or with other settings; None when it may (no such file, a file
     without the tags, or the same input and settings: a rerun)."""
-    text = read_text(target)
+    text = read_tags(target)
     if text.get(OWNER_KEY, owner) != owner:
         return "another input with the same relative name"
     if settings is not None and text.get(SETTINGS_KEY, settings) != settings:
@@ -209,7 +209,20 @@ def owned_by(target: Path, owner: str, settings: str | None = None) -> bool:
 
 
 def atomic_save_png(target: Path, image: Image.Image, owner: str | None = None, settings: str | None = None) -> None:
-    """Write a PNG atomically. With ``owner`` (:func:`owner_tag`) and ``settings``, the picture carries them,
+    """:func:`atomic_save_picture` in PNG."""
+    atomic_save_picture(target, image, owner, settings)
+
+
+def atomic_save_picture(
+    target: Path,
+    image: Image.Image,
+    owner: str | None = None,
+    settings: str | None = None,
+    fmt: str = "png",
+    quality: int = 90,
+) -> None:
+    """Write a picture (``fmt``: png, jpg, webp) atomically. With ``owner`` (:func:`owner_tag`) and ``settings``,
+    the picture carries them,
     and an existing file made from *another* input or with other settings is never replaced: two runs into one
     ``--out`` over different folders with the same file names, or with two checkpoints of the same name, would
     otherwise overwrite each other's outputs without a word."""
@@ -223,7 +236,7 @@ def atomic_save_png(target: Path, image: Image.Image, owner: str | None = None, 
     text = {OWNER_KEY: owner} if owner is not None else {}
     if settings is not None:
         text[SETTINGS_KEY] = settings
-    atomic_write_bytes(target, encode_png(np.asarray(image.convert("RGB")), text or None))
+    atomic_write_bytes(target, encode_picture(image, fmt, quality, text or None))
 
 
 def atomic_save_npy(target: Path, array: np.ndarray) -> None:

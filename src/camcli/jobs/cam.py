@@ -19,7 +19,6 @@ from ..io.inputs import InputFile
 from ..io.outputs import (
     Setting,
     atomic_save_npy,
-    atomic_save_png,
     cam_output_path,
     find_cam_outputs,
     owned_by,
@@ -110,9 +109,13 @@ class CamJob(Job[CamMaps]):
             out.append(("annotate", None))
         return out
 
-    def output_path(self, item: InputFile, tag: str, index: int, suffix: str = ".png", rank: str | None = None) -> Path:
+    def output_path(
+        self, item: InputFile, tag: str, index: int, suffix: str | None = None, rank: str | None = None
+    ) -> Path:
+        """The file of map ``tag`` of class ``index``: a picture in the run's format, or ``suffix`` (``.npy``)."""
         name = self.model.class_name(index)
-        return cam_output_path(self.options.out, item, tag + self.name_settings, index, name, suffix, rank)
+        sfx = suffix or self.ext
+        return cam_output_path(self.options.out, item, tag + self.name_settings, index, name, sfx, rank)
 
     @property
     def ranked(self) -> bool:
@@ -128,10 +131,10 @@ class CamJob(Job[CamMaps]):
         maps = [m.name for m in self.methods]
         if self.options.per_layer and len(self.layers) > 1:
             maps += [f"{m.name}@{layer}" for m in self.methods for layer in self.layers]
-        suffixes = [".png", ".npy"] if self.options.save_raw else [".png"]
+        suffixes = [self.ext, ".npy"] if self.options.save_raw else [self.ext]
         out = [(tag, sfx) for tag in maps for sfx in suffixes]
         if self.options.guided:
-            out += [(tag, ".png") for tag in ["guided-backprop"] + [f"guided-{m.name}" for m in self.methods]]
+            out += [(tag, self.ext) for tag in ["guided-backprop"] + [f"guided-{m.name}" for m in self.methods]]
         return out
 
     def outputs_exist(self, item: InputFile) -> bool:
@@ -141,12 +144,13 @@ class CamJob(Job[CamMaps]):
         if self.targets:
             paths = [self.output_path(item, tag, idx, sfx) for tag, sfx in self._expected() for idx in self.targets]
             return all(p.is_file() for p in paths) and all(
-                owned_by(p, owner, made) for p in paths if p.suffix == ".png"
+                owned_by(p, owner, made) for p in paths if p.suffix != ".npy"
             )
         out = self.options.out
         for tag, sfx in self._expected():
             found = find_cam_outputs(out, item, tag + self.name_settings, sfx, self.ranked)
-            if len(found) < self.options.top_k or not all(owned_by(p, owner, made) for p in found if sfx == ".png"):
+            pictures = [p for p in found if sfx != ".npy"]
+            if len(found) < self.options.top_k or not all(owned_by(p, owner, made) for p in pictures):
                 return False
         return True
 
@@ -192,7 +196,7 @@ class CamJob(Job[CamMaps]):
         picture = render.overlay(image, cam, o.colormap, o.alpha, o.blend)
         if o.annotate:
             picture = render.annotate(picture, caption, o.colormap)
-        atomic_save_png(path, picture, owner, self.settings_text)
+        self.save_picture(path, picture, owner)
         if maps is not None:
             maps[str(path)] = cam
         if not o.save_raw:
@@ -216,7 +220,7 @@ class CamJob(Job[CamMaps]):
             for p, i in zip(top.values, top.indices, strict=True)
         ]
         maps: dict[str, np.ndarray] | None = {} if self.options.keep_maps else None
-        owner, made = owner_tag(item), self.settings_text
+        owner = owner_tag(item)
         layer = "+".join(self.layers)
         written: list[CamOutput | FeatureOutput] = []
         for k, idx in enumerate(computed.classes):
@@ -226,7 +230,7 @@ class CamJob(Job[CamMaps]):
             gb_path = self.output_path(item, "guided-backprop", idx, rank=rank)
             if guided is not None:
                 picture = render.gradient_picture(gradient_to_image(guided).numpy(), size)
-                atomic_save_png(gb_path, picture, owner, made)
+                self.save_picture(gb_path, picture, owner)
             for m in self.methods:
                 path = self.output_path(item, m.name, idx, rank=rank)
                 full = normalize(upsample(computed.by_method[m.name][k], size)).numpy()
@@ -246,7 +250,7 @@ class CamJob(Job[CamMaps]):
                     cam_in = upsample(computed.by_method[m.name][k], (guided.shape[-2], guided.shape[-1]))
                     gc_path = self.output_path(item, f"guided-{m.name}", idx, rank=rank)
                     picture = render.gradient_picture(gradient_to_image(guided * cam_in[None]).numpy(), size)
-                    atomic_save_png(gc_path, picture, owner, made)
+                    self.save_picture(gc_path, picture, owner)
                     out.guided_cam = str(gc_path)
                 written.append(out)
         return ImageResult(

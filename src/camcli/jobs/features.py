@@ -20,7 +20,7 @@ from ..engine.hooks import capture, eval_mode
 from ..engine.layers import LayerInfo, resolve, tokens_to_grid
 from ..errors import InputError, UsageError
 from ..io.inputs import InputFile
-from ..io.outputs import Setting, atomic_save_npy, atomic_save_png, feature_output_path, owned_by, owner_tag
+from ..io.outputs import Setting, atomic_save_npy, feature_output_path, owned_by, owner_tag
 from ..models import LoadedModel
 from ..options import FeatureOptions, parse_channels
 from .job import Job
@@ -118,20 +118,21 @@ class FeatureJob(Job[dict[str, LayerFeatures]]):
             out.append(("colormap", o.colormap))
         return out
 
-    def output_path(self, item: InputFile, layer: str, suffix: str = ".png") -> Path:
+    def output_path(self, item: InputFile, layer: str, suffix: str | None = None) -> Path:
         """The grid of ``layer``; with ``--all`` its name starts with the layer's place in the forward pass
         (``features.007-layer1.0.conv1``), so that a folder listing shows the layers in the order they run."""
         name = layer
         if self.options.all_layers:
             digits = len(str(len(self.layers)))
             name = f"{self.layers.index(layer) + 1:0{digits}d}-{layer}"
-        return feature_output_path(self.options.out, item, name + self.name_settings, suffix)
+        return feature_output_path(self.options.out, item, name + self.name_settings, suffix or self.ext)
 
     def outputs_exist(self, item: InputFile) -> bool:
-        sfx = [".png"] + ([".npy"] if self.options.save_raw else [])
+        sfx = [self.ext] + ([".npy"] if self.options.save_raw else [])
         owner, made = owner_tag(item), self.settings_text
         paths = [self.output_path(item, layer, s) for layer in self.layers for s in sfx]
-        return all(p.is_file() for p in paths) and all(owned_by(p, owner, made) for p in paths if p.suffix == ".png")
+        pictures = [p for p in paths if p.suffix != ".npy"]
+        return all(p.is_file() for p in paths) and all(owned_by(p, owner, made) for p in pictures)
 
     def compute(self, x: torch.Tensor) -> list[dict[str, LayerFeatures]]:
         module = self.model.module
@@ -174,7 +175,7 @@ class FeatureJob(Job[dict[str, LayerFeatures]]):
                 title=f"{layer} · {st.channels}x{st.height}x{st.width} · {how} · {Path(item.display).name}",
             )
             path = self.output_path(item, layer)
-            atomic_save_png(path, grid, owner_tag(item), self.settings_text)
+            self.save_picture(path, grid, owner_tag(item))
             out = FeatureOutput(layer, f.channels, f.means, f.stats, grid=str(path))
             if f.raw is not None:
                 raw = self.output_path(item, layer, ".npy")

@@ -19,8 +19,9 @@ from .. import render
 from ..caches import remember_layer_names
 from ..engine.devices import resolve_device
 from ..engine.layers import LayerInfo, choose_layers, default_layer, trace
+from ..io.formats import EXTENSIONS
 from ..io.inputs import InputFile
-from ..io.outputs import Setting, settings_name
+from ..io.outputs import Setting, atomic_save_picture, settings_name
 from ..models import LoadedModel, is_bundled, load_spec, looks_like_path
 from ..options import RunOptions
 from ..profiling import phase
@@ -81,7 +82,9 @@ class Job(ABC, Generic[C]):
         the manifest's ``settings`` and the pictures' tEXt chunk."""
         name = self.model.name
         model = str(Path(name).expanduser().resolve()) if looks_like_path(name) else name
-        return {"model": model, "weights": self.model.weights, "layers": list(self.layers)}
+        o = self.options
+        picture = {"format": o.format, "quality": o.quality if o.format != "png" else None, "max_size": o.max_size}
+        return {"model": model, "weights": self.model.weights, "layers": list(self.layers), **picture}
 
     def named_settings(self) -> list[Setting]:
         """The settings that differ from the defaults, as they appear in output names (extended by each job):
@@ -93,7 +96,22 @@ class Job(ABC, Generic[C]):
             out.append(("model", Path(name).stem if looks_like_path(name) else name))
         if o.weights is not None and o.weights.strip().lower() != "default":
             out.append(("weights", o.weights.strip()))
+        if o.format != "png" and o.quality != RunOptions.quality:
+            out.append(("quality", str(o.quality)))
+        if o.max_size is not None:
+            out.append(("max-size", str(o.max_size)))
         return out
+
+    # ---------------------------------------------------------------------------------------- pictures
+    @property
+    def ext(self) -> str:
+        """The suffix of this run's pictures (``--format``)."""
+        return EXTENSIONS[self.options.format]
+
+    def save_picture(self, path: Path, image: Image.Image, owner: str) -> None:
+        """Write one picture in the run's format, tagged with its input and this run's settings."""
+        o = self.options
+        atomic_save_picture(path, image, owner, self.settings_text, o.format, o.quality)
 
     def weights_note(self) -> str:
         return " (random weights)" if self.model.random_weights else ""

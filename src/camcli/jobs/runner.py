@@ -75,10 +75,24 @@ class Decoded:
     tensor: torch.Tensor
 
 
-def decode_and_prepare(item: InputFile, model: LoadedModel, max_pixels: int | None) -> Decoded:
-    """Runs in a decoder thread; raises :class:`InputError` for a file that cannot be read."""
-    image = decode(item.path, max_pixels)
-    return Decoded(image, preprocess(image, model))
+def decode_and_prepare(
+    item: InputFile, model: LoadedModel, max_pixels: int | None, max_size: int | None = None
+) -> Decoded:
+    """Runs in a decoder thread; raises :class:`InputError` for a file that cannot be read.
+
+    ``max_size``: the picture drawn on is scaled so that its long side is at most that. A JPEG is then decoded
+    at the smallest DCT scale that still gives both that size and the model's input size, and the model's input
+    is made from that decode (not from the scaled-down picture), so the prediction does not depend on it more
+    than the reduced decode does.
+    """
+    h, w = model.input_size
+    image = decode(item.path, max_pixels, max_size, (w, h))
+    tensor = preprocess(image, model)
+    if max_size is not None and max(image.size) > max_size:
+        scale = max_size / max(image.size)
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return Decoded(image, tensor)
 
 
 @dataclass
@@ -178,12 +192,14 @@ def process_inputs(
     *,
     workers: int | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_size: int | None = None,
     skip: Callable[[InputFile], bool] | None = None,
     settle: ResultCallback | None = None,
 ) -> Iterator[ImageResult]:
     """Process every input; yields one :class:`ImageResult` per input, in input order.
 
-    Decoding runs ``workers`` images ahead of the model in threads; rendering and writing run behind it in
+    ``max_size`` caps the long side of the pictures drawn on (see :func:`decode_and_prepare`). Decoding runs
+    ``workers`` images ahead of the model in threads; rendering and writing run behind it in
     threads. ``skip(item)`` true: the input is skipped (resume). ``settle(result)`` is called once for every
     result, in order, before it is yielded; also for the results whose files were written when the run stops
     early (Ctrl-C, an error, or the consumer closing this generator), so that every written file is settled
@@ -216,7 +232,7 @@ def process_inputs(
                 elif skip is not None and skip(item):
                     slot.result = ImageResult.skipped_existing(item.display)
                 else:
-                    slot.decoding = decoder.submit(decode_and_prepare, item, job.model, max_pixels)
+                    slot.decoding = decoder.submit(decode_and_prepare, item, job.model, max_pixels, max_size)
                 queued.append(slot)
             if not queued:
                 break
@@ -277,6 +293,7 @@ def run_job(
             items,
             workers=options.workers,
             max_pixels=options.max_pixels,
+            max_size=options.max_size,
             skip=ledger.already_done if options.skip_existing else None,
             settle=ledger.record,
         ):
