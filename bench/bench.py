@@ -363,7 +363,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer rounds")
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--only", choices=["gradcam", "help", "startup", "methods", "pipeline", "memory"], default=None)
+    sections = ["gradcam", "help", "startup", "methods", "pipeline", "stages", "memory"]
+    ap.add_argument("--only", choices=sections, default=None)
     ap.add_argument("--full", action="store_true", help="include Score-CAM on resnet50 (minutes)")
     ap.add_argument("--method", action="append", choices=METHODS, help="methods section: only these")
     args = ap.parse_args()
@@ -384,6 +385,10 @@ def main() -> None:
         bench_methods(max(3, rounds // 2), args.batch, args.full, args.method)
     if args.only in (None, "pipeline"):
         bench_pipeline(200)
+    if args.only in (None, "stages"):
+        from stages import bench_stages
+
+        bench_stages(3)
     if args.only in (None, "memory"):
         bench_memory((200, 1000))
 

@@ -1,4 +1,5 @@
 """Floor for `camcli gradcam IMAGE` with the bundled model: load it from the same packages, decode, classify."""
+
 import sys
 
 import numpy as np

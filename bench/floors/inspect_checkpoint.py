@@ -1,4 +1,5 @@
 """Floor for `camcli inspect CKPT`: load the state_dict safely and print its keys and shapes."""
+
 import sys
 
 import torch

@@ -1,4 +1,5 @@
 """Floor for `camcli gradcam IMAGE --model NAME --weights none`: build the torchvision model, decode, classify."""
+
 import sys
 
 import numpy as np
