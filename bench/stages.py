@@ -24,7 +24,7 @@ from camcli import render
 from camcli.io.decode import decode
 from camcli.io.formats import encode_picture
 from camcli.io.outputs import atomic_write_bytes
-from camcli.methods import explain, get_method, normalize, upsample
+from camcli.methods import explain, get_method, normalize, upsample, upsample_normalized
 from camcli.models import load_bundled, preprocess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,7 +80,7 @@ def bench_stages(rounds: int = 3) -> None:
                 picture = full.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0)
             cam = explain(loaded.module, x[:1], "_head_act", method).by_method["gradcam"][0, 0]
             shape = (picture.height, picture.width)
-            col["map (upsample, normalise)"] = _cpu_ms(lambda: normalize(upsample(cam, shape)).numpy(), rounds)
+            col["map (upsample, normalise)"] = _cpu_ms(lambda: upsample_normalized(cam, shape).numpy(), rounds)
             full_map = normalize(upsample(cam, shape)).numpy()
             col["render (colour, blend)"] = _cpu_ms(lambda: render.overlay(picture, full_map), rounds)
             overlay = render.overlay(picture, full_map)

@@ -110,3 +110,16 @@ def test_reduced_decode_keeps_the_top_class(tmp_path):
 def test_bad_format_options_are_one_line(tmp_path, args, message):
     res = invoke("gradcam", str(SAMPLES / "coffee.png"), "--out", str(tmp_path), *args)
     assert res.exit_code == 2 and message in res.stderr
+
+
+def test_in_place_upsample_normalise_is_bit_identical():
+    import torch
+
+    from camcli.methods import normalize, upsample, upsample_normalized
+
+    torch.manual_seed(0)
+    for shape, size in [((7, 7), (300, 451)), ((14, 14), (1512, 2016)), ((7, 7), (7, 7))]:
+        m = normalize(torch.randn(*shape))
+        assert torch.equal(upsample_normalized(m, size), normalize(upsample(m, size)))
+    flat = torch.full((7, 7), 0.5)
+    assert torch.equal(upsample_normalized(flat, (20, 20)), torch.zeros(20, 20))

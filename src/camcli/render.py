@@ -44,14 +44,22 @@ def check_colormap(name: str) -> None:
     colormap_lut(name)
 
 
-def colorize_image(cam: np.ndarray, colormap: str) -> Image.Image:
-    """(H, W) map in [0, 1] → RGB picture of the colormap (a palette lookup in Pillow's C code)."""
+def _levels(cam: np.ndarray) -> np.ndarray:
+    """(H, W) map in [0, 1] → uint8 levels 0…255 (rounded), with one full-size float temporary."""
     scaled = np.asarray(cam, dtype=np.float32) * 255.0
     np.clip(scaled, 0.0, 255.0, out=scaled)
-    idx = np.rint(scaled, out=scaled).astype(np.uint8)
+    return np.rint(scaled, out=scaled).astype(np.uint8)
+
+
+def _colour_of_levels(idx: np.ndarray, colormap: str) -> Image.Image:
     pal = Image.fromarray(idx, "P")
     pal.putpalette(colormap_lut(colormap).tobytes())
     return pal.convert("RGB")
+
+
+def colorize_image(cam: np.ndarray, colormap: str) -> Image.Image:
+    """(H, W) map in [0, 1] → RGB picture of the colormap (a palette lookup in Pillow's C code)."""
+    return _colour_of_levels(_levels(cam), colormap)
 
 
 def colorize(cam: np.ndarray, colormap: str) -> np.ndarray:
@@ -74,15 +82,15 @@ def overlay(
     base = image.convert("RGB")
     if cam.shape != (base.height, base.width):
         raise ValueError(f"map of shape {cam.shape} does not match image of size {(base.height, base.width)}")
-    colour = colorize_image(cam, colormap)
+    if blend not in BLENDS:
+        raise ValueError(f"unknown blend {blend!r}; use one of {', '.join(BLENDS)}")
+    idx = _levels(cam)  # the map as 8-bit levels, once: the colours and the mask are both looked up from them
+    colour = _colour_of_levels(idx, colormap)
     if blend == "uniform":
         return Image.blend(base, colour, alpha)
-    if blend != "weighted":
-        raise ValueError(f"unknown blend {blend!r}; use one of {', '.join(BLENDS)}")
-    # the map as an 8-bit mask of opacity alpha * map: Pillow composites in C, no full-size float copies
-    scaled = np.asarray(cam, dtype=np.float32) * (255.0 * alpha)
-    np.clip(scaled, 0.0, 255.0, out=scaled)
-    mask = Image.fromarray(np.rint(scaled).astype(np.uint8), "L")
+    # opacity alpha × map as an 8-bit mask, by a table on the levels (Pillow's point, C code); the composite is
+    # Pillow's too: no full-size float work beyond the levels
+    mask = Image.fromarray(idx, "L").point([round(level * alpha) for level in range(256)])
     return Image.composite(colour, base, mask)
 
 

@@ -25,7 +25,7 @@ from ..io.outputs import (
     owner_tag,
     rank_text,
 )
-from ..methods import CamMethod, explain_smooth, get_method, normalize, upsample
+from ..methods import CamMethod, explain_smooth, get_method, upsample, upsample_normalized
 from ..methods.guided import gradient_to_image, guided_backprop
 from ..models import LoadedModel
 from ..options import DEFAULT_METHOD, CamOptions
@@ -233,14 +233,14 @@ class CamJob(Job[CamMaps]):
                 self.save_picture(gb_path, picture, owner)
             for m in self.methods:
                 path = self.output_path(item, m.name, idx, rank=rank)
-                full = normalize(upsample(computed.by_method[m.name][k], size)).numpy()
+                full = upsample_normalized(computed.by_method[m.name][k], size).numpy()
                 out = CamOutput(m.name, idx, name, prob, overlay=str(path))
                 caption = f"{idx} {name} · {prob:.3f} · {m.name} @ {layer}"
                 out.raw = self._save_map(path, image, full, maps, owner, caption)
                 for (method, one), per in computed.per_layer.items():
                     if method == m.name:
                         layer_path = self.output_path(item, f"{m.name}@{one}", idx, rank=rank)
-                        per_map = normalize(upsample(per[k], size)).numpy()
+                        per_map = upsample_normalized(per[k], size).numpy()
                         self._save_map(
                             layer_path, image, per_map, maps, owner, f"{idx} {name} · {prob:.3f} · {m.name} @ {one}"
                         )

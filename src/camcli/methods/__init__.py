@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import UsageError
-from .base import CamMethod, Explanation, explain, explain_smooth, normalize, upsample
+from .base import CamMethod, Explanation, explain, explain_smooth, normalize, upsample, upsample_normalized
 from .cam import ClassicCAM
 from .eigencam import EigenCAM
 from .gradcam import GradCAM
@@ -38,4 +38,5 @@ __all__ = [
     "get_method",
     "normalize",
     "upsample",
+    "upsample_normalized",
 ]
