@@ -130,7 +130,8 @@ class ImageResult:
         ok: every output was written.
         error: why not (one line), when not ok.
         skipped: ``--skip-existing`` found all its outputs.
-        size: (width, height) of the upright original.
+        size: (width, height) of the upright picture the maps were drawn on (the original, or scaled to
+            ``--max-size``).
         predictions: the top-5 classes (CAM runs).
         written: what was written, one typed entry per manifest record (:class:`CamOutput` or
             :class:`FeatureOutput`); :attr:`outputs` gives them in their JSON shape.
