@@ -102,7 +102,8 @@ def _photos(folder: Path, n: int) -> Path:
 
 def test_progress_lines_never_claim_more_than_the_run_can_do(tmp_path, monkeypatch, capsys):
     """stderr is not a terminal here: plain log lines. Every batch sleeps 0.25 s, so no true rate is above
-    batch / 0.25 s = 8 img/s; every rate printed, and the summary's, must respect that bound."""
+    batch / 0.25 s = 8 img/s: the summary's rate must respect that, every rate printed that plus the one batch a
+    window can catch late."""
     from camcli.cli.params import BatchArgs
     from camcli.cli.runs import run_with_report
     from camcli.jobs.cam import CamJob
@@ -128,7 +129,9 @@ def test_progress_lines_never_claim_more_than_the_run_can_do(tmp_path, monkeypat
     assert len(lines) >= 5, err  # a line every 0.1 s during a ≥ 2 s run, and the last one
     rates = [float(m) for m in re.findall(r"([\d.]+) img/s", "\n".join(lines))]
     assert rates, err  # once a second of data is in, a rate is shown
-    assert max(rates) <= 2 / 0.25 * 1.05, rates
+    # a result can be handed on up to one batch after it was computed, so a window of at least 1 s may hold one
+    # batch more than was computed in it: rate ≤ 2 / 0.25 + 2 / 1 s (and never the thousands a burst would give)
+    assert max(rates) <= (2 / 0.25 + 2 / 1.0) * 1.05, rates
     assert lines[-1].split("] ")[1].startswith("16/16 images")
     summary = [line for line in err.splitlines() if " done, " in line][-1]
     seconds = float(re.search(r"in ([\d.]+)s", summary).group(1))
