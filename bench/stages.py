@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from camcli import render
-from camcli.io.decode import decode
+from camcli.io.decode import decode, fit_long_side
 from camcli.io.formats import encode_picture
 from camcli.io.outputs import atomic_write_bytes
 from camcli.methods import explain, get_method, normalize, upsample, upsample_normalized
@@ -70,14 +70,9 @@ def bench_stages(rounds: int = 3) -> None:
             col["preprocess"] = _cpu_ms(lambda: preprocess(full, loaded), rounds)
             x = torch.stack([preprocess(full, loaded)] * 8).contiguous(memory_format=torch.channels_last)
             col["model (per image, batch 8)"] = _cpu_ms(lambda: explain(loaded.module, x, "_head_act", method), 2) / 8
-            picture = full
-            if cap is not None and max(full.size) > cap:
-                s = cap / max(full.size)
-                target = (round(full.width * s), round(full.height * s))
-                col["scale to --max-size"] = _cpu_ms(
-                    lambda: full.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0), rounds
-                )
-                picture = full.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0)
+            picture = fit_long_side(full, cap)
+            if picture is not full:
+                col["scale to --max-size"] = _cpu_ms(lambda: fit_long_side(full, cap), rounds)
             cam = explain(loaded.module, x[:1], "_head_act", method).by_method["gradcam"][0, 0]
             shape = (picture.height, picture.width)
             col["map (upsample, normalise)"] = _cpu_ms(lambda: upsample_normalized(cam, shape).numpy(), rounds)

@@ -11,7 +11,7 @@ from PIL import Image
 from camcli.errors import InputError, UsageError
 from camcli.io.decode import decode
 from camcli.io.inputs import iter_inputs
-from camcli.io.outputs import atomic_save_png, atomic_write_bytes
+from camcli.io.outputs import atomic_save_picture, atomic_write_bytes
 
 
 def _png(path: Path, im: Image.Image) -> Path:
@@ -122,7 +122,7 @@ def test_decompression_bomb_guard(tmp_path):
 
 def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
     target = tmp_path / "o" / "x.png"
-    atomic_save_png(target, Image.new("RGB", (2, 2)))
+    atomic_save_picture(target, Image.new("RGB", (2, 2)))
     before = target.read_bytes()
 
     def fail(*_a, **_k):
@@ -168,7 +168,7 @@ def test_outputs_get_normal_permissions(tmp_path):
     umask = os.umask(0o022)
     os.umask(umask)
     target = tmp_path / "o.png"
-    atomic_save_png(target, Image.new("RGB", (2, 2)))
+    atomic_save_picture(target, Image.new("RGB", (2, 2)))
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
 
 

@@ -30,8 +30,8 @@ DEFAULT_METHOD = "gradcam"
 # keeps the two in step)
 # colormaps offered by shell completion (any matplotlib name works)
 COMMON_COLORMAPS = ("jet", "turbo", "viridis", "inferno", "magma", "plasma", "gray", "hot", "coolwarm")
-# the cache entry (camcli.caches) with the torchvision model names, written by `camcli models` and runs, read by
-# shell completion of --model
+# the cache entry (camcli.caches) with the model names, written by `camcli models`, read by shell completion of
+# --model
 MODEL_NAMES_ENTRY = "model-names.json"
 METHOD_NAMES = ("gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "scorecam", "eigencam", "cam")
 MAX_WORKERS = 64  # threads on each side of the model; more only costs memory

@@ -325,8 +325,7 @@ def table(
     t = Table(title=title, title_justify="left")
     for k, c in enumerate(columns):
         if c in keep:
-            longest = max([len(c), *(len(r[k]) for r in texts)])
-            t.add_column(c, no_wrap=True, min_width=min(longest, max(10, console.width - 12)), overflow="fold")
+            t.add_column(c, no_wrap=True, min_width=min(widths[k], max(10, console.width - 12)), overflow="fold")
         else:
             t.add_column(c, overflow="fold")
     for r in texts:

@@ -138,7 +138,7 @@ def layers(
         import json
 
         from ..caches import remember_layer_names
-        from ..engine.layers import default_layer, trace
+        from ..engine.layers import default_layer, hookable, trace
         from ..models import is_bundled, load_spec
         from ..options import ModelSpec
         from . import console
@@ -150,7 +150,7 @@ def layers(
         loaded = load_spec(spec)
         infos = trace(loaded.module, loaded.input_size, loaded.builder, loaded.layer_key)
         chosen = default_layer(infos, loaded.default_layer)
-        remember_layer_names(spec.model, [i.name for i in infos if i.calls == 1 and i.spatial])
+        remember_layer_names(spec.model, [i.name for i in hookable(infos)])
         shown = [i for i in infos if i.spatial] if spatial else infos
         if json_out:
             for i in shown:

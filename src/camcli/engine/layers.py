@@ -159,6 +159,12 @@ def _trace(model: nn.Module, x: torch.Tensor) -> list[LayerInfo]:
 _PASS_THROUGH = frozenset({"AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Dropout", "Dropout2d", "Identity"})
 
 
+def hookable(infos: list[LayerInfo]) -> list[LayerInfo]:
+    """The layers ``--layer`` takes: called once per forward, with a spatial output; in forward order (the order
+    their outputs are made)."""
+    return sorted((i for i in infos if i.calls == 1 and i.spatial), key=lambda i: i.order)
+
+
 def default_layer(infos: list[LayerInfo], preferred: str | None = None) -> str:
     """The last module (in forward order) called once whose output still has a spatial grid.
 
@@ -168,7 +174,7 @@ def default_layer(infos: list[LayerInfo], preferred: str | None = None) -> str:
     by_name = {i.name: i for i in infos}
     if preferred and preferred in by_name:
         return preferred
-    ran = [i for i in infos if i.calls == 1 and i.spatial and i.type not in _PASS_THROUGH]
+    ran = [i for i in hookable(infos) if i.type not in _PASS_THROUGH]
     conv = [i for i in ran if i.shape is not None and len(i.shape) == 4]
     pool = conv or ran
     if not pool:

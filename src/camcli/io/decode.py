@@ -94,6 +94,15 @@ def decode(
         raise InputError(f"{path}: truncated or corrupt image ({e})") from None
 
 
+def fit_long_side(image: Image.Image, max_side: int | None) -> Image.Image:
+    """``image`` scaled down so that its long side is at most ``max_side`` (aspect kept); as it is otherwise."""
+    if max_side is None or max(image.size) <= max_side:
+        return image
+    scale = max_side / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+
+
 def _regular_file_size(path: Path) -> int:
     """The size of ``path`` if it is a non-empty regular file (symlinks followed); an :class:`InputError` else.
 

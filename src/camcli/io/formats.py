@@ -2,7 +2,8 @@
 
 The tags (which input a picture was made from, with which settings; see :mod:`camcli.io.outputs`) go where
 each format keeps text: PNG ``tEXt`` chunks, a JPEG comment (``COM``) segment, a WebP ``XMP`` chunk (JSON
-there). :func:`read_tags` finds them by reading only the start of a file.
+there). :func:`read_tags` finds them without decoding the picture: PNG and JPEG keep them before the picture
+data; in WebP they follow it, and the chunks before are skipped by their lengths.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from PIL import Image
 from .png import encode_png, read_text
 
 EXTENSIONS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
-_HEAD = 65536  # bytes read to find the tags (they are written before the picture data)
+_HEAD = 65536  # bytes read to find a JPEG's comment (before its picture data), and the most read of a tag
 
 
 def encode_picture(

@@ -208,11 +208,6 @@ def owned_by(target: Path, owner: str, settings: str | None = None) -> bool:
     return conflict(target, owner, settings) is None
 
 
-def atomic_save_png(target: Path, image: Image.Image, owner: str | None = None, settings: str | None = None) -> None:
-    """:func:`atomic_save_picture` in PNG."""
-    atomic_save_picture(target, image, owner, settings)
-
-
 def atomic_save_picture(
     target: Path,
     image: Image.Image,
@@ -222,10 +217,9 @@ def atomic_save_picture(
     quality: int = 90,
 ) -> None:
     """Write a picture (``fmt``: png, jpg, webp) atomically. With ``owner`` (:func:`owner_tag`) and ``settings``,
-    the picture carries them,
-    and an existing file made from *another* input or with other settings is never replaced: two runs into one
-    ``--out`` over different folders with the same file names, or with two checkpoints of the same name, would
-    otherwise overwrite each other's outputs without a word."""
+    the picture carries them, and an existing file made from *another* input or with other settings is never
+    replaced: two runs into one ``--out`` over different folders with the same file names, or with two
+    checkpoints of the same name, would otherwise overwrite each other's outputs without a word."""
     if owner is not None:
         why = conflict(target, owner, settings)
         if why is not None:

@@ -226,6 +226,7 @@ class CamJob(Job[CamMaps]):
         for k, idx in enumerate(computed.classes):
             rank = self._rank(k)
             name, prob = self.model.class_name(idx), round(float(probs[idx]), 6)
+            said = f"{idx} {name} · {prob:.3f}"  # the caption's start, with --annotate
             guided = computed.guided[k] if computed.guided is not None else None
             gb_path = self.output_path(item, "guided-backprop", idx, rank=rank)
             if guided is not None:
@@ -235,15 +236,12 @@ class CamJob(Job[CamMaps]):
                 path = self.output_path(item, m.name, idx, rank=rank)
                 full = upsample_normalized(computed.by_method[m.name][k], size).numpy()
                 out = CamOutput(m.name, idx, name, prob, overlay=str(path))
-                caption = f"{idx} {name} · {prob:.3f} · {m.name} @ {layer}"
-                out.raw = self._save_map(path, image, full, maps, owner, caption)
+                out.raw = self._save_map(path, image, full, maps, owner, f"{said} · {m.name} @ {layer}")
                 for (method, one), per in computed.per_layer.items():
                     if method == m.name:
                         layer_path = self.output_path(item, f"{m.name}@{one}", idx, rank=rank)
                         per_map = upsample_normalized(per[k], size).numpy()
-                        self._save_map(
-                            layer_path, image, per_map, maps, owner, f"{idx} {name} · {prob:.3f} · {m.name} @ {one}"
-                        )
+                        self._save_map(layer_path, image, per_map, maps, owner, f"{said} · {m.name} @ {one}")
                         out.per_layer[one] = str(layer_path)
                 if guided is not None:
                     out.guided_backprop = str(gb_path)
@@ -260,7 +258,7 @@ class CamJob(Job[CamMaps]):
     def records(self, result: ImageResult) -> list[Record]:
         """Manifest / ``--json`` records: one per image, method and class (one error record on failure)."""
         layer = "+".join(self.layers)
-        settings = {k: v for k, v in self.settings().items() if k not in ("model", "layers")}
+        settings = {k: v for k, v in self.run_settings.items() if k not in ("model", "layers")}
         base = {"input": result.input, "kind": "cam", "model": self.model.name, "layer": layer, "settings": settings}
         if not result.ok:
             return [

@@ -17,7 +17,7 @@ from PIL import Image
 
 from .. import render
 from ..engine.hooks import capture, eval_mode
-from ..engine.layers import LayerInfo, resolve, tokens_to_grid
+from ..engine.layers import LayerInfo, hookable, resolve, tokens_to_grid
 from ..errors import InputError, UsageError
 from ..io.inputs import InputFile
 from ..io.outputs import Setting, atomic_save_npy, feature_output_path, owned_by, owner_tag
@@ -75,8 +75,7 @@ class FeatureJob(Job[dict[str, LayerFeatures]]):
 
     def choose_layers(self, infos: list[LayerInfo]) -> tuple[list[str], bool]:
         if self.options.all_layers:
-            ran = sorted((i for i in infos if i.calls == 1 and i.spatial), key=lambda i: i.order)
-            return [i.name for i in ran], False  # in the order their outputs are made
+            return [i.name for i in hookable(infos)], False
         return super().choose_layers(infos)
 
     def prepare_model(self, infos: list[LayerInfo]) -> None:
@@ -185,7 +184,7 @@ class FeatureJob(Job[dict[str, LayerFeatures]]):
         return ImageResult(item.display, True, size=(image.width, image.height), written=written)
 
     def records(self, result: ImageResult) -> list[Record]:
-        settings = {k: v for k, v in self.settings().items() if k != "model"}
+        settings = {k: v for k, v in self.run_settings.items() if k != "model"}
         base = {"input": result.input, "kind": "features", "model": self.model.name, "settings": settings}
         if not result.ok:
             return [{**base, "layer": "+".join(self.layers), "status": "error", "error": result.error}]

@@ -18,7 +18,7 @@ from PIL import Image
 from .. import render
 from ..caches import remember_layer_names
 from ..engine.devices import resolve_device
-from ..engine.layers import LayerInfo, choose_layers, default_layer, trace
+from ..engine.layers import LayerInfo, choose_layers, default_layer, hookable, trace
 from ..io.formats import EXTENSIONS
 from ..io.inputs import InputFile
 from ..io.outputs import Setting, atomic_save_picture, settings_name
@@ -54,12 +54,14 @@ class Job(ABC, Generic[C]):
             infos = trace(self.model.module, self.model.input_size, self.model.builder, self.model.layer_key)
             self.layers, self.layer_chosen = self.choose_layers(infos)
             self.default_layers = [default_layer(infos, self.model.default_layer)]
-            remember_layer_names(options.model, [i.name for i in infos if i.calls == 1 and i.spatial])
+            remember_layer_names(options.model, [i.name for i in hookable(infos)])
         with phase("prepare"):
             self.prepare_model(infos)
-            #: what made this run's pictures: in the manifest, and in each PNG (a tEXt chunk) so that a later run
-            #: with other settings never replaces them
-            self.settings_text = _compact(self.settings())
+            #: what made this run's pictures (computed once: a checkpoint's path is resolved on the file system):
+            #: in the manifest's records, and in each picture so that a later run with other settings never
+            #: replaces them
+            self.run_settings = self.settings()
+            self.settings_text = _compact(self.run_settings)
             #: the part of every output name that names the settings that differ from the defaults
             self.name_settings = settings_name(self.named_settings())
             self.model.module.to(self.device)

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from ..errors import InputError, OutputError
-from ..io.decode import decode
+from ..io.decode import decode, fit_long_side
 from ..io.inputs import InputFile, input_key, iter_inputs
 from ..io.manifest import Manifest, manifest_name, recorded_inputs
 from ..io.outputs import all_or_nothing
@@ -87,12 +87,7 @@ def decode_and_prepare(
     """
     h, w = model.input_size
     image = decode(item.path, max_pixels, max_size, (w, h))
-    tensor = preprocess(image, model)
-    if max_size is not None and max(image.size) > max_size:
-        scale = max_size / max(image.size)
-        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
-    return Decoded(image, tensor)
+    return Decoded(fit_long_side(image, max_size), preprocess(image, model))
 
 
 @dataclass
