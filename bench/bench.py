@@ -121,8 +121,7 @@ def gradcam_variants(model: torch.nn.Module, layer: str, x: torch.Tensor) -> dic
 
 def bench_gradcam(rounds: int, batch: int) -> None:
     print(
-        f"\n## Grad-CAM cost vs a no-grad forward ({_where()}, batch {batch}, "
-        f"median of {rounds} interleaved rounds)\n"
+        f"\n## Grad-CAM cost vs a no-grad forward ({_where()}, batch {batch}, median of {rounds} interleaved rounds)\n"
     )
     print(f"| model | layer | forward ms/img | {'camcli':>8} | pytorch-grad-cam | torchcam |")
     print("| --- | --- | --- | --- | --- | --- |")
@@ -268,24 +267,36 @@ def _make_photos(folder: Path, n: int) -> Path:
 
 
 def bench_pipeline(n: int, rounds: int = 2, batch: int = 8) -> None:
-    """End-to-end images/s (decode → CAM → overlay → PNG written) vs the model's no-grad forward throughput on
+    """End-to-end images/s (decode → CAM → overlay → picture written) vs the model's no-grad forward throughput on
     the same preprocessed batches, in both memory layouts (camcli feeds the model channels-last on the CPU, so
     the ratio is taken to the faster forward). Forward and end-to-end alternate ``rounds`` times; the best of
-    each is reported (the machine is shared: the best run is the one least disturbed)."""
+    each is reported (the machine is shared: the best run is the one least disturbed). With ``--device cuda``
+    it also runs the JPEG output with the overlays drawn on the CPU (Pillow) instead of the GPU, and with 4 and 8
+    decode/write threads instead of the default."""
     from PIL import Image
 
-    from camcli.jobs.cam import explain_files
+    from camcli.jobs.cam import CamJob, explain_files
+    from camcli.jobs.runner import default_workers
     from camcli.models import load_bundled, load_torchvision, preprocess
     from camcli.options import Options
 
     photos = _make_photos(ROOT / "bench_out" / f"photos{n}", n)
     files = sorted(p for p in photos.rglob("*") if p.is_file())
+    # label → (format, workers, overlays drawn on the GPU)
+    variants: dict[str, tuple[str, int | None, bool]] = {"png": ("png", None, True), "jpg": ("jpg", None, True)}
+    if DEVICE.type == "cuda":
+        variants |= {"jpg, CPU drawing": ("jpg", None, False), "jpg, 4 thr": ("jpg", 4, True)}
+        variants |= {"jpg, 8 thr": ("jpg", 8, True)}
     print(
         f"\n## End-to-end pipeline vs forward-only throughput ({n} mixed-size photos, {_where()}, batch {batch}, "
-        f"best of {rounds} alternating runs each)\n"
+        f"{default_workers(DEVICE)} decode/write threads unless said, best of {rounds} alternating runs each)\n"
     )
-    print("| model | forward img/s NCHW | forward img/s channels-last | png img/s | ratio | jpg img/s | ratio |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        "| model | forward img/s NCHW | forward img/s channels-last | "
+        + " | ".join(f"{v} img/s | ratio" for v in variants)
+        + " |"
+    )
+    print("| --- | --- | --- |" + " --- | --- |" * len(variants))
     for name in ("resnet18", "resnet50", "efficientnet_lite0"):
         loaded = load_bundled() if name == "efficientnet_lite0" else load_torchvision(name, "none")
         model = loaded.module.to(DEVICE)
@@ -297,7 +308,7 @@ def bench_pipeline(n: int, rounds: int = 2, batch: int = 8) -> None:
             model(batches[0])
             model(cl_batches[0])
         fwd = {"nchw": 0.0, "cl": 0.0}
-        e2e = {"png": 0.0, "jpg": 0.0}
+        e2e = dict.fromkeys(variants, 0.0)
         for _ in range(rounds):
             for key, bs in (("nchw", batches), ("cl", cl_batches)):
                 t = time.perf_counter()
@@ -306,15 +317,17 @@ def bench_pipeline(n: int, rounds: int = 2, batch: int = 8) -> None:
                         model(b)
                 _sync()
                 fwd[key] = max(fwd[key], n / (time.perf_counter() - t))
-            for fmt in e2e:
+            for label, (fmt, workers, gpu_render) in variants.items():
                 out = ROOT / "bench_out" / f"cams-{name}"
                 shutil.rmtree(out, ignore_errors=True)
+                CamJob.gpu_render = gpu_render
                 t = time.perf_counter()
-                opts = Options(out=out, batch_size=batch, device=str(DEVICE), format=fmt)
+                opts = Options(out=out, batch_size=batch, device=str(DEVICE), format=fmt, workers=workers)
                 done = sum(r.ok for r in explain_files([str(photos)], opts, model=loaded))
-                e2e[fmt] = max(e2e[fmt], done / (time.perf_counter() - t))
+                e2e[label] = max(e2e[label], done / (time.perf_counter() - t))
+                CamJob.gpu_render = True
         best = max(fwd.values())
-        ratios = " | ".join(f"{e2e[f]:.1f} | {e2e[f] / best:.2f}×" for f in e2e)
+        ratios = " | ".join(f"{e2e[v]:.1f} | {e2e[v] / best:.2f}×" for v in variants)
         print(f"| {name} | {fwd['nchw']:.1f} | {fwd['cl']:.1f} | {ratios} |", flush=True)
 
 

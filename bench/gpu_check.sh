@@ -19,12 +19,16 @@ python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchv
 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
 section() { echo; echo "=== $* ($(date +%T))"; }
 section "CUDA tests"
-python3 -m pytest -q -rs -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$out/cuda.log" | tail -40
+timeout "${CUDA_TIMEOUT:-90}" python3 -m pytest -q -rs --tb=short -p no:cacheprovider tests/test_cuda.py 2>&1 \
+    | tee "$out/cuda.log" | tail -60
 section "test suite, --device auto = cuda"
-timeout "${SUITE_TIMEOUT:-240}" python3 -m pytest -q -p no:cacheprovider -m "not slow" -n "${JOBS:-8}" \
-    --ignore tests/test_architecture.py 2>&1 | tee "$out/suite.log" | grep -E "^(FAILED|ERROR)|passed|failed" | tail -40
+timeout "${SUITE_TIMEOUT:-240}" python3 -m pytest -q -p no:cacheprovider -p no:benchmark -m "not slow and not cuda" \
+    -n "${JOBS:-8}" -v --tb=line -rfE --ignore tests/test_architecture.py 2>&1 | tee "$out/suite.log" \
+    | grep -E "FAILED|ERROR|passed|failed" | tail -60
 section "bench"
-for part in "--only gradcam --quick --batch 32" "--only pipeline --batch 32"; do
-    timeout "${BENCH_TIMEOUT:-150}" python3 bench/bench.py --device cuda $part 2>&1 | tee -a "$out/bench.log" | grep -v "^camcli bench"
+for part in "60 --only gradcam --quick --batch 32" "170 --only pipeline --batch 32"; do
+    set -- $part
+    limit=$1; shift
+    timeout "$limit" python3 bench/bench.py --device cuda "$@" 2>&1 | tee -a "$out/bench.log" | grep -v "^camcli bench"
 done
 section "done"

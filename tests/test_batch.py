@@ -239,3 +239,19 @@ def test_skip_existing_with_raw_maps_and_guided_images(tmp_path, targets):
     opts.skip_existing = True
     again = list(explain_files([str(root)], opts, model=_tiny()))
     assert [r.skipped for r in again] == [True, True]
+
+
+def test_default_threads_per_device(monkeypatch):
+    """Without --workers: at most 4 decode/write threads on the CPU (the model needs the cores), up to 16 when a
+    GPU runs the model; never more than the machine's cores."""
+    import os
+
+    import torch
+
+    from camcli.jobs.runner import default_workers
+
+    for cores, cpu, gpu in [(1, 1, 1), (2, 2, 2), (8, 4, 8), (16, 4, 16), (64, 4, 16)]:
+        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
+        assert default_workers(torch.device("cpu")) == cpu
+        assert default_workers(torch.device("cuda")) == gpu
+        assert default_workers(None) == cpu

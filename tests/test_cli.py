@@ -249,3 +249,38 @@ def test_unexpected_errors_are_one_line_and_debug_shows_them(tmp_path, monkeypat
     assert "Traceback" not in res.output and "second line" not in res.stderr
     res = runner.invoke(app, ["gradcam", str(SAMPLES / "coffee.png"), "--out", str(tmp_path), "-q", "--debug"])
     assert isinstance(res.exception, RuntimeError)
+
+
+def _commands(group):
+    for info in group.registered_commands:
+        yield info.callback
+    for sub in group.registered_groups:
+        yield from _commands(sub.typer_instance)
+
+
+def test_options_whose_metavar_is_their_name_declare_their_flag():
+    """typer 0.27 names an option after its metavar when the two match (``--DEVICE`` for ``device`` with metavar
+    DEVICE), so such an option must spell its flag out: a GPU machine with typer 0.27 refused ``--device``."""
+    import inspect
+
+    from typer.models import OptionInfo
+
+    checked = 0
+    for callback in _commands(app):
+        for name, p in inspect.signature(callback).parameters.items():
+            infos = [a for a in getattr(p.annotation, "__metadata__", ()) if isinstance(a, OptionInfo)]
+            if isinstance(p.default, OptionInfo):
+                infos.append(p.default)
+            for info in infos:
+                checked += 1
+                # with Annotated, typer keeps the first flag where a default would go
+                flags = [*(info.param_decls or ()), *([info.default] if str(info.default).startswith("-") else [])]
+                if info.metavar and info.metavar.lower() == name.replace("_", "-"):
+                    assert flags, f"{callback.__name__}: option {name} needs an explicit flag"
+    assert checked > 40
+    # and what the installed typer made of them: every flag is spelled in lower case
+    import typer.main
+
+    for sub in typer.main.get_command(app).commands.values():  # type: ignore[attr-defined]
+        for p in sub.params:
+            assert all(o == o.lower() for o in p.opts), (sub.name, p.opts)

@@ -11,8 +11,18 @@ from camcli.methods import explain, get_method
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 
+@pytest.fixture()
+def no_tf32():
+    """Full float32 on the GPU: by default cuDNN convolutions use TF32 (10-bit mantissa) on Ampere and later,
+    which moves a map by ~1e-3 relative; the comparisons of the methods' arithmetic turn it off."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 @pytest.mark.parametrize("method", ["gradcam", "gradcam++", "layercam", "eigencam", "scorecam"])
-def test_cuda_maps_match_cpu(method):
+def test_cuda_maps_match_cpu(method, no_tf32):
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None).eval()
     x = torch.randn(2, 3, 64, 64)
@@ -93,3 +103,50 @@ def test_missing_cuda_index_is_one_line(tmp_path):
     res = CliRunner().invoke(app, ["gradcam", str(SAMPLES), "--device", f"cuda:{n}", "--out", str(tmp_path)])
     assert res.exit_code == 2 and f"cuda:{n}" in res.output and "Traceback" not in res.output
     assert not list(tmp_path.glob("*.png"))
+
+
+# ------------------------------------------------------------------------------------------ drawing on the GPU
+def test_gpu_overlay_equals_pillows():
+    import numpy as np
+    from PIL import Image
+
+    from camcli import render
+
+    rng = np.random.default_rng(2)
+    base = rng.integers(0, 256, (301, 457, 3), dtype=np.uint8)
+    cam = rng.random((301, 457)).astype(np.float32)
+    for blend in ("weighted", "uniform"):
+        for alpha in (0.35, 0.5, 1.0):
+            want = np.asarray(render.overlay(Image.fromarray(base), cam, "jet", alpha, blend)).astype(int)
+            got = render.overlay_tensor(
+                torch.from_numpy(base).cuda(), torch.from_numpy(cam).cuda(), "jet", alpha, blend
+            )
+            assert got.device.type == "cuda"
+            diff = np.abs(got.cpu().numpy().astype(int) - want)
+            assert diff.max() <= 1 and (diff == 0).mean() > 0.999, (blend, alpha)
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpg"])
+def test_cli_gpu_pictures_match_cpu_pictures(tmp_path, fmt):
+    """A run on the GPU (maps drawn there; JPEG encoded with nvJPEG) writes what a CPU run writes, within the
+    GPU's float differences (TF32 convolutions) and, for JPEG, the two encoders' differences; the tags are there."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from camcli.io.formats import read_tags
+
+    from .conftest import SAMPLES
+
+    for device in ("cuda", "cpu"):
+        _cli(["gradcam", str(SAMPLES), "--device", device, "--format", fmt, "--out", str(tmp_path / device), "-q"])
+    gpu = sorted((tmp_path / "cuda").glob(f"*.{fmt}"))
+    assert [p.name for p in gpu] == sorted(p.name for p in (tmp_path / "cpu").glob(f"*.{fmt}")) and len(gpu) == 3
+    for path in gpu:
+        a = np.asarray(Image.open(path).convert("RGB")).astype(int)
+        b = np.asarray(Image.open(tmp_path / "cpu" / path.name).convert("RGB")).astype(int)
+        assert a.shape == b.shape
+        diff = np.abs(a - b)
+        assert diff.mean() < (0.5 if fmt == "png" else 3.0), (path.name, diff.mean())
+        assert json.loads(read_tags(path)["camcli-settings"])["format"] == fmt

@@ -123,3 +123,101 @@ def test_in_place_upsample_normalise_is_bit_identical():
         assert torch.equal(upsample_normalized(m, size), normalize(upsample(m, size)))
     flat = torch.full((7, 7), 0.5)
     assert torch.equal(upsample_normalized(flat, (20, 20)), torch.zeros(20, 20))
+
+
+# ------------------------------------------------------------------------ the tensor render path (GPU runs)
+@pytest.mark.parametrize("blend", ["weighted", "uniform"])
+def test_tensor_overlay_equals_pillows(blend):
+    """The overlay as tensor operations (what a --device cuda run draws with) gives Pillow's pixels: the same
+    levels, table and rounding. Random pictures and maps, maps with exact 0/1 and half-level values."""
+    import torch
+
+    from camcli import render
+
+    rng = np.random.default_rng(1)
+    for trial in range(12):
+        h, w = (int(v) for v in rng.integers(1, 200, 2))
+        base = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        cam = rng.random((h, w)).astype(np.float32)
+        cam[::3] = 0.0
+        cam[1::4] = 1.0
+        cam[2::5] = (np.arange(w) % 256 + 0.5) / 255  # half-way between two levels: the rounding shows
+        for alpha in (0.0, 0.35, 0.5, 1.0):
+            cmap = ("jet", "viridis", "gray")[trial % 3]
+            want = np.asarray(render.overlay(Image.fromarray(base), cam, cmap, alpha, blend))
+            got = render.overlay_tensor(torch.from_numpy(base), torch.from_numpy(cam), cmap, alpha, blend).numpy()
+            assert got.dtype == np.uint8 and got.shape == want.shape
+            assert np.abs(got.astype(int) - want.astype(int)).max() <= 1  # the issue's bound: 1/255
+            assert (got == want).mean() == 1.0, (trial, alpha)  # and here, in fact, equal
+
+
+def test_tensor_pictures_encode_like_pillow_pictures(tmp_path):
+    """A uint8 tensor is written like the Pillow picture it holds (PNG: the same bytes); a JPEG made by
+    torchvision's encoder (the one a GPU run uses) carries camcli's tags in the comment read_tags reads."""
+    import torch
+    import torchvision.io
+
+    from camcli.io.formats import encode_picture, with_jpeg_comment
+
+    pixels = np.asarray(Image.open(SAMPLES / "coffee.png").convert("RGB"))
+    tags = {"camcli-input": "a" * 16, "camcli-settings": '{"format": "jpg"}'}
+    assert encode_picture(torch.from_numpy(pixels.copy()), "png", 90, tags) == encode_picture(
+        Image.fromarray(pixels), "png", 90, tags
+    )
+    with pytest.warns(DeprecationWarning) if _tv_io_deprecated() else _nothing():
+        raw = torchvision.io.encode_jpeg(torch.from_numpy(pixels.copy()).permute(2, 0, 1).contiguous(), quality=90)
+    path = tmp_path / "x.jpg"
+    path.write_bytes(with_jpeg_comment(raw.numpy().tobytes(), tags))
+    assert read_tags(path) == tags
+    back = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    assert np.abs(back - pixels.astype(int)).mean() < 3
+
+
+def _tv_io_deprecated() -> bool:
+    import torchvision
+
+    major, minor = (int(v) for v in torchvision.__version__.split(".")[:2])
+    return (major, minor) >= (0, 29)
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+@pytest.mark.parametrize("annotate", [False, True])
+def test_the_cam_job_draws_the_same_files_with_tensors(tmp_path, annotate):
+    """The job's tensor path (taken on a GPU) run on the CPU writes the same PNGs and maps as its Pillow path,
+    with several methods, --per-layer, --annotate or not, and --save-raw."""
+    import torch
+
+    from camcli.jobs.cam import CamJob
+    from camcli.jobs.runner import run_job
+    from camcli.options import CamOptions
+
+    outs = {}
+    for how in ("pillow", "tensor"):
+        opts = CamOptions(
+            out=tmp_path / how,
+            methods=["gradcam", "layercam"],
+            layers=["_blocks.15", "_head_act"],
+            per_layer=True,
+            annotate=annotate,
+            save_raw=True,
+            blend="weighted",
+            device="cpu",
+        )
+        job = CamJob(opts)
+        if how == "tensor":
+            job.render_on = torch.device("cpu")
+        results = list(run_job(job, [str(SAMPLES)]))
+        assert all(r.ok for r in results)
+        outs[how] = sorted(p.relative_to(tmp_path / how) for p in (tmp_path / how).rglob("*.png"))
+    assert outs["pillow"] == outs["tensor"] and len(outs["pillow"]) == 3 * 2 * 3
+    for rel in outs["pillow"]:
+        a = np.asarray(Image.open(tmp_path / "pillow" / rel))
+        b = np.asarray(Image.open(tmp_path / "tensor" / rel))
+        assert np.array_equal(a, b), rel
+    for raw in (tmp_path / "pillow").glob("*.npy"):
+        assert np.array_equal(np.load(raw), np.load(tmp_path / "tensor" / raw.name))

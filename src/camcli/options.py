@@ -138,7 +138,7 @@ class RunOptions:
     out: Path = Path("camcli-out")
     batch_size: int = 8
     device: str = "auto"
-    workers: int | None = None  # decode/write threads; None or 0: min(4, CPUs)
+    workers: int | None = None  # decode/write threads; None or 0: min(4, CPUs), on a GPU min(16, CPUs)
     max_pixels: int | None = DEFAULT_MAX_PIXELS  # None: no limit of camcli's own
     skip_existing: bool = False
     shard: Shard | None = None

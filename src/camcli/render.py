@@ -94,6 +94,49 @@ def overlay(
     return Image.composite(colour, base, mask)
 
 
+# ------------------------------------------------------------------------------ the same pictures, as tensor work
+# With --device cuda the overlay is drawn on the GPU (the CPU cores are what limits a GPU run): the functions below
+# are the tensor form of :func:`overlay`, with Pillow's rounding, so that they give the same pixels (tests compare
+# the two on the CPU, and on a GPU when one is present).
+
+
+def lut_tensor(colormap: str, device: Any) -> Any:
+    """The colormap's (256, 3) uint8 table as a tensor on ``device`` (cached per colormap and device)."""
+    return _lut_tensor(colormap, str(device))
+
+
+@lru_cache(maxsize=64)
+def _lut_tensor(colormap: str, device: str) -> Any:
+    import torch
+
+    return torch.from_numpy(colormap_lut(colormap).copy()).to(device)
+
+
+def overlay_tensor(base: Any, cam: Any, colormap: str = "jet", alpha: float = 0.5, blend: str = "weighted") -> Any:
+    """:func:`overlay` as tensor operations on ``base``'s device: ``base`` (H, W, 3) uint8, ``cam`` (H, W) in [0, 1]
+    on the same device → (H, W, 3) uint8.
+
+    The arithmetic is Pillow's: levels ``rint(255 * map)``; ``weighted`` takes the mask ``round(alpha * level)``
+    and composites as Pillow's paste does (``(a * (255 - m) + b * m + 128)``, divided by 255 with its shifts);
+    ``uniform`` is Pillow's blend, ``trunc(base + alpha * (colour - base))`` in float32.
+    """
+    import torch
+
+    if cam.shape != base.shape[:2]:
+        raise ValueError(f"map of shape {tuple(cam.shape)} does not match image of size {tuple(base.shape[:2])}")
+    if blend not in BLENDS:
+        raise ValueError(f"unknown blend {blend!r}; use one of {', '.join(BLENDS)}")
+    idx = (cam.to(torch.float32) * 255.0).clamp_(0.0, 255.0).round_().to(torch.uint8)
+    colour = lut_tensor(colormap, base.device)[idx.long()]  # (H, W, 3)
+    if blend == "uniform":
+        b = base.to(torch.float32)
+        return b.add_(colour.to(torch.float32).sub_(b).mul_(alpha)).to(torch.uint8)
+    table = torch.tensor([round(level * alpha) for level in range(256)], dtype=torch.int32, device=base.device)
+    m = table[idx.long()].unsqueeze(-1)  # (H, W, 1)
+    t = base.to(torch.int32) * (255 - m) + colour.to(torch.int32) * m + 128
+    return ((t >> 8) + t).bitwise_right_shift_(8).to(torch.uint8)
+
+
 def annotate(picture: Image.Image, caption: str, colormap: str) -> Image.Image:
     """The picture with a caption strip underneath: ``caption`` on the left, the colormap's scale (low → high)
     on the right. The picture itself is not covered; the strip is about 1/20 of the width high (at least 21

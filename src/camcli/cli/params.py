@@ -1,10 +1,9 @@
 """Command-line options, each defined once.
 
-Options that one command has are written in that command's signature. Options that several commands share
-come in groups, :class:`ModelArgs` and :class:`BatchArgs`: a command asks for a group by a parameter typed
-with it, and :func:`shared_options` puts the group's options into the command's signature in that place (what
-Typer reads for ``--help`` and parsing) and hands the parsed values to the command as one typed object.
-Typer cannot take a default inside ``Annotated``, so each option is an (annotation, default) pair here.
+Options that one command has are written in its signature. Options that several commands share come in groups
+(:class:`ModelArgs`, :class:`BatchArgs`): a command asks for a group by a parameter typed with it, and
+:func:`shared_options` puts the group's options into the signature there (what Typer reads for ``--help`` and
+parsing) and hands the values to the command as one object. Each option is an (annotation, default) pair.
 """
 
 from __future__ import annotations
@@ -45,24 +44,16 @@ RUN = "Run"
 # ------------------------------------------------------------------------------------ shell completion
 # Completions run on every TAB press: nothing here imports torch; layer names come from a small cache that a
 # run or `camcli layers` fills (camcli.caches.remember_layer_names).
-def complete_method(incomplete: str) -> list[str]:
-    return [m for m in METHOD_NAMES if m.startswith(incomplete.lower())]
+def _starting_with(choices: tuple[str, ...]) -> Callable[[str], list[str]]:
+    """A completion of one of ``choices`` (all lower case) from what was typed."""
+    return lambda incomplete: [c for c in choices if c.startswith(incomplete.lower())]
 
 
-def complete_blend(incomplete: str) -> list[str]:
-    return [b for b in BLENDS if b.startswith(incomplete)]
-
-
-def complete_normalize(incomplete: str) -> list[str]:
-    return [n for n in NORMALIZE_MODES if n.startswith(incomplete)]
-
-
-def complete_format(incomplete: str) -> list[str]:
-    return [f for f in OUTPUT_FORMATS if f.startswith(incomplete)]
-
-
-def complete_colormap(incomplete: str) -> list[str]:
-    return [c for c in COMMON_COLORMAPS if c.startswith(incomplete)]
+complete_method = _starting_with(METHOD_NAMES)
+complete_blend = _starting_with(BLENDS)
+complete_normalize = _starting_with(NORMALIZE_MODES)
+complete_format = _starting_with(OUTPUT_FORMATS)
+complete_colormap = _starting_with(COMMON_COLORMAPS)
 
 
 def complete_model(incomplete: str) -> list[str]:
@@ -251,7 +242,10 @@ _GROUPS: dict[type, list[inspect.Parameter]] = {
         ),
         _option(
             "device",
-            Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.", metavar="DEVICE", rich_help_panel=RUN)],
+            Annotated[
+                str,
+                typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.", metavar="DEVICE", rich_help_panel=RUN),
+            ],
             RunOptions.device,
         ),
         _option(
@@ -259,7 +253,8 @@ _GROUPS: dict[type, list[inspect.Parameter]] = {
             Annotated[
                 int | None,
                 typer.Option(
-                    help="Decode/write threads ahead of and behind the model. \\[default: min(4, CPUs)]",
+                    help="Decode/write threads ahead of and behind the model. "
+                    "\\[default: min(4, CPUs); on a GPU min(16, CPUs)]",
                     rich_help_panel=RUN,
                 ),
             ],
@@ -351,8 +346,8 @@ _GROUPS: dict[type, list[inspect.Parameter]] = {
     ],
 }
 
-for _group, _params in _GROUPS.items():  # a group's fields and its options must be the same names, in order
-    assert [f.name for f in dataclasses.fields(_group)] == [p.name for p in _params], _group
+# a group's fields and its options must be the same names, in order
+assert all([f.name for f in dataclasses.fields(g)] == [p.name for p in ps] for g, ps in _GROUPS.items())
 
 R = TypeVar("R")
 

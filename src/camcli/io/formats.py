@@ -12,7 +12,7 @@ import io
 import json
 import struct
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -23,10 +23,16 @@ EXTENSIONS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
 _HEAD = 65536  # bytes read to find a JPEG's comment (before its picture data), and the most read of a tag
 
 
-def encode_picture(
-    image: Image.Image, fmt: str = "png", quality: int = 90, tags: dict[str, str] | None = None
-) -> bytes:
-    """RGB picture → file bytes in ``fmt`` (``png``: camcli's encoder; ``jpg``/``webp``: Pillow at ``quality``)."""
+def encode_picture(image: Any, fmt: str = "png", quality: int = 90, tags: dict[str, str] | None = None) -> bytes:
+    """RGB picture → file bytes in ``fmt`` (``png``: camcli's encoder; ``jpg``/``webp``: Pillow at ``quality``).
+
+    ``image`` is a Pillow picture or an (H, W, 3) uint8 tensor. A tensor on a CUDA device is encoded there when
+    ``fmt`` is ``jpg`` (nvJPEG, through torchvision); otherwise it is copied to the CPU first.
+    """
+    if not isinstance(image, Image.Image):
+        if fmt == "jpg" and image.device.type == "cuda":
+            return _encode_jpeg_on_gpu(image, quality, tags)
+        image = Image.fromarray(image.cpu().numpy(), "RGB")
     rgb = image.convert("RGB")
     if fmt == "png":
         return encode_png(np.asarray(rgb), tags)
@@ -39,6 +45,30 @@ def encode_picture(
     else:
         raise ValueError(f"unknown picture format {fmt!r}; use one of {', '.join(EXTENSIONS)}")
     return buf.getvalue()
+
+
+def _encode_jpeg_on_gpu(pixels: Any, quality: int, tags: dict[str, str] | None) -> bytes:
+    import warnings
+
+    import torchvision.io
+
+    with warnings.catch_warnings():  # torchvision 0.29 points to TorchCodec; the function is what it was
+        warnings.simplefilter("ignore", DeprecationWarning)
+        data = torchvision.io.encode_jpeg(pixels.permute(2, 0, 1).contiguous(), quality=quality)
+    return with_jpeg_comment(bytes(data.cpu().numpy().tobytes()), tags)
+
+
+def with_jpeg_comment(jpeg: bytes, tags: dict[str, str] | None) -> bytes:
+    """A JPEG file's bytes with camcli's tags in a comment (``COM``) segment right after the start marker, where
+    :func:`read_tags` looks for it (Pillow writes its comment among the first segments too)."""
+    if not tags:
+        return jpeg
+    if not jpeg.startswith(b"\xff\xd8"):
+        raise ValueError("not a JPEG file")
+    payload = json.dumps(tags, sort_keys=True).encode("ascii")
+    if len(payload) > 65533:
+        raise ValueError("tags too long for a JPEG comment")
+    return jpeg[:2] + b"\xff\xfe" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
 
 
 def read_tags(path: Path) -> dict[str, str]:

@@ -20,6 +20,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -210,13 +211,14 @@ def owned_by(target: Path, owner: str, settings: str | None = None) -> bool:
 
 def atomic_save_picture(
     target: Path,
-    image: Image.Image,
+    image: Image.Image | Any,
     owner: str | None = None,
     settings: str | None = None,
     fmt: str = "png",
     quality: int = 90,
 ) -> None:
-    """Write a picture (``fmt``: png, jpg, webp) atomically. With ``owner`` (:func:`owner_tag`) and ``settings``,
+    """Write a picture (``fmt``: png, jpg, webp; ``image``: a Pillow picture or an (H, W, 3) uint8 tensor, see
+    :func:`~camcli.io.formats.encode_picture`) atomically. With ``owner`` (:func:`owner_tag`) and ``settings``,
     the picture carries them, and an existing file made from *another* input or with other settings is never
     replaced: two runs into one ``--out`` over different folders with the same file names, or with two
     checkpoints of the same name, would otherwise overwrite each other's outputs without a word."""

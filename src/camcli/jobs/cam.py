@@ -49,10 +49,14 @@ class CamJob(Job[CamMaps]):
     """Explains batches and writes one overlay per image, method and class (see :class:`CamOptions`)."""
 
     options: CamOptions
+    # with a CUDA device the overlays are drawn on it (False: on the CPU with Pillow; ``make bench`` compares)
+    gpu_render = True
 
     def __init__(self, options: CamOptions, model: LoadedModel | None = None) -> None:
         self.options = options
         super().__init__(options, model)
+        # where the maps are upsampled and drawn: None = the CPU, with Pillow (the two give the same pixels)
+        self.render_on: torch.device | None = self.device if self.device.type == "cuda" and self.gpu_render else None
 
     def prepare_options(self) -> None:
         self.methods: list[CamMethod] = [get_method(m) for m in (self.options.methods or [DEFAULT_METHOD])]
@@ -186,23 +190,34 @@ class CamJob(Job[CamMaps]):
         self,
         path: Path,
         image: Image.Image,
-        cam: np.ndarray,
+        base: torch.Tensor | None,
+        cam: torch.Tensor,
         maps: dict[str, np.ndarray] | None,
         owner: str,
         caption: str,
     ) -> str | None:
-        """Write the overlay at ``path`` (and its .npy with --save-raw); returns the .npy path or None."""
+        """Write the overlay of ``cam`` (H, W) at ``path`` (and its .npy with --save-raw); returns the .npy path or
+        None. With ``base`` (the picture as an (H, W, 3) uint8 tensor on the GPU) the overlay is drawn there."""
         o = self.options
-        picture = render.overlay(image, cam, o.colormap, o.alpha, o.blend)
+        picture: Image.Image | torch.Tensor
+        if base is None:
+            picture = render.overlay(image, cam.numpy(), o.colormap, o.alpha, o.blend)
+        else:
+            picture = render.overlay_tensor(base, cam, o.colormap, o.alpha, o.blend)
         if o.annotate:
+            if isinstance(picture, torch.Tensor):
+                picture = Image.fromarray(picture.cpu().numpy(), "RGB")
             picture = render.annotate(picture, caption, o.colormap)
         self.save_picture(path, picture, owner)
+        if maps is None and not o.save_raw:
+            return None
+        array = cam.cpu().numpy()
         if maps is not None:
-            maps[str(path)] = cam
+            maps[str(path)] = array
         if not o.save_raw:
             return None
         raw = path.with_suffix(".npy")
-        atomic_save_npy(raw, cam.astype(np.float32))
+        atomic_save_npy(raw, array.astype(np.float32, copy=False))
         return str(raw)
 
     def write(self, item: InputFile, image: Image.Image, computed: CamMaps) -> ImageResult:
@@ -222,6 +237,9 @@ class CamJob(Job[CamMaps]):
         maps: dict[str, np.ndarray] | None = {} if self.options.keep_maps else None
         owner = owner_tag(item)
         layer = "+".join(self.layers)
+        # on a GPU the maps are upsampled and drawn there: the CPU cores are what limits such a run
+        on = self.render_on
+        base = torch.from_numpy(np.array(image.convert("RGB"))).to(on) if on is not None else None
         written: list[CamOutput | FeatureOutput] = []
         for k, idx in enumerate(computed.classes):
             rank = self._rank(k)
@@ -234,14 +252,14 @@ class CamJob(Job[CamMaps]):
                 self.save_picture(gb_path, picture, owner)
             for m in self.methods:
                 path = self.output_path(item, m.name, idx, rank=rank)
-                full = upsample_normalized(computed.by_method[m.name][k], size).numpy()
+                full = upsample_normalized(computed.by_method[m.name][k].to(on), size)
                 out = CamOutput(m.name, idx, name, prob, overlay=str(path))
-                out.raw = self._save_map(path, image, full, maps, owner, f"{said} · {m.name} @ {layer}")
+                out.raw = self._save_map(path, image, base, full, maps, owner, f"{said} · {m.name} @ {layer}")
                 for (method, one), per in computed.per_layer.items():
                     if method == m.name:
                         layer_path = self.output_path(item, f"{m.name}@{one}", idx, rank=rank)
-                        per_map = upsample_normalized(per[k], size).numpy()
-                        self._save_map(layer_path, image, per_map, maps, owner, f"{said} · {m.name} @ {one}")
+                        per_map = upsample_normalized(per[k].to(on), size)
+                        self._save_map(layer_path, image, base, per_map, maps, owner, f"{said} · {m.name} @ {one}")
                         out.per_layer[one] = str(layer_path)
                 if guided is not None:
                     out.guided_backprop = str(gb_path)

@@ -110,8 +110,9 @@ class Job(ABC, Generic[C]):
         """The suffix of this run's pictures (``--format``)."""
         return EXTENSIONS[self.options.format]
 
-    def save_picture(self, path: Path, image: Image.Image, owner: str) -> None:
-        """Write one picture in the run's format, tagged with its input and this run's settings."""
+    def save_picture(self, path: Path, image: Image.Image | torch.Tensor, owner: str) -> None:
+        """Write one picture (Pillow, or (H, W, 3) uint8 tensor) in the run's format, tagged with its input and
+        this run's settings."""
         o = self.options
         atomic_save_picture(path, image, owner, self.settings_text, o.format, o.quality)
 
