@@ -233,3 +233,51 @@ class FeatureOptions(RunOptions):
             )
         if self.normalize not in NORMALIZE_MODES:
             raise UsageError(f"--normalize {self.normalize!r}: use tile or layer")
+
+
+METRICS = ("deletion", "insertion", "drop", "road")  # `camcli evaluate --metric` (drop: Average Drop + Increase)
+PERTURB_BASELINES = ("zero", "blur", "mean")  # what deleted pixels become (camcli.metrics.faithfulness)
+MAX_STEPS = 1024  # deletion/insertion steps per curve
+
+
+@dataclass
+class EvalOptions(RunOptions):
+    """Options of `camcli evaluate`: which methods and metrics, on which classes (see camcli.metrics)."""
+
+    methods: list[str] = field(default_factory=lambda: [DEFAULT_METHOD])
+    metrics: list[str] = field(default_factory=lambda: list(METRICS))
+    targets: list[str] = field(default_factory=list)  # empty: each image's top class
+    steps: int = 32  # deletion/insertion steps
+    baseline: str | None = None  # None: RISE's choice, zero for deletion and blur for insertion
+    road_percents: str = "20,40,60,80"  # ROAD: percentages of pixels removed
+    road_noise: float = 0.01  # ROAD: std of the noise added to imputed pixels (pytorch-grad-cam's default)
+    baselines: bool = True  # also measure the random, Gaussian and edge maps
+    sanity: bool = False  # the model-randomisation check instead of the metrics
+    sanity_steps: int = 6
+    score_batch: int = 32
+
+    def check(self) -> None:
+        super().check()
+        unknown = [m for m in self.metrics if m not in METRICS]
+        if unknown:
+            raise UsageError(f"--metric {unknown[0]!r}: use {', '.join(METRICS)}")
+        if self.baseline is not None and self.baseline not in PERTURB_BASELINES:
+            raise UsageError(f"--baseline {self.baseline!r}: use {', '.join(PERTURB_BASELINES)}")
+        _at_least("--steps", self.steps, 2)
+        _at_most("--steps", self.steps, MAX_STEPS)
+        _at_least("--sanity-steps", self.sanity_steps, 1)
+        _finite("--road-noise", self.road_noise)
+        _at_least("--road-noise", self.road_noise, 0)
+        self.percents()
+
+    def percents(self) -> list[int]:
+        """``--road-percents`` as numbers (each 1…99)."""
+        try:
+            values = [int(v) for v in self.road_percents.split(",") if v.strip()]
+        except ValueError:
+            raise UsageError(
+                f"--road-percents {self.road_percents!r}: give whole percentages, e.g. 20,40,60,80"
+            ) from None
+        if not values or not all(1 <= v <= 99 for v in values):
+            raise UsageError(f"--road-percents {self.road_percents!r}: each percentage must be from 1 to 99")
+        return sorted(set(values))

@@ -12,7 +12,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
-from . import info, runs
+from . import evaluate, info, runs
 
 
 def _plain(params: list[Any]) -> list[Any]:
@@ -81,6 +81,7 @@ app.command(
     "Example: camcli cam cat.jpg --method layercam --method scorecam --method gradcam",
 )(runs.cam)
 app.command("features", cls=_Command)(runs.features)
+app.command("evaluate", cls=_Command)(evaluate.evaluate)
 app.command("layers", cls=_Command)(info.layers)
 app.command("methods", cls=_Command)(info.methods)
 app.command("models", cls=_Command)(info.models)

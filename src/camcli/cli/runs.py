@@ -299,7 +299,9 @@ def run_with_report(
     def show_summary() -> None:
         if not run.quiet:
             end = time.perf_counter()
-            summary.show(end - started, ready - started, job.options.out, manifest_name(job.options.shard))
+            summary.show(
+                end - started, ready - started, job.options.out, manifest_name(job.options.shard, job.manifest_stem)
+            )
 
     results = run_job(job, inputs, on_result=on_result, on_note=console.info)
     try:

@@ -133,10 +133,10 @@ def _inode(path: Path) -> int:
         return -1
 
 
-def manifest_name(shard: Shard | None) -> str:
-    return (
-        "manifest.jsonl" if shard is None else f"manifest.shard-{shard[0]:0{len(str(shard[1]))}d}-of-{shard[1]}.jsonl"
-    )
+def manifest_name(shard: Shard | None, stem: str = "manifest") -> str:
+    """``manifest.jsonl``, or a shard's part ``manifest.shard-03-of-12.jsonl`` (``stem``: ``metrics`` for
+    `camcli evaluate`)."""
+    return f"{stem}.jsonl" if shard is None else f"{stem}.shard-{shard[0]:0{len(str(shard[1]))}d}-of-{shard[1]}.jsonl"
 
 
 def _check_regular(path: Path) -> None:
@@ -169,12 +169,12 @@ def read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     return records, bad
 
 
-def recorded_inputs(out_dir: Path, name: str) -> set[int]:
+def recorded_inputs(out_dir: Path, name: str, stem: str = "manifest") -> set[int]:
     """Inputs whose last record in ``name`` (and in a merged ``manifest.jsonl``) says ``ok``, as digests of their
     resolved paths (:func:`~camcli.io.inputs.input_key`), so that ``photos/a.jpg`` and its absolute spelling
     are the same input."""
     state: dict[int, bool] = {}
-    for path in dict.fromkeys([out_dir / "manifest.jsonl", out_dir / name]):
+    for path in dict.fromkeys([out_dir / f"{stem}.jsonl", out_dir / name]):
         if path.is_file():
             for rec in read_records(path)[0]:
                 if isinstance(rec.get("input"), str):

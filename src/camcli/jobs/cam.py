@@ -30,7 +30,7 @@ from ..methods.guided import gradient_to_image, guided_backprop
 from ..models import LoadedModel
 from ..options import DEFAULT_METHOD, CamOptions
 from .job import Job
-from .results import CamOutput, FeatureOutput, ImageResult, Prediction, Record
+from .results import CamOutput, ImageResult, Output, Prediction, Record
 from .runner import ResultCallback, run_job
 
 
@@ -240,7 +240,7 @@ class CamJob(Job[CamMaps]):
         # on a GPU the maps are upsampled and drawn there: the CPU cores are what limits such a run
         on = self.render_on
         base = torch.from_numpy(np.array(image.convert("RGB"))).to(on) if on is not None else None
-        written: list[CamOutput | FeatureOutput] = []
+        written: list[Output] = []
         for k, idx in enumerate(computed.classes):
             rank = self._rank(k)
             name, prob = self.model.class_name(idx), round(float(probs[idx]), 6)

@@ -24,7 +24,7 @@ from ..io.outputs import Setting, atomic_save_npy, feature_output_path, owned_by
 from ..models import LoadedModel
 from ..options import FeatureOptions, parse_channels
 from .job import Job
-from .results import CamOutput, FeatureOutput, ImageResult, LayerStats, Record
+from .results import FeatureOutput, ImageResult, LayerStats, Output, Record
 from .runner import ResultCallback, run_job
 
 
@@ -156,7 +156,7 @@ class FeatureJob(Job[dict[str, LayerFeatures]]):
         return out
 
     def write(self, item: InputFile, image: Image.Image, computed: dict[str, LayerFeatures]) -> ImageResult:
-        written: list[CamOutput | FeatureOutput] = []
+        written: list[Output] = []
         for layer, f in computed.items():
             if not (math.isfinite(f.stats.mean) and math.isfinite(f.stats.max)):
                 raise InputError(f"{item.path}: layer '{layer}' output is not finite (NaN or Inf); check the weights")

@@ -39,6 +39,7 @@ class Job(ABC, Generic[C]):
     """
 
     label = "explaining"  # what the progress display calls the work
+    manifest_stem = "manifest"  # the records go to OUT/manifest.jsonl
 
     def __init__(self, options: RunOptions, model: LoadedModel | None = None) -> None:
         with phase("check options"):

@@ -122,6 +122,33 @@ class FeatureOutput:
 
 
 @dataclass
+class EvalOutput:
+    """`camcli evaluate`'s numbers for one map (a method or a baseline) and class of one input: no files."""
+
+    method: str
+    class_index: int
+    class_name: str
+    probability: float
+    baseline: bool  # a reference map (random, gaussian, edges), not a CAM method
+    scores: dict[str, Any]  # metric → value (ROAD: per percentage too)
+    curves: dict[str, list[float]] = field(default_factory=dict)  # deletion/insertion curves, for the plots
+    sanity: list[dict[str, Any]] = field(default_factory=list)  # per randomisation step: layer, spearman, ssim
+
+    def paths(self) -> list[str]:
+        return []
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items()}
+        return {k: v for k, v in out.items() if v != [] and v != {}}
+
+    def record(self, base: Record) -> Record:
+        return {**base, "status": "ok", **self.as_dict()}
+
+
+Output = CamOutput | FeatureOutput | EvalOutput  # what one manifest record is about
+
+
+@dataclass
 class ImageResult:
     """What happened to one input.
 
@@ -145,7 +172,7 @@ class ImageResult:
     skipped: bool = False
     size: tuple[int, int] | None = None
     predictions: list[Prediction] = field(default_factory=list)
-    written: list[CamOutput | FeatureOutput] = field(default_factory=list)
+    written: list[Output] = field(default_factory=list)
     maps: dict[str, np.ndarray] | None = None
     records: list[Record] = field(default_factory=list)
     stop_run: str | None = None  # why the run cannot go on after this input (the disk is full)

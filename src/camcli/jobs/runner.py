@@ -318,8 +318,9 @@ class Ledger:
     def __init__(self, job: Job[C]) -> None:
         o = job.options
         self.job: Job[Any] = job
-        self.manifest = Manifest(o.out, manifest_name(o.shard), fsync=o.fsync)
-        self.done = recorded_inputs(o.out, manifest_name(o.shard)) if o.skip_existing else set()
+        name = manifest_name(o.shard, job.manifest_stem)
+        self.manifest = Manifest(o.out, name, fsync=o.fsync)
+        self.done = recorded_inputs(o.out, name, job.manifest_stem) if o.skip_existing else set()
         self.error: str | None = None
         self.lost = 0
 

@@ -1,0 +1,162 @@
+"""``camcli evaluate``: faithfulness metrics per method, beside baseline maps, or the randomisation sanity check."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+
+from ..options import DEFAULT_METHOD, METHOD_NAMES, METRICS, PERTURB_BASELINES, EvalOptions
+from ..profiling import phase
+from .boundary import EXIT_OK, guarded
+from .params import EXPLAIN, RUN, BatchArgs, InputsArg, LayerOpt, ModelArgs, complete_method, shared_options
+from .runs import _complete_and_count, run_with_report
+
+METRIC_HELP = (
+    "Metric, repeatable: deletion, insertion (RISE, Petsiuk et al. 2018: the class probability as the map's "
+    "pixels are removed / revealed, highest first; area under the curve), drop (Average Drop relu(s−m)/s and "
+    "Increase in Confidence m>s, Chattopadhyay et al. 2018, with the input multiplied by the map), road (ROAD, "
+    "Rong et al. 2022: the change of probability after the most / least relevant pixels are imputed; combined "
+    "(LeRF−MoRF)/2). \\[default: all]"
+)
+
+
+@shared_options
+def evaluate(
+    inputs: InputsArg,
+    model: ModelArgs,
+    *,
+    layer: LayerOpt = None,
+    method: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--method",
+            help=f"CAM method to measure, repeatable: {', '.join(METHOD_NAMES)}. \\[default: {DEFAULT_METHOD}]",
+            metavar="METHOD",
+            autocompletion=complete_method,
+            rich_help_panel=EXPLAIN,
+        ),
+    ] = None,
+    target: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--target",
+            "-t",
+            help="Class index or name to explain, repeatable. \\[default: each image's top class]",
+            metavar="CLASS",
+            rich_help_panel=EXPLAIN,
+        ),
+    ] = None,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option("--metric", help=METRIC_HELP, metavar="|".join(METRICS), rich_help_panel=EXPLAIN),
+    ] = None,
+    steps: Annotated[
+        int, typer.Option("--steps", help="Deletion/insertion: points on each curve.", rich_help_panel=EXPLAIN)
+    ] = EvalOptions.steps,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            "--baseline",
+            help="Deletion/insertion: what removed pixels become: zero (the normalisation's mean colour), blur "
+            "or mean (the image's mean colour). \\[default: zero for deletion, blur for insertion, as RISE]",
+            metavar="|".join(PERTURB_BASELINES),
+            rich_help_panel=EXPLAIN,
+        ),
+    ] = None,
+    road_percents: Annotated[
+        str,
+        typer.Option(
+            "--road-percents", help="ROAD: percentages of pixels removed.", metavar="LIST", rich_help_panel=EXPLAIN
+        ),
+    ] = EvalOptions.road_percents,
+    road_noise: Annotated[
+        float,
+        typer.Option(
+            "--road-noise", help="ROAD: std of the noise on imputed pixels (0: none).", rich_help_panel=EXPLAIN
+        ),
+    ] = EvalOptions.road_noise,
+    baselines: Annotated[
+        bool,
+        typer.Option(
+            "--baselines/--no-baselines",
+            help="Also measure a random map, a centred Gaussian and an edge map (Sobel), as rows of the table.",
+            rich_help_panel=EXPLAIN,
+        ),
+    ] = True,
+    sanity: Annotated[
+        bool,
+        typer.Option(
+            "--sanity",
+            help="Instead of the metrics: the sanity check (Adebayo et al. 2018): randomise the model's weights "
+            "from the output towards the input, on a copy, and measure how far each method's map moves.",
+            rich_help_panel=EXPLAIN,
+        ),
+    ] = False,
+    sanity_steps: Annotated[
+        int, typer.Option("--sanity-steps", help="Sanity check: randomisation steps.", rich_help_panel=EXPLAIN)
+    ] = EvalOptions.sanity_steps,
+    score_batch: Annotated[
+        int, typer.Option(help="Masked images per forward pass for scorecam.", rich_help_panel=RUN)
+    ] = EvalOptions.score_batch,
+    run: BatchArgs,
+) -> None:
+    """Measure how faithful each method's maps are: a table per method (mean ± 95 % interval), a record per
+    image, method and class in OUT/metrics.jsonl, and the plots OUT/curves.png (or OUT/sanity.png).
+
+    Example: camcli evaluate sample_images --method gradcam --method layercam --out eval/
+    """
+    started = time.perf_counter()
+    code = EXIT_OK
+    with guarded(run.debug):
+        with phase("import"):
+            from ..jobs.evaluate import EvaluateJob
+
+        options = EvalOptions(
+            layers=list(layer or []),
+            methods=list(method or [DEFAULT_METHOD]),
+            targets=list(target or []),
+            metrics=list(metric or METRICS),
+            steps=steps,
+            baseline=baseline,
+            road_percents=road_percents,
+            road_noise=road_noise,
+            baselines=baselines,
+            sanity=sanity,
+            sanity_steps=sanity_steps,
+            score_batch=score_batch,
+        )
+        total = _complete_and_count(options, model, run, inputs)
+        job = EvaluateJob(options)
+        code = run_with_report(job, inputs, total, run, started=started)
+        _summarize(job, quiet=run.quiet)  # the plots are written with --quiet too
+    raise typer.Exit(code)
+
+
+def _summarize(job: object, *, quiet: bool) -> None:
+    """The table(s) on stderr and the plots in --out, from every record of this run's settings."""
+    from ..io.manifest import manifest_name
+    from ..jobs.eval_summary import collect, metric_rows, plot_curves, plot_sanity, sanity_rows
+    from ..jobs.evaluate import EvaluateJob
+    from . import console
+
+    assert isinstance(job, EvaluateJob)
+    o = job.options
+    path = o.out / manifest_name(o.shard, job.manifest_stem)
+    summaries = collect(path, {k: v for k, v in job.run_settings.items() if k not in ("model", "layers")})
+    if not summaries:
+        return
+    title = f"{job.model.name} · layer {'+'.join(job.layers)}"
+    if o.sanity:
+        columns, rows = sanity_rows(summaries)
+        plotted = plot_sanity(summaries, o.out / "sanity.png", f"sanity check: {title}")
+        what = "rank correlation with the trained model's map, as the weights are randomised from the output"
+    else:
+        columns, rows = metric_rows(summaries, job.forwards_per_image())
+        plotted = plot_curves(summaries, o.out / "curves.png", title)
+        what = "mean ± 95 % interval per image and class"
+    if not quiet:
+        console.table(f"{what}:", columns, rows, keep=("method",))
+        if plotted:
+            console.info(f"plot: {o.out / ('sanity.png' if o.sanity else 'curves.png')}")

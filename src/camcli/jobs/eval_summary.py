@@ -1,0 +1,178 @@
+"""After `camcli evaluate`: the summary per method (mean ± 95 % interval) and the plots, made from the records in
+``OUT/metrics.jsonl``, so that a resumed or interrupted run reports every image it has measured."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..io.manifest import read_records
+from ..io.outputs import atomic_write_bytes
+
+# the columns of the summary: record key, heading, which way is better
+SUMMARY_METRICS = [
+    ("deletion_auc", "deletion AUC ↓"),
+    ("insertion_auc", "insertion AUC ↑"),
+    ("avg_drop", "avg drop ↓"),
+    ("increase", "increase ↑"),
+    ("road_combined", "ROAD ↑"),
+]
+SANITY_FAIL = 0.5  # a method whose mean rank correlation stays above this after full randomisation fails
+
+
+@dataclass
+class MethodSummary:
+    name: str
+    baseline: bool
+    values: dict[str, list[float]] = field(default_factory=dict)
+    deletion: list[list[float]] = field(default_factory=list)
+    insertion: list[list[float]] = field(default_factory=list)
+    sanity: dict[int, tuple[str, list[float], list[float]]] = field(default_factory=dict)  # step → layer, ρ, ssim
+
+    def mean_ci(self, key: str) -> tuple[float, float, int] | None:
+        """Mean and the half-width of its 95 % interval (normal approximation, 1.96 standard errors)."""
+        v = [x for x in self.values.get(key, []) if math.isfinite(x)]
+        if not v:
+            return None
+        mean = sum(v) / len(v)
+        if len(v) < 2:
+            return mean, float("nan"), len(v)
+        sd = math.sqrt(sum((x - mean) ** 2 for x in v) / (len(v) - 1))
+        return mean, 1.96 * sd / math.sqrt(len(v)), len(v)
+
+
+def collect(path: Path, settings: dict[str, Any]) -> dict[str, MethodSummary]:
+    """The last ok record of each (input, method, class) made with ``settings``, grouped by method."""
+    latest: dict[tuple[str, str, int], dict[str, Any]] = {}
+    if path.is_file():
+        want = json.dumps(settings, sort_keys=True)
+        for rec in read_records(path)[0]:
+            if rec.get("kind") != "evaluate" or rec.get("status") != "ok":
+                continue
+            if json.dumps(rec.get("settings"), sort_keys=True) != want:
+                continue
+            latest[(str(rec.get("input")), str(rec.get("method")), int(rec.get("class_index", -1)))] = rec
+    out: dict[str, MethodSummary] = {}
+    for (_, method, _), rec in latest.items():
+        s = out.setdefault(method, MethodSummary(method, bool(rec.get("baseline"))))
+        for key, value in (rec.get("scores") or {}).items():
+            if isinstance(value, (int, float)):
+                s.values.setdefault(key, []).append(float(value))
+        curves = rec.get("curves") or {}
+        if "deletion" in curves:
+            s.deletion.append(curves["deletion"])
+        if "insertion" in curves:
+            s.insertion.append(curves["insertion"])
+        for step in rec.get("sanity") or []:
+            _, rho, sim = s.sanity.setdefault(int(step["step"]), (str(step["layer"]), [], []))
+            rho.append(float(step["spearman"]))
+            sim.append(float(step["ssim"]))
+    # methods first, in the order met, then the baselines
+    return dict(sorted(out.items(), key=lambda kv: kv[1].baseline))
+
+
+def metric_rows(summaries: dict[str, MethodSummary], cost: dict[str, int]) -> tuple[list[str], list[list[str]]]:
+    """The summary table: a row per method and baseline, ``mean ± interval`` per metric measured."""
+    keys = [(k, head) for k, head in SUMMARY_METRICS if any(k in s.values for s in summaries.values())]
+    columns = ["method", "images", *[head for _, head in keys], "forwards/img"]
+    rows = []
+    for name, s in summaries.items():
+        cells = []
+        n = 0
+        for key, _ in keys:
+            m = s.mean_ci(key)
+            n = max(n, m[2] if m else 0)
+            cells.append("—" if m is None else f"{m[0]:.3f} ± {m[1]:.3f}" if math.isfinite(m[1]) else f"{m[0]:.3f}")
+        label = f"{name} (baseline)" if s.baseline else name
+        rows.append([label, str(n), *cells, str(cost.get(name, ""))])
+    return columns, rows
+
+
+def sanity_rows(summaries: dict[str, MethodSummary]) -> tuple[list[str], list[list[str]]]:
+    """A row per method: mean rank correlation and SSIM with the original map after each step; pass/fail."""
+    steps = sorted({k for s in summaries.values() for k in s.sanity})
+    columns = ["method", *[f"step {k}" for k in steps], "SSIM at the end", "check"]
+    rows = []
+    for name, s in summaries.items():
+        if not s.sanity:
+            continue
+        rhos = [sum(s.sanity[k][1]) / len(s.sanity[k][1]) if k in s.sanity else float("nan") for k in steps]
+        last = s.sanity[steps[-1]]
+        verdict = "fails (map ignores the weights)" if rhos[-1] > SANITY_FAIL else "passes"
+        rows.append([name, *[f"{r:.2f}" for r in rhos], f"{sum(last[2]) / len(last[2]):.2f}", verdict])
+    return columns, rows
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
+
+    return Figure(figsize=(width, height), dpi=110, layout="constrained")
+
+
+def _save(fig: Any, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_curves(summaries: dict[str, MethodSummary], path: Path, title: str) -> bool:
+    """Mean deletion and insertion curves per method (dashed: baselines) → ``path``; False if there are none."""
+    if not any(s.deletion or s.insertion for s in summaries.values()):
+        return False
+    fig = _figure(10, 4.2)
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, which, better in ((axes[0], "deletion", "lower is better"), (axes[1], "insertion", "higher is better")):
+        for name, s in summaries.items():
+            curves = getattr(s, which)
+            if not curves:
+                continue
+            n = len(curves[0])
+            mean = [sum(c[i] for c in curves) / len(curves) for i in range(n)]
+            xs = [i / (n - 1) for i in range(n)]
+            auc = s.mean_ci(f"{which}_auc")
+            label = f"{name} ({auc[0]:.3f})" if auc else name
+            ax.plot(xs, mean, linestyle="--" if s.baseline else "-", linewidth=1.2 if s.baseline else 2, label=label)
+        ax.set_title(f"{which} ({better}; area in brackets)")
+        ax.set_xlabel("fraction of pixels " + ("removed" if which == "deletion" else "revealed"))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("probability of the explained class")
+    fig.suptitle(title, fontsize=10)
+    _save(fig, path)
+    return True
+
+
+def plot_sanity(summaries: dict[str, MethodSummary], path: Path, title: str) -> bool:
+    """Mean rank correlation with the original map vs. how much of the model is randomised → ``path``."""
+    with_steps = {name: s for name, s in summaries.items() if s.sanity}
+    if not with_steps:
+        return False
+    fig = _figure(8, 4.2)
+    ax = fig.subplots()
+    labels: list[str] = []
+    for name, s in with_steps.items():
+        steps = sorted(s.sanity)
+        labels = [s.sanity[k][0] for k in steps]
+        ax.plot(
+            range(1, len(steps) + 1), [sum(s.sanity[k][1]) / len(s.sanity[k][1]) for k in steps], marker="o", label=name
+        )
+    ax.set_xticks(
+        range(1, len(labels) + 1),
+        [f"…{lab}" if len(lab) < 18 else f"…{lab[-17:]}" for lab in labels],
+        rotation=30,
+        ha="right",
+        fontsize=7,
+    )
+    ax.axhline(SANITY_FAIL, color="grey", linestyle=":", linewidth=1)
+    ax.set_ylim(-0.2, 1.05)
+    ax.set_xlabel("randomised from the output down to (cumulative)")
+    ax.set_ylabel("Spearman ρ with the trained model's map")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    _save(fig, path)
+    return True

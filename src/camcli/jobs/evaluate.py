@@ -1,0 +1,256 @@
+"""`camcli evaluate`: how faithful each method's map is, beside maps that explain nothing (camcli.metrics).
+
+Per batch: one forward and backward pass gives every method's map (:func:`~camcli.methods.explain`); the maps
+are upsampled to the model's input size; every metric's perturbed inputs go through the model ``--batch-size``
+at a time. Per image, method and class one record goes to ``OUT/metrics.jsonl``; the job writes no other file
+per image (the summary table and the plots are made from the records at the end, :mod:`camcli.jobs.report`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+
+from ..engine.layers import LayerInfo
+from ..engine.targets import resolve_targets
+from ..errors import InputError, UsageError
+from ..io.inputs import InputFile
+from ..methods import CamMethod, explain, get_method, upsample_normalized
+from ..metrics import BASELINE_MAPS, baseline_maps, cascade, deletion_insertion, drop_increase, road
+from ..models import LoadedModel
+from ..options import DEFAULT_METHOD, EvalOptions
+from .job import Job
+from .results import EvalOutput, ImageResult, Prediction, Record
+from .runner import ResultCallback, run_job
+
+
+@dataclass
+class EvalScores:
+    """What :meth:`EvaluateJob.compute` hands to :meth:`EvaluateJob.write` for one image."""
+
+    probs: torch.Tensor  # (num_classes,)
+    outputs: list[EvalOutput]
+
+
+class EvaluateJob(Job[EvalScores]):
+    """Measures the maps of one or more methods (and the baseline maps) with the chosen metrics."""
+
+    options: EvalOptions
+    label = "evaluating"
+    manifest_stem = "metrics"
+
+    def __init__(self, options: EvalOptions, model: LoadedModel | None = None) -> None:
+        self.options = options
+        super().__init__(options, model)
+
+    def prepare_options(self) -> None:
+        self.methods: list[CamMethod] = [get_method(m) for m in (self.options.methods or [DEFAULT_METHOD])]
+        names = [m.name for m in self.methods]
+        if len(set(names)) != len(names):
+            raise UsageError("a method is listed twice in --method")
+        self.percents = self.options.percents()
+
+    def prepare_model(self, infos: list[LayerInfo]) -> None:
+        self.targets = resolve_targets(self.options.targets, self.model.categories)
+
+    def header(self) -> str:
+        o = self.options
+        what = "sanity check" if o.sanity else "metrics " + ", ".join(o.metrics)
+        return (
+            f"model {self.model.name}{self.weights_note()} · layer {'+'.join(self.layers)} "
+            f"({self.how_layers_chosen()}) · method {', '.join(m.name for m in self.methods)} · {what} · "
+            f"device {self.device}"
+        )
+
+    def settings(self) -> dict[str, Any]:
+        o = self.options
+        return {
+            **super().settings(),
+            "metrics": [] if o.sanity else list(o.metrics),
+            "steps": o.steps,
+            "baseline": o.baseline,
+            "road_percents": self.percents,
+            "road_noise": o.road_noise,
+            "sanity": o.sanity,
+            "sanity_steps": o.sanity_steps if o.sanity else None,
+        }
+
+    def forwards_per_image(self) -> dict[str, int]:
+        """Forward passes each map costs per image and class (besides the one that made the maps): a curve's
+        points, the masked input and its reference, ROAD's imputed inputs and its reference."""
+        o = self.options
+        n = 0
+        n += (o.steps + 1) if "deletion" in o.metrics else 0
+        n += (o.steps + 1) if "insertion" in o.metrics else 0
+        n += 2 if "drop" in o.metrics else 0
+        n += 1 + 2 * len(self.percents) if "road" in o.metrics else 0
+        names = [m.name for m in self.methods] + (list(BASELINE_MAPS) if o.baselines else [])
+        return dict.fromkeys(names, n)
+
+    def outputs_exist(self, item: InputFile) -> bool:
+        return True  # nothing but records: --skip-existing goes by the record alone
+
+    # --------------------------------------------------------------------------------------- compute
+    def _maps(
+        self, model: nn.Module, x: torch.Tensor, classes: torch.Tensor | None
+    ) -> tuple[Any, dict[str, torch.Tensor]]:
+        """Each method's map at the input's size, (B·K, H, W), for ``classes`` (B, K) or the targets/top class."""
+        ex = explain(
+            model,
+            x,
+            self.layers,
+            self.methods,
+            targets=self.targets or None,
+            top_k=1,
+            classes=classes,
+            score_batch=self.options.score_batch,
+        )
+        size = (x.shape[-2], x.shape[-1])
+        maps = {
+            name: torch.stack([upsample_normalized(m, size) for m in v.flatten(0, 1).to(x.device)])
+            for name, v in ex.by_method.items()
+        }
+        return ex, maps
+
+    def compute(self, x: torch.Tensor) -> list[EvalScores]:
+        o = self.options
+        model = self.model.module
+        ex, maps = self._maps(model, x, None)
+        k = ex.classes.shape[1]
+        xs = x.repeat_interleave(k, 0)  # one row per image and class
+        classes = ex.classes.flatten().to(x.device)
+        rows: dict[str, tuple[torch.Tensor, bool]] = {name: (m, False) for name, m in maps.items()}
+        if o.baselines and not o.sanity:
+            h, w = next(iter(ex.by_method.values())).shape[-2:]
+            cells = (h, w) if (h, w) != tuple(x.shape[-2:]) else None  # fused layers: the maps are full size
+            rows |= {name: (baseline_maps(name, xs, cells=cells), True) for name in BASELINE_MAPS}
+        scores: dict[str, dict[str, Any]] = {name: {} for name in rows}
+        curves: dict[str, dict[str, torch.Tensor]] = {name: {} for name in rows}
+        sanity: dict[str, list[dict[str, Any]]] = {}
+        chunk = self.batch_size
+        if o.sanity:
+            sanity = self._sanity(model, x, ex.classes)
+        else:
+            for name, (m, _) in rows.items():
+                if "deletion" in o.metrics or "insertion" in o.metrics:
+                    c = deletion_insertion(
+                        model,
+                        xs,
+                        m,
+                        classes,
+                        steps=o.steps,
+                        deletion_baseline=o.baseline or "zero",
+                        insertion_baseline=o.baseline or "blur",
+                        chunk=chunk,
+                    )
+                    for metric in ("deletion", "insertion"):
+                        if metric in o.metrics:
+                            scores[name][f"{metric}_auc"] = getattr(c, f"{metric}_auc")
+                            curves[name][metric] = getattr(c, metric)
+                if "drop" in o.metrics:
+                    drop, inc = drop_increase(model, xs, m, classes, chunk)
+                    scores[name]["avg_drop"] = drop
+                    scores[name]["increase"] = inc
+                if "road" in o.metrics:
+                    r = road(model, xs, m, classes, self.percents, noise=o.road_noise, chunk=chunk)
+                    scores[name]["road_morf"] = torch.stack(list(r.morf.values())).mean(0)
+                    scores[name]["road_lerf"] = torch.stack(list(r.lerf.values())).mean(0)
+                    scores[name]["road_combined"] = r.combined
+                    for q in self.percents:
+                        scores[name][f"road_morf@{q}"] = r.morf[q]
+                        scores[name][f"road_lerf@{q}"] = r.lerf[q]
+        out = []
+        for i in range(x.shape[0]):
+            outputs = []
+            for j in range(k):
+                row, idx = i * k + j, int(ex.classes[i, j])
+                for name, (_, is_baseline) in rows.items():
+                    outputs.append(
+                        EvalOutput(
+                            name,
+                            idx,
+                            self.model.class_name(idx),
+                            round(float(ex.probs[i, idx]), 6),
+                            is_baseline,
+                            {key: round(float(v[row]), 6) for key, v in scores[name].items()},
+                            {key: [round(float(p), 6) for p in v[row]] for key, v in curves[name].items()},
+                            [
+                                {**step, "spearman": step["spearman"][row], "ssim": step["ssim"][row]}
+                                for step in sanity.get(name, [])
+                            ],
+                        )
+                    )
+            out.append(EvalScores(ex.probs[i].cpu(), outputs))
+        return out
+
+    def _sanity(self, model: nn.Module, x: torch.Tensor, classes: torch.Tensor) -> dict[str, list[dict[str, Any]]]:
+        """Per method (and the edge map, which ignores the model): the cascading randomisation's steps."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for method in self.methods:
+
+            def maps_of(m: nn.Module, method: CamMethod = method) -> torch.Tensor:
+                ex = explain(m, x, self.layers, method, classes=classes, score_batch=self.options.score_batch)
+                size = (x.shape[-2], x.shape[-1])
+                return torch.stack([upsample_normalized(v, size) for v in ex.maps.flatten(0, 1).to(x.device)])
+
+            steps = cascade(model, maps_of, self.options.sanity_steps)
+            out[method.name] = [
+                {
+                    "step": s + 1,
+                    "layer": layer,
+                    "spearman": [round(float(v), 6) for v in rho],
+                    "ssim": [round(float(v), 6) for v in sim],
+                }
+                for s, (layer, rho, sim) in enumerate(steps)
+            ]
+        return out
+
+    # ----------------------------------------------------------------------------------------- write
+    def write(self, item: InputFile, image: Image.Image, computed: EvalScores) -> ImageResult:
+        probs = computed.probs
+        if not bool(torch.isfinite(probs).all()):
+            raise InputError(
+                f"{item.path}: the model's output is not finite (NaN or Inf) for this image; check the weights"
+            )
+        top = probs.topk(min(5, probs.numel()))
+        preds = [
+            Prediction(int(i), self.model.class_name(int(i)), round(float(p), 6))
+            for p, i in zip(top.values, top.indices, strict=True)
+        ]
+        return ImageResult(
+            item.display, True, size=(image.width, image.height), predictions=preds, written=list(computed.outputs)
+        )
+
+    def records(self, result: ImageResult) -> list[Record]:
+        settings = {k: v for k, v in self.run_settings.items() if k not in ("model", "layers")}
+        base = {
+            "input": result.input,
+            "kind": "evaluate",
+            "model": self.model.name,
+            "layer": "+".join(self.layers),
+            "settings": settings,
+        }
+        if not result.ok:
+            return [
+                {**base, "method": "+".join(m.name for m in self.methods), "status": "error", "error": result.error}
+            ]
+        return [o.record(base) for o in result.written if isinstance(o, EvalOutput)]
+
+
+def evaluate_files(
+    inputs: Sequence[str],
+    options: EvalOptions | None = None,
+    *,
+    on_result: ResultCallback | None = None,
+    on_error: ResultCallback | None = None,
+    model: LoadedModel | None = None,
+) -> Iterator[ImageResult]:
+    """Python API: measure the maps of ``options.methods`` on files/folders; yields a result per input, whose
+    ``written`` holds one :class:`EvalOutput` per method (and baseline) and class."""
+    job = EvaluateJob(options or EvalOptions(), model)
+    yield from run_job(job, inputs, on_result=on_result, on_error=on_error)
