@@ -333,6 +333,101 @@ def bench_pipeline(n: int, rounds: int = 2, batch: int = 8) -> None:
         print(f"| {name} | {fwd['nchw']:.1f} | {fwd['cl']:.1f} | {ratios} |", flush=True)
 
 
+def bench_metrics(rounds: int, batch: int) -> None:
+    """`camcli evaluate`'s metrics beside the peers' on the same maps and tensors: deletion + insertion and
+    Average Drop / Increase beside torchcam, ROAD (4 percentages, MoRF and LeRF) beside pytorch-grad-cam."""
+    import contextlib
+    from functools import partial
+
+    import torchvision
+
+    from camcli.metrics import deletion_insertion, drop_increase, road
+    from camcli.models import LoadedModel
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None).eval().to(DEVICE)
+    loaded = LoadedModel("resnet18", model)
+    x = _sample_batch(loaded.input_size, batch, loaded).to(DEVICE)
+    ex = explain(model, x, "layer4", get_method("gradcam"))
+    maps = torch.stack([upsample(m, tuple(x.shape[-2:])) for m in ex.maps[:, 0]]).to(DEVICE)  # type: ignore[arg-type]
+    classes = ex.classes[:, 0].to(DEVICE)
+    fns: dict[str, Callable[[], object]] = {
+        "forward": lambda: model(x),
+        "camcli deletion+insertion": lambda: deletion_insertion(
+            model, x, maps, classes, steps=32, insertion_baseline="zero", chunk=batch
+        ),
+        "camcli drop/increase": lambda: drop_increase(model, x, maps, classes, batch),
+        "camcli ROAD": lambda: road(model, x, maps, classes, (20, 40, 60, 80), chunk=batch),
+    }
+
+    class Given:  # a torchcam extractor that hands out the maps above
+        def __init__(self) -> None:
+            self.model = model
+
+        def __call__(self, *a: object, **k: object) -> list[torch.Tensor]:
+            return [maps]
+
+        def fuse_cams(self, cams: list[torch.Tensor]) -> torch.Tensor:
+            return cams[0]
+
+        @contextlib.contextmanager
+        def _hooks_off(self) -> Any:
+            yield
+
+    try:
+        import torchcam.metrics as tcm
+
+        softmax = partial(torch.softmax, dim=-1)
+
+        def tc_delins() -> object:
+            m = tcm.DeletionInsertionMetric(Given(), softmax, steps=32, batch_size=batch)
+            m.update(x, class_idx=classes.tolist())
+            return m.summary()
+
+        def tc_drop() -> object:
+            m = tcm.ClassificationMetric(Given(), softmax)
+            m.update(x, class_idx=classes.tolist())
+            return m.summary()
+
+        if hasattr(tcm, "DeletionInsertionMetric"):
+            fns["torchcam deletion+insertion"] = tc_delins
+        fns["torchcam drop/increase"] = tc_drop
+    except ImportError:
+        pass
+    try:
+        from pytorch_grad_cam.metrics.road import ROADCombined
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+        targets = [ClassifierOutputSoftmaxTarget(int(c)) for c in classes]
+        cams = maps.cpu().numpy()
+        combined = ROADCombined(percentiles=[20, 40, 60, 80])
+        fns["pytorch-grad-cam ROAD"] = lambda: combined(x, cams, targets, model)
+    except ImportError:
+        pass
+    with torch.no_grad():
+        t = median_times(fns, rounds, warmup=1, pre_call=False)
+    print(
+        f"\n## evaluate's metrics beside the peers ({_where()}, resnet18, batch {batch}, real photos, "
+        f"median of {rounds})\n"
+    )
+    print("| metric | camcli ms/img | peer | peer ms/img | camcli / peer |")
+    print("| --- | --- | --- | --- | --- |")
+    for ours, peer, name in (
+        ("camcli deletion+insertion", "torchcam deletion+insertion", "deletion + insertion (32 steps)"),
+        ("camcli drop/increase", "torchcam drop/increase", "Average Drop / Increase"),
+        ("camcli ROAD", "pytorch-grad-cam ROAD", "ROAD, 4 percentages × MoRF/LeRF"),
+    ):
+        who = peer.split(" ")[0]
+        if peer in t:
+            print(
+                f"| {name} | {t[ours] / batch * 1000:.0f} | {who} | {t[peer] / batch * 1000:.0f} | "
+                f"{t[ours] / t[peer]:.2f}× |"
+            )
+        else:
+            print(f"| {name} | {t[ours] / batch * 1000:.0f} | {who} | n/a | |")
+    print(f"\n(a no-grad forward of the batch: {t['forward'] / batch * 1000:.1f} ms/img)")
+
+
 _PEAK_WRAPPER = """
 import sys
 from camcli.cli import main
@@ -420,7 +515,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer rounds")
     ap.add_argument("--batch", type=int, default=8)
-    sections = ["gradcam", "help", "startup", "methods", "pipeline", "stages", "memory"]
+    sections = ["gradcam", "help", "startup", "methods", "metrics", "pipeline", "stages", "memory"]
     ap.add_argument("--only", choices=sections, default=None)
     ap.add_argument("--full", action="store_true", help="include Score-CAM on resnet50 (minutes)")
     ap.add_argument("--method", action="append", choices=METHODS, help="methods section: only these")
@@ -443,6 +538,8 @@ def main() -> None:
         bench_gradcam(rounds, args.batch)
     if args.only in (None, "methods"):
         bench_methods(max(3, rounds // 2), args.batch, args.full, args.method)
+    if args.only in (None, "metrics"):
+        bench_metrics(3 if args.quick else 5, args.batch)
     if args.only in (None, "pipeline"):
         bench_pipeline(200, batch=args.batch)
     if args.only in (None, "stages"):

@@ -19,6 +19,9 @@ _LAZY = {
     "CamOptions": "camcli.options",
     "Options": "camcli.options",  # the old name of CamOptions
     "FeatureOptions": "camcli.options",
+    "EvalOptions": "camcli.options",
+    "EvaluateJob": "camcli.jobs.evaluate",
+    "evaluate_files": "camcli.jobs.evaluate",
     "CamJob": "camcli.jobs.cam",
     "explain_files": "camcli.jobs.cam",
     "FeatureJob": "camcli.jobs.features",

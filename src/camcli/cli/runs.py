@@ -357,12 +357,15 @@ class _Summary:
 
         table = self.first
         if 0 < len(table) <= SUMMARY_ROWS and self.done <= SUMMARY_ROWS:
-            if any(r.explained for r in table):
+            if any(r.explained for r in table) and not any(r.files() for r in table):  # evaluate: no files
+                rows = [(r.input, "; ".join(r.explained)) for r in table]
+                console.table("explained per image", ["image", "class (probability)"], rows)
+            elif any(r.explained for r in table):
                 rows = [(r.input, "; ".join(r.explained), len(r.files())) for r in table]
                 console.table("explained per image", ["image", "class (probability)", "files"], rows)
             else:
                 console.table("outputs per image", ["image", "files"], [(r.input, len(r.files())) for r in table])
-        if self.done == 1 and len(table) == 1:
+        if self.done == 1 and len(table) == 1 and table[0].files():
             files = table[0].files()
             more = f" … and {len(files) - FILES_LISTED} more" if len(files) > FILES_LISTED else ""
             console.info("wrote " + ", ".join(files[:FILES_LISTED]) + more)

@@ -185,7 +185,9 @@ class ImageResult:
     def explained(self) -> list[str]:
         """The classes explained (CAM runs), each once: ``281 tabby (0.123)``."""
         seen = dict.fromkeys(
-            f"{o.class_index} {o.class_name} ({o.probability:.3f})" for o in self.written if isinstance(o, CamOutput)
+            f"{o.class_index} {o.class_name} ({o.probability:.3f})"
+            for o in self.written
+            if isinstance(o, (CamOutput, EvalOutput))
         )
         return list(seen)
 
