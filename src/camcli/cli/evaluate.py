@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 
-from ..options import DEFAULT_METHOD, METHOD_NAMES, METRICS, PERTURB_BASELINES, EvalOptions
+from ..options import DEFAULT_METHOD, METRICS, PERTURB_BASELINES, EvalOptions
 from ..profiling import phase
 from .boundary import EXIT_OK, guarded
-from .params import EXPLAIN, RUN, BatchArgs, InputsArg, LayerOpt, ModelArgs, complete_method, shared_options
-from .runs import _complete_and_count, run_with_report
+from .params import EXPLAIN, RUN, BatchArgs, InputsArg, LayerOpt, ModelArgs, shared_options
+from .runs import complete_and_count, method_option, run_with_report, target_option
 
 METRIC_HELP = (
     "Metric, repeatable: deletion, insertion (RISE, Petsiuk et al. 2018: the class probability as the map's "
@@ -28,32 +28,17 @@ def evaluate(
     model: ModelArgs,
     *,
     layer: LayerOpt = None,
-    method: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--method",
-            help=f"CAM method to measure, repeatable: {', '.join(METHOD_NAMES)}. \\[default: {DEFAULT_METHOD}]",
-            metavar="METHOD",
-            autocompletion=complete_method,
-            rich_help_panel=EXPLAIN,
-        ),
-    ] = None,
-    target: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--target",
-            "-t",
-            help="Class index or name to explain, repeatable. \\[default: each image's top class]",
-            metavar="CLASS",
-            rich_help_panel=EXPLAIN,
-        ),
-    ] = None,
+    method: Annotated[list[str] | None, method_option("CAM method to measure, repeatable")] = None,
+    target: Annotated[list[str] | None, target_option("each image's top class")] = None,
     metric: Annotated[
         list[str] | None,
         typer.Option("--metric", help=METRIC_HELP, metavar="|".join(METRICS), rich_help_panel=EXPLAIN),
     ] = None,
     steps: Annotated[
-        int, typer.Option("--steps", help="Deletion/insertion: points on each curve.", rich_help_panel=EXPLAIN)
+        int,
+        typer.Option(
+            "--steps", help="Deletion/insertion: steps per curve (it has steps + 1 points).", rich_help_panel=EXPLAIN
+        ),
     ] = EvalOptions.steps,
     baseline: Annotated[
         str | None,
@@ -127,7 +112,7 @@ def evaluate(
             sanity_steps=sanity_steps,
             score_batch=score_batch,
         )
-        total = _complete_and_count(options, model, run, inputs)
+        total = complete_and_count(options, model, run, inputs)
         job = EvaluateJob(options)
         code = run_with_report(job, inputs, total, run, started=started)
         _summarize(job, quiet=run.quiet)  # the plots are written with --quiet too

@@ -43,6 +43,28 @@ if TYPE_CHECKING:
 SUMMARY_ROWS = 20  # a per-image table in the summary for runs of up to this many images
 
 
+def method_option(what: str) -> Any:
+    """``--method`` (repeatable), introduced by ``what``."""
+    return typer.Option(
+        "--method",
+        help=f"{what}: {', '.join(METHOD_NAMES)} (camcli methods). \\[default: {DEFAULT_METHOD}]",
+        metavar="METHOD",
+        autocompletion=complete_method,
+        rich_help_panel=EXPLAIN,
+    )
+
+
+def target_option(default: str) -> Any:
+    """``--target``/``-t`` (repeatable); ``default`` says which classes are explained without it."""
+    return typer.Option(
+        "--target",
+        "-t",
+        help=f"Class index or name to explain, repeatable. \\[default: {default}]",
+        metavar="CLASS",
+        rich_help_panel=EXPLAIN,
+    )
+
+
 @shared_options
 def cam(
     inputs: InputsArg,
@@ -50,26 +72,9 @@ def cam(
     *,
     layer: LayerOpt = None,
     method: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--method",
-            help=f"CAM method, repeatable (several share one forward pass): {', '.join(METHOD_NAMES)} "
-            f"(camcli methods). \\[default: {DEFAULT_METHOD}]",
-            metavar="METHOD",
-            autocompletion=complete_method,
-            rich_help_panel=EXPLAIN,
-        ),
+        list[str] | None, method_option("CAM method, repeatable (several share one forward pass)")
     ] = None,
-    target: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--target",
-            "-t",
-            help="Class index or name to explain, repeatable. \\[default: each image's top-k]",
-            metavar="CLASS",
-            rich_help_panel=EXPLAIN,
-        ),
-    ] = None,
+    target: Annotated[list[str] | None, target_option("each image's top-k")] = None,
     top_k: Annotated[
         int, typer.Option("--top-k", "-k", help="Explain each image's N best classes.", rich_help_panel=EXPLAIN)
     ] = CamOptions.top_k,
@@ -149,7 +154,7 @@ def cam(
             blend=blend,
             annotate=annotate,
         )
-        total = _complete_and_count(options, model, run, inputs)
+        total = complete_and_count(options, model, run, inputs)
         code = run_with_report(CamJob(options), inputs, total, run, started=started)
     raise typer.Exit(code)
 
@@ -212,7 +217,7 @@ def features(
             tile=tile,
             save_raw=save_raw,
         )
-        total = _complete_and_count(options, model, run, inputs)
+        total = complete_and_count(options, model, run, inputs)
         rows = _StatsRows()
         job = FeatureJob(options)
         try:
@@ -242,7 +247,7 @@ class _StatsRows:
                 self.rows.append((result.input, o.layer, st.channels, size, st.mean, st.max, st.zeros_pct))
 
 
-def _complete_and_count(options: RunOptions, model: ModelArgs, run: BatchArgs, inputs: list[str]) -> int | None:
+def complete_and_count(options: RunOptions, model: ModelArgs, run: BatchArgs, inputs: list[str]) -> int | None:
     """Fill in the shared options, check them, and count the inputs (None when reading stdin): a bad option or
     path fails before the model loads, and an option before a (possibly long) walk of the inputs."""
     from ..errors import UsageError
@@ -358,8 +363,8 @@ class _Summary:
         table = self.first
         if 0 < len(table) <= SUMMARY_ROWS and self.done <= SUMMARY_ROWS:
             if any(r.explained for r in table) and not any(r.files() for r in table):  # evaluate: no files
-                rows = [(r.input, "; ".join(r.explained)) for r in table]
-                console.table("explained per image", ["image", "class (probability)"], rows)
+                pairs = [(r.input, "; ".join(r.explained)) for r in table]
+                console.table("explained per image", ["image", "class (probability)"], pairs)
             elif any(r.explained for r in table):
                 rows = [(r.input, "; ".join(r.explained), len(r.files())) for r in table]
                 console.table("explained per image", ["image", "class (probability)", "files"], rows)

@@ -25,12 +25,12 @@ from ..io.outputs import (
     owner_tag,
     rank_text,
 )
-from ..methods import CamMethod, explain_smooth, get_method, upsample, upsample_normalized
+from ..methods import CamMethod, explain_smooth, get_methods, upsample, upsample_normalized
 from ..methods.guided import gradient_to_image, guided_backprop
 from ..models import LoadedModel
 from ..options import DEFAULT_METHOD, CamOptions
 from .job import Job
-from .results import CamOutput, ImageResult, Output, Prediction, Record
+from .results import CamOutput, ImageResult, Output, Record
 from .runner import ResultCallback, run_job
 
 
@@ -59,10 +59,7 @@ class CamJob(Job[CamMaps]):
         self.render_on: torch.device | None = self.device if self.device.type == "cuda" and self.gpu_render else None
 
     def prepare_options(self) -> None:
-        self.methods: list[CamMethod] = [get_method(m) for m in (self.options.methods or [DEFAULT_METHOD])]
-        names = [m.name for m in self.methods]
-        if len(set(names)) != len(names):
-            raise UsageError("a method is listed twice in --method")
+        self.methods: list[CamMethod] = get_methods(self.options.methods or [DEFAULT_METHOD])
 
     def prepare_model(self, infos: list[LayerInfo]) -> None:
         self.targets = resolve_targets(self.options.targets, self.model.categories)
@@ -229,11 +226,7 @@ class CamJob(Job[CamMaps]):
             raise InputError(
                 f"{item.path}: the model's output is not finite (NaN or Inf) for this image; check the weights"
             )
-        top = probs.topk(min(5, probs.numel()))
-        preds = [
-            Prediction(int(i), self.model.class_name(int(i)), round(float(p), 6))
-            for p, i in zip(top.values, top.indices, strict=True)
-        ]
+        preds = self.predictions(probs)
         maps: dict[str, np.ndarray] | None = {} if self.options.keep_maps else None
         owner = owner_tag(item)
         layer = "+".join(self.layers)

@@ -18,14 +18,14 @@ from torch import nn
 
 from ..engine.layers import LayerInfo
 from ..engine.targets import resolve_targets
-from ..errors import InputError, UsageError
+from ..errors import InputError
 from ..io.inputs import InputFile
-from ..methods import CamMethod, explain, get_method, upsample_normalized
+from ..methods import CamMethod, explain, get_methods, upsample_normalized
 from ..metrics import BASELINE_MAPS, baseline_maps, cascade, deletion_insertion, drop_increase, road
 from ..models import LoadedModel
 from ..options import DEFAULT_METHOD, EvalOptions
 from .job import Job
-from .results import EvalOutput, ImageResult, Prediction, Record
+from .results import EvalOutput, ImageResult, Record
 from .runner import ResultCallback, run_job
 
 
@@ -49,10 +49,7 @@ class EvaluateJob(Job[EvalScores]):
         super().__init__(options, model)
 
     def prepare_options(self) -> None:
-        self.methods: list[CamMethod] = [get_method(m) for m in (self.options.methods or [DEFAULT_METHOD])]
-        names = [m.name for m in self.methods]
-        if len(set(names)) != len(names):
-            raise UsageError("a method is listed twice in --method")
+        self.methods: list[CamMethod] = get_methods(self.options.methods or [DEFAULT_METHOD])
         self.percents = self.options.percents()
 
     def prepare_model(self, infos: list[LayerInfo]) -> None:
@@ -217,11 +214,7 @@ class EvaluateJob(Job[EvalScores]):
             raise InputError(
                 f"{item.path}: the model's output is not finite (NaN or Inf) for this image; check the weights"
             )
-        top = probs.topk(min(5, probs.numel()))
-        preds = [
-            Prediction(int(i), self.model.class_name(int(i)), round(float(p), 6))
-            for p, i in zip(top.values, top.indices, strict=True)
-        ]
+        preds = self.predictions(probs)
         return ImageResult(
             item.display, True, size=(image.width, image.height), predictions=preds, written=list(computed.outputs)
         )

@@ -25,7 +25,7 @@ from ..io.outputs import Setting, atomic_save_picture, settings_name
 from ..models import LoadedModel, is_bundled, load_spec, looks_like_path
 from ..options import RunOptions
 from ..profiling import phase
-from .results import ImageResult, Record
+from .results import ImageResult, Prediction, Record
 
 C = TypeVar("C")
 
@@ -116,6 +116,14 @@ class Job(ABC, Generic[C]):
         this run's settings."""
         o = self.options
         atomic_save_picture(path, image, owner, self.settings_text, o.format, o.quality)
+
+    def predictions(self, probs: torch.Tensor) -> list[Prediction]:
+        """An image's five most probable classes, with names."""
+        top = probs.topk(min(5, probs.numel()))
+        return [
+            Prediction(int(i), self.model.class_name(int(i)), round(float(p), 6))
+            for p, i in zip(top.values, top.indices, strict=True)
+        ]
 
     def weights_note(self) -> str:
         return " (random weights)" if self.model.random_weights else ""

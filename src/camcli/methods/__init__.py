@@ -29,6 +29,14 @@ def get_method(name: str) -> CamMethod:
     raise UsageError(f"unknown method '{name}'; choose one of: {', '.join(REGISTRY)} (see: camcli methods)")
 
 
+def get_methods(names: list[str]) -> list[CamMethod]:
+    """``--method`` values (each once) → method instances; :class:`UsageError` for an unknown or repeated one."""
+    methods = [get_method(n) for n in names]
+    if len({m.name for m in methods}) != len(methods):
+        raise UsageError("a method is listed twice in --method")
+    return methods
+
+
 __all__ = [
     "REGISTRY",
     "CamMethod",
@@ -36,6 +44,7 @@ __all__ = [
     "explain",
     "explain_smooth",
     "get_method",
+    "get_methods",
     "normalize",
     "upsample",
     "upsample_normalized",
