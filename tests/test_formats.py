@@ -221,3 +221,49 @@ def test_the_cam_job_draws_the_same_files_with_tensors(tmp_path, annotate):
         assert np.array_equal(a, b), rel
     for raw in (tmp_path / "pillow").glob("*.npy"):
         assert np.array_equal(np.load(raw), np.load(tmp_path / "tensor" / raw.name))
+
+
+# ------------------------------------------------------------------------------------------ --panel
+def test_panel_geometry_and_tiles():
+    """A row per class, the input then one tile per map, every tile the same size and holding that picture."""
+    from camcli import render
+
+    photo = Image.open(SAMPLES / "chelsea.png").convert("RGB")  # 451×300
+    reds = [(f"m{i}", Image.new("RGB", photo.size, (40 * i, 0, 0))) for i in range(1, 4)]
+    out = render.panel(photo, [reds, reds[:2]], "jet", tile=200, title="t")
+    w, h = 200, round(200 * 300 / 451)
+    pad, head, top, foot = 6, 13 + 8, 13 + 14, 30
+    assert out.size == (pad + 4 * (w + pad), top + 2 * (head + h + pad) + pad + foot)
+    px = np.asarray(out).astype(int)
+    for r, row in enumerate([reds, reds[:2]]):
+        y = top + pad + r * (head + h + pad) + head
+        want_input = np.asarray(photo.resize((w, h), Image.Resampling.BILINEAR)).astype(int)
+        assert np.array_equal(px[y : y + h, pad : pad + w], want_input)
+        for c, (_, tile) in enumerate(row, start=1):
+            x = pad + c * (w + pad)
+            assert (px[y + h // 2, x + w // 2] == np.asarray(tile)[0, 0]).all()
+        if len(row) < 3:  # a shorter row leaves its last cells white
+            x = pad + 3 * (w + pad)
+            assert (px[y + h // 2, x + w // 2] == 255).all()
+
+
+def test_cli_panel_is_written_recorded_and_resumed(tmp_path):
+    res = invoke("cam", str(SAMPLES / "coffee.png"), "--method", "gradcam", "--method", "eigencam", "--top-k", "2",
+                 "--panel", "--out", str(tmp_path), "-q")  # fmt: skip
+    assert res.exit_code == 0
+    panel = tmp_path / "coffee.png.panel-gradcam+eigencam.png"
+    pic = Image.open(panel)
+    assert pic.size[0] == 6 + 3 * (320 + 6)  # the input and two methods, 320 pixels wide each
+    recs = [json.loads(line) for line in (tmp_path / "manifest.jsonl").read_text().splitlines()]
+    assert len(recs) == 4 and {r["outputs"]["panel"] for r in recs} == {str(panel)}
+    assert read_tags(panel)["camcli-input"]
+    again = invoke("cam", str(SAMPLES / "coffee.png"), "--method", "gradcam", "--method", "eigencam", "--top-k", "2",
+                   "--panel", "--out", str(tmp_path), "--skip-existing")  # fmt: skip
+    assert "1 skipped" in again.stderr
+    panel.unlink()  # a missing panel means the input is not done
+    again = invoke("cam", str(SAMPLES / "coffee.png"), "--method", "gradcam", "--method", "eigencam", "--top-k", "2",
+                   "--panel", "--out", str(tmp_path), "--skip-existing")  # fmt: skip
+    assert "1 done" in again.stderr and panel.is_file()
+    # another set of methods makes another panel, next to the first
+    assert invoke("cam", str(SAMPLES / "coffee.png"), "--panel", "--out", str(tmp_path), "-q").exit_code == 0
+    assert (tmp_path / "coffee.png.panel-gradcam.png").is_file() and panel.is_file()

@@ -184,6 +184,7 @@ class CamOptions(RunOptions):
     keep_maps: bool = False  # attach the full-size maps to each result (Python API)
     blend: str = "weighted"  # weighted: each pixel's opacity is alpha × map; uniform: alpha everywhere
     annotate: bool = False  # a caption strip under the overlay: class, probability, method, colour bar
+    panel: bool = False  # also one picture per input: the input and every map side by side
 
     def check(self) -> None:
         super().check()

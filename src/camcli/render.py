@@ -175,6 +175,61 @@ def annotate(picture: Image.Image, caption: str, colormap: str) -> Image.Image:
     return canvas
 
 
+def panel(
+    picture: Image.Image,
+    rows: list[list[tuple[str, Image.Image]]],
+    colormap: str,
+    *,
+    tile: int = 320,
+    title: str = "",
+) -> Image.Image:
+    """One picture that compares maps: a row per class, the input first and then a tile per map (method, layer),
+    every tile the same size (``tile`` pixels wide, the input's aspect) with its title above it; ``title`` on
+    top and the colormap's scale (low → high) at the bottom."""
+    from PIL import ImageDraw
+
+    w = min(tile, picture.width) if picture.width >= 16 else tile
+    h = max(1, round(w * picture.height / picture.width))
+    size, pad = 13, 6
+    head = size + 8  # a tile's title strip
+    cols = 1 + max((len(r) for r in rows), default=0)
+    top = size + 14 if title else 0
+    foot = 30
+    canvas = Image.new("RGB", (pad + cols * (w + pad), top + len(rows) * (head + h + pad) + pad + foot), "white")
+    draw = ImageDraw.Draw(canvas)
+    font = _font(size)
+
+    def put(img: Image.Image, text: str, col: int, row: int) -> None:
+        x = pad + col * (w + pad)
+        y = top + pad + row * (head + h + pad)
+        canvas.paste(img.convert("RGB").resize((w, h), Image.Resampling.BILINEAR), (x, y + head))
+        shown = text
+        while len(shown) > 1 and draw.textlength(shown, font=font) > w:
+            shown = shown[:-2] + "…"
+        draw.text((x, y + 2), shown, fill=(0, 0, 0), font=font)
+
+    for r, maps in enumerate(rows):
+        put(picture, f"input · {picture.width}x{picture.height}", 0, r)  # (the default font has no ×)
+        for c, (text, img) in enumerate(maps, start=1):
+            put(img, text, c, r)
+    if title:
+        text = title
+        while len(text) > 1 and draw.textlength(text, font=font) > canvas.width - 2 * pad:
+            text = text[:-2] + "…"
+        draw.text((pad, 6), text, fill=(0, 0, 0), font=font)
+    # the colour scale, under the last column
+    bar_w, bar_h = min(canvas.width - 2 * pad - 120, 256), 10
+    y = canvas.height - foot + (foot - bar_h) // 2
+    x = canvas.width - pad - bar_w - 40
+    ramp = colorize(np.tile(np.linspace(0.0, 1.0, bar_w, dtype=np.float32), (bar_h, 1)), colormap)
+    canvas.paste(Image.fromarray(ramp), (x, y))
+    small = _font(11)
+    draw.text((x - 8 - draw.textlength("low", font=small), y - 2), "low", fill=(60, 60, 60), font=small)
+    draw.text((x + bar_w + 8, y - 2), "high", fill=(60, 60, 60), font=small)
+    draw.text((pad, y - 2), f"map: {colormap}", fill=(60, 60, 60), font=small)
+    return canvas
+
+
 def _font(size: int) -> Any:
     from PIL import ImageFont
 

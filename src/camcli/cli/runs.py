@@ -106,6 +106,15 @@ def cam(
     save_raw: Annotated[
         bool, typer.Option("--save-raw", help="Also write each map as float32 .npy.", rich_help_panel=OUTPUT)
     ] = False,
+    panel: Annotated[
+        bool,
+        typer.Option(
+            "--panel",
+            help="Also write one picture per image: the input and every method's map side by side (a row per "
+            "class), titled, with the colour scale.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = False,
     per_layer: Annotated[
         bool,
         typer.Option("--per-layer", help="With several --layer: each layer's map too.", rich_help_panel=OUTPUT),
@@ -153,6 +162,7 @@ def cam(
             score_batch=score_batch,
             blend=blend,
             annotate=annotate,
+            panel=panel,
         )
         total = complete_and_count(options, model, run, inputs)
         code = run_with_report(CamJob(options), inputs, total, run, started=started)

@@ -84,6 +84,12 @@ def find_cam_outputs(out: Path, item: InputFile, tag: str, suffix: str, ranked: 
     return [p for p in stem.parent.glob(pattern) if rx.match(p.name)]
 
 
+def panel_output_path(out: Path, item: InputFile, tag: str, suffix: str = ".png") -> Path:
+    """The comparison panel of one input (``tag``: ``panel-`` + the methods, and the settings)."""
+    stem = out / item.rel
+    return stem.with_name(f"{stem.name}.{tag}{suffix}")
+
+
 def feature_output_path(out: Path, item: InputFile, layer: str, suffix: str = ".png") -> Path:
     """The feature grid (or its ``.npy``) of one layer of one input."""
     stem = out / item.rel

@@ -23,6 +23,7 @@ from ..io.outputs import (
     find_cam_outputs,
     owned_by,
     owner_tag,
+    panel_output_path,
     rank_text,
 )
 from ..methods import CamMethod, explain_smooth, get_methods, upsample, upsample_normalized
@@ -118,6 +119,11 @@ class CamJob(Job[CamMaps]):
         sfx = suffix or self.ext
         return cam_output_path(self.options.out, item, tag + self.name_settings, index, name, sfx, rank)
 
+    def panel_path(self, item: InputFile) -> Path:
+        """``--panel``: the input's comparison picture, named after the methods and the settings."""
+        tag = "panel-" + "+".join(m.name for m in self.methods) + self.name_settings
+        return panel_output_path(self.options.out, item, tag, self.ext)
+
     @property
     def ranked(self) -> bool:
         """Names carry the class's rank: with --top-k above 1 (not with --target)."""
@@ -144,9 +150,14 @@ class CamJob(Job[CamMaps]):
         owner, made = owner_tag(item), self.settings_text
         if self.targets:
             paths = [self.output_path(item, tag, idx, sfx) for tag, sfx in self._expected() for idx in self.targets]
+            paths += [self.panel_path(item)] if self.options.panel else []
             return all(p.is_file() for p in paths) and all(
                 owned_by(p, owner, made) for p in paths if p.suffix != ".npy"
             )
+        if self.options.panel:
+            panel = self.panel_path(item)
+            if not (panel.is_file() and owned_by(panel, owner, made)):
+                return False
         out = self.options.out
         for tag, sfx in self._expected():
             found = find_cam_outputs(out, item, tag + self.name_settings, sfx, self.ranked)
@@ -192,6 +203,8 @@ class CamJob(Job[CamMaps]):
         maps: dict[str, np.ndarray] | None,
         owner: str,
         caption: str,
+        tiles: list[tuple[str, Image.Image]] | None = None,
+        tile_title: str = "",
     ) -> str | None:
         """Write the overlay of ``cam`` (H, W) at ``path`` (and its .npy with --save-raw); returns the .npy path or
         None. With ``base`` (the picture as an (H, W, 3) uint8 tensor on the GPU) the overlay is drawn there."""
@@ -201,6 +214,9 @@ class CamJob(Job[CamMaps]):
             picture = render.overlay(image, cam.numpy(), o.colormap, o.alpha, o.blend)
         else:
             picture = render.overlay_tensor(base, cam, o.colormap, o.alpha, o.blend)
+        if tiles is not None:  # --panel: the overlay as it is, before any caption
+            shown = picture if isinstance(picture, Image.Image) else Image.fromarray(picture.cpu().numpy(), "RGB")
+            tiles.append((tile_title, shown))
         if o.annotate:
             if isinstance(picture, torch.Tensor):
                 picture = Image.fromarray(picture.cpu().numpy(), "RGB")
@@ -234,7 +250,11 @@ class CamJob(Job[CamMaps]):
         on = self.render_on
         base = torch.from_numpy(np.array(image.convert("RGB"))).to(on) if on is not None else None
         written: list[Output] = []
+        rows: list[list[tuple[str, Image.Image]]] | None = [] if self.options.panel else None
         for k, idx in enumerate(computed.classes):
+            tiles: list[tuple[str, Image.Image]] | None = [] if rows is not None else None
+            if rows is not None and tiles is not None:
+                rows.append(tiles)
             rank = self._rank(k)
             name, prob = self.model.class_name(idx), round(float(probs[idx]), 6)
             said = f"{idx} {name} · {prob:.3f}"  # the caption's start, with --annotate
@@ -247,12 +267,16 @@ class CamJob(Job[CamMaps]):
                 path = self.output_path(item, m.name, idx, rank=rank)
                 full = upsample_normalized(computed.by_method[m.name][k].to(on), size)
                 out = CamOutput(m.name, idx, name, prob, overlay=str(path))
-                out.raw = self._save_map(path, image, base, full, maps, owner, f"{said} · {m.name} @ {layer}")
+                caption = f"{said} · {m.name} @ {layer}"
+                tile = f"{m.name} · {said}"
+                out.raw = self._save_map(path, image, base, full, maps, owner, caption, tiles, tile)
                 for (method, one), per in computed.per_layer.items():
                     if method == m.name:
                         layer_path = self.output_path(item, f"{m.name}@{one}", idx, rank=rank)
                         per_map = upsample_normalized(per[k].to(on), size)
-                        self._save_map(layer_path, image, base, per_map, maps, owner, f"{said} · {m.name} @ {one}")
+                        caption = f"{said} · {m.name} @ {one}"
+                        tile = f"{m.name} @ {one} · {said}"
+                        self._save_map(layer_path, image, base, per_map, maps, owner, caption, tiles, tile)
                         out.per_layer[one] = str(layer_path)
                 if guided is not None:
                     out.guided_backprop = str(gb_path)
@@ -262,6 +286,13 @@ class CamJob(Job[CamMaps]):
                     self.save_picture(gc_path, picture, owner)
                     out.guided_cam = str(gc_path)
                 written.append(out)
+        if rows is not None:
+            panel_path = self.panel_path(item)
+            title = f"{item.display} · {self.model.name} · layer {layer}"
+            self.save_picture(panel_path, render.panel(image, rows, self.options.colormap, title=title), owner)
+            for o in written:
+                if isinstance(o, CamOutput):
+                    o.panel = str(panel_path)
         return ImageResult(
             item.display, True, size=(image.width, image.height), predictions=preds, written=written, maps=maps
         )

@@ -36,6 +36,7 @@ class CamOutput:
     per_layer: dict[str, str] = field(default_factory=dict)  # --per-layer: layer → overlay
     guided_backprop: str | None = None  # --guided
     guided_cam: str | None = None
+    panel: str | None = None  # --panel: the input's comparison picture (shared by its records)
 
     def files(self) -> dict[str, Any]:
         out: dict[str, Any] = {"overlay": self.overlay}
@@ -47,6 +48,8 @@ class CamOutput:
             out["guided_backprop"] = self.guided_backprop
         if self.guided_cam is not None:
             out["guided_cam"] = self.guided_cam
+        if self.panel is not None:
+            out["panel"] = self.panel
         return out
 
     def record(self, base: Record, predictions: list[Prediction]) -> Record:
@@ -67,7 +70,7 @@ class CamOutput:
         per_layer = list(self.per_layer.values())
         if self.raw is not None:
             per_layer += [str(Path(p).with_suffix(".npy")) for p in self.per_layer.values()]
-        optional = [self.raw, self.guided_backprop, self.guided_cam]
+        optional = [self.raw, self.guided_backprop, self.guided_cam, self.panel]
         return [self.overlay, *per_layer, *(p for p in optional if p is not None)]
 
     def as_dict(self) -> dict[str, Any]:
