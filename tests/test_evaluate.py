@@ -257,7 +257,7 @@ def test_evaluate_writes_records_table_and_plot(evaluated):
         assert r["kind"] == "evaluate" and r["status"] == "ok"
         assert set(r["scores"]) >= {"deletion_auc", "insertion_auc", "avg_drop", "increase", "road_combined"}
         assert len(r["curves"]["deletion"]) == 9 and 0 <= r["scores"]["deletion_auc"] <= 1
-    assert "gradcam" in res.stderr and "random (baseline)" in res.stderr and "deletion AUC" in res.stderr
+    assert "layercam" in res.stderr and "random (baseline)" in res.stderr and "insertion" in res.stderr
     assert (out / "curves.png").stat().st_size > 10_000
     from PIL import Image
 
@@ -301,3 +301,64 @@ def test_evaluate_usage_errors(tmp_path, args, message):
     res = runner.invoke(app, ["evaluate", str(SAMPLES / "chelsea.png"), "--out", str(tmp_path), *args])
     assert res.exit_code == 2 and message in res.stderr and "Traceback" not in res.output
     assert not (tmp_path / "metrics.jsonl").exists()
+
+
+# ------------------------------------------------------------------------------- found in review
+def test_a_blank_map_does_not_stop_road():
+    """A map with no ranking (all zero) would lose every pixel to ROAD's threshold, which cannot be imputed: the
+    share is then taken by rank."""
+    blank = torch.zeros(1, 10, 10)
+    for most in (True, False):
+        assert road_unknown(blank, 30, most).sum() == 30
+    half = torch.cat([torch.zeros(50), torch.linspace(0.1, 1, 50)]).view(1, 10, 10)
+    assert road_unknown(half, 20, True).sum() == 20  # a normal map keeps pytorch-grad-cam's threshold
+
+
+def test_spearman_of_constant_maps():
+    a = torch.rand(1, 8, 8)
+    assert spearman(a, torch.zeros(1, 8, 8)).item() == 0.0  # the randomised map kept nothing
+    assert math.isnan(spearman(torch.zeros(1, 8, 8), a).item())  # the original had nothing to keep
+
+
+def test_grey_image_among_photos_and_sharded_runs_merge(tmp_path):
+    """An image whose edge map is blank goes through ROAD; shards write their own parts and plots, and
+    merge-manifests joins the metrics parts."""
+    from PIL import Image
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.new("RGB", (64, 48), (128, 128, 128)).save(src / "grey.png")
+    Image.open(SAMPLES / "coffee.png").save(src / "coffee.png")
+    out = tmp_path / "out"
+    common = ["evaluate", str(src), "--metric", "road", "--road-percents", "50", "--out", str(out), "-q"]
+    for k in (1, 2):
+        res = runner.invoke(app, [*common, "--shard", f"{k}/2"])
+        assert res.exit_code == 0, res.output
+    parts = sorted(p.name for p in out.glob("metrics.shard-*.jsonl"))
+    assert parts == ["metrics.shard-1-of-2.jsonl", "metrics.shard-2-of-2.jsonl"]
+    assert sorted(p.name for p in out.glob("curves*.png")) == []  # ROAD alone draws no curves
+    res = runner.invoke(app, ["merge-manifests", str(out)])
+    assert res.exit_code == 0 and "metrics.jsonl: 8 records" in res.stderr  # 2 images × 4 maps
+    recs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["status"] == "ok" and r["scores"]["road_combined"] is not None for r in recs)
+
+
+def test_resume_measures_again_when_the_settings_or_methods_change(tmp_path):
+    img = str(SAMPLES / "chelsea.png")
+    base = ["evaluate", img, "--metric", "drop", "--out", str(tmp_path), "--skip-existing"]
+    assert "1 done" in runner.invoke(app, base).stderr
+    assert "1 skipped" in runner.invoke(app, base).stderr
+    res = runner.invoke(app, [*base, "--method", "layercam"])  # a method not measured yet
+    assert "1 done" in res.stderr
+    # the table shows this run's maps only (not the gradcam rows of the first run)
+    table = res.stderr[res.stderr.index("interval") :]
+    assert "layercam" in table and "gradcam" not in table
+    assert "1 done" in runner.invoke(app, [*base, "--no-baselines", "--layer", "_blocks.15"]).stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"), [(["--score-batch", "0"], "--score-batch"), (["--sanity", "--metric", "road"], "--sanity")]
+)
+def test_more_usage_errors(tmp_path, args, message):
+    res = runner.invoke(app, ["evaluate", str(SAMPLES / "chelsea.png"), "--out", str(tmp_path), *args])
+    assert res.exit_code == 2 and message in res.stderr and "Traceback" not in res.output

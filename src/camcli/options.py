@@ -267,6 +267,7 @@ class EvalOptions(RunOptions):
         _at_least("--steps", self.steps, 2)
         _at_most("--steps", self.steps, MAX_STEPS)
         _at_least("--sanity-steps", self.sanity_steps, 1)
+        _at_least("--score-batch", self.score_batch, 1)
         _finite("--road-noise", self.road_noise)
         _at_least("--road-noise", self.road_noise, 0)
         self.percents()

@@ -37,7 +37,10 @@ def evaluate(
     steps: Annotated[
         int,
         typer.Option(
-            "--steps", help="Deletion/insertion: steps per curve (it has steps + 1 points).", rich_help_panel=EXPLAIN
+            "--steps",
+            help="Deletion/insertion: steps per curve (steps + 1 points; fewer when steps does not divide the "
+            "pixel count evenly, as torchcam).",
+            rich_help_panel=EXPLAIN,
         ),
     ] = EvalOptions.steps,
     baseline: Annotated[
@@ -112,6 +115,10 @@ def evaluate(
             sanity_steps=sanity_steps,
             score_batch=score_batch,
         )
+        if sanity and metric:
+            from ..errors import UsageError
+
+            raise UsageError("--sanity runs the sanity check instead of the metrics; drop --metric (or --sanity)")
         total = complete_and_count(options, model, run, inputs)
         job = EvaluateJob(options)
         code = run_with_report(job, inputs, total, run, started=started)
@@ -129,19 +136,19 @@ def _summarize(job: object, *, quiet: bool) -> None:
     assert isinstance(job, EvaluateJob)
     o = job.options
     path = o.out / manifest_name(o.shard, job.manifest_stem)
-    summaries = collect(path, {k: v for k, v in job.run_settings.items() if k not in ("model", "layers")})
+    summaries = collect(path, job.record_base(), job.row_names())
     if not summaries:
         return
     title = f"{job.model.name} · layer {'+'.join(job.layers)}"
     if o.sanity:
         columns, rows = sanity_rows(summaries)
-        plotted = plot_sanity(summaries, o.out / "sanity.png", f"sanity check: {title}")
+        plotted = plot_sanity(summaries, o.out / job.plot_name("sanity"), f"sanity check: {title}")
         what = "rank correlation with the trained model's map, as the weights are randomised from the output"
     else:
         columns, rows = metric_rows(summaries, job.forwards_per_image())
-        plotted = plot_curves(summaries, o.out / "curves.png", title)
-        what = "mean ± 95 % interval per image and class"
+        plotted = plot_curves(summaries, o.out / job.plot_name("curves"), title)
+        what = "mean ± 95 % interval over n (image, class) pairs"
     if not quiet:
         console.table(f"{what}:", columns, rows, keep=("method",))
         if plotted:
-            console.info(f"plot: {o.out / ('sanity.png' if o.sanity else 'curves.png')}")
+            console.info(f"plot: {o.out / job.plot_name('sanity' if o.sanity else 'curves')}")

@@ -107,7 +107,8 @@ def merge_manifests_cmd(
     debug: DebugOpt = False,
 ) -> None:
     """Join the manifest.shard-K-of-N.jsonl parts of a sharded run into manifest.jsonl (keeps each output's last
-    record; also compacts the manifest of reruns into one folder).
+    record; also compacts the manifest of reruns into one folder); `camcli evaluate`'s metrics.shard-K-of-N.jsonl
+    parts into metrics.jsonl the same way.
 
     Example: camcli merge-manifests cams/
     """
@@ -115,10 +116,15 @@ def merge_manifests_cmd(
         from ..io.manifest import merge_manifests
         from . import console
 
-        path, parts, n, problems = merge_manifests(out)
-        for line in problems:
-            console.error(line)
-        console.info(f"merged {parts} part(s) into {path}: {n} records")
+        problems = []
+        for stem in ("manifest", "metrics"):
+            if stem == "metrics" and not any(out.glob("metrics.shard-*.jsonl")):
+                continue
+            path, parts, n, bad = merge_manifests(out, stem)
+            for line in bad:
+                console.error(line)
+            console.info(f"merged {parts} part(s) into {path}: {n} records")
+            problems += bad
         if problems:  # the merge is done, but lines that were not records were left out: say so in the status
             raise typer.Exit(1)
 

@@ -187,8 +187,9 @@ def record_key(rec: dict[str, Any]) -> tuple[str, ...]:
     return tuple(json.dumps(rec.get(f), sort_keys=True) for f in RECORD_KEY)
 
 
-def merge_manifests(out_dir: Path) -> tuple[Path, int, int, list[str]]:
-    """Join ``manifest.shard-*.jsonl`` parts (and an existing manifest.jsonl) into ``manifest.jsonl``.
+def merge_manifests(out_dir: Path, stem: str = "manifest") -> tuple[Path, int, int, list[str]]:
+    """Join ``manifest.shard-*.jsonl`` parts (and an existing manifest.jsonl) into ``manifest.jsonl`` (``stem``
+    ``metrics``: `camcli evaluate`'s ``metrics.shard-*.jsonl`` into ``metrics.jsonl``).
 
     Records are keyed by :data:`RECORD_KEY`; a later record (later in a file, or in a later part) replaces an
     earlier one; the result is sorted by input. Lines that are not records are skipped and reported. Returns
@@ -196,8 +197,8 @@ def merge_manifests(out_dir: Path) -> tuple[Path, int, int, list[str]]:
     """
     if not out_dir.is_dir():
         raise UsageError(f"'{out_dir}' is not a folder; pass the --out folder of the runs")
-    parts = sorted(out_dir.glob("manifest.shard-*.jsonl"))
-    target = out_dir / "manifest.jsonl"
+    parts = sorted(out_dir.glob(f"{stem}.shard-*.jsonl"))
+    target = out_dir / f"{stem}.jsonl"
     with ledger_lock(out_dir):
         sources = ([target] if target.exists() else []) + parts
         merged: dict[tuple[Any, ...], dict[str, Any]] = {}

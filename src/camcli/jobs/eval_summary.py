@@ -45,23 +45,24 @@ class MethodSummary:
         return mean, 1.96 * sd / math.sqrt(len(v)), len(v)
 
 
-def collect(path: Path, settings: dict[str, Any]) -> dict[str, MethodSummary]:
-    """The last ok record of each (input, method, class) made with ``settings``, grouped by method."""
+def collect(path: Path, base: dict[str, Any], names: list[str]) -> dict[str, MethodSummary]:
+    """The last ok record of each (input, map, class) of the maps ``names`` whose kind, model, layer and settings
+    are ``base``'s, grouped by map, in the order of ``names``."""
     latest: dict[tuple[str, str, int], dict[str, Any]] = {}
     if path.is_file():
-        want = json.dumps(settings, sort_keys=True)
+        want = json.dumps(base, sort_keys=True)
         for rec in read_records(path)[0]:
-            if rec.get("kind") != "evaluate" or rec.get("status") != "ok":
+            if rec.get("status") != "ok" or rec.get("method") not in names:
                 continue
-            if json.dumps(rec.get("settings"), sort_keys=True) != want:
+            if json.dumps({k: rec.get(k) for k in base}, sort_keys=True) != want:
                 continue
             latest[(str(rec.get("input")), str(rec.get("method")), int(rec.get("class_index", -1)))] = rec
     out: dict[str, MethodSummary] = {}
     for (_, method, _), rec in latest.items():
         s = out.setdefault(method, MethodSummary(method, bool(rec.get("baseline"))))
         for key, value in (rec.get("scores") or {}).items():
-            if isinstance(value, (int, float)):
-                s.values.setdefault(key, []).append(float(value))
+            if isinstance(value, (int, float)) or value is None:  # None: not a number for this image
+                s.values.setdefault(key, []).append(float("nan") if value is None else float(value))
         curves = rec.get("curves") or {}
         if "deletion" in curves:
             s.deletion.append(curves["deletion"])
@@ -69,16 +70,15 @@ def collect(path: Path, settings: dict[str, Any]) -> dict[str, MethodSummary]:
             s.insertion.append(curves["insertion"])
         for step in rec.get("sanity") or []:
             _, rho, sim = s.sanity.setdefault(int(step["step"]), (str(step["layer"]), [], []))
-            rho.append(float(step["spearman"]))
-            sim.append(float(step["ssim"]))
-    # methods first, in the order met, then the baselines
-    return dict(sorted(out.items(), key=lambda kv: kv[1].baseline))
+            rho.append(float("nan") if step["spearman"] is None else float(step["spearman"]))
+            sim.append(float("nan") if step["ssim"] is None else float(step["ssim"]))
+    return {name: out[name] for name in names if name in out}
 
 
 def metric_rows(summaries: dict[str, MethodSummary], cost: dict[str, int]) -> tuple[list[str], list[list[str]]]:
     """The summary table: a row per method and baseline, ``mean ± interval`` per metric measured."""
     keys = [(k, head) for k, head in SUMMARY_METRICS if any(k in s.values for s in summaries.values())]
-    columns = ["method", "images", *[head for _, head in keys], "forwards/img"]
+    columns = ["method", "n", *[head for _, head in keys], "forwards/img"]
     rows = []
     for name, s in summaries.items():
         cells = []
@@ -100,11 +100,21 @@ def sanity_rows(summaries: dict[str, MethodSummary]) -> tuple[list[str], list[li
     for name, s in summaries.items():
         if not s.sanity:
             continue
-        rhos = [sum(s.sanity[k][1]) / len(s.sanity[k][1]) if k in s.sanity else float("nan") for k in steps]
+        rhos = [_mean(s.sanity[k][1]) if k in s.sanity else float("nan") for k in steps]
         last = s.sanity[steps[-1]]
-        verdict = "fails (map ignores the weights)" if rhos[-1] > SANITY_FAIL else "passes"
-        rows.append([name, *[f"{r:.2f}" for r in rhos], f"{sum(last[2]) / len(last[2]):.2f}", verdict])
+        if not math.isfinite(rhos[-1]):
+            verdict = "undefined (constant maps)"
+        else:
+            verdict = "fails (map ignores the weights)" if rhos[-1] > SANITY_FAIL else "passes"
+        cells = [f"{r:.2f}" if math.isfinite(r) else "n/a" for r in rhos]
+        rows.append([name, *cells, f"{_mean(last[2]):.2f}", verdict])
     return columns, rows
+
+
+def _mean(values: list[float]) -> float:
+    """The mean of the finite values (NaN if there are none: e.g. the correlation of a constant map)."""
+    finite = [v for v in values if math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else float("nan")
 
 
 def _figure(width: float, height: float) -> Any:
@@ -139,7 +149,8 @@ def plot_curves(summaries: dict[str, MethodSummary], path: Path, title: str) -> 
         ax.set_title(f"{which} ({better}; area in brackets)")
         ax.set_xlabel("fraction of pixels " + ("removed" if which == "deletion" else "revealed"))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_lines():
+            ax.legend(fontsize=8)
     axes[0].set_ylabel("probability of the explained class")
     fig.suptitle(title, fontsize=10)
     _save(fig, path)
@@ -157,9 +168,7 @@ def plot_sanity(summaries: dict[str, MethodSummary], path: Path, title: str) -> 
     for name, s in with_steps.items():
         steps = sorted(s.sanity)
         labels = [s.sanity[k][0] for k in steps]
-        ax.plot(
-            range(1, len(steps) + 1), [sum(s.sanity[k][1]) / len(s.sanity[k][1]) for k in steps], marker="o", label=name
-        )
+        ax.plot(range(1, len(steps) + 1), [_mean(s.sanity[k][1]) for k in steps], marker="o", label=name)
     ax.set_xticks(
         range(1, len(labels) + 1),
         [f"…{lab}" if len(lab) < 18 else f"…{lab[-17:]}" for lab in labels],

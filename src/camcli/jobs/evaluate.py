@@ -8,8 +8,11 @@ per image (the summary table and the plots are made from the records at the end,
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,7 +22,8 @@ from torch import nn
 from ..engine.layers import LayerInfo
 from ..engine.targets import resolve_targets
 from ..errors import InputError
-from ..io.inputs import InputFile
+from ..io.inputs import InputFile, input_key
+from ..io.manifest import manifest_name, read_records
 from ..methods import CamMethod, explain, get_methods, upsample_normalized
 from ..metrics import BASELINE_MAPS, baseline_maps, cascade, deletion_insertion, drop_increase, road
 from ..models import LoadedModel
@@ -46,6 +50,7 @@ class EvaluateJob(Job[EvalScores]):
 
     def __init__(self, options: EvalOptions, model: LoadedModel | None = None) -> None:
         self.options = options
+        self._measured: set[tuple[int, str]] | None = None  # (input, map) with a record of these settings
         super().__init__(options, model)
 
     def prepare_options(self) -> None:
@@ -75,7 +80,22 @@ class EvaluateJob(Job[EvalScores]):
             "road_noise": o.road_noise,
             "sanity": o.sanity,
             "sanity_steps": o.sanity_steps if o.sanity else None,
+            "targets": list(self.targets),
         }
+
+    def record_base(self) -> dict[str, Any]:
+        """What every record of this run shares besides the input: its kind, model, layer and settings."""
+        settings = {k: v for k, v in self.run_settings.items() if k not in ("model", "layers")}
+        return {"kind": "evaluate", "model": self.model.name, "layer": "+".join(self.layers), "settings": settings}
+
+    def row_names(self) -> list[str]:
+        """The maps measured: the methods, then the baseline maps."""
+        baselines = list(BASELINE_MAPS) if self.options.baselines and not self.options.sanity else []
+        return [m.name for m in self.methods] + baselines
+
+    def plot_name(self, kind: str) -> str:
+        """``curves.png`` / ``sanity.png``; a shard's own: ``curves.shard-3-of-8.png``."""
+        return manifest_name(self.options.shard, kind).removesuffix(".jsonl") + ".png"
 
     def forwards_per_image(self) -> dict[str, int]:
         """Forward passes each map costs per image and class (besides the one that made the maps): a curve's
@@ -90,7 +110,19 @@ class EvaluateJob(Job[EvalScores]):
         return dict.fromkeys(names, n)
 
     def outputs_exist(self, item: InputFile) -> bool:
-        return True  # nothing but records: --skip-existing goes by the record alone
+        """No files, only records: done when every map of this run has an ok record for the input made with
+        these settings (another --steps, --method or --layer measures it again)."""
+        if self._measured is None:
+            self._measured = set()
+            o, base = self.options, json.dumps(self.record_base(), sort_keys=True)
+            for name in dict.fromkeys([f"{self.manifest_stem}.jsonl", manifest_name(o.shard, self.manifest_stem)]):
+                path = o.out / name
+                for rec in read_records(path)[0] if path.is_file() else []:
+                    same = json.dumps({k: rec.get(k) for k in ("kind", "model", "layer", "settings")}, sort_keys=True)
+                    if same == base and rec.get("status") == "ok" and isinstance(rec.get("input"), str):
+                        self._measured.add((input_key(Path(rec["input"])), str(rec.get("method"))))
+        key = input_key(item.path)
+        return all((key, name) in self._measured for name in self.row_names())
 
     # --------------------------------------------------------------------------------------- compute
     def _maps(
@@ -174,7 +206,7 @@ class EvaluateJob(Job[EvalScores]):
                             self.model.class_name(idx),
                             round(float(ex.probs[i, idx]), 6),
                             is_baseline,
-                            {key: round(float(v[row]), 6) for key, v in scores[name].items()},
+                            {key: _number(v[row]) for key, v in scores[name].items()},
                             {key: [round(float(p), 6) for p in v[row]] for key, v in curves[name].items()},
                             [
                                 {**step, "spearman": step["spearman"][row], "ssim": step["ssim"][row]}
@@ -186,7 +218,7 @@ class EvaluateJob(Job[EvalScores]):
         return out
 
     def _sanity(self, model: nn.Module, x: torch.Tensor, classes: torch.Tensor) -> dict[str, list[dict[str, Any]]]:
-        """Per method (and the edge map, which ignores the model): the cascading randomisation's steps."""
+        """Per method: the cascading randomisation's steps (layer, and per image the Spearman ρ and SSIM)."""
         out: dict[str, list[dict[str, Any]]] = {}
         for method in self.methods:
 
@@ -200,8 +232,8 @@ class EvaluateJob(Job[EvalScores]):
                 {
                     "step": s + 1,
                     "layer": layer,
-                    "spearman": [round(float(v), 6) for v in rho],
-                    "ssim": [round(float(v), 6) for v in sim],
+                    "spearman": [_number(v) for v in rho],
+                    "ssim": [_number(v) for v in sim],
                 }
                 for s, (layer, rho, sim) in enumerate(steps)
             ]
@@ -220,19 +252,18 @@ class EvaluateJob(Job[EvalScores]):
         )
 
     def records(self, result: ImageResult) -> list[Record]:
-        settings = {k: v for k, v in self.run_settings.items() if k not in ("model", "layers")}
-        base = {
-            "input": result.input,
-            "kind": "evaluate",
-            "model": self.model.name,
-            "layer": "+".join(self.layers),
-            "settings": settings,
-        }
+        base = {"input": result.input, **self.record_base()}
         if not result.ok:
             return [
                 {**base, "method": "+".join(m.name for m in self.methods), "status": "error", "error": result.error}
             ]
         return [o.record(base) for o in result.written if isinstance(o, EvalOutput)]
+
+
+def _number(value: torch.Tensor) -> float | None:
+    """A score for the record: rounded, or None when it is not a number (JSON has no NaN)."""
+    v = float(value)
+    return round(v, 6) if math.isfinite(v) else None
 
 
 def evaluate_files(

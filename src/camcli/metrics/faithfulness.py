@@ -109,13 +109,18 @@ def deletion_insertion(
     ranks = pixel_ranks(maps.to(x.device))[:, None]  # (B, 1, H, W)
     dele = baseline_input(x, deletion_baseline)
     ins = baseline_input(x, insertion_baseline)
+    s = len(counts)
     curves = {}
     for name, start, end in (("deletion", x, dele), ("insertion", ins, x)):
-        # point k: pixels ranked below counts[k] come from ``end``, the others from ``start``
-        points = [torch.where(ranks < c, end, start) for c in counts]  # each (B, C, H, W)
-        batch = torch.stack(points, 1).flatten(0, 1)  # (B·S, C, H, W), image-major
-        probs = class_probs(model, batch, classes.repeat_interleave(len(points)), chunk)
-        curves[name] = probs.view(b, len(points))
+        # point (i, k): image i with its pixels ranked below counts[k] from ``end``, the others from ``start``;
+        # built ``chunk`` at a time, so memory does not grow with --steps
+        probs = []
+        pairs = [(i, k) for i in range(b) for k in range(s)]
+        for j in range(0, len(pairs), max(1, chunk)):
+            part = pairs[j : j + chunk]
+            batch = torch.stack([torch.where(ranks[i] < counts[k], end[i], start[i]) for i, k in part])
+            probs.append(class_probs(model, batch, classes[[i for i, _ in part]], len(part)))
+        curves[name] = torch.cat(probs).view(b, s)
     return Curves(counts.float().div(n).to(torch.float32), curves["deletion"], curves["insertion"])
 
 
@@ -216,11 +221,21 @@ def _solve(known: torch.Tensor, u: torch.Tensor, tol: float, max_iter: int) -> t
 def road_unknown(maps: torch.Tensor, removed: float, most_relevant: bool) -> torch.Tensor:
     """Which pixels ROAD removes: for ``removed`` % most relevant, those at or above the (100 − removed)-th
     percentile of the map; least relevant, the same on ``1 − map`` (pytorch-grad-cam's thresholds, whose
-    percentile argument is the share kept)."""
-    m = maps.flatten(1).to(torch.float32)
+    percentile argument is the share kept). Ties at the threshold are all removed, as there, so a map with
+    flat parts loses more than ``removed`` %; where that would be every pixel (a blank map), which cannot be
+    imputed, the share is taken by rank instead (highest first, ties by position)."""
+    m = maps.flatten(1).to("cpu", torch.float32)  # (float64 quantiles: not on every device)
     m = m if most_relevant else 1.0 - m
     q = torch.quantile(m.double(), (100.0 - removed) / 100.0, dim=1, keepdim=True).to(torch.float32)
-    return (m >= q).view_as(maps)
+    out = m >= q
+    full = out.all(1)
+    if bool(full.any()):
+        want = round(m.shape[1] * removed / 100.0)
+        order = torch.argsort(m[full], dim=1, descending=True, stable=True)
+        by_rank = torch.zeros_like(out[full])
+        by_rank.scatter_(1, order[:, :want], True)
+        out[full] = by_rank
+    return out.view_as(maps).to(maps.device)
 
 
 @dataclass

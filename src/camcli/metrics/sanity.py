@@ -38,7 +38,8 @@ def cascade_steps(layers: list[str], steps: int) -> list[list[str]]:
 
 def randomize(module: nn.Module, seed: int) -> None:
     """Re-initialise a module's own parameters (its ``reset_parameters`` where it has one, else N(0, 0.02))."""
-    with torch.random.fork_rng(devices=[]):
+    devices = sorted({p.device.index or 0 for p in module.parameters() if p.device.type == "cuda"})
+    with torch.random.fork_rng(devices=devices):  # the user's random state, CPU and GPU, is left as it was
         torch.manual_seed(seed)
         if hasattr(module, "reset_parameters"):
             module.reset_parameters()  # type: ignore[operator]
@@ -49,12 +50,16 @@ def randomize(module: nn.Module, seed: int) -> None:
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Spearman rank correlation of each pair of maps (B, H, W) → (B,), ties given their average rank."""
-    ra, rb = _ranks(a.flatten(1).double()), _ranks(b.flatten(1).double())
+    """Spearman rank correlation of each pair of maps (B, H, W) → (B,), ties given their average rank. Where ``b``
+    is constant: 0 (none of ``a``'s ranking is left); where ``a`` is constant: NaN (it has none to compare).
+    Computed on the CPU (float64)."""
+    ra, rb = _ranks(a.flatten(1).to("cpu", torch.float64)), _ranks(b.flatten(1).to("cpu", torch.float64))
     ra = ra - ra.mean(1, keepdim=True)
     rb = rb - rb.mean(1, keepdim=True)
     den = (ra.pow(2).sum(1) * rb.pow(2).sum(1)).sqrt()
-    return torch.where(den > 0, (ra * rb).sum(1) / den.clamp_min(1e-300), torch.zeros_like(den)).float()
+    # a constant second map keeps no ranking of the first: 0; a constant first map has none to keep: undefined
+    flat = torch.where(ra.pow(2).sum(1) > 0, torch.zeros_like(den), torch.full_like(den, float("nan")))
+    return torch.where(den > 0, (ra * rb).sum(1) / den.clamp_min(1e-300), flat).float()
 
 
 def _ranks(v: torch.Tensor) -> torch.Tensor:
@@ -76,8 +81,9 @@ def _ranks(v: torch.Tensor) -> torch.Tensor:
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Structural similarity of each pair of maps (B, H, W) in [0, 1] → (B,): Wang et al. 2004, Gaussian window
-    11 × 11 with sigma 1.5, C1 = 0.01², C2 = 0.03², averaged over the valid windows."""
-    k = torch.arange(11, dtype=torch.float64, device=a.device) - 5
+    11 × 11 with sigma 1.5, C1 = 0.01², C2 = 0.03², averaged over the valid windows (on the CPU, float64)."""
+    a, b = a.to("cpu"), b.to("cpu")
+    k = torch.arange(11, dtype=torch.float64) - 5
     g = torch.exp(-(k**2) / (2 * 1.5**2))
     g = g / g.sum()
     win = (g[:, None] * g[None, :]).view(1, 1, 11, 11)
