@@ -12,7 +12,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
-from . import evaluate, info, runs
+from . import evaluate, info, report, runs
 
 
 def _plain(params: list[Any]) -> list[Any]:
@@ -82,6 +82,7 @@ app.command(
 )(runs.cam)
 app.command("features", cls=_Command)(runs.features)
 app.command("evaluate", cls=_Command)(evaluate.evaluate)
+app.command("report", cls=_Command)(report.report)
 app.command("layers", cls=_Command)(info.layers)
 app.command("methods", cls=_Command)(info.methods)
 app.command("models", cls=_Command)(info.models)

@@ -11,6 +11,7 @@ from ..options import DEFAULT_METHOD, METRICS, PERTURB_BASELINES, EvalOptions
 from ..profiling import phase
 from .boundary import EXIT_OK, guarded
 from .params import EXPLAIN, RUN, BatchArgs, InputsArg, LayerOpt, ModelArgs, shared_options
+from .report import ReportOpt, build_and_tell
 from .runs import complete_and_count, method_option, run_with_report, target_option
 
 METRIC_HELP = (
@@ -85,6 +86,7 @@ def evaluate(
     sanity_steps: Annotated[
         int, typer.Option("--sanity-steps", help="Sanity check: randomisation steps.", rich_help_panel=EXPLAIN)
     ] = EvalOptions.sanity_steps,
+    report: ReportOpt = False,
     score_batch: Annotated[
         int, typer.Option(help="Masked images per forward pass for scorecam.", rich_help_panel=RUN)
     ] = EvalOptions.score_batch,
@@ -123,6 +125,8 @@ def evaluate(
         job = EvaluateJob(options)
         code = run_with_report(job, inputs, total, run, started=started)
         _summarize(job, quiet=run.quiet)  # the plots are written with --quiet too
+        if report:
+            build_and_tell(options.out, quiet=run.quiet)
     raise typer.Exit(code)
 
 

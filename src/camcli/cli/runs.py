@@ -35,6 +35,7 @@ from .params import (
     complete_normalize,
     shared_options,
 )
+from .report import ReportOpt, build_and_tell
 
 if TYPE_CHECKING:
     from ..jobs.job import C, Job
@@ -106,6 +107,7 @@ def cam(
     save_raw: Annotated[
         bool, typer.Option("--save-raw", help="Also write each map as float32 .npy.", rich_help_panel=OUTPUT)
     ] = False,
+    report: ReportOpt = False,
     panel: Annotated[
         bool,
         typer.Option(
@@ -166,6 +168,8 @@ def cam(
         )
         total = complete_and_count(options, model, run, inputs)
         code = run_with_report(CamJob(options), inputs, total, run, started=started)
+        if report:
+            build_and_tell(options.out, quiet=run.quiet)
     raise typer.Exit(code)
 
 
@@ -205,6 +209,7 @@ def features(
     stats: Annotated[
         bool, typer.Option("--stats", help="Print channels, size, mean, max, % zeros.", rich_help_panel=OUTPUT)
     ] = False,
+    report: ReportOpt = False,
     run: BatchArgs,
 ) -> None:
     """Write feature-map grids: the input picture, then the layer's strongest channels, one PNG per layer.
@@ -237,6 +242,8 @@ def features(
                 from . import console
 
                 console.table("layer statistics", rows.columns, rows.rows, stdout=not run.json_out)
+        if report:
+            build_and_tell(options.out, quiet=run.quiet)
     raise typer.Exit(code)
 
 

@@ -1,0 +1,218 @@
+"""``camcli report OUT``: a static, offline HTML report of an output folder, built from its records.
+
+``OUT/index.html`` (rendered by jinja2 with autoescaping) loads ``OUT/report/app.js``, ``style.css`` and the data
+as ``OUT/report/data-<digest>.js`` (a script, not a JSON file: browsers refuse to fetch files from ``file://``).
+Thumbnails (long side 240) and viewing copies of the inputs (the overlays' size, long side at most 1600) are
+JPEGs in ``OUT/report/img/``, named by the input's path, size and modification time, so a rebuild reuses them.
+Every path in the data is relative to ``OUT``: the folder can be moved or served as it is. ``index.html`` is
+written last, atomically; the data file it names is new for each build, so a build that stops half-way leaves
+the previous report whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from .. import __version__
+from ..errors import UsageError
+from ..io.manifest import RECORD_KEY, read_records, record_key
+from ..io.outputs import atomic_write_bytes
+
+THUMB = 240
+VIEW = 1600
+LEDGERS = ("manifest", "metrics")
+
+
+@dataclass
+class ReportInfo:
+    path: Path
+    inputs: int
+    failed: int
+    records: int
+    problems: list[str]
+    seconds: float
+
+
+def _records(out: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The last record of each output (:data:`RECORD_KEY`) in the folder's ledgers and their shard parts."""
+    latest: dict[tuple[str, ...], dict[str, Any]] = {}
+    problems: list[str] = []
+    for stem in LEDGERS:
+        for path in [out / f"{stem}.jsonl", *sorted(out.glob(f"{stem}.shard-*.jsonl"))]:
+            if path.is_file():
+                recs, bad = read_records(path)
+                problems += bad
+                for rec in recs:
+                    if isinstance(rec.get("input"), str):
+                        latest[record_key(rec)] = rec
+    assert RECORD_KEY  # records are keyed as merge-manifests keys them
+    return list(latest.values()), problems
+
+
+def _rel(out: Path, path: Any) -> str | None:
+    """``path`` (as a record holds it) relative to ``out``, URL-style; None if it is not a file in ``out``."""
+    if not isinstance(path, str):
+        return None
+    p = Path(path)
+    full = p if p.is_absolute() else Path.cwd() / p
+    with contextlib.suppress(OSError, ValueError):
+        rel = full.resolve().relative_to(out.resolve())
+        if (out / rel).is_file():
+            return rel.as_posix()
+    return None
+
+
+def _picture(src: Path, target: Path, long_side: int, size: tuple[int, int] | None = None) -> bool:
+    """A JPEG copy of ``src`` (upright RGB) at ``size`` or with its long side at most ``long_side``; reused when
+    it exists. False when the input cannot be read."""
+    if target.is_file():
+        return True
+    try:
+        from ..io.decode import decode
+
+        im = decode(src, max_side=long_side)
+    except Exception:
+        return False
+    if size is not None:
+        im = im.resize(size, Image.Resampling.BILINEAR)
+    elif max(im.size) > long_side:
+        im.thumbnail((long_side, long_side), Image.Resampling.BILINEAR)
+    import io
+
+    buf = io.BytesIO()
+    im.convert("RGB").save(buf, "JPEG", quality=82)
+    atomic_write_bytes(target, buf.getvalue())
+    return True
+
+
+def _image_name(src: Path, kind: str) -> str:
+    st = src.stat()
+    key = f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}|{kind}"
+    return hashlib.sha256(key.encode()).hexdigest()[:20] + ".jpg"
+
+
+def _entries(out: Path, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    by_input: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        e = by_input.setdefault(
+            rec["input"],
+            {"input": rec["input"], "status": "ok", "error": None, "top": [], "maps": [], "grids": [], "metrics": []},
+        )
+        if rec.get("status") != "ok":
+            e["status"], e["error"] = "error", str(rec.get("error") or "failed")
+            continue
+        outputs = rec.get("outputs") or {}
+        kind = rec.get("kind")
+        if kind == "evaluate":
+            e["metrics"].append(
+                {"method": rec.get("method"), "class_name": rec.get("class_name"), "scores": rec.get("scores") or {}}
+            )
+            continue
+        if kind == "features":
+            grid = _rel(out, outputs.get("grid"))
+            if grid:
+                e["grids"].append({"layer": rec.get("layer"), "grid": grid})
+            continue
+        if not e["top"] and isinstance(rec.get("top_k"), list):
+            e["top"] = rec["top_k"]
+        base = {
+            "method": rec.get("method"),
+            "class_index": rec.get("class_index"),
+            "class_name": rec.get("class_name"),
+            "probability": rec.get("probability") or 0.0,
+        }
+        overlay = _rel(out, outputs.get("overlay"))
+        if overlay:
+            e["maps"].append({**base, "overlay": overlay, "layer": None})
+        for layer, path in (outputs.get("per_layer") or {}).items():
+            rel = _rel(out, path)
+            if rel:
+                e["maps"].append({**base, "overlay": rel, "layer": layer})
+    # an input that failed in one run and worked in a later one shows its outputs
+    for e in by_input.values():
+        if e["status"] == "error" and (e["maps"] or e["grids"] or e["metrics"]):
+            e["status"], e["error"] = "ok", None
+    return sorted(by_input.values(), key=lambda e: e["input"])
+
+
+def _add_pictures(out: Path, entries: list[dict[str, Any]]) -> None:
+    """Thumbnail and viewing copy of each input that can still be read (else a thumbnail of its first map)."""
+    img = out / "report" / "img"
+    img.mkdir(parents=True, exist_ok=True)
+    for e in entries:
+        e["thumb"] = e["view"] = None
+        src = Path(e["input"])
+        if src.is_file():
+            name = _image_name(src, "thumb")
+            if _picture(src, img / name, THUMB):
+                e["thumb"] = f"report/img/{name}"
+            size = None
+            if e["maps"]:
+                with contextlib.suppress(OSError), Image.open(out / e["maps"][0]["overlay"]) as overlay:
+                    size = overlay.size
+            view = _image_name(src, f"view{size}")
+            if _picture(src, img / view, VIEW, size):
+                e["view"] = f"report/img/{view}"
+        if e["thumb"] is None:
+            first = e["maps"][0]["overlay"] if e["maps"] else e["grids"][0]["grid"] if e["grids"] else None
+            if first is not None:
+                name = hashlib.sha256(f"{first}|thumb".encode()).hexdigest()[:20] + ".jpg"
+                if _picture(out / first, img / name, THUMB):
+                    e["thumb"] = f"report/img/{name}"
+
+
+def _script_json(data: Any) -> bytes:
+    """``data`` as a JavaScript statement that is safe inside any page: no ``</script>``, no line separators."""
+    text = json.dumps(data, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return f"window.CAMCLI_DATA = {text};\n".encode("ascii")
+
+
+def build_report(out: Path) -> ReportInfo:
+    """Build (or rebuild) ``out/index.html`` from the records in ``out``; see the module's notes."""
+    started = time.perf_counter()
+    if not out.is_dir():
+        raise UsageError(f"'{out}' is not a folder; pass the --out folder of a run")
+    records, problems = _records(out)
+    if not records:
+        raise UsageError(f"no records in '{out}' (manifest.jsonl or metrics.jsonl); run camcli there first")
+    entries = _entries(out, records)
+    _add_pictures(out, entries)
+    methods = sorted({m["method"] for e in entries for m in e["maps"] + e["metrics"] if m["method"]})
+    data = {"entries": entries, "methods": methods, "version": __version__}
+    body = _script_json(data)
+    data_file = f"data-{hashlib.sha256(body).hexdigest()[:16]}.js"
+    folder = out / "report"
+    atomic_write_bytes(folder / data_file, body)
+    assets = resources.files("camcli.report") / "assets"
+    for name in ("app.js", "style.css"):
+        atomic_write_bytes(folder / name, (assets / name).read_bytes())
+    from jinja2 import Environment, select_autoescape
+
+    env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+    template = env.from_string((assets / "index.html.j2").read_text(encoding="utf-8"))
+    failed = sum(e["status"] == "error" for e in entries)
+    html = template.render(
+        title=str(out),
+        counts={"inputs": len(entries), "ok": len(entries) - failed, "failed": failed},
+        methods=methods,
+        data_file=data_file,
+        version=hashlib.sha256((assets / "app.js").read_bytes()).hexdigest()[:8],
+        built=time.strftime("%Y-%m-%d %H:%M"),
+    )
+    atomic_write_bytes(out / "index.html", html.encode("utf-8"))
+    for old in folder.glob("data-*.js"):  # the data of earlier builds (the page now names the new one)
+        if old.name != data_file:
+            with contextlib.suppress(OSError):
+                os.unlink(old)
+    return ReportInfo(out / "index.html", len(entries), failed, len(records), problems, time.perf_counter() - started)
