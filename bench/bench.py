@@ -428,6 +428,67 @@ def bench_metrics(rounds: int, batch: int) -> None:
     print(f"\n(a no-grad forward of the batch: {t['forward'] / batch * 1000:.1f} ms/img)")
 
 
+def bench_report(n: int) -> None:
+    """`camcli report` on a folder of ``n`` inputs with one overlay each (hard links of a few real files): the
+    first build (thumbnails and viewing copies made) and a rebuild (reused), and, with Chromium, the time from
+    opening the page to the first cards shown."""
+    import json as _json
+
+    from camcli.report import build_report
+
+    base = ROOT / "bench_out" / f"report{n}"
+    shutil.rmtree(base, ignore_errors=True)
+    src, out = base / "in", base / "out"
+    src.mkdir(parents=True)
+    out.mkdir()
+    from PIL import Image
+
+    photos = []
+    for p in sorted((ROOT / "sample_images").glob("*.png")):
+        im = Image.open(p).convert("RGB")
+        im.thumbnail((500, 375))
+        photos.append(base / f"{p.stem}.jpg")
+        im.save(photos[-1], quality=90)
+    overlay = out / "overlay.png"
+    Image.open(ROOT / "docs" / "chelsea.gradcam.png").convert("RGB").resize(Image.open(photos[0]).size).save(overlay)
+    lines = []
+    for i in range(n):
+        photo = src / f"{i:05d}.jpg"
+        os.link(photos[i % len(photos)], photo)
+        ov = out / f"{i:05d}.jpg.gradcam.285-Egyptian_cat.png"
+        os.link(overlay, ov)
+        top = [{"index": 285, "name": "Egyptian cat", "probability": 0.5 + (i % 50) / 100}]
+        rec = {"input": str(photo), "kind": "cam", "model": "m", "layer": "l", "settings": {}, "method": "gradcam",
+               "status": "ok", "class_index": 285, "class_name": "Egyptian cat", "probability": top[0]["probability"],
+               "top_k": top, "outputs": {"overlay": str(ov)}}  # fmt: skip
+        lines.append(_json.dumps(rec))
+    (out / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    first = build_report(out)
+    again = build_report(out)
+    print(f"\n## `camcli report` of {n} inputs ({os.cpu_count()} CPUs)\n")
+    print(f"first build (thumbnails and viewing copies made): {first.seconds:.1f} s")
+    print(f"rebuild (pictures reused): {again.seconds:.1f} s (target < 10 s)")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        print("first view: n/a (no chromium)")
+        return
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page()
+        t = time.perf_counter()
+        page.goto((out / "index.html").resolve().as_uri())
+        page.wait_for_selector(".card")
+        shown = time.perf_counter() - t
+        page.fill("#q", "00042")
+        page.wait_for_function("document.querySelectorAll('.card').length === 1")
+        filtered = time.perf_counter() - t - shown
+        browser.close()
+    print(f"first view: cards shown {shown * 1000:.0f} ms after opening (target < 1 s); a text filter over all "
+          f"{n}: {filtered * 1000:.0f} ms")  # fmt: skip
+
+
 _PEAK_WRAPPER = """
 import sys
 from camcli.cli import main
@@ -515,7 +576,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer rounds")
     ap.add_argument("--batch", type=int, default=8)
-    sections = ["gradcam", "help", "startup", "methods", "metrics", "pipeline", "stages", "memory"]
+    sections = ["gradcam", "help", "startup", "methods", "metrics", "pipeline", "stages", "memory", "report"]
     ap.add_argument("--only", choices=sections, default=None)
     ap.add_argument("--full", action="store_true", help="include Score-CAM on resnet50 (minutes)")
     ap.add_argument("--method", action="append", choices=METHODS, help="methods section: only these")
@@ -548,6 +609,8 @@ def main() -> None:
         bench_stages(3)
     if args.only in (None, "memory"):
         bench_memory((200, 1000))
+    if args.only in (None, "report"):
+        bench_report(10_000)
 
 
 if __name__ == "__main__":

@@ -146,29 +146,36 @@ def _entries(out: Path, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _add_pictures(out: Path, entries: list[dict[str, Any]]) -> None:
-    """Thumbnail and viewing copy of each input that can still be read (else a thumbnail of its first map)."""
+    """Thumbnail and viewing copy of each input that can still be read (else a thumbnail of its first map), made
+    in threads (decoding and encoding release the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     img = out / "report" / "img"
     img.mkdir(parents=True, exist_ok=True)
-    for e in entries:
-        e["thumb"] = e["view"] = None
-        src = Path(e["input"])
-        if src.is_file():
-            name = _image_name(src, "thumb")
-            if _picture(src, img / name, THUMB):
+    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+        list(pool.map(lambda e: _pictures_of(out, img, e), entries))
+
+
+def _pictures_of(out: Path, img: Path, e: dict[str, Any]) -> None:
+    e["thumb"] = e["view"] = None
+    src = Path(e["input"])
+    if src.is_file():
+        name = _image_name(src, "thumb")
+        if _picture(src, img / name, THUMB):
+            e["thumb"] = f"report/img/{name}"
+        size = None
+        if e["maps"]:
+            with contextlib.suppress(OSError), Image.open(out / e["maps"][0]["overlay"]) as overlay:
+                size = overlay.size
+        view = _image_name(src, f"view{size}")
+        if _picture(src, img / view, VIEW, size):
+            e["view"] = f"report/img/{view}"
+    if e["thumb"] is None:
+        first = e["maps"][0]["overlay"] if e["maps"] else e["grids"][0]["grid"] if e["grids"] else None
+        if first is not None:
+            name = hashlib.sha256(f"{first}|thumb".encode()).hexdigest()[:20] + ".jpg"
+            if _picture(out / first, img / name, THUMB):
                 e["thumb"] = f"report/img/{name}"
-            size = None
-            if e["maps"]:
-                with contextlib.suppress(OSError), Image.open(out / e["maps"][0]["overlay"]) as overlay:
-                    size = overlay.size
-            view = _image_name(src, f"view{size}")
-            if _picture(src, img / view, VIEW, size):
-                e["view"] = f"report/img/{view}"
-        if e["thumb"] is None:
-            first = e["maps"][0]["overlay"] if e["maps"] else e["grids"][0]["grid"] if e["grids"] else None
-            if first is not None:
-                name = hashlib.sha256(f"{first}|thumb".encode()).hexdigest()[:20] + ".jpg"
-                if _picture(out / first, img / name, THUMB):
-                    e["thumb"] = f"report/img/{name}"
 
 
 def _script_json(data: Any) -> bytes:
