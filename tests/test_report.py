@@ -49,7 +49,9 @@ def out(tmp_path_factory) -> Path:
     labels.write_text("\n".join(names) + "\n")
     o = base / "out"
     common = ["--labels", str(labels), "--out", str(o), "-q"]
-    res = runner.invoke(app, ["cam", str(src), "--method", "gradcam", "--method", "eigencam", "--top-k", "2", *common])
+    res = runner.invoke(
+        app, ["cam", str(src), "--method", "gradcam", "--method", "eigencam", "--top-k", "2", "--save-raw", *common]
+    )
     assert res.exit_code == 1  # the broken input
     res = runner.invoke(app, ["features", str(src / "coffee.png"), "--top", "4", *common])
     assert res.exit_code == 0, res.output
@@ -74,6 +76,9 @@ def test_report_files_and_escaping(out):
     assert entries["broken.jpg"]["status"] == "error" and "broken.jpg" in entries["broken.jpg"]["error"]
     assert len(entries["chelsea.png"]["maps"]) == 4 and entries["chelsea.png"]["top"][0]["name"] == HOSTILE
     assert entries["coffee.png"]["grids"] and entries["coffee.png"]["metrics"]
+    # with --save-raw the page gets each map alone (colours, opacity = the map's value) to blend over the input
+    for m in entries["chelsea.png"]["maps"]:
+        assert m["map"].startswith("report/img/") and m["map"].endswith(".png")
     for e in data["entries"]:
         for rel in [e["thumb"], e["view"], *(m["overlay"] for m in e["maps"]), *(g["grid"] for g in e["grids"])]:
             if rel is not None:
@@ -148,6 +153,8 @@ def test_the_report_in_a_browser(out, tmp_path):
         page.dispatch_event("#opacity", "input")
         opacities = page.eval_on_selector_all("#detail img.over", "els => els.map(e => e.style.opacity)")
         assert opacities and set(opacities) == {"0.25"}
+        layers = page.eval_on_selector_all("#detail img.over", "els => els.map(e => e.getAttribute('src'))")
+        assert all(src.startswith("report/img/") for src in layers)  # the maps themselves, not the overlays
         page.locator("#detail-title").click()  # focus off the slider, so the arrows move between images
         page.keyboard.press("ArrowRight")
         assert "chelsea.png" in page.inner_text("#detail-title")  # 0.791 comes next

@@ -95,6 +95,31 @@ def _picture(src: Path, target: Path, long_side: int, size: tuple[int, int] | No
     return True
 
 
+def _map_picture(raw: Path, target: Path, colormap: str) -> bool:
+    """A saved map (.npy, values in [0, 1]) as colours whose opacity is the map's value (an RGBA PNG); reused
+    when it exists. False when the file is not such a map."""
+    if target.is_file():
+        return True
+    import io
+
+    import numpy as np
+
+    from .. import render
+
+    try:
+        cam = np.load(raw, allow_pickle=False)
+        if cam.ndim != 2 or not np.isfinite(cam).all():
+            return False
+        cam = np.clip(cam.astype(np.float32), 0.0, 1.0)
+        rgba = np.dstack([render.colorize(cam, colormap), np.rint(cam * 255).astype(np.uint8)])
+    except (OSError, ValueError):
+        return False
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, "PNG", compress_level=3)
+    atomic_write_bytes(target, buf.getvalue())
+    return True
+
+
 def _image_name(src: Path, kind: str) -> str:
     st = src.stat()
     key = f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}|{kind}"
@@ -133,11 +158,13 @@ def _entries(out: Path, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         overlay = _rel(out, outputs.get("overlay"))
         if overlay:
-            e["maps"].append({**base, "overlay": overlay, "layer": None})
+            colormap = (rec.get("settings") or {}).get("colormap") or "jet"
+            raw = _rel(out, outputs.get("raw"))
+            e["maps"].append({**base, "overlay": overlay, "layer": None, "raw": raw, "colormap": colormap})
         for layer, path in (outputs.get("per_layer") or {}).items():
             rel = _rel(out, path)
             if rel:
-                e["maps"].append({**base, "overlay": rel, "layer": layer})
+                e["maps"].append({**base, "overlay": rel, "layer": layer, "raw": None, "colormap": None})
     # an input that failed in one run and worked in a later one shows its outputs
     for e in by_input.values():
         if e["status"] == "error" and (e["maps"] or e["grids"] or e["metrics"]):
@@ -170,6 +197,13 @@ def _pictures_of(out: Path, img: Path, e: dict[str, Any]) -> None:
         view = _image_name(src, f"view{size}")
         if _picture(src, img / view, VIEW, size):
             e["view"] = f"report/img/{view}"
+    for m in e["maps"]:  # with --save-raw: the map alone, so that the page blends it over the input itself
+        raw, m["map"] = m.pop("raw", None), None
+        colormap = m.pop("colormap", None)
+        if raw is not None and e["view"] is not None:
+            name = hashlib.sha256(f"{raw}|{(out / raw).stat().st_mtime_ns}|{colormap}".encode()).hexdigest()[:20]
+            if _map_picture(out / raw, img / f"{name}.png", colormap or "jet"):
+                m["map"] = f"report/img/{name}.png"
     if e["thumb"] is None:
         first = e["maps"][0]["overlay"] if e["maps"] else e["grids"][0]["grid"] if e["grids"] else None
         if first is not None:

@@ -92,11 +92,13 @@
     }
     var maps = e.maps.filter(function (m) { return !state.method || m.method === state.method; });
     if (maps.length) {
+      var own = maps.some(function (m) { return m.map && e.view; });
       var bar = el("div", "bar"), label = el("label", "", "map opacity "), slider = el("input");
-      slider.type = "range"; slider.min = "0"; slider.max = "100"; slider.value = "100"; slider.id = "opacity";
+      slider.type = "range"; slider.min = "0"; slider.max = "100"; slider.value = own ? "70" : "100"; slider.id = "opacity";
       label.appendChild(slider);
       bar.appendChild(label);
       if (!e.view) bar.appendChild(el("span", "hint", "(the original picture was not found when the report was built)"));
+      else if (!own) bar.appendChild(el("span", "hint", "(fades the written overlay in; runs with --save-raw blend the map itself)"));
       d.appendChild(bar);
       var tiles = el("div", "tiles");
       if (e.view) {
@@ -108,7 +110,10 @@
         var t = el("div", "tile"), stack = el("div", "stack");
         t.appendChild(el("div", "title", m.method + (m.layer ? " @ " + m.layer : "") + " · " + m.class_index + " " + m.class_name + " · " + m.probability.toFixed(3)));
         if (e.view) stack.appendChild(img(e.view, e.input));
-        stack.appendChild(img(m.overlay, m.method + " " + m.class_name, e.view ? "over" : ""));
+        // the map alone (saved with --save-raw) is blended here; otherwise the written overlay fades in
+        var top = img(m.map && e.view ? m.map : m.overlay, m.method + " " + m.class_name, e.view ? "over" : "");
+        if (m.map && e.view) top.style.opacity = String(slider.value / 100);
+        stack.appendChild(top);
         t.appendChild(stack);
         tiles.appendChild(t);
       });
