@@ -179,3 +179,22 @@ def test_the_report_in_a_browser(out, tmp_path):
         browser.close()
     assert not errors, errors
     assert not outside, outside
+
+
+def test_a_run_with_report_makes_the_pictures_itself(tmp_path):
+    """`--report` writes each input's thumbnail and viewing copy (the overlays' size) during the run, so the
+    build at the end finds them all and makes none of its own."""
+    from PIL import Image
+
+    from camcli.io.thumbs import picture_name
+
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["gradcam", str(SAMPLES), "--max-size", "200", "--report", "--out", str(out), "-q"])
+    assert res.exit_code == 0, res.output
+    want = set()
+    for name in ("astronaut.png", "chelsea.png", "coffee.png"):
+        src = SAMPLES / name
+        (overlay,) = out.glob(f"{name}.gradcam*.png")
+        want |= {picture_name(src, "thumb"), picture_name(src, f"view{Image.open(overlay).size}")}
+    assert {p.name for p in (out / "report" / "img").iterdir()} == want
+    assert (out / "index.html").is_file()

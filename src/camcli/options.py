@@ -149,6 +149,7 @@ class RunOptions:
     format: str = "png"  # pictures: png, jpg or webp
     quality: int = 90  # jpg/webp quality, 1–100
     max_size: int | None = None  # cap on the long side of written pictures (and a reduced JPEG decode)
+    report: bool = False  # --report: also the report's copies of each input (camcli.io.thumbs), made in the run
 
     def check(self) -> None:
         """Raise :class:`UsageError` for an out-of-range option."""

@@ -165,6 +165,7 @@ def cam(
             blend=blend,
             annotate=annotate,
             panel=panel,
+            report=report,
         )
         total = complete_and_count(options, model, run, inputs)
         code = run_with_report(CamJob(options), inputs, total, run, started=started)

@@ -26,6 +26,7 @@ from ..io.outputs import (
     panel_output_path,
     rank_text,
 )
+from ..io.thumbs import save_input_pictures
 from ..methods import CamMethod, explain_smooth, get_methods, upsample, upsample_normalized
 from ..methods.guided import gradient_to_image, guided_backprop
 from ..models import LoadedModel
@@ -293,6 +294,8 @@ class CamJob(Job[CamMaps]):
             for o in written:
                 if isinstance(o, CamOutput):
                     o.panel = str(panel_path)
+        if self.options.report:
+            save_input_pictures(item.path, image, self.options.out)
         return ImageResult(
             item.display, True, size=(image.width, image.height), predictions=preds, written=written, maps=maps
         )

@@ -2,8 +2,9 @@
 
 ``OUT/index.html`` (rendered by jinja2 with autoescaping) loads ``OUT/report/app.js``, ``style.css`` and the data
 as ``OUT/report/data-<digest>.js`` (a script, not a JSON file: browsers refuse to fetch files from ``file://``).
-Thumbnails (long side 240) and viewing copies of the inputs (the overlays' size, long side at most 1600) are
-JPEGs in ``OUT/report/img/``, named by the input's path, size and modification time, so a rebuild reuses them.
+Thumbnails (long side 240) and viewing copies of the inputs (the overlays' size) are JPEGs in
+``OUT/report/img/`` (:mod:`camcli.io.thumbs`): a run with ``--report`` makes them while each picture is decoded
+anyway; the build makes those that are missing, and reuses the rest.
 Every path in the data is relative to ``OUT``: the folder can be moved or served as it is. ``index.html`` is
 written last, atomically; the data file it names is new for each build, so a build that stops half-way leaves
 the previous report whole.
@@ -27,9 +28,8 @@ from .. import __version__
 from ..errors import UsageError
 from ..io.manifest import RECORD_KEY, read_records, record_key
 from ..io.outputs import atomic_write_bytes
+from ..io.thumbs import THUMB, VIEW, picture_name, save_jpeg
 
-THUMB = 240
-VIEW = 1600
 LEDGERS = ("manifest", "metrics")
 
 
@@ -80,18 +80,10 @@ def _picture(src: Path, target: Path, long_side: int, size: tuple[int, int] | No
     try:
         from ..io.decode import decode
 
-        im = decode(src, max_side=long_side)
+        im = decode(src, max_side=long_side if size is None else max(size))
     except Exception:
         return False
-    if size is not None:
-        im = im.resize(size, Image.Resampling.BILINEAR)
-    elif max(im.size) > long_side:
-        im.thumbnail((long_side, long_side), Image.Resampling.BILINEAR)
-    import io
-
-    buf = io.BytesIO()
-    im.convert("RGB").save(buf, "JPEG", quality=82)
-    atomic_write_bytes(target, buf.getvalue())
+    save_jpeg(im, target, long_side=long_side, size=size)
     return True
 
 
@@ -118,12 +110,6 @@ def _map_picture(raw: Path, target: Path, colormap: str) -> bool:
     Image.fromarray(rgba, "RGBA").save(buf, "PNG", compress_level=3)
     atomic_write_bytes(target, buf.getvalue())
     return True
-
-
-def _image_name(src: Path, kind: str) -> str:
-    st = src.stat()
-    key = f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}|{kind}"
-    return hashlib.sha256(key.encode()).hexdigest()[:20] + ".jpg"
 
 
 def _entries(out: Path, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -187,14 +173,14 @@ def _pictures_of(out: Path, img: Path, e: dict[str, Any]) -> None:
     e["thumb"] = e["view"] = None
     src = Path(e["input"])
     if src.is_file():
-        name = _image_name(src, "thumb")
+        name = picture_name(src, "thumb")
         if _picture(src, img / name, THUMB):
             e["thumb"] = f"report/img/{name}"
         size = None
         if e["maps"]:
             with contextlib.suppress(OSError), Image.open(out / e["maps"][0]["overlay"]) as overlay:
                 size = overlay.size
-        view = _image_name(src, f"view{size}")
+        view = picture_name(src, f"view{size}")
         if _picture(src, img / view, VIEW, size):
             e["view"] = f"report/img/{view}"
     for m in e["maps"]:  # with --save-raw: the map alone, so that the page blends it over the input itself

@@ -1,0 +1,52 @@
+"""The report's copies of an input picture (camcli report): a thumbnail and a viewing copy, as JPEGs in
+``OUT/report/img/``, named by the input's path, size and modification time so that they are made once: by a run
+with ``--report`` while the picture is decoded anyway, or by ``camcli report`` for inputs it finds without them."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+from PIL import Image
+
+from .outputs import atomic_write_bytes
+
+THUMB = 240  # the thumbnail's long side
+VIEW = 1600  # the longest viewing copy made from the input when no overlay gives the size
+FOLDER = ("report", "img")
+
+
+def picture_name(src: Path, kind: str) -> str:
+    """The file name of ``kind`` (``thumb``, ``view(W, H)``) made from the input ``src`` as it is now."""
+    st = src.stat()
+    key = f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}|{kind}"
+    return hashlib.sha256(key.encode()).hexdigest()[:20] + ".jpg"
+
+
+def save_jpeg(
+    picture: Image.Image, target: Path, long_side: int | None = None, size: tuple[int, int] | None = None
+) -> None:
+    """``picture`` at ``size``, or with its long side at most ``long_side``, as a JPEG at ``target`` (atomic)."""
+    im = picture.convert("RGB")
+    if size is not None and im.size != size:
+        im = im.resize(size, Image.Resampling.BILINEAR)
+    elif long_side is not None and max(im.size) > long_side:
+        im = im.copy()
+        im.thumbnail((long_side, long_side), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=82)
+    atomic_write_bytes(target, buf.getvalue())
+
+
+def save_input_pictures(src: Path, picture: Image.Image, out: Path) -> None:
+    """The thumbnail and the viewing copy (at ``picture``'s size: the overlays' size) of the input ``src``, from
+    its decoded ``picture``; kept when they exist."""
+    folder = out.joinpath(*FOLDER)
+    folder.mkdir(parents=True, exist_ok=True)
+    thumb = folder / picture_name(src, "thumb")
+    if not thumb.is_file():
+        save_jpeg(picture, thumb, long_side=THUMB)
+    view = folder / picture_name(src, f"view{picture.size}")
+    if not view.is_file():
+        save_jpeg(picture, view)
