@@ -449,14 +449,18 @@ def bench_report(n: int) -> None:
         im.thumbnail((500, 375))
         photos.append(base / f"{p.stem}.jpg")
         im.save(photos[-1], quality=90)
-    overlay = out / "overlay.png"
-    Image.open(ROOT / "docs" / "chelsea.gradcam.png").convert("RGB").resize(Image.open(photos[0]).size).save(overlay)
+    overlays = []  # one overlay per photo, at its size (as a run writes them)
+    for k, photo in enumerate(photos):
+        overlays.append(out / f"overlay{k}.png")
+        Image.open(ROOT / "docs" / "chelsea.gradcam.png").convert("RGB").resize(Image.open(photo).size).save(
+            overlays[k]
+        )
     lines = []
     for i in range(n):
         photo = src / f"{i:05d}.jpg"
         os.link(photos[i % len(photos)], photo)
         ov = out / f"{i:05d}.jpg.gradcam.285-Egyptian_cat.png"
-        os.link(overlay, ov)
+        os.link(overlays[i % len(photos)], ov)
         top = [{"index": 285, "name": "Egyptian cat", "probability": 0.5 + (i % 50) / 100}]
         rec = {"input": str(photo), "kind": "cam", "model": "m", "layer": "l", "settings": {}, "method": "gradcam",
                "status": "ok", "class_index": 285, "class_name": "Egyptian cat", "probability": top[0]["probability"],
