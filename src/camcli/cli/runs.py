@@ -44,8 +44,7 @@ if TYPE_CHECKING:
 SUMMARY_ROWS = 20  # a per-image table in the summary for runs of up to this many images
 
 
-def method_option(what: str) -> Any:
-    """``--method`` (repeatable), introduced by ``what``."""
+def method_option(what: str) -> Any:  # --method (repeatable), its help introduced by ``what``
     return typer.Option(
         "--method",
         help=f"{what}: {', '.join(METHOD_NAMES)} (camcli methods). \\[default: {DEFAULT_METHOD}]",
@@ -55,8 +54,7 @@ def method_option(what: str) -> Any:
     )
 
 
-def target_option(default: str) -> Any:
-    """``--target``/``-t`` (repeatable); ``default`` says which classes are explained without it."""
+def target_option(default: str) -> Any:  # --target/-t (repeatable); ``default``: the classes without it
     return typer.Option(
         "--target",
         "-t",
