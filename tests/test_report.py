@@ -82,7 +82,7 @@ def test_report_files_and_escaping(out):
     for e in data["entries"]:
         for rel in [e["thumb"], e["view"], *(m["overlay"] for m in e["maps"]), *(g["grid"] for g in e["grids"])]:
             if rel is not None:
-                assert not rel.startswith("/") and (out / rel).is_file(), rel
+                assert not rel.startswith("/") and (out / unquote(rel)).is_file(), rel
 
 
 def test_rebuild_keeps_pictures_and_replaces_the_data(out):
@@ -198,3 +198,33 @@ def test_a_run_with_report_makes_the_pictures_itself(tmp_path):
         want |= {picture_name(src, "thumb"), picture_name(src, f"view{Image.open(overlay).size}")}
     assert {p.name for p in (out / "report" / "img").iterdir()} == want
     assert (out / "index.html").is_file()
+
+
+def test_report_from_another_folder_odd_names_and_edited_records(tmp_path, monkeypatch):
+    """Built from another working folder, the report still finds the run's outputs (records hold paths relative
+    to where the run started); a '#' or undecodable bytes in a file name and a NaN in an edited record do not
+    break it."""
+    from PIL import Image
+
+    run_dir = tmp_path / "run"
+    (run_dir / "in").mkdir(parents=True)
+    photo = Image.open(SAMPLES / "coffee.png").convert("RGB").resize((120, 90))
+    photo.save(run_dir / "in" / "a#1.png")
+    photo.save(os.fsdecode(bytes(run_dir / "in") + b"/b\xff.png"))
+    monkeypatch.chdir(run_dir)
+    res = runner.invoke(app, ["gradcam", "in", "--out", "o", "--report", "-q"])
+    assert res.exit_code == 0, res.output
+    manifest = run_dir / "o" / "manifest.jsonl"
+    rec = json.loads(manifest.read_text().splitlines()[0])
+    manifest.write_text(manifest.read_text() + json.dumps({**rec, "probability": None, "top_k": [{"x": 1}]}) + "\n")
+    edited = '{"input": "in/a#1.png", "kind": "evaluate", "status": "ok", "method": "gradcam", "scores": {"r": NaN}}'
+    (run_dir / "o" / "metrics.jsonl").write_text(edited + "\n")
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["report", "run/o"])
+    assert res.exit_code == 0, res.output
+    (data_file,) = (run_dir / "o" / "report").glob("data-*.js")
+    data = json.loads(data_file.read_text().removeprefix("window.CAMCLI_DATA = ").rstrip().rstrip(";"))
+    overlays = [m["overlay"] for e in data["entries"] for m in e["maps"]]
+    assert len(overlays) == 2 and any("%23" in o for o in overlays)  # '#' quoted for the browser
+    for o in overlays:
+        assert (run_dir / "o" / unquote(o, errors="surrogateescape")).is_file()

@@ -21,7 +21,7 @@ def picture_name(src: Path, kind: str) -> str:
     """The file name of ``kind`` (``thumb``, ``view(W, H)``) made from the input ``src`` as it is now."""
     st = src.stat()
     key = f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}|{kind}"
-    return hashlib.sha256(key.encode()).hexdigest()[:20] + ".jpg"
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:20] + ".jpg"
 
 
 def save_jpeg(

@@ -15,12 +15,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 from PIL import Image
 
@@ -60,15 +62,24 @@ def _records(out: Path) -> tuple[list[dict[str, Any]], list[str]]:
 
 
 def _rel(out: Path, path: Any) -> str | None:
-    """``path`` (as a record holds it) relative to ``out``, URL-style; None if it is not a file in ``out``."""
+    """``path`` (as a record holds it) relative to ``out``, URL-quoted; None if it is not a file in ``out``.
+
+    A record holds the path as the run spelled it: relative to the folder the run started in. When the report
+    is built from another folder, the path is looked up in ``out`` by its trailing parts (``o3/sub/x.png`` →
+    ``OUT/sub/x.png``), which is where camcli wrote it."""
     if not isinstance(path, str):
         return None
     p = Path(path)
-    full = p if p.is_absolute() else Path.cwd() / p
-    with contextlib.suppress(OSError, ValueError):
-        rel = full.resolve().relative_to(out.resolve())
-        if (out / rel).is_file():
-            return rel.as_posix()
+    root = out.resolve()
+    candidates = [p if p.is_absolute() else Path.cwd() / p]
+    if not p.is_absolute():
+        candidates += [root.joinpath(*p.parts[k:]) for k in range(len(p.parts))]
+    for full in candidates:
+        with contextlib.suppress(OSError, ValueError):
+            rel = full.resolve().relative_to(root)
+            if (root / rel).is_file():
+                # for the browser: '#', '%', '?', spaces and the like escaped; camcli's own name characters kept
+                return quote(rel.as_posix(), safe="/,=+@!$'()*;:", errors="surrogateescape")
     return None
 
 
@@ -112,7 +123,20 @@ def _map_picture(raw: Path, target: Path, colormap: str) -> bool:
     return True
 
 
-def _entries(out: Path, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _prob(value: Any) -> float:
+    """A probability for the page (a number, whatever an older or edited record holds)."""
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else 0.0
+
+
+def _scores(value: Any) -> dict[str, float | None]:
+    """A record's scores with every value a finite number or None (JSON has no NaN)."""
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None for k, v in value.items()}
+
+
+def _entries(out: Path, records: list[dict[str, Any]], missing: list[str]) -> list[dict[str, Any]]:
+    """The page's data per input; the overlays named in records but not found in ``out`` go to ``missing``."""
     by_input: dict[str, dict[str, Any]] = {}
     for rec in records:
         e = by_input.setdefault(
@@ -122,11 +146,16 @@ def _entries(out: Path, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if rec.get("status") != "ok":
             e["status"], e["error"] = "error", str(rec.get("error") or "failed")
             continue
-        outputs = rec.get("outputs") or {}
+        given = rec.get("outputs")
+        outputs: dict[str, Any] = given if isinstance(given, dict) else {}
         kind = rec.get("kind")
         if kind == "evaluate":
             e["metrics"].append(
-                {"method": rec.get("method"), "class_name": rec.get("class_name"), "scores": rec.get("scores") or {}}
+                {
+                    "method": str(rec.get("method") or ""),
+                    "class_name": str(rec.get("class_name") or ""),
+                    "scores": _scores(rec.get("scores")),
+                }
             )
             continue
         if kind == "features":
@@ -135,19 +164,26 @@ def _entries(out: Path, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 e["grids"].append({"layer": rec.get("layer"), "grid": grid})
             continue
         if not e["top"] and isinstance(rec.get("top_k"), list):
-            e["top"] = rec["top_k"]
+            e["top"] = [
+                {"index": t.get("index"), "name": str(t.get("name") or ""), "probability": _prob(t.get("probability"))}
+                for t in rec["top_k"]
+                if isinstance(t, dict)
+            ]
         base = {
-            "method": rec.get("method"),
+            "method": str(rec.get("method") or ""),
             "class_index": rec.get("class_index"),
-            "class_name": rec.get("class_name"),
-            "probability": rec.get("probability") or 0.0,
+            "class_name": str(rec.get("class_name") or ""),
+            "probability": _prob(rec.get("probability")),
         }
         overlay = _rel(out, outputs.get("overlay"))
+        if overlay is None and isinstance(outputs.get("overlay"), str):
+            missing.append(outputs["overlay"])
         if overlay:
             colormap = (rec.get("settings") or {}).get("colormap") or "jet"
             raw = _rel(out, outputs.get("raw"))
             e["maps"].append({**base, "overlay": overlay, "layer": None, "raw": raw, "colormap": colormap})
-        for layer, path in (outputs.get("per_layer") or {}).items():
+        per_layer = outputs.get("per_layer")
+        for layer, path in per_layer.items() if isinstance(per_layer, dict) else []:
             rel = _rel(out, path)
             if rel:
                 e["maps"].append({**base, "overlay": rel, "layer": layer, "raw": None, "colormap": None})
@@ -178,7 +214,8 @@ def _pictures_of(out: Path, img: Path, e: dict[str, Any]) -> None:
             e["thumb"] = f"report/img/{name}"
         size = None
         if e["maps"]:
-            with contextlib.suppress(OSError), Image.open(out / e["maps"][0]["overlay"]) as overlay:
+            first_map = out / unquote(e["maps"][0]["overlay"], errors="surrogateescape")
+            with contextlib.suppress(OSError), Image.open(first_map) as overlay:
                 size = overlay.size
         view = picture_name(src, f"view{size}")
         if _picture(src, img / view, VIEW, size):
@@ -187,14 +224,16 @@ def _pictures_of(out: Path, img: Path, e: dict[str, Any]) -> None:
         raw, m["map"] = m.pop("raw", None), None
         colormap = m.pop("colormap", None)
         if raw is not None and e["view"] is not None:
-            name = hashlib.sha256(f"{raw}|{(out / raw).stat().st_mtime_ns}|{colormap}".encode()).hexdigest()[:20]
-            if _map_picture(out / raw, img / f"{name}.png", colormap or "jet"):
+            raw_path = out / unquote(raw, errors="surrogateescape")
+            key = f"{raw}|{raw_path.stat().st_mtime_ns}|{colormap}"
+            name = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+            if _map_picture(raw_path, img / f"{name}.png", colormap or "jet"):
                 m["map"] = f"report/img/{name}.png"
     if e["thumb"] is None:
         first = e["maps"][0]["overlay"] if e["maps"] else e["grids"][0]["grid"] if e["grids"] else None
         if first is not None:
-            name = hashlib.sha256(f"{first}|thumb".encode()).hexdigest()[:20] + ".jpg"
-            if _picture(out / first, img / name, THUMB):
+            name = hashlib.sha256(f"{first}|thumb".encode("utf-8", "surrogateescape")).hexdigest()[:20] + ".jpg"
+            if _picture(out / unquote(first, errors="surrogateescape"), img / name, THUMB):
                 e["thumb"] = f"report/img/{name}"
 
 
@@ -213,7 +252,13 @@ def build_report(out: Path) -> ReportInfo:
     records, problems = _records(out)
     if not records:
         raise UsageError(f"no records in '{out}' (manifest.jsonl or metrics.jsonl); run camcli there first")
-    entries = _entries(out, records)
+    missing: list[str] = []
+    entries = _entries(out, records, missing)
+    if missing:
+        problems.append(
+            f"{len(missing)} overlay(s) named in the records are not in {out} (e.g. {missing[0]}): removed, or the "
+            "folder was moved; the report shows the others"
+        )
     _add_pictures(out, entries)
     methods = sorted({m["method"] for e in entries for m in e["maps"] + e["metrics"] if m["method"]})
     data = {"entries": entries, "methods": methods, "version": __version__}
@@ -237,7 +282,7 @@ def build_report(out: Path) -> ReportInfo:
         version=hashlib.sha256((assets / "app.js").read_bytes()).hexdigest()[:8],
         built=time.strftime("%Y-%m-%d %H:%M"),
     )
-    atomic_write_bytes(out / "index.html", html.encode("utf-8"))
+    atomic_write_bytes(out / "index.html", html.encode("utf-8", "replace"))
     for old in folder.glob("data-*.js"):  # the data of earlier builds (the page now names the new one)
         if old.name != data_file:
             with contextlib.suppress(OSError):
