@@ -303,7 +303,7 @@ class CamJob(Job[CamMaps]):
     def records(self, result: ImageResult) -> list[Record]:
         """Manifest / ``--json`` records: one per image, method and class (one error record on failure)."""
         layer = "+".join(self.layers)
-        settings = {k: v for k, v in self.run_settings.items() if k not in ("model", "layers")}
+        settings = self.record_settings
         base = {"input": result.input, "kind": "cam", "model": self.model.name, "layer": layer, "settings": settings}
         if not result.ok:
             return [

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,17 +46,22 @@ class MethodSummary:
         return mean, 1.96 * sd / math.sqrt(len(v)), len(v)
 
 
+def matching_records(path: Path, base: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The ok records in ``path`` (if it exists) whose fields in ``base`` (kind, model, layer, settings) equal it."""
+    if not path.is_file():
+        return
+    want = json.dumps(base, sort_keys=True)
+    for rec in read_records(path)[0]:
+        if rec.get("status") == "ok" and json.dumps({k: rec.get(k) for k in base}, sort_keys=True) == want:
+            yield rec
+
+
 def collect(path: Path, base: dict[str, Any], names: list[str]) -> dict[str, MethodSummary]:
     """The last ok record of each (input, map, class) of the maps ``names`` whose kind, model, layer and settings
     are ``base``'s, grouped by map, in the order of ``names``."""
     latest: dict[tuple[str, str, int], dict[str, Any]] = {}
-    if path.is_file():
-        want = json.dumps(base, sort_keys=True)
-        for rec in read_records(path)[0]:
-            if rec.get("status") != "ok" or rec.get("method") not in names:
-                continue
-            if json.dumps({k: rec.get(k) for k in base}, sort_keys=True) != want:
-                continue
+    for rec in matching_records(path, base):
+        if rec.get("method") in names:
             latest[(str(rec.get("input")), str(rec.get("method")), int(rec.get("class_index", -1)))] = rec
     out: dict[str, MethodSummary] = {}
     for (_, method, _), rec in latest.items():

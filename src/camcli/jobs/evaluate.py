@@ -8,7 +8,6 @@ per image (the summary table and the plots are made from the records at the end,
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -23,11 +22,12 @@ from ..engine.layers import LayerInfo
 from ..engine.targets import resolve_targets
 from ..errors import InputError
 from ..io.inputs import InputFile, input_key
-from ..io.manifest import manifest_name, read_records
+from ..io.manifest import manifest_name
 from ..methods import CamMethod, explain, get_methods, upsample_normalized
 from ..metrics import BASELINE_MAPS, baseline_maps, cascade, deletion_insertion, drop_increase, road
 from ..models import LoadedModel
 from ..options import DEFAULT_METHOD, EvalOptions
+from .eval_summary import matching_records
 from .job import Job
 from .results import EvalOutput, ImageResult, Record
 from .runner import ResultCallback, run_job
@@ -85,8 +85,8 @@ class EvaluateJob(Job[EvalScores]):
 
     def record_base(self) -> dict[str, Any]:
         """What every record of this run shares besides the input: its kind, model, layer and settings."""
-        settings = {k: v for k, v in self.run_settings.items() if k not in ("model", "layers")}
-        return {"kind": "evaluate", "model": self.model.name, "layer": "+".join(self.layers), "settings": settings}
+        layer = "+".join(self.layers)
+        return {"kind": "evaluate", "model": self.model.name, "layer": layer, "settings": self.record_settings}
 
     def row_names(self) -> list[str]:
         """The maps measured: the methods, then the baseline maps."""
@@ -106,34 +106,31 @@ class EvaluateJob(Job[EvalScores]):
         n += (o.steps + 1) if "insertion" in o.metrics else 0
         n += 2 if "drop" in o.metrics else 0
         n += 1 + 2 * len(self.percents) if "road" in o.metrics else 0
-        names = [m.name for m in self.methods] + (list(BASELINE_MAPS) if o.baselines else [])
-        return dict.fromkeys(names, n)
+        return dict.fromkeys(self.row_names(), n)
 
     def outputs_exist(self, item: InputFile) -> bool:
         """No files, only records: done when every map of this run has an ok record for the input made with
         these settings (another --steps, --method or --layer measures it again)."""
         if self._measured is None:
             self._measured = set()
-            o, base = self.options, json.dumps(self.record_base(), sort_keys=True)
+            o, base = self.options, self.record_base()
             for name in dict.fromkeys([f"{self.manifest_stem}.jsonl", manifest_name(o.shard, self.manifest_stem)]):
-                path = o.out / name
-                for rec in read_records(path)[0] if path.is_file() else []:
-                    same = json.dumps({k: rec.get(k) for k in ("kind", "model", "layer", "settings")}, sort_keys=True)
-                    if same == base and rec.get("status") == "ok" and isinstance(rec.get("input"), str):
+                for rec in matching_records(o.out / name, base):
+                    if isinstance(rec.get("input"), str):
                         self._measured.add((input_key(Path(rec["input"])), str(rec.get("method"))))
         key = input_key(item.path)
         return all((key, name) in self._measured for name in self.row_names())
 
     # --------------------------------------------------------------------------------------- compute
     def _maps(
-        self, model: nn.Module, x: torch.Tensor, classes: torch.Tensor | None
+        self, model: nn.Module, x: torch.Tensor, classes: torch.Tensor | None, methods: list[CamMethod]
     ) -> tuple[Any, dict[str, torch.Tensor]]:
         """Each method's map at the input's size, (B·K, H, W), for ``classes`` (B, K) or the targets/top class."""
         ex = explain(
             model,
             x,
             self.layers,
-            self.methods,
+            methods,
             targets=self.targets or None,
             top_k=1,
             classes=classes,
@@ -149,7 +146,7 @@ class EvaluateJob(Job[EvalScores]):
     def compute(self, x: torch.Tensor) -> list[EvalScores]:
         o = self.options
         model = self.model.module
-        ex, maps = self._maps(model, x, None)
+        ex, maps = self._maps(model, x, None, self.methods)
         k = ex.classes.shape[1]
         xs = x.repeat_interleave(k, 0)  # one row per image and class
         classes = ex.classes.flatten().to(x.device)
@@ -223,9 +220,7 @@ class EvaluateJob(Job[EvalScores]):
         for method in self.methods:
 
             def maps_of(m: nn.Module, method: CamMethod = method) -> torch.Tensor:
-                ex = explain(m, x, self.layers, method, classes=classes, score_batch=self.options.score_batch)
-                size = (x.shape[-2], x.shape[-1])
-                return torch.stack([upsample_normalized(v, size) for v in ex.maps.flatten(0, 1).to(x.device)])
+                return self._maps(m, x, classes, [method])[1][method.name]
 
             steps = cascade(model, maps_of, self.options.sanity_steps)
             out[method.name] = [

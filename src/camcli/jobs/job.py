@@ -89,6 +89,11 @@ class Job(ABC, Generic[C]):
         picture = {"format": o.format, "quality": o.quality if o.format != "png" else None, "max_size": o.max_size}
         return {"model": model, "weights": self.model.weights, "layers": list(self.layers), **picture}
 
+    @property
+    def record_settings(self) -> dict[str, Any]:
+        """The run's settings as a record carries them (the model and the layers have fields of their own)."""
+        return {k: v for k, v in self.run_settings.items() if k not in ("model", "layers")}
+
     def named_settings(self) -> list[Setting]:
         """The settings that differ from the defaults, as they appear in output names (extended by each job):
         ``model=resnet18`` (a checkpoint: its file name without suffix), ``weights=none``."""
