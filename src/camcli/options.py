@@ -101,6 +101,37 @@ def _finite(option: str, value: float) -> None:
         raise UsageError(f"{option} {value} is not a number; pass a finite value")
 
 
+LAYOUT_KINDS = ("nchw", "nhwc", "tokens")  # how a layer's output lays out its grid (camcli.engine.layouts)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a layer's output holds its spatial grid: ``nchw`` (B, C, H, W), ``nhwc`` (B, H, W, C, channels last:
+    Swin, ConvNeXt's MLP), or ``tokens`` (B, T, C): ``prefix`` class/distillation/register tokens, then the grid's
+    cells row by row. ``prefix`` None: tokens whose prefix count is read from the shape."""
+
+    kind: str
+    prefix: int | None = None
+
+    def __str__(self) -> str:
+        return f"tokens:{self.prefix}" if self.kind == "tokens" and self.prefix is not None else self.kind
+
+
+def parse_layout(text: str | None) -> Layout | None:
+    """``--layout``: ``nchw``, ``nhwc``, ``tokens`` or ``tokens:N`` (N prefix tokens); None stays None."""
+    if text is None:
+        return None
+    kind, _, count = text.strip().lower().partition(":")
+    fix = "use nchw, nhwc, tokens or tokens:N (N class/register tokens before the grid)"
+    if kind not in LAYOUT_KINDS or (count and kind != "tokens"):
+        raise UsageError(f"--layout {text!r}: {fix}")
+    if not count:
+        return Layout(kind)
+    if not count.isdigit() or int(count) > 64:
+        raise UsageError(f"--layout {text!r}: N must be a whole number of prefix tokens from 0 to 64; {fix}")
+    return Layout(kind, int(count))
+
+
 class ModelFields(Protocol):
     """The fields that say which model to load (:class:`ModelSpec`, and every :class:`RunOptions`)."""
 
@@ -108,7 +139,9 @@ class ModelFields(Protocol):
     weights: str | None
     labels: str | None
     arch: str | None
+    arch_args: str | None
     trust_checkpoint: bool
+    code_path: str | None
 
 
 @dataclass
@@ -120,6 +153,8 @@ class ModelSpec:
     labels: str | None = None  # class names file
     arch: str | None = None  # architecture of a checkpoint
     trust_checkpoint: bool = False  # allow full unpickling
+    arch_args: str | None = None  # JSON keyword arguments of a user's --arch class or factory
+    code_path: str | None = None  # a folder put on the import path for --arch and trusted pickles
 
 
 @dataclass
@@ -150,6 +185,9 @@ class RunOptions:
     quality: int = 90  # jpg/webp quality, 1–100
     max_size: int | None = None  # cap on the long side of written pictures (and a reduced JPEG decode)
     report: bool = False  # --report: also the report's copies of each input (camcli.io.thumbs), made in the run
+    arch_args: str | None = None  # JSON keyword arguments of a user's --arch class or factory
+    code_path: str | None = None  # a folder put on the import path for --arch and trusted pickles
+    layout: str | None = None  # --layout: where the chosen layers' grid is (nchw, nhwc, tokens[:N]); None: told
 
     def check(self) -> None:
         """Raise :class:`UsageError` for an out-of-range option."""
@@ -166,6 +204,7 @@ class RunOptions:
         _at_least("--quality", self.quality, 1)
         _at_most("--quality", self.quality, 100)
         _at_least("--max-size", self.max_size, MIN_MAX_SIZE)
+        parse_layout(self.layout)
 
 
 @dataclass

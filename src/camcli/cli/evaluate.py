@@ -10,7 +10,8 @@ import typer
 from ..options import DEFAULT_METHOD, METRICS, PERTURB_BASELINES, EvalOptions
 from ..profiling import phase
 from .boundary import EXIT_OK, guarded
-from .params import EXPLAIN, RUN, BatchArgs, InputsArg, LayerOpt, ModelArgs, shared_options
+from .completion import EXPLAIN, RUN
+from .params import BatchArgs, InputsArg, LayerOpt, ModelArgs, shared_options
 from .report import ReportOpt, build_and_tell
 from .runs import complete_and_count, method_option, run_with_report, target_option
 

@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 from .boundary import guarded
-from .params import ArchOpt, DebugOpt, JsonOpt, ModelArgs, TrustOpt, shared_options
+from .model_opts import ArchOpt, TrustOpt
+from .params import DebugOpt, JsonOpt, ModelArgs, shared_options
 
 
 def methods(json_out: JsonOpt = False) -> None:
@@ -136,7 +137,9 @@ def layers(
     json_out: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """List every layer: dotted name, type, output shape (batch 1); the default Grad-CAM layer is marked.
+    """List every layer: dotted name, type, output shape (batch 1) and where its grid is (nchw, nhwc channels
+    last, tokens:N with N class/register tokens first; "?" when the shape cannot tell: pass --layout); the
+    default Grad-CAM layer is marked.
 
     Example: camcli layers --model resnet18
     """
@@ -154,10 +157,10 @@ def layers(
         if spec.weights is None and not is_bundled(spec.model):
             spec.weights = "none"  # the layers are the same with any weights: never download for a listing
         loaded = load_spec(spec)
-        infos = trace(loaded.module, loaded.input_size, loaded.builder, loaded.layer_key)
+        infos = trace(loaded.module, loaded.input_size, loaded.builder, loaded.layer_key, loaded.prefix_tokens)
         chosen = default_layer(infos, loaded.default_layer)
         remember_layer_names(spec.model, [i.name for i in hookable(infos)])
-        shown = [i for i in infos if i.spatial] if spatial else infos
+        shown = [i for i in infos if i.spatial or i.problem] if spatial else infos
         if json_out:
             for i in shown:
                 rec = {
@@ -166,6 +169,8 @@ def layers(
                     "shape": list(i.shape) if i.shape else None,
                     "calls": i.calls,
                     "spatial": i.spatial,
+                    "layout": str(i.layout) if i.layout else None,
+                    **({"layout_problem": i.problem} if i.problem else {}),
                     "default": i.name == chosen,
                 }
                 sys.stdout.write(json.dumps(rec) + "\n")
@@ -176,6 +181,7 @@ def layers(
                 ("* " if i.name == chosen else "  ") + i.name,  # not indented: the full name fits where it is copied
                 i.type,
                 "×".join(map(str, i.shape)) if i.shape else ("(not run)" if i.calls == 0 else "-"),
+                str(i.layout) if i.layout else ("? --layout" if i.problem else ""),
                 *([i.calls if i.calls != 1 else ""] if calls else []),
             )
             for i in shown
@@ -183,7 +189,7 @@ def layers(
         console.table(
             f"{loaded.name}: layers for a 1×3×{loaded.input_size[0]}×{loaded.input_size[1]} input "
             f"(* = default layer: {chosen})",
-            ["layer", "type", "output shape", *(["calls"] if calls else [])],
+            ["layer", "type", "output shape", "layout", *(["calls"] if calls else [])],
             rows,
             stdout=True,
             keep=("layer",),

@@ -20,79 +20,24 @@ from typing import Annotated, Any, TypeVar
 import typer
 import typer.models
 
-from ..options import (
-    BLENDS,
-    BUNDLED,
-    COMMON_COLORMAPS,
-    METHOD_NAMES,
-    MODEL_NAMES_ENTRY,
-    NORMALIZE_MODES,
-    OUTPUT_FORMATS,
-    ModelFields,
-    RunOptions,
-    parse_shard,
+from ..options import BUNDLED, ModelFields, RunOptions, parse_shard
+from .completion import (
+    EXPLAIN,
+    MODEL,
+    OUTPUT,
+    RUN,
+    complete_colormap,
+    complete_format,
+    complete_layer,
+    complete_layout,
+    complete_model,
 )
-
-# ------------------------------------------------------------------------------------------- help panels
-MODEL = "Model"
-EXPLAIN = "What to explain"
-OUTPUT = "Output"
-SMOOTHING = "Smoothing"
-RUN = "Run"
-
-
-# ------------------------------------------------------------------------------------ shell completion
-# Completions run on every TAB press: nothing here imports torch; layer names come from a small cache that a
-# run or `camcli layers` fills (camcli.caches.remember_layer_names).
-def _starting_with(choices: tuple[str, ...]) -> Callable[[str], list[str]]:
-    """A completion of one of ``choices`` (all lower case) from what was typed."""
-    return lambda incomplete: [c for c in choices if c.startswith(incomplete.lower())]
-
-
-complete_method = _starting_with(METHOD_NAMES)
-complete_blend = _starting_with(BLENDS)
-complete_normalize = _starting_with(NORMALIZE_MODES)
-complete_format = _starting_with(OUTPUT_FORMATS)
-complete_colormap = _starting_with(COMMON_COLORMAPS)
-
-
-def complete_model(incomplete: str) -> list[str]:
-    from ..caches import read_json
-
-    names = read_json(MODEL_NAMES_ENTRY)
-    known = [BUNDLED, *(names if isinstance(names, list) else [])]
-    return [n for n in known if isinstance(n, str) and n.startswith(incomplete.lower())]
-
-
-def complete_layer(ctx: typer.Context, incomplete: str) -> list[str]:
-    from ..caches import layer_names_entry, read_json
-
-    model = (ctx.params.get("model") if ctx is not None else None) or BUNDLED
-    names = read_json(layer_names_entry(str(model)))
-    return [n for n in names if isinstance(n, str) and n.startswith(incomplete)] if isinstance(names, list) else []
-
+from .model_opts import ArchArgsOpt, ArchOpt, CodePathOpt, TrustOpt
 
 # ----------------------------------------------------------------- options a command lists in its own signature
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.", rich_help_panel=RUN)]
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print one JSON record per line on stdout.", rich_help_panel=OUTPUT)
-]
-ArchOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="Architecture of a checkpoint (torchvision name).",
-        metavar="NAME",
-        autocompletion=complete_model,
-        rich_help_panel=MODEL,
-    ),
-]
-TrustOpt = Annotated[
-    bool,
-    typer.Option(
-        "--trust-checkpoint",
-        help="Allow a checkpoint to run arbitrary code while loading (full unpickling). Only for files you trust.",
-        rich_help_panel=MODEL,
-    ),
 ]
 InputsArg = Annotated[
     list[str],
@@ -134,14 +79,18 @@ class ModelArgs:
     weights: str | None
     labels: str | None
     arch: str | None
+    arch_args: str | None
     trust_checkpoint: bool
+    code_path: str | None
 
     def apply_to(self, spec: ModelFields) -> None:
         spec.model = self.model
         spec.weights = self.weights
         spec.labels = self.labels
         spec.arch = self.arch
+        spec.arch_args = self.arch_args
         spec.trust_checkpoint = self.trust_checkpoint
+        spec.code_path = self.code_path
 
 
 @dataclass(frozen=True)
@@ -159,6 +108,7 @@ class BatchArgs:
     format: str
     quality: int
     max_size: int | None
+    layout: str | None
     json_out: bool
     quiet: bool
     debug: bool
@@ -175,6 +125,7 @@ class BatchArgs:
         options.format = self.format
         options.quality = self.quality
         options.max_size = self.max_size
+        options.layout = self.layout
 
 
 def _option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
@@ -225,7 +176,9 @@ _GROUPS: dict[type, list[inspect.Parameter]] = {
             None,
         ),
         _option("arch", ArchOpt, None),
+        _option("arch_args", ArchArgsOpt, None),
         _option("trust_checkpoint", TrustOpt, False),
+        _option("code_path", CodePathOpt, None),
     ],
     BatchArgs: [
         _option(
@@ -332,6 +285,21 @@ _GROUPS: dict[type, list[inspect.Parameter]] = {
                     help="Longest side of written pictures in pixels; JPEG inputs are then decoded at a reduced "
                     "scale. \\[default: the input's size]",
                     rich_help_panel=OUTPUT,
+                ),
+            ],
+            None,
+        ),
+        _option(
+            "layout",
+            Annotated[
+                str | None,
+                typer.Option(
+                    "--layout",
+                    help="Where the layers' grid is, when camcli cannot tell (camcli layers shows it): nchw, nhwc "
+                    "(channels last), tokens or tokens:N (N class/register tokens first).",
+                    metavar="LAYOUT",
+                    autocompletion=complete_layout,
+                    rich_help_panel=EXPLAIN,
                 ),
             ],
             None,

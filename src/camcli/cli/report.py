@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from .boundary import guarded
-from .params import OUTPUT, DebugOpt
+from .completion import OUTPUT
+from .params import DebugOpt
 
 ReportOpt = Annotated[
     bool,

@@ -19,22 +19,8 @@ import typer
 from ..options import DEFAULT_METHOD, METHOD_NAMES, CamOptions, FeatureOptions, RunOptions
 from ..profiling import phase
 from .boundary import EXIT_OK, EXIT_SOME_FAILED, guarded
-from .params import (
-    EXPLAIN,
-    OUTPUT,
-    RUN,
-    SMOOTHING,
-    BatchArgs,
-    ColormapOpt,
-    GridLayerOpt,
-    InputsArg,
-    LayerOpt,
-    ModelArgs,
-    complete_blend,
-    complete_method,
-    complete_normalize,
-    shared_options,
-)
+from .completion import EXPLAIN, OUTPUT, RUN, SMOOTHING, complete_blend, complete_method, complete_normalize
+from .params import BatchArgs, ColormapOpt, GridLayerOpt, InputsArg, LayerOpt, ModelArgs, shared_options
 from .report import ReportOpt, build_and_tell
 
 if TYPE_CHECKING:

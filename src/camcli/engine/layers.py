@@ -1,10 +1,9 @@
-"""Layers: dotted-name resolution with suggestions, output shapes, the default layer, token grids."""
+"""Layers: dotted-name resolution with suggestions, output shapes and layouts, the default layer."""
 
 from __future__ import annotations
 
 import difflib
 import hashlib
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,7 +12,9 @@ from torch import nn
 
 from ..caches import read_json, write_json
 from ..errors import LayerError
+from ..options import Layout
 from .hooks import eval_mode
+from .layouts import grid_shape, infer_layout, resolved
 
 
 @dataclass
@@ -25,36 +26,21 @@ class LayerInfo:
     shape: tuple[int, ...] | None  # output shape with batch 1; None when not a tensor / never called
     calls: int
     order: int  # completion order in the forward pass (-1: never ran)
+    layout: Layout | None = None  # where the output's grid is (camcli.engine.layouts); None: no grid, or unknown
+    problem: str = ""  # why the layout cannot be told, when the output looks spatial
 
     @property
     def spatial(self) -> bool:
-        """True when the output has a spatial grid: (N, C, H, W) or square tokens (N, T, C)."""
-        return grid_size(self.shape) is not None
+        """True when the output has a spatial grid whose layout is known."""
+        return self.layout is not None
 
 
-def grid_size(shape: tuple[int, ...] | None) -> tuple[int, int] | None:
-    """(h, w) of a layer output: 4-D conv maps, or 3-D tokens laid back on a square grid."""
-    if shape is None:
-        return None
-    if len(shape) == 4 and shape[2] * shape[3] > 1:
-        return shape[2], shape[3]
-    if len(shape) == 3:
-        side = math.isqrt(shape[1])
-        if side > 1 and 0 <= shape[1] - side * side <= 8:  # class token / register tokens in front
-            return side, side
-    return None
-
-
-def tokens_to_grid(t: torch.Tensor) -> torch.Tensor:
-    """(N, T, C) tokens → (N, C, h, w), dropping the leading prefix tokens (class/register tokens)."""
-    if t.dim() == 4:
-        return t
-    size = grid_size(tuple(t.shape))
-    if t.dim() != 3 or size is None:
-        raise LayerError(f"layer output of shape {tuple(t.shape)} has no spatial grid")
-    h, w = size
-    grid = t[:, t.shape[1] - h * w :, :]
-    return grid.transpose(1, 2).reshape(t.shape[0], t.shape[2], h, w)
+def classify(infos: list[LayerInfo], input_size: tuple[int, int], prefix: int | None = None) -> list[LayerInfo]:
+    """Fill in each layer's layout (see :func:`camcli.engine.layouts.infer_layout`); ``prefix``: the prefix
+    tokens the model declares."""
+    for i in infos:
+        i.layout, i.problem = infer_layout(i.shape, input_size, prefix, i.type)
+    return infos
 
 
 def module_names(model: nn.Module) -> list[str]:
@@ -78,8 +64,10 @@ def trace(
     input_size: tuple[int, int],
     builder: Callable[[], nn.Module] | None = None,
     cache_key: str | None = None,
+    prefix: int | None = None,
 ) -> list[LayerInfo]:
-    """Every module's output shape for one (1, 3, H, W) input.
+    """Every module's output shape and layout for one (1, 3, H, W) input (``prefix``: the prefix tokens the
+    model declares, see :func:`classify`).
 
     With a ``cache_key`` (what ``builder`` builds: architecture, classes, library version) the table is kept on
     disk (:mod:`camcli.caches`, per key, input size, torch and camcli version) and read back next time, so a
@@ -92,7 +80,8 @@ def trace(
         cached = read_json(entry)
         if isinstance(cached, list):
             try:
-                return [LayerInfo(n, t, None if s is None else tuple(s), c, o) for n, t, s, c, o in cached]
+                infos = [LayerInfo(n, t, None if s is None else tuple(s), c, o) for n, t, s, c, o in cached]
+                return classify(infos, input_size, prefix)
             except (TypeError, ValueError):
                 pass  # an entry of another shape: trace again and replace it
     infos = _trace_model(model, input_size, builder)
@@ -100,7 +89,7 @@ def trace(
         write_json(
             entry, [[i.name, i.type, None if i.shape is None else list(i.shape), i.calls, i.order] for i in infos]
         )
-    return infos
+    return classify(infos, input_size, prefix)
 
 
 def _cache_entry(cache_key: str, input_size: tuple[int, int]) -> str:
@@ -192,26 +181,50 @@ def spatial_neighbours(infos: list[LayerInfo], name: str, n: int = 3) -> list[st
 
 
 def choose_layers(
-    model: nn.Module, infos: list[LayerInfo], wanted: list[str], preferred: str | None = None, label: str = "the model"
+    model: nn.Module,
+    infos: list[LayerInfo],
+    wanted: list[str],
+    preferred: str | None = None,
+    label: str = "the model",
+    layout: Layout | None = None,
+    input_size: tuple[int, int] = (224, 224),
 ) -> tuple[list[str], bool]:
     """Checked names of the ``wanted`` layers (or the default layer when none) and whether camcli chose it.
 
-    A wanted layer must exist, have a spatial output (``infos``, from :func:`trace`) and run once per forward.
+    A wanted layer must exist, have a spatial output whose layout is known (``infos``, from :func:`trace`) and
+    run once per forward. ``layout`` (``--layout``) overrides the layout of every chosen layer, after a check
+    that the output's shape fits it; the chosen layers' ``infos`` carry the layout used.
     """
-    if not wanted:
-        return [default_layer(infos, preferred)], True
     by_name = {i.name: i for i in infos}
-    out = []
-    for name in wanted:
-        name = name.strip()
-        resolve(model, name, label)
-        info = by_name.get(name)
-        if info is not None and info.calls and not info.spatial:
-            near = ", ".join(spatial_neighbours(infos, name))
-            raise LayerError(
-                f"layer '{name}' has no spatial output (shape {info.shape}); nearest layers with one: {near}"
-            )
-        if info is not None and info.calls > 1:
-            raise LayerError(f"layer '{name}' runs {info.calls} times per forward pass; pick a layer that runs once")
-        out.append(name)
-    return out, False
+    if not wanted:
+        out, chosen = [default_layer(infos, preferred)], True
+    else:
+        out, chosen = [], False
+        for name in wanted:
+            name = name.strip()
+            resolve(model, name, label)
+            info = by_name.get(name)
+            if info is not None and info.calls > 1:
+                raise LayerError(
+                    f"layer '{name}' runs {info.calls} times per forward pass; pick a layer that runs once"
+                )
+            if info is not None and info.calls and not info.spatial and layout is None:
+                if info.problem:
+                    raise LayerError(
+                        f"cannot tell the layout of layer '{name}': {info.problem}; pass --layout nchw|nhwc|tokens[:N]"
+                    )
+                near = ", ".join(spatial_neighbours(infos, name))
+                raise LayerError(
+                    f"layer '{name}' has no spatial output (shape {info.shape}); nearest layers with one: {near}"
+                )
+            out.append(name)
+    if layout is not None:
+        for name in out:
+            info = by_name.get(name)
+            if info is not None and info.shape is not None:
+                try:
+                    grid_shape(info.shape, layout, input_size)
+                except LayerError as e:
+                    raise LayerError(f"layer '{name}': {e}") from None
+                info.layout, info.problem = resolved(layout, info.shape, input_size), ""
+    return out, chosen

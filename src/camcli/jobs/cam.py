@@ -181,6 +181,7 @@ class CamJob(Job[CamMaps]):
             targets=self.targets or None,
             top_k=o.top_k,
             score_batch=o.score_batch,
+            layouts=self.layouts,
         )
         guided = guided_backprop(self.model.module, x, ex.classes) if o.guided else None
         return [

@@ -135,6 +135,7 @@ class EvaluateJob(Job[EvalScores]):
             top_k=1,
             classes=classes,
             score_batch=self.options.score_batch,
+            layouts=self.layouts,
         )
         size = (x.shape[-2], x.shape[-1])
         maps = {

@@ -17,7 +17,8 @@ from PIL import Image
 
 from .. import render
 from ..engine.hooks import capture, eval_mode
-from ..engine.layers import LayerInfo, hookable, resolve, tokens_to_grid
+from ..engine.layers import LayerInfo, hookable, resolve
+from ..engine.layouts import to_grid
 from ..errors import InputError, UsageError
 from ..io.inputs import InputFile
 from ..io.outputs import Setting, atomic_save_npy, feature_output_path, owned_by, owner_tag
@@ -141,7 +142,7 @@ class FeatureJob(Job[dict[str, LayerFeatures]]):
         acts = cap.require(self.layers)
         out: list[dict[str, LayerFeatures]] = [{} for _ in range(x.shape[0])]
         for name, act in zip(self.layers, acts, strict=True):
-            grid = tokens_to_grid(act).float().cpu()
+            grid = to_grid(act, self.layouts.get(name), (int(x.shape[-2]), int(x.shape[-1]))).float().cpu()
             for i in range(x.shape[0]):
                 a = grid[i]
                 chosen = self.channels or rank_channels(a, self.options.top)

@@ -23,7 +23,7 @@ from ..io.formats import EXTENSIONS
 from ..io.inputs import InputFile
 from ..io.outputs import Setting, atomic_save_picture, settings_name
 from ..models import LoadedModel, is_bundled, load_spec, looks_like_path
-from ..options import RunOptions
+from ..options import Layout, RunOptions, parse_layout
 from ..profiling import phase
 from .results import ImageResult, Prediction, Record
 
@@ -52,8 +52,12 @@ class Job(ABC, Generic[C]):
         with phase("load model"):
             self.model = model or load_spec(options)
         with phase("layers"):
-            infos = trace(self.model.module, self.model.input_size, self.model.builder, self.model.layer_key)
+            m = self.model
+            infos = trace(m.module, m.input_size, m.builder, m.layer_key, m.prefix_tokens)
             self.layers, self.layer_chosen = self.choose_layers(infos)
+            by_name = {i.name: i for i in infos}
+            #: where each hooked layer's grid is (NCHW, NHWC, tokens), as `camcli layers` shows it
+            self.layouts: dict[str, Layout | None] = {n: by_name[n].layout for n in self.layers if n in by_name}
             self.default_layers = [default_layer(infos, self.model.default_layer)]
             remember_layer_names(options.model, [i.name for i in hookable(infos)])
         with phase("prepare"):
@@ -74,7 +78,10 @@ class Job(ABC, Generic[C]):
     def choose_layers(self, infos: list[LayerInfo]) -> tuple[list[str], bool]:
         """The layers to hook and whether camcli chose them (default: ``--layer`` or the default layer)."""
         m = self.model
-        return choose_layers(m.module, infos, self.options.layers, m.default_layer, m.name)
+        o = self.options
+        return choose_layers(
+            m.module, infos, o.layers, m.default_layer, m.name, parse_layout(o.layout), m.input_size
+        )
 
     def prepare_model(self, infos: list[LayerInfo]) -> None:
         """Checks and set-up that need the loaded model and its layers (override)."""

@@ -6,7 +6,7 @@ weighted sum of channels, its raw map). Everything else lives here, once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,9 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..engine.hooks import Captured, capture, eval_mode
-from ..engine.layers import resolve, tokens_to_grid
+from ..engine.layers import resolve
+from ..engine.layouts import to_grid
 from ..engine.targets import check_index
 from ..errors import LayerError
+from ..options import Layout
 from ..steps import report
 
 
@@ -159,13 +161,16 @@ def explain(
     top_k: int = 1,
     classes: torch.Tensor | None = None,
     score_batch: int = 32,
+    layouts: Mapping[str, Layout | None] | None = None,
 ) -> Explanation:
     """Run one or more CAM methods on a batch ``x`` (preprocessed, on the model's device) at one or more layers.
 
     One forward pass serves every method and layer. Only the layers after the first target layer record a
     graph; gradients come from ``torch.autograd.grad`` on the captured activations (computed once per class
     and shared by all gradient methods), so no parameter's ``.grad`` is touched. Training flags are restored
-    afterwards. ``classes`` (B, K) overrides ``targets``/``top_k`` (used by smoothing).
+    afterwards. ``classes`` (B, K) overrides ``targets``/``top_k`` (used by smoothing). ``layouts``: where each
+layer's grid is (:class:`~camcli.options.Layout`); a layer not given one has it read from its output's shape
+(:func:`camcli.engine.layouts.to_grid`), or a :class:`LayerError` when the shape cannot tell.
 
     Several layers: each layer's normalised map is upsampled to the input's size, the maps are averaged and
     normalised again (the fused map); each layer's own map is kept in ``per_layer``.
@@ -183,7 +188,9 @@ def explain(
         logits = model_logits(output)
         acts = cap.require(layers)
         chosen = classes.to(logits.device) if classes is not None else choose_classes(logits.detach(), targets, top_k)
-        grids = [tokens_to_grid(a.detach()).float() for a in acts]
+        size = (int(x.shape[-2]), int(x.shape[-1]))
+        shapes = [(layouts or {}).get(n) for n in layers]
+        grids = [to_grid(a.detach(), lay, size).float() for a, lay in zip(acts, shapes, strict=True)]
         cache: dict[str, dict[str, Any]] = {n: {} for n in layers}
         k_total = chosen.shape[1]
         for k in range(k_total):
@@ -194,10 +201,10 @@ def explain(
                 score = logits.gather(1, chosen[:, k : k + 1]).sum()
                 grads = torch.autograd.grad(score, acts, retain_graph=k < k_total - 1, allow_unused=True)
             with torch.no_grad():
-                for name, a, g in zip(layers, grids, grads, strict=True):
+                for name, a, g, lay in zip(layers, grids, grads, shapes, strict=True):
                     if g is None and need_grad:
                         raise LayerError(f"the class score does not depend on layer '{name}'")
-                    grad_grid = tokens_to_grid(g).float() if g is not None else torch.zeros(0)
+                    grad_grid = to_grid(g, lay, size).float() if g is not None else torch.zeros(0)
                     ctx = Context(model, x, name, chosen[:, k], score_batch, cache[name], cap)
                     for m in methods:
                         raw[(m.name, name)].append(normalize(m.raw_map(a, grad_grid, ctx)))

@@ -46,6 +46,9 @@ class LoadedModel:
             the right Grad-CAM layer (ViT's class token is only read after the last block).
         weights: which weights it has, for people and the manifest: ``bundled ImageNet-1k``, a torchvision
             weights name (``IMAGENET1K_V2``), ``random`` (``--weights none``), or ``checkpoint``.
+        prefix_tokens: how many class/distillation/register tokens come before the grid in token layers, when
+            the model says (timm's ``num_prefix_tokens``, a Hugging Face config, torchvision ViT's class token);
+            ``None``: read from each layer's shape (:mod:`camcli.engine.layouts`).
     """
 
     name: str
@@ -59,6 +62,11 @@ class LoadedModel:
     notes: list[str] = field(default_factory=list)
     layer_key: str | None = None
     weights: str = "checkpoint"
+    prefix_tokens: int | None = None  # class/distillation/register tokens before a token grid, when the model says
+
+    def __post_init__(self) -> None:
+        if self.prefix_tokens is None:
+            self.prefix_tokens = declared_prefix_tokens(self.module)
 
     @property
     def random_weights(self) -> bool:
@@ -70,6 +78,22 @@ class LoadedModel:
 
     def class_name(self, index: int) -> str:
         return class_name(self.categories, index)
+
+
+def declared_prefix_tokens(module: nn.Module) -> int | None:
+    """The prefix tokens (class, distillation, registers) a model declares: timm's ``num_prefix_tokens``, a
+    Hugging Face config's model type, torchvision ViT's class token; None when it declares none."""
+    declared = getattr(module, "num_prefix_tokens", None)
+    if isinstance(declared, int):
+        return declared
+    if type(module).__name__ == "VisionTransformer" and hasattr(module, "class_token"):
+        return 1  # torchvision
+    config = getattr(module, "config", None)
+    kind = getattr(config, "model_type", None)
+    if kind in ("vit", "beit", "data2vec-vision", "vit_msn", "dinov2", "deit"):
+        extra = int(getattr(config, "num_register_tokens", 0) or 0)
+        return (2 if kind == "deit" else 1) + extra
+    return None
 
 
 def preprocess(image: Image.Image, model: LoadedModel) -> torch.Tensor:

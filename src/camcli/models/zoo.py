@@ -123,6 +123,9 @@ def load_torchvision(name: str, weights: str | None) -> LoadedModel:
     module.eval()
 
     size, mean, std = weights_preprocessing(meta_source)
+    built_for = getattr(module, "image_size", None)  # a ViT takes one input size: the one it was built for
+    if chosen is None and isinstance(built_for, int):
+        size = (built_for, built_for)
     categories = list(meta_source.meta.get("categories") or []) if meta_source is not None else []
     head = _output_features(module)
     if not categories or (head is not None and len(categories) != head):
