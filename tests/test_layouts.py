@@ -94,7 +94,8 @@ def sample_layers(infos, preferred, n=6):
 
 def check_probe(name: str) -> list[str]:
     """Layers of ``name`` (random weights) whose grid, read with the layout camcli chose, does not change most
-    where the picture changed."""
+    where the picture changed. A layer whose output does not change with the picture at all (Swin V2's table of
+    relative-position biases, a 15 × 15 grid of its own) cannot place anything and is left out."""
     torch.manual_seed(0)
     loaded = load_model(name, "none")
     model = loaded.module.eval()
@@ -112,6 +113,8 @@ def check_probe(name: str) -> list[str]:
     wrong = []
     for n in layers:
         change = (acts[1][n] - acts[0][n]).norm(dim=1)[0]  # (h, w)
+        if not bool(change.any()):
+            continue
         h, w = change.shape
         i, j = divmod(int(change.flatten().argmax()), w)
         cy, cx = (i + 0.5) * size[0] / h, (j + 0.5) * size[1] / w  # the peak cell's centre in input pixels

@@ -28,6 +28,7 @@ class LayerInfo:
     order: int  # completion order in the forward pass (-1: never ran)
     layout: Layout | None = None  # where the output's grid is (camcli.engine.layouts); None: no grid, or unknown
     problem: str = ""  # why the layout cannot be told, when the output looks spatial
+    taller: tuple[int, ...] | None = None  # output shape for a taller input (see trace); None: not known
 
     @property
     def spatial(self) -> bool:
@@ -39,7 +40,7 @@ def classify(infos: list[LayerInfo], input_size: tuple[int, int], prefix: int | 
     """Fill in each layer's layout (see :func:`camcli.engine.layouts.infer_layout`); ``prefix``: the prefix
     tokens the model declares."""
     for i in infos:
-        i.layout, i.problem = infer_layout(i.shape, input_size, prefix, i.type)
+        i.layout, i.problem = infer_layout(i.shape, input_size, prefix, i.type, i.taller)
     return infos
 
 
@@ -69,6 +70,11 @@ def trace(
     """Every module's output shape and layout for one (1, 3, H, W) input (``prefix``: the prefix tokens the
     model declares, see :func:`classify`).
 
+    The model is also traced with a taller input (H + 64, W) when it takes one: an output whose grid does not
+    grow with the input is not a grid of the picture (a table of relative-position biases), and which dimension
+    grew tells channels first from channels last. Models built for one input size (ViT) are read from their
+    shapes alone.
+
     With a ``cache_key`` (what ``builder`` builds: architecture, classes, library version) the table is kept on
     disk (:mod:`camcli.caches`, per key, input size, torch and camcli version) and read back next time, so a
     one-image run pays no trace. Otherwise, with a ``builder`` the architecture is rebuilt on the ``meta``
@@ -80,14 +86,28 @@ def trace(
         cached = read_json(entry)
         if isinstance(cached, list):
             try:
-                infos = [LayerInfo(n, t, None if s is None else tuple(s), c, o) for n, t, s, c, o in cached]
+                infos = [
+                    LayerInfo(n, t, None if s is None else tuple(s), c, o, taller=None if g is None else tuple(g))
+                    for n, t, s, c, o, g in cached
+                ]
                 return classify(infos, input_size, prefix)
             except (TypeError, ValueError):
                 pass  # an entry of another shape: trace again and replace it
     infos = _trace_model(model, input_size, builder)
+    try:
+        taller = {i.name: i.shape for i in _trace_model(model, (input_size[0] + 64, input_size[1]), builder)}
+    except Exception:  # a model built for one input size: its layers are read from their shapes alone
+        taller = {}
+    for i in infos:
+        i.taller = taller.get(i.name)
     if entry is not None:
         write_json(
-            entry, [[i.name, i.type, None if i.shape is None else list(i.shape), i.calls, i.order] for i in infos]
+            entry,
+            [
+                [i.name, i.type, None if i.shape is None else list(i.shape), i.calls, i.order]
+                + [None if i.taller is None else list(i.taller)]
+                for i in infos
+            ],
         )
     return classify(infos, input_size, prefix)
 
@@ -95,7 +115,7 @@ def trace(
 def _cache_entry(cache_key: str, input_size: tuple[int, int]) -> str:
     from .. import __version__
 
-    ident = f"{cache_key}|{input_size[0]}x{input_size[1]}|torch{torch.__version__}|camcli{__version__}"
+    ident = f"v2|{cache_key}|{input_size[0]}x{input_size[1]}|torch{torch.__version__}|camcli{__version__}"
     return f"layers-{hashlib.sha1(ident.encode()).hexdigest()[:16]}.json"
 
 
@@ -157,18 +177,21 @@ def hookable(infos: list[LayerInfo]) -> list[LayerInfo]:
 def default_layer(infos: list[LayerInfo], preferred: str | None = None) -> str:
     """The last module (in forward order) called once whose output still has a spatial grid.
 
-    Adaptive pools, dropout and identities are skipped; 4-D outputs win over token outputs;
-    ``preferred`` (a per-architecture choice) wins when present.
+    Adaptive pools, dropout and identities are skipped; 4-D outputs win over token outputs, except a last token
+    layer without prefix tokens (a Swin's final norm, pooled over every token: with a class token the last
+    layers are read at that token only); ``preferred`` (a per-architecture choice) wins when present.
     """
     by_name = {i.name: i for i in infos}
     if preferred and preferred in by_name:
         return preferred
     ran = [i for i in hookable(infos) if i.type not in _PASS_THROUGH]
-    conv = [i for i in ran if i.shape is not None and len(i.shape) == 4]
-    pool = conv or ran
-    if not pool:
+    if not ran:
         raise LayerError("no layer of this model has a spatial output; pick one with --layer")
-    return max(pool, key=lambda i: i.order).name
+    last = max(ran, key=lambda i: i.order)
+    conv = [i for i in ran if i.shape is not None and len(i.shape) == 4]
+    if last.layout is not None and last.layout.kind == "tokens" and last.layout.prefix == 0:
+        return last.name
+    return max(conv or ran, key=lambda i: i.order).name
 
 
 def spatial_neighbours(infos: list[LayerInfo], name: str, n: int = 3) -> list[str]:

@@ -22,8 +22,22 @@ NHWC = Layout("nhwc")
 MAX_PREFIX = 8  # prefix tokens tried when the model does not say (class + distillation + up to 6 registers)
 # module types whose 4-D output is channels first whatever its shape (breaks a tie such as (B, 7, 7, 7))
 CHANNELS_FIRST_TYPES = frozenset(
-    {"Conv2d", "ConvTranspose2d", "BatchNorm2d", "MaxPool2d", "AvgPool2d", "Conv2dNormActivation", "BasicBlock",
-     "Bottleneck", "InvertedResidual", "MBConv", "FusedMBConv", "GroupNorm", "BatchNormAct2d", "ConvNormAct"}
+    {
+        "Conv2d",
+        "ConvTranspose2d",
+        "BatchNorm2d",
+        "MaxPool2d",
+        "AvgPool2d",
+        "Conv2dNormActivation",
+        "BasicBlock",
+        "Bottleneck",
+        "InvertedResidual",
+        "MBConv",
+        "FusedMBConv",
+        "GroupNorm",
+        "BatchNormAct2d",
+        "ConvNormAct",
+    }
 )
 Size = tuple[int, int]
 
@@ -55,17 +69,49 @@ def token_grid(n: int, input_size: Size, exact: bool = False) -> Size | None:
     return best[1]
 
 
+def _grown(shape: tuple[int, ...], taller: tuple[int, ...]) -> list[str]:
+    """The layouts under which ``taller`` (the output for a taller input) grew the way a grid does: more rows,
+    the same columns and channels."""
+    if len(taller) != len(shape):
+        return []
+    same = [a == b for a, b in zip(shape, taller, strict=True)]
+    if len(shape) == 4:
+        kinds = []
+        if taller[2] > shape[2] and same[1] and same[3]:
+            kinds.append("nchw")
+        if taller[1] > shape[1] and same[2] and same[3]:
+            kinds.append("nhwc")
+        return kinds
+    if len(shape) == 3 and taller[1] > shape[1] and same[2]:
+        return ["tokens"]
+    return []
+
+
 def infer_layout(
-    shape: tuple[int, ...] | None, input_size: Size, prefix: int | None = None, module_type: str = ""
+    shape: tuple[int, ...] | None,
+    input_size: Size,
+    prefix: int | None = None,
+    module_type: str = "",
+    taller: tuple[int, ...] | None = None,
 ) -> tuple[Layout | None, str]:
     """(layout, problem) of an output ``shape`` (batch first) for an input of ``input_size``.
 
-    ``prefix``: the prefix tokens the model declares (None: read from the shape). The layout is None when the
+    ``prefix``: the prefix tokens the model declares (None: read from the shape). ``taller``: the output's shape
+    for an input 64 rows taller, when the model took one: a grid must grow with it (which dimension grew says
+    NCHW or NHWC), and an output that does not grow is no grid of the picture. The layout is None when the
     output has no grid; ``problem`` then says why the layout cannot be told when the shape looks spatial
-    (empty when it plainly is not: a vector, a 1 × 1 map).
+    (empty when it plainly is not: a vector, a 1 × 1 map, a table of its own).
     """
     if shape is None:
         return None, ""
+    if taller is not None and len(shape) in (3, 4):
+        kinds = _grown(shape, taller)
+        if not kinds:
+            return None, ""
+        if kinds == ["nchw"] and _fit(shape[2], shape[3], input_size):
+            return NCHW, ""
+        if kinds == ["nhwc"] and _fit(shape[1], shape[2], input_size):
+            return NHWC, ""
     if len(shape) == 4:
         first, last = _fit(shape[2], shape[3], input_size), _fit(shape[1], shape[2], input_size)
         if first > last:

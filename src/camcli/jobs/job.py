@@ -79,9 +79,7 @@ class Job(ABC, Generic[C]):
         """The layers to hook and whether camcli chose them (default: ``--layer`` or the default layer)."""
         m = self.model
         o = self.options
-        return choose_layers(
-            m.module, infos, o.layers, m.default_layer, m.name, parse_layout(o.layout), m.input_size
-        )
+        return choose_layers(m.module, infos, o.layers, m.default_layer, m.name, parse_layout(o.layout), m.input_size)
 
     def prepare_model(self, infos: list[LayerInfo]) -> None:
         """Checks and set-up that need the loaded model and its layers (override)."""

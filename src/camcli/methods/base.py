@@ -165,15 +165,15 @@ def explain(
 ) -> Explanation:
     """Run one or more CAM methods on a batch ``x`` (preprocessed, on the model's device) at one or more layers.
 
-    One forward pass serves every method and layer. Only the layers after the first target layer record a
-    graph; gradients come from ``torch.autograd.grad`` on the captured activations (computed once per class
-    and shared by all gradient methods), so no parameter's ``.grad`` is touched. Training flags are restored
-    afterwards. ``classes`` (B, K) overrides ``targets``/``top_k`` (used by smoothing). ``layouts``: where each
-layer's grid is (:class:`~camcli.options.Layout`); a layer not given one has it read from its output's shape
-(:func:`camcli.engine.layouts.to_grid`), or a :class:`LayerError` when the shape cannot tell.
+        One forward pass serves every method and layer. Only the layers after the first target layer record a
+        graph; gradients come from ``torch.autograd.grad`` on the captured activations (computed once per class
+        and shared by all gradient methods), so no parameter's ``.grad`` is touched. Training flags are restored
+        afterwards. ``classes`` (B, K) overrides ``targets``/``top_k`` (used by smoothing). ``layouts``: where each
+    layer's grid is (:class:`~camcli.options.Layout`); a layer not given one has it read from its output's shape
+    (:func:`camcli.engine.layouts.to_grid`), or a :class:`LayerError` when the shape cannot tell.
 
-    Several layers: each layer's normalised map is upsampled to the input's size, the maps are averaged and
-    normalised again (the fused map); each layer's own map is kept in ``per_layer``.
+        Several layers: each layer's normalised map is upsampled to the input's size, the maps are averaged and
+        normalised again (the fused map); each layer's own map is kept in ``per_layer``.
     """
     layers = [layer] if isinstance(layer, str) else list(layer)
     methods = [method] if isinstance(method, CamMethod) else list(method)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..errors import ModelError, UsageError
 from ..options import BUNDLED, ModelFields
+from . import hf_models, timm_models
 from .archs import available_models
 from .base import LoadedModel, preprocess
 from .bundled import load_bundled
@@ -27,7 +28,7 @@ from .checkpoints import load_checkpoint_model
 from .labels import imagenet_categories, read_labels
 from .zoo import ModelEntry, load_torchvision, model_catalog, torchvision_names
 
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".pt2", ".onnx")
 
 
 def looks_like_path(spec: str) -> bool:
@@ -50,11 +51,31 @@ def load_model(
     labels: str | None = None,
     arch: str | None = None,
     trust_checkpoint: bool = False,
+    arch_args: str | None = None,
+    code_path: str | None = None,
 ) -> LoadedModel:
-    """Resolve ``--model`` (name or checkpoint path) into a :class:`LoadedModel` in eval mode on the CPU."""
+    """Resolve ``--model`` (name, ``timm:NAME``, ``hf:ORG/NAME``, a Hugging Face folder or a checkpoint path) into
+    a :class:`LoadedModel` in eval mode on the CPU."""
     spec = spec.strip()
-    if looks_like_path(spec):
-        return load_checkpoint_model(spec, arch=arch, labels=labels, trust=trust_checkpoint)
+    folder = hf_models.pretrained_folder(spec)
+    if folder is not None:
+        model = hf_models.load_folder(folder, spec)
+    elif spec.lower().startswith(hf_models.PREFIX):
+        model = hf_models.load_hub(spec[len(hf_models.PREFIX) :], weights)
+    elif spec.lower().startswith(timm_models.PREFIX):
+        model = timm_models.load(spec[len(timm_models.PREFIX) :].strip(), weights)
+    elif looks_like_path(spec):
+        return load_checkpoint_model(
+            spec, arch=arch, labels=labels, trust=trust_checkpoint, arch_args=arch_args, code_path=code_path
+        )
+    else:
+        model = _load_named(spec, weights)
+    if labels:
+        model.categories = read_labels(labels, model.num_classes)
+    return model
+
+
+def _load_named(spec: str, weights: str | None) -> LoadedModel:
     key = model_key(spec)
     if key == BUNDLED:
         if weights not in (None, "default"):
@@ -65,17 +86,23 @@ def load_model(
         if key not in names:
             close = difflib.get_close_matches(key, [BUNDLED, *names], n=3, cutoff=0.5)
             hint = f"; closest: {', '.join(close)}" if close else ""
-            raise ModelError(f"unknown model '{spec}'{hint} (see: camcli models), or pass a checkpoint file path")
+            raise ModelError(
+                f"unknown model '{spec}'{hint} (see: camcli models); also: timm:NAME, hf:ORG/NAME, a checkpoint file"
+            )
         model = load_torchvision(key, weights)
-    if labels:
-        model.categories = read_labels(labels, model.num_classes)
     return model
 
 
 def load_spec(spec: ModelFields) -> LoadedModel:
     """:func:`load_model` with the fields of a :class:`~camcli.options.ModelSpec` (or any run's options)."""
     return load_model(
-        spec.model, spec.weights, labels=spec.labels, arch=spec.arch, trust_checkpoint=spec.trust_checkpoint
+        spec.model,
+        spec.weights,
+        labels=spec.labels,
+        arch=spec.arch,
+        trust_checkpoint=spec.trust_checkpoint,
+        arch_args=spec.arch_args,
+        code_path=spec.code_path,
     )
 
 

@@ -97,13 +97,16 @@ def _head_keys(sig: Mapping[str, tuple[int, ...]]) -> list[str]:
     return head
 
 
-def match_arch(state: Mapping[str, torch.Tensor], sig: Mapping[str, tuple[int, ...]]) -> tuple[bool, int | None, str]:
-    """Does ``state`` fit the architecture ``sig`` (any head size)? → (ok, num_classes, why not)."""
+def match_arch(
+    state: Mapping[str, torch.Tensor], sig: Mapping[str, tuple[int, ...]], head: list[str] | None = None
+) -> tuple[bool, int | None, str]:
+    """Does ``state`` fit the architecture ``sig`` (any head size)? → (ok, num_classes, why not). ``head``: the
+    classifier's keys when known (else the last keys whose first dimension is 1000)."""
     if set(state) != set(sig):
         missing = len(set(sig) - set(state))
         extra = len(set(state) - set(sig))
         return False, None, f"{missing} missing and {extra} unexpected keys"
-    head = _head_keys(sig)
+    head = _head_keys(sig) if head is None else head
     num = None
     for k, shape in sig.items():
         got = tuple(state[k].shape)
@@ -119,10 +122,11 @@ def match_arch(state: Mapping[str, torch.Tensor], sig: Mapping[str, tuple[int, .
 
 
 def identify(state: Mapping[str, torch.Tensor]) -> tuple[list[tuple[str, int | None]], str]:
-    """Candidate architectures for a state_dict: [(name, num_classes)], and the closest miss when none."""
+    """Candidate architectures for a state_dict: [(name, num_classes)], and when none the closest miss (only a
+    model that shares at least 80% of the keys; "" when there is none)."""
     sigs = _signature_cache()
     hits = []
-    closest: tuple[float, str, str] = (-1.0, "", "")
+    closest: tuple[float, str, str] = (0.8, "", "")  # a hint only when it shares most of the keys
     for name, sig in sigs.items():
         ok, num, why = match_arch(state, sig)
         if ok:
@@ -131,7 +135,7 @@ def identify(state: Mapping[str, torch.Tensor]) -> tuple[list[tuple[str, int | N
             overlap = len(set(state) & set(sig)) / max(len(set(state) | set(sig)), 1)
             if overlap > closest[0]:
                 closest = (overlap, name, why)
-    miss = f"closest: {closest[1]} ({closest[2]})" if closest[1] else "no candidate"
+    miss = f"closest: {closest[1]} ({closest[2]}); pass --arch {closest[1]} if it is that" if closest[1] else ""
     return hits, miss
 
 

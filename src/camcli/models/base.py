@@ -23,7 +23,7 @@ Preprocessing = tuple[tuple[int, int], tuple[float, ...], tuple[float, ...]]  # 
 def arch_key(name: str, num_classes: int | None, **kwargs: object) -> str:
     """What a builder of architecture ``name`` builds, for caches: name, classes, options and the version of the
     library that defines it (the bundled model's package, or torchvision)."""
-    lib = "efficientnet-lite-pytorch" if name == BUNDLED else "torchvision"
+    lib = "efficientnet-lite-pytorch" if name == BUNDLED else "timm" if name.startswith("timm:") else "torchvision"
     extra = "".join(f"-{k}={v}" for k, v in sorted(kwargs.items()))
     return f"{name}-{num_classes}{extra}-{lib}{package_version(lib)}"
 
@@ -63,6 +63,7 @@ class LoadedModel:
     layer_key: str | None = None
     weights: str = "checkpoint"
     prefix_tokens: int | None = None  # class/distillation/register tokens before a token grid, when the model says
+    interpolation: str = "bilinear"  # how the picture is resized to the input size (Pillow's filter names)
 
     def __post_init__(self) -> None:
         if self.prefix_tokens is None:
@@ -99,7 +100,8 @@ def declared_prefix_tokens(module: nn.Module) -> int | None:
 def preprocess(image: Image.Image, model: LoadedModel) -> torch.Tensor:
     """The whole picture resized to the model's input size (no crop, so maps line up with it), normalized."""
     h, w = model.input_size
-    resized = image.resize((w, h), Image.Resampling.BILINEAR)
+    resample = getattr(Image.Resampling, model.interpolation.upper(), Image.Resampling.BILINEAR)
+    resized = image.resize((w, h), resample)
     x = torch.from_numpy(np.array(resized, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
     mean = torch.tensor(model.mean).view(3, 1, 1)
     std = torch.tensor(model.std).view(3, 1, 1)

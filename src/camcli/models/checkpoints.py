@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pickle
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeGuard
@@ -20,8 +20,11 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, UsageError
+from . import timm_models
 from .archs import arch_preprocessing, build_arch, identify, match_arch, signature
 from .base import LoadedModel, arch_key
+from .custom import build_custom, explain_unpickling, import_path, is_custom_arch
+from .families import family_hint, has_extra
 from .labels import imagenet_categories, placeholder_names, read_labels
 from .zoo import preferred_layer
 
@@ -40,6 +43,8 @@ class CheckpointInfo:
     stripped: list[str] = field(default_factory=list)  # prefixes removed from every key
     state_dict: dict[str, torch.Tensor] = field(default_factory=dict)
     module: nn.Module | None = None  # a pickled full model (only with trust)
+    built: nn.Module | None = None  # the user's --arch class, built to check the keys (used for the model)
+    declared_arch: str | None = None  # the architecture the file names (timm's train.py saves 'arch')
     extra_keys: list[str] = field(default_factory=list)
     arch: str | None = None
     num_classes: int | None = None
@@ -49,6 +54,12 @@ class CheckpointInfo:
 
 def _detect_format(path: Path, head: bytes) -> str:
     """The file's format from its first bytes (the suffix decides only for .safetensors, which has no magic)."""
+    no_modules = (
+        "it holds a graph of operations, not the nn.Module whose layers camcli hooks; save the eager model's "
+        "state_dict instead (torch.save(model.state_dict(), 'model.pt'))"
+    )
+    if path.suffix.lower() == ".onnx":
+        raise CheckpointError(f"{path}: an ONNX file is not supported: {no_modules}")
     # safetensors: an 8-byte little-endian header length, then the JSON header
     if path.suffix.lower() == ".safetensors" or (len(head) > 9 and head[8:10] in (b'{"', b"{ ")):
         return "safetensors"
@@ -58,6 +69,10 @@ def _detect_format(path: Path, head: bytes) -> str:
                 names = z.namelist()
         except zipfile.BadZipFile:
             raise CheckpointError(f"{path}: truncated or corrupt archive; re-save or re-download it") from None
+        if path.suffix.lower() == ".pt2" or any(
+            "serialized_exported_program" in n or "archive_format" in n for n in names
+        ):
+            raise CheckpointError(f"{path}: a torch.export archive (.pt2) is not supported: {no_modules}")
         if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
             return "torchscript"
         return "torch-zip"
@@ -75,8 +90,9 @@ def _unsafe_globals(path: Path) -> list[str]:
         return []
 
 
-def read_file(path: Path, trust: bool) -> tuple[str, object]:
-    """(format, deserialized object) without ever running code from the file unless ``trust``."""
+def read_file(path: Path, trust: bool, code_path: str | None = None) -> tuple[str, object]:
+    """(format, deserialized object) without ever running code from the file unless ``trust`` (then the classes
+    it names are imported, with ``code_path`` first on the import path)."""
     if not path.exists():
         raise UsageError(f"checkpoint '{path}' does not exist; check the path or pass a model name")
     if path.is_dir():
@@ -104,7 +120,12 @@ def read_file(path: Path, trust: bool) -> tuple[str, object]:
         except Exception as e:
             raise CheckpointError(f"{path}: not a valid safetensors file ({e})") from None
     try:
-        return fmt, torch.load(str(path), map_location="cpu", weights_only=not trust)
+        if trust:
+            with import_path(code_path):
+                return fmt, torch.load(str(path), map_location="cpu", weights_only=False)
+        return fmt, torch.load(str(path), map_location="cpu", weights_only=True)
+    except (ModuleNotFoundError, AttributeError) as e:
+        raise explain_unpickling(path, e) from None
     except pickle.UnpicklingError as e:
         if trust:
             raise CheckpointError(f"{path}: cannot unpickle ({e})") from None
@@ -137,6 +158,8 @@ def unwrap(obj: object, info: CheckpointInfo) -> None:
         if not isinstance(obj, Mapping):
             raise CheckpointError(f"{info.path}: holds a {type(obj).__name__}, not a state_dict")
         info.extra_keys = [str(k) for k in obj]
+        declared = obj.get("arch")
+        info.declared_arch = declared if isinstance(declared, str) else None
         found = None
         for key in (*WRAPPER_KEYS, *EMA_KEYS):
             value = obj.get(key)
@@ -168,15 +191,26 @@ def unwrap(obj: object, info: CheckpointInfo) -> None:
     info.state_dict = state
 
 
-def inspect_checkpoint(path: str, arch: str | None = None, trust: bool = False) -> CheckpointInfo:
-    """Read, unwrap and identify a checkpoint (no model is built with real memory)."""
+def inspect_checkpoint(
+    path: str, arch: str | None = None, trust: bool = False, code_path: str | None = None, arch_args: str | None = None
+) -> CheckpointInfo:
+    """Read, unwrap and identify a checkpoint (no model is built with real memory, except the user's own
+    ``--arch file.py:Class``, built once to compare its keys)."""
     p = Path(path)
-    fmt, obj = read_file(p, trust)
+    fmt, obj = read_file(p, trust, code_path)
     info = CheckpointInfo(path=str(p), format=fmt)
     unwrap(obj, info)
     if arch is not None:
-        key = arch.strip().lower().replace("-", "_")
-        sig = signature(key)
+        key = arch.strip() if is_custom_arch(arch) else arch.strip().lower().replace("-", "_")
+        if is_custom_arch(key):
+            info.built = build_custom(key, arch_args, code_path)
+            sig = {k: tuple(v.shape) for k, v in info.built.state_dict().items()}
+        elif key.startswith(timm_models.PREFIX):
+            name = timm_models.check_name(arch.strip()[len(timm_models.PREFIX) :])
+            key = timm_models.PREFIX + name
+            sig = {k: tuple(v.shape) for k, v in timm_models.build(name, 1000, meta=True).state_dict().items()}
+        else:
+            sig = signature(key)
         ok, num, why = match_arch(info.state_dict, sig)
         info.arch, info.num_classes = key, num
         info.candidates = [key]
@@ -186,12 +220,37 @@ def inspect_checkpoint(path: str, arch: str | None = None, trust: bool = False) 
     if info.module is not None:
         info.arch = type(info.module).__name__
         return info
+    if info.declared_arch and has_extra("timm"):
+        declared = _declared_timm(info)
+        if declared is not None:
+            return declared
     hits, miss = identify(info.state_dict)
+    if not hits and has_extra("timm"):
+        hits, considered = timm_models.identify(info.state_dict)
+        if considered:
+            info.notes.append(f"compared with {considered} timm architecture(s)")
     info.candidates = [h[0] for h in hits]
     if len(hits) == 1:
         info.arch, info.num_classes = hits[0]
     elif not hits:
-        info.notes.append(f"no known architecture matches; {miss}")
+        info.notes.append(f"no known architecture matches ({miss or family_hint(info.state_dict)})")
+    return info
+
+
+def _declared_timm(info: CheckpointInfo) -> CheckpointInfo | None:
+    """The architecture a timm ``train.py`` checkpoint names (``arch``), when its weights fit it."""
+    try:
+        name = timm_models.check_name(str(info.declared_arch))
+    except UsageError:
+        return None
+    sig = {k: tuple(v.shape) for k, v in timm_models.build(name, 1000, meta=True).state_dict().items()}
+    ok, num, why = match_arch(info.state_dict, sig)
+    if not ok:
+        info.notes.append(f"names architecture '{name}' but does not fit it: {why}")
+        return None
+    info.arch, info.num_classes = timm_models.PREFIX + name, num
+    info.candidates = [info.arch]
+    info.notes.append(f"architecture named in the file ('arch': {name})")
     return info
 
 
@@ -212,10 +271,16 @@ def _mismatch_report(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str
 
 
 def load_checkpoint_model(
-    path: str, *, arch: str | None = None, labels: str | None = None, trust: bool = False
+    path: str,
+    *,
+    arch: str | None = None,
+    labels: str | None = None,
+    trust: bool = False,
+    arch_args: str | None = None,
+    code_path: str | None = None,
 ) -> LoadedModel:
     """A :class:`~camcli.models.LoadedModel` from a checkpoint file (strict loading)."""
-    info = inspect_checkpoint(path, arch=arch, trust=trust)
+    info = inspect_checkpoint(path, arch=arch, trust=trust, code_path=code_path, arch_args=arch_args)
     if info.module is not None and arch is None:
         module = info.module.eval()
         head = [m for m in module.modules() if isinstance(m, nn.Linear)]
@@ -225,33 +290,48 @@ def load_checkpoint_model(
     if info.arch is None:
         if len(info.candidates) > 1:
             raise CheckpointError(
-                f"{path}: several architectures fit: {', '.join(info.candidates[:8])}; pick one with --arch"
+                f"{path}: several architectures fit: {', '.join(info.candidates[:8])}; pick one with --arch "
+                f"(e.g. --arch {info.candidates[0]})"
             )
-        raise CheckpointError(
-            f"{path}: {info.notes[-1] if info.notes else 'unknown architecture'}; "
-            "pass --arch NAME (see: camcli inspect)"
-        )
-    num = info.num_classes
-    module = build_arch(info.arch, num)
+        raise CheckpointError(f"{path}: {info.notes[-1] if info.notes else 'unknown architecture'}")
+    num, arch_name = info.num_classes, info.arch
+    timm_name = arch_name[len(timm_models.PREFIX) :] if arch_name.startswith(timm_models.PREFIX) else None
+    builder: Callable[[], nn.Module] | None
+    if info.built is not None:
+        module, builder = info.built, None
+    elif timm_name is not None:
+        module = timm_models.build(timm_name, num)
+
+        def builder() -> nn.Module:
+            return timm_models.build(str(timm_name), num)
+    else:
+        module = build_arch(arch_name, num)
+
+        def builder() -> nn.Module:
+            return build_arch(arch_name, num)
+
     try:
         module.load_state_dict(info.state_dict, strict=True)
     except RuntimeError:
         raise CheckpointError(
-            f"{path}: does not fit {info.arch}: {_mismatch_report(module, info.state_dict)}"
+            f"{path}: does not fit {arch_name}: {_mismatch_report(module, info.state_dict)}"
         ) from None
     module.eval()
-    size, mean, std = arch_preprocessing(info.arch)
+    interpolation, notes = "bilinear", describe(info)
+    if timm_name is not None:
+        (size, mean, std), interpolation = timm_models.preprocessing(module)
+        preferred = timm_models.default_layer(module)
+    else:
+        size, mean, std = arch_preprocessing(arch_name) if info.built is None else arch_preprocessing("")
+        preferred = preferred_layer(arch_name, module)
+        if info.built is not None:
+            notes.append("input 224×224 with ImageNet's mean and std (your class declares no preprocessing)")
     if labels:
         names = read_labels(labels, num)
     elif num == 1000:
         names = imagenet_categories()
     else:
         names = placeholder_names(num or 0)
-    arch_name, n = info.arch, num
-
-    def builder() -> nn.Module:
-        return build_arch(arch_name, n)
-
     return LoadedModel(
         path,
         module,
@@ -260,9 +340,10 @@ def load_checkpoint_model(
         std,
         names,
         builder,
-        preferred_layer(info.arch, module),
-        notes=describe(info),
-        layer_key=arch_key(arch_name, n),
+        preferred,
+        notes=notes,
+        layer_key=arch_key(arch_name, num) if builder is not None else None,
+        interpolation=interpolation,
     )
 
 

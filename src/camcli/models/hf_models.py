@@ -1,0 +1,145 @@
+"""Hugging Face transformers image classifiers (the optional ``camcli[hf]`` extra): a folder written by
+``save_pretrained`` (``--model path/to/folder``), or ``--model hf:ORG/NAME`` from the hub's cache.
+
+The model is built by ``AutoModelForImageClassification``; its output's ``.logits`` are the class scores
+(:func:`camcli.methods.base.model_logits`), class names come from ``id2label``, and the preprocessing from
+``preprocessor_config.json`` (input size, mean, std, resampling) when there is one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..errors import ModelError, UsageError
+from .base import IMAGENET_MEAN, IMAGENET_STD, LoadedModel
+from .labels import placeholder_names
+
+PREFIX = "hf:"
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+PIL_FILTERS = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
+# models that read their class token only: the last block's first norm is the Grad-CAM layer (as for ViT)
+TOKEN_CLASSIFIERS = ("vit", "deit", "beit", "data2vec-vision", "dinov2", "vit_msn")
+
+
+def require() -> Any:
+    try:
+        import transformers
+    except ImportError:
+        raise ModelError("Hugging Face models need transformers: pip install 'camcli[hf]'") from None
+    transformers.logging.set_verbosity_error()
+    return transformers
+
+
+def pretrained_folder(spec: str) -> Path | None:
+    """The ``save_pretrained`` folder ``spec`` names (the folder, or its weights file), else None."""
+    path = Path(spec).expanduser()
+    if path.is_dir() and (path / "config.json").is_file():
+        return path
+    if path.is_file() and path.name in WEIGHT_FILES and (path.parent / "config.json").is_file():
+        return path.parent
+    return None
+
+
+def _preprocessing(config: Any, processor: dict[str, Any] | None) -> tuple[tuple[int, int], tuple, tuple, str]:
+    size: Any = (processor or {}).get("size") or getattr(config, "image_size", 224)
+    if isinstance(size, dict):
+        side = int(size.get("shortest_edge") or size.get("height") or 224)
+        size = (int(size.get("height", side)), int(size.get("width", side)))
+    elif isinstance(size, list | tuple):
+        size = (int(size[0]), int(size[-1]))
+    else:
+        size = (int(size), int(size))
+    p = processor or {}
+    mean = tuple(float(v) for v in p.get("image_mean") or IMAGENET_MEAN)
+    std = tuple(float(v) for v in p.get("image_std") or IMAGENET_STD)
+    return size, mean, std, PIL_FILTERS.get(int(p.get("resample", 2)), "bilinear")
+
+
+def default_layer(module: nn.Module, kind: str) -> str | None:
+    """For class-token models: the last block's first norm (``…layers.11.layernorm_before``), found by name so
+    that it does not depend on the transformers version's module paths."""
+    if kind not in TOKEN_CLASSIFIERS:
+        return None
+    names = [n for n, _ in module.named_modules() if n.endswith((".layernorm_before", ".norm1"))]
+    return names[-1] if names else None
+
+
+def _loaded(module: nn.Module, label: str, processor: dict[str, Any] | None, weights: str) -> LoadedModel:
+    config: Any = module.config
+    size, mean, std, interpolation = _preprocessing(config, processor)
+    id2label = {int(k): str(v) for k, v in (getattr(config, "id2label", None) or {}).items()}
+    num = int(getattr(config, "num_labels", len(id2label)) or len(id2label))
+    names = [id2label.get(i, f"class {i}") for i in range(num)] if id2label else placeholder_names(num)
+    kind = str(getattr(config, "model_type", ""))
+    notes = [f"Hugging Face {kind} ({type(module).__name__})"]
+    if processor is None:
+        notes.append(f"no preprocessor_config.json: input {size[0]}×{size[1]} with ImageNet's mean and std")
+    return LoadedModel(
+        label,
+        module.eval(),
+        size,
+        mean,
+        std,
+        names,
+        None,
+        default_layer(module, kind),
+        notes=notes,
+        weights=weights,
+        interpolation=interpolation,
+    )
+
+
+def _auto(source: str | Path, **kwargs: Any) -> nn.Module:
+    transformers = require()
+    try:
+        return transformers.AutoModelForImageClassification.from_pretrained(str(source), **kwargs)
+    except ValueError as e:  # a config of a model that is not an image classifier
+        why = str(e).splitlines()[0][:160]
+        raise ModelError(f"{source}: not a Hugging Face image-classification model ({why})") from None
+
+
+def load_folder(folder: Path, label: str) -> LoadedModel:
+    """A ``save_pretrained`` folder: config.json, the weights, and preprocessor_config.json when present."""
+    if not any((folder / f).is_file() for f in WEIGHT_FILES) and not any(folder.glob("*.safetensors")):
+        raise ModelError(f"{folder}: has config.json but no weights (model.safetensors or pytorch_model.bin)")
+    module = _auto(folder, local_files_only=True)
+    proc = folder / "preprocessor_config.json"
+    processor = json.loads(proc.read_text()) if proc.is_file() else None
+    return _loaded(module, label, processor, "checkpoint")
+
+
+def load_hub(name: str, weights: str | None) -> LoadedModel:
+    """``hf:ORG/NAME`` from the Hugging Face cache, downloading only when the network is allowed."""
+    if (weights or "default").strip().lower() != "default":
+        raise UsageError("--weights: a Hugging Face model has the weights of its repository; drop --weights")
+    name = name.strip()
+    try:
+        module = _auto(name, local_files_only=True)
+    except OSError:
+        if os.environ.get("CAMCLI_OFFLINE") or os.environ.get("HF_HUB_OFFLINE") == "1":
+            raise ModelError(
+                f"{name} is not in the Hugging Face cache and the network is off (CAMCLI_OFFLINE/HF_HUB_OFFLINE); "
+                "download it once, or pass a save_pretrained folder as --model"
+            ) from None
+        try:
+            module = _auto(name)
+        except OSError as e:
+            raise ModelError(
+                f"cannot get {name} from the Hugging Face hub ({str(e).splitlines()[0][:160]}); offline, pass a "
+                "save_pretrained folder as --model"
+            ) from None
+    processor = None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(name, "preprocessor_config.json")
+        if isinstance(found, str):
+            processor = json.loads(Path(found).read_text())
+    except (ImportError, OSError, ValueError):
+        processor = None
+    return _loaded(module, PREFIX + name, processor, "hf " + name)
