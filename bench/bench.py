@@ -593,7 +593,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer rounds")
     ap.add_argument("--batch", type=int, default=8)
-    sections = ["gradcam", "help", "startup", "methods", "metrics", "pipeline", "stages", "memory", "report"]
+    sections = [
+        "gradcam",
+        "help",
+        "startup",
+        "methods",
+        "metrics",
+        "pipeline",
+        "stages",
+        "memory",
+        "report",
+        "identify",
+    ]
     ap.add_argument("--only", choices=sections, default=None)
     ap.add_argument("--full", action="store_true", help="include Score-CAM on resnet50 (minutes)")
     ap.add_argument("--method", action="append", choices=METHODS, help="methods section: only these")
@@ -628,6 +639,10 @@ def main() -> None:
         bench_memory((200, 1000))
     if args.only in (None, "report"):
         bench_report(10_000)
+    if args.only in (None, "identify"):
+        from identify import bench_identify
+
+        bench_identify()
 
 
 if __name__ == "__main__":

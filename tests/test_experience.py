@@ -120,7 +120,9 @@ def test_progress_lines_never_claim_more_than_the_run_can_do(tmp_path, monkeypat
         return compute(x)
 
     job.compute = slow  # type: ignore[method-assign]
-    run = BatchArgs(tmp_path / "out", 2, "cpu", None, 10**8, False, None, False, "png", 90, None, False, False, False)
+    run = BatchArgs(
+        tmp_path / "out", 2, "cpu", None, 10**8, False, None, False, "png", 90, None, None, False, False, False
+    )
     started = time.perf_counter()
     assert run_with_report(job, [str(src)], 16, run, started=started) == 0
     wall = time.perf_counter() - started

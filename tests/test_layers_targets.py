@@ -4,7 +4,8 @@ import pytest
 import torch
 import torchvision
 
-from camcli.engine.layers import _trace, default_layer, resolve, tokens_to_grid, trace
+from camcli.engine.layers import _trace, default_layer, resolve, trace
+from camcli.engine.layouts import to_grid
 from camcli.engine.targets import resolve_target
 from camcli.errors import LayerError, TargetError
 from camcli.models import imagenet_categories
@@ -39,7 +40,7 @@ def test_default_layers(resnet18, bundled):
 
 def test_token_grid_reshape():
     t = torch.arange(2 * 5 * 3, dtype=torch.float32).view(2, 5, 3)  # class token + 2x2 patches
-    g = tokens_to_grid(t)
+    g = to_grid(t)
     assert g.shape == (2, 3, 2, 2)
     assert torch.equal(g[0, :, 0, 0], t[0, 1]) and torch.equal(g[1, :, 1, 1], t[1, 4])
 

@@ -156,8 +156,19 @@ def test_layers_command_shows_layouts(tmp_path):
 def test_swin_stage_gives_a_grid_of_the_right_shape(tmp_path):
     result = CliRunner().invoke(
         app,
-        ["features", "sample_images/chelsea.png", "--model", "swin_t", "--weights", "none", "--layer", "features.5",
-         "--json", "--out", str(tmp_path)],
+        [
+            "features",
+            "sample_images/chelsea.png",
+            "--model",
+            "swin_t",
+            "--weights",
+            "none",
+            "--layer",
+            "features.5",
+            "--json",
+            "--out",
+            str(tmp_path),
+        ],
     )
     assert result.exit_code == 0, result.output
     import json
@@ -169,8 +180,18 @@ def test_swin_stage_gives_a_grid_of_the_right_shape(tmp_path):
 def test_a_layout_that_does_not_fit_is_refused(tmp_path):
     result = CliRunner().invoke(
         app,
-        ["gradcam", "sample_images/chelsea.png", "--model", "vit_b_16", "--weights", "none", "--layout", "nhwc",
-         "--out", str(tmp_path)],
+        [
+            "gradcam",
+            "sample_images/chelsea.png",
+            "--model",
+            "vit_b_16",
+            "--weights",
+            "none",
+            "--layout",
+            "nhwc",
+            "--out",
+            str(tmp_path),
+        ],
     )
     assert result.exit_code == 2
     assert "cannot be read as --layout nhwc" in result.output

@@ -44,6 +44,7 @@ def test_readme_blocks_are_found():
 @pytest.mark.slow
 def test_readme_examples_run_as_written(tmp_path):
     (tmp_path / "sample_images").symlink_to(ROOT / "sample_images")
+    (tmp_path / "examples").symlink_to(ROOT / "examples")  # "Your own model": a class of your own
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
     ran, skipped = 0, []

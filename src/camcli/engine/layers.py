@@ -104,8 +104,14 @@ def trace(
         write_json(
             entry,
             [
-                [i.name, i.type, None if i.shape is None else list(i.shape), i.calls, i.order]
-                + [None if i.taller is None else list(i.taller)]
+                [
+                    i.name,
+                    i.type,
+                    None if i.shape is None else list(i.shape),
+                    i.calls,
+                    i.order,
+                    None if i.taller is None else list(i.taller),
+                ]
                 for i in infos
             ],
         )

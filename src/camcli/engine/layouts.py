@@ -166,13 +166,16 @@ def resolved(layout: Layout, shape: tuple[int, ...], input_size: Size) -> Layout
     return found if found is not None and found.kind == "tokens" else Layout("tokens", 0)
 
 
-def to_grid(t: torch.Tensor, layout: Layout | None = None, input_size: Size | None = None) -> torch.Tensor:
+def to_grid(
+    t: torch.Tensor, layout: Layout | None = None, input_size: Size | None = None, module_type: str = ""
+) -> torch.Tensor:
     """A layer output → (N, C, h, w). ``layout`` None: inferred from the shape (``input_size`` None: a square
-    input), a :class:`LayerError` when it cannot be told."""
+    input; ``module_type`` breaks a tie, see :func:`infer_layout`), a :class:`LayerError` when it cannot be
+    told."""
     shape = tuple(t.shape)
     size = input_size or _square_like(shape)
     if layout is None:
-        layout, problem = infer_layout(shape, size)
+        layout, problem = infer_layout(shape, size, module_type=module_type)
         if layout is None:
             raise LayerError(
                 f"cannot tell where the grid is in an output of shape {list(shape)}"

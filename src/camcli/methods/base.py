@@ -190,7 +190,8 @@ def explain(
         chosen = classes.to(logits.device) if classes is not None else choose_classes(logits.detach(), targets, top_k)
         size = (int(x.shape[-2]), int(x.shape[-1]))
         shapes = [(layouts or {}).get(n) for n in layers]
-        grids = [to_grid(a.detach(), lay, size).float() for a, lay in zip(acts, shapes, strict=True)]
+        kinds = [type(modules[n]).__name__ for n in layers]  # a conv's output is channels first, whatever its shape
+        grids = [to_grid(a.detach(), lay, size, k).float() for a, lay, k in zip(acts, shapes, kinds, strict=True)]
         cache: dict[str, dict[str, Any]] = {n: {} for n in layers}
         k_total = chosen.shape[1]
         for k in range(k_total):
@@ -201,10 +202,10 @@ def explain(
                 score = logits.gather(1, chosen[:, k : k + 1]).sum()
                 grads = torch.autograd.grad(score, acts, retain_graph=k < k_total - 1, allow_unused=True)
             with torch.no_grad():
-                for name, a, g, lay in zip(layers, grids, grads, shapes, strict=True):
+                for name, a, g, lay, kind in zip(layers, grids, grads, shapes, kinds, strict=True):
                     if g is None and need_grad:
                         raise LayerError(f"the class score does not depend on layer '{name}'")
-                    grad_grid = to_grid(g, lay, size).float() if g is not None else torch.zeros(0)
+                    grad_grid = to_grid(g, lay, size, kind).float() if g is not None else torch.zeros(0)
                     ctx = Context(model, x, name, chosen[:, k], score_batch, cache[name], cap)
                     for m in methods:
                         raw[(m.name, name)].append(normalize(m.raw_map(a, grad_grid, ctx)))

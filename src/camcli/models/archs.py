@@ -8,6 +8,7 @@ the signature's, except the classifier's first dimension (any number of classes)
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -127,12 +128,14 @@ def identify(state: Mapping[str, torch.Tensor]) -> tuple[list[tuple[str, int | N
     sigs = _signature_cache()
     hits = []
     closest: tuple[float, str, str] = (0.8, "", "")  # a hint only when it shares most of the keys
+    # keys compared without the wrapper prefixes some of them may carry ("module." on half the keys)
+    keys = {re.sub(r"^(module\.|_orig_mod\.|model\.|net\.)+", "", k) for k in state}
     for name, sig in sigs.items():
         ok, num, why = match_arch(state, sig)
         if ok:
             hits.append((name, num))
         else:
-            overlap = len(set(state) & set(sig)) / max(len(set(state) | set(sig)), 1)
+            overlap = len(keys & set(sig)) / max(len(keys | set(sig)), 1)
             if overlap > closest[0]:
                 closest = (overlap, name, why)
     miss = f"closest: {closest[1]} ({closest[2]}); pass --arch {closest[1]} if it is that" if closest[1] else ""

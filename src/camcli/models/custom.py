@@ -125,7 +125,7 @@ def explain_unpickling(path: Path, error: Exception) -> CheckpointError:
         )
     text = str(error)
     found = re.search(r"Can't get attribute '([\w.]+)' on <module '([\w.]+)'", text)
-    if found and found.group(2) == "__main__":
+    if found and found.group(2).split(".")[-1] == "__main__":
         cls = found.group(1)
         return CheckpointError(
             f"{path}: the model's class {cls} was defined in the training script itself (__main__), so nothing can "

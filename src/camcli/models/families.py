@@ -38,19 +38,18 @@ HF_ROOTS = frozenset(
         "hiera",
     }
 )
-# keys that timm's models have and torchvision's do not
+# keys that timm's models have and torchvision's do not (any one of them is enough)
 TIMM_MARKS = (
-    "patch_embed.proj.",
-    "blocks.0.",
-    "stages.0.",
+    "patch_embed.",
+    "stages.",
     "conv_stem.",
-    "stem.conv",
     "head.fc.",
     "cls_token",
     "pos_embed",
-    "stem.0.",
-    "conv_head.",
-    "layers.0.blocks.0.",
+    "stem.conv",
+    "blocks.0.0.",
+    "layers.0.blocks.",
+    "s1.b1.",
 )
 
 
@@ -62,7 +61,7 @@ def key_family(keys: Iterable[str]) -> str:
     roots = {k.split(".", 1)[0] for k in keys}
     if (roots & HF_ROOTS and any(k.startswith("classifier.") for k in keys)) or roots <= HF_ROOTS:
         return "hf"
-    if sum(any(m in k for m in TIMM_MARKS) for k in keys) >= len(keys) / 3:
+    if any(k.startswith(TIMM_MARKS) for k in keys):
         return "timm"
     return "unknown"
 

@@ -115,11 +115,17 @@ def load_folder(folder: Path, label: str) -> LoadedModel:
 
 def load_hub(name: str, weights: str | None) -> LoadedModel:
     """``hf:ORG/NAME`` from the Hugging Face cache, downloading only when the network is allowed."""
-    if (weights or "default").strip().lower() != "default":
-        raise UsageError("--weights: a Hugging Face model has the weights of its repository; drop --weights")
+    spec = (weights or "default").strip().lower()
+    if spec not in ("default", "none"):
+        raise UsageError("--weights: a Hugging Face model takes default (its repository's) or none (random)")
     name = name.strip()
     try:
-        module = _auto(name, local_files_only=True)
+        if spec == "none":  # the architecture from the cached config.json, random weights
+            transformers = require()
+            config = transformers.AutoConfig.from_pretrained(name, local_files_only=True)
+            module = transformers.AutoModelForImageClassification.from_config(config)
+        else:
+            module = _auto(name, local_files_only=True)
     except OSError:
         if os.environ.get("CAMCLI_OFFLINE") or os.environ.get("HF_HUB_OFFLINE") == "1":
             raise ModelError(
@@ -142,4 +148,4 @@ def load_hub(name: str, weights: str | None) -> LoadedModel:
             processor = json.loads(Path(found).read_text())
     except (ImportError, OSError, ValueError):
         processor = None
-    return _loaded(module, PREFIX + name, processor, "hf " + name)
+    return _loaded(module, PREFIX + name, processor, "random" if spec == "none" else "hf " + name)
