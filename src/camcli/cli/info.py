@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from .boundary import guarded
-from .model_opts import ArchOpt, TrustOpt
+from .model_opts import ArchArgsOpt, ArchOpt, CodePathOpt, TrustOpt
 from .params import DebugOpt, JsonOpt, ModelArgs, shared_options
 
 
@@ -55,7 +55,9 @@ def _methods(json_out: bool) -> None:
 def inspect(
     checkpoint: Annotated[Path, typer.Argument(help="A .pt/.pth/.bin/.ckpt/.safetensors file.")],
     arch: ArchOpt = None,
+    arch_args: ArchArgsOpt = None,
     trust_checkpoint: TrustOpt = False,
+    code_path: CodePathOpt = None,
     json_out: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -71,7 +73,9 @@ def inspect(
         from ..models.checkpoints import inspect_checkpoint
         from . import console
 
-        info = inspect_checkpoint(str(checkpoint), arch=arch, trust=trust_checkpoint)
+        info = inspect_checkpoint(
+            str(checkpoint), arch=arch, trust=trust_checkpoint, code_path=code_path, arch_args=arch_args
+        )
         n_params = sum(int(v.numel()) for v in info.state_dict.values())
         rec = {
             "path": info.path,
@@ -95,10 +99,8 @@ def inspect(
         ]
         console.table(f"checkpoint {checkpoint}", ["field", "value"], rows, stdout=True)
         if info.arch:
-            console.info(
-                f"use it: camcli gradcam IMAGE --model {checkpoint}"
-                + ("" if len(info.candidates) <= 1 else f" --arch {info.arch}")
-            )
+            given = f" --arch {arch}" + (f" --arch-args '{arch_args}'" if arch_args else "") if arch else ""
+            console.info(f"use it: camcli gradcam IMAGE --model {checkpoint}{given}")
         elif len(info.candidates) > 1:
             console.info(f"several architectures fit; add --arch ({', '.join(info.candidates[:5])})")
 

@@ -40,6 +40,9 @@ def classify(infos: list[LayerInfo], input_size: tuple[int, int], prefix: int | 
     """Fill in each layer's layout (see :func:`camcli.engine.layouts.infer_layout`); ``prefix``: the prefix
     tokens the model declares."""
     for i in infos:
+        if i.shape is not None and i.shape[0] != 1:  # windows or heads folded into the batch: not one grid
+            i.layout, i.problem = None, f"its output has {i.shape[0]} rows for one picture (windows or heads)"
+            continue
         i.layout, i.problem = infer_layout(i.shape, input_size, prefix, i.type, i.taller)
     return infos
 
@@ -237,6 +240,8 @@ def choose_layers(
                 raise LayerError(
                     f"layer '{name}' runs {info.calls} times per forward pass; pick a layer that runs once"
                 )
+            if info is not None and info.shape is not None and info.shape[0] != 1:
+                raise LayerError(f"layer '{name}': {info.problem}; pick the block that contains it (camcli layers)")
             if info is not None and info.calls and not info.spatial and layout is None:
                 if info.problem:
                     raise LayerError(

@@ -187,6 +187,12 @@ def explain(
             output = model(x)
         logits = model_logits(output)
         acts = cap.require(layers)
+        for name, a in zip(layers, acts, strict=True):
+            if a.shape[0] != x.shape[0]:
+                raise LayerError(
+                    f"layer '{name}' gives {a.shape[0]} rows for a batch of {x.shape[0]} (windows or heads folded "
+                    "into the batch); pick the block that contains it (see: camcli layers)"
+                )
         chosen = classes.to(logits.device) if classes is not None else choose_classes(logits.detach(), targets, top_k)
         size = (int(x.shape[-2]), int(x.shape[-1]))
         shapes = [(layouts or {}).get(n) for n in layers]
