@@ -56,7 +56,7 @@ def bench_identify() -> None:
             else:
                 os.environ["XDG_CACHE_HOME"] = old
     print("\nidentifying a checkpoint's architecture (first: nothing cached; later: signatures cached)")
-    print(f"{'checkpoint':44} {'first':>8} {'later':>8}  found")
+    print(f"{'checkpoint':48} {'first':>8} {'later':>8}  found")
     for label, first, later, found in rows:
-        print(f"{label:44} {first:7.2f}s {later:7.2f}s  {found[:60]}")
+        print(f"{label:48} {first:7.2f}s {later:7.2f}s  {found[:60]}")
     print("(the torchvision row's first time includes building the signatures of every torchvision model once)")

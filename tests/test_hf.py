@@ -126,3 +126,22 @@ def test_a_folder_without_weights_says_so(tmp_path, folders):
     (tmp_path / "config.json").write_text((folders["vit"][0] / "config.json").read_text())
     result = CliRunner().invoke(app, ["layers", "--model", str(tmp_path)])
     assert result.exit_code == 2 and "no weights" in result.output
+
+
+def test_hub_name_from_the_cache(folders, tmp_path, monkeypatch):
+    """``hf:ORG/NAME`` reads the hub's cache layout (models--ORG--NAME/snapshots/REV, refs/main) offline."""
+    import shutil
+
+    repo = tmp_path / "hub" / "models--someone--tiny-vit"
+    snapshot = repo / "snapshots" / "0123abcd"
+    shutil.copytree(folders["vit"][0], snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    loaded = load_model("hf:someone/tiny-vit")
+    assert loaded.categories == ["cat", "dog", "cup"] and loaded.input_size == (96, 96)  # preprocessor_config.json
+    assert loaded.interpolation == "bicubic" and loaded.weights == "hf someone/tiny-vit"
