@@ -145,3 +145,22 @@ def test_hub_name_from_the_cache(folders, tmp_path, monkeypatch):
     loaded = load_model("hf:someone/tiny-vit")
     assert loaded.categories == ["cat", "dog", "cup"] and loaded.input_size == (96, 96)  # preprocessor_config.json
     assert loaded.interpolation == "bicubic" and loaded.weights == "hf someone/tiny-vit"
+
+
+def test_folder_options_that_cannot_apply_are_refused(folders):
+    for extra, says in [(["--weights", "none"], "holds its own weights"), (["--arch", "resnet18"], "config.json")]:
+        result = CliRunner().invoke(
+            app, ["gradcam", str(SAMPLES / "chelsea.png"), "--model", str(folders["vit"][0]), *extra]
+        )
+        assert result.exit_code == 2 and says in result.output, result.output
+
+
+def test_a_folder_named_like_a_model_is_the_model_unless_written_as_a_path(folders, tmp_path, monkeypatch):
+    import shutil
+
+    from camcli.models import folder_model
+
+    shutil.copytree(folders["vit"][0], tmp_path / "resnet18")
+    monkeypatch.chdir(tmp_path)
+    assert folder_model("resnet18") is None
+    assert folder_model("./resnet18") is not None

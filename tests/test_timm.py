@@ -189,3 +189,13 @@ def test_unmatched_timm_keys_name_the_family(tmp_path):
     assert result.exit_code == 2
     assert "timm model" in result.output and "--arch timm:NAME" in result.output
     assert "closest: resnet" not in result.output
+
+
+def test_an_arch_key_naming_a_torchvision_model_stays_torchvision(tmp_path):
+    """PyTorch's ImageNet example saves {'arch': 'resnet18', 'state_dict': …}: torchvision's preprocessing, not
+    timm's (timm has a resnet18 too)."""
+    import torchvision
+
+    torch.save({"arch": "resnet18", "state_dict": torchvision.models.resnet18().state_dict()}, tmp_path / "c.pth.tar")
+    loaded = load_model(str(tmp_path / "c.pth.tar"))
+    assert loaded.interpolation == "bilinear" and loaded.layer_key and "torchvision" in loaded.layer_key

@@ -98,9 +98,14 @@ def inspect(
             (k, ", ".join(map(str, v)) if isinstance(v, list) else ("-" if v is None else v)) for k, v in rec.items()
         ]
         console.table(f"checkpoint {checkpoint}", ["field", "value"], rows, stdout=True)
-        if info.arch:
-            given = f" --arch {arch}" + (f" --arch-args '{arch_args}'" if arch_args else "") if arch else ""
-            console.info(f"use it: camcli gradcam IMAGE --model {checkpoint}{given}")
+        if info.arch and not any(n.startswith("does not match") for n in info.notes):
+            given = [
+                *(["--arch", arch] if arch else []),
+                *(["--arch-args", f"'{arch_args}'"] if arch_args else []),
+                *(["--trust-checkpoint"] if trust_checkpoint else []),
+                *(["--code-path", code_path] if code_path else []),
+            ]
+            console.info(f"use it: camcli gradcam IMAGE --model {' '.join([str(checkpoint), *given])}")
         elif len(info.candidates) > 1:
             console.info(f"several architectures fit; add --arch ({', '.join(info.candidates[:5])})")
 
@@ -150,13 +155,14 @@ def layers(
 
         from ..caches import remember_layer_names
         from ..engine.layers import default_layer, hookable, trace
-        from ..models import is_bundled, load_spec
+        from ..models import folder_model, is_bundled, load_spec, looks_like_path
         from ..options import ModelSpec
         from . import console
 
         spec = ModelSpec()
         model.apply_to(spec)
-        if spec.weights is None and not is_bundled(spec.model):
+        named = not looks_like_path(spec.model) and folder_model(spec.model) is None
+        if spec.weights is None and named and not is_bundled(spec.model):
             spec.weights = "none"  # the layers are the same with any weights: never download for a listing
         loaded = load_spec(spec)
         infos = trace(loaded.module, loaded.input_size, loaded.builder, loaded.layer_key, loaded.prefix_tokens)

@@ -39,9 +39,14 @@ class LayerInfo:
 def classify(infos: list[LayerInfo], input_size: tuple[int, int], prefix: int | None = None) -> list[LayerInfo]:
     """Fill in each layer's layout (see :func:`camcli.engine.layouts.infer_layout`); ``prefix``: the prefix
     tokens the model declares."""
+    # token counts of the model's sequences: a 4-D output whose last two sides are one of them is an attention map
+    # (B, heads, T, T), not a grid of the picture
+    tokens = {i.shape[1] for i in infos if i.shape is not None and len(i.shape) == 3}
     for i in infos:
-        if i.shape is not None and i.shape[0] != 1:  # windows or heads folded into the batch: not one grid
-            i.layout, i.problem = None, f"its output has {i.shape[0]} rows for one picture (windows or heads)"
+        i.layout, i.problem = None, ""
+        if not i.shape or i.shape[0] != 1:  # a scalar, or windows/heads folded into the batch: not one grid
+            continue
+        if len(i.shape) == 4 and i.shape[2] == i.shape[3] in tokens and i.shape[2] > 4:
             continue
         i.layout, i.problem = infer_layout(i.shape, input_size, prefix, i.type, i.taller)
     return infos
@@ -240,8 +245,11 @@ def choose_layers(
                 raise LayerError(
                     f"layer '{name}' runs {info.calls} times per forward pass; pick a layer that runs once"
                 )
-            if info is not None and info.shape is not None and info.shape[0] != 1:
-                raise LayerError(f"layer '{name}': {info.problem}; pick the block that contains it (camcli layers)")
+            if info is not None and info.shape and info.shape[0] != 1:
+                raise LayerError(
+                    f"layer '{name}' gives {info.shape[0]} rows for one picture (windows or heads folded into the "
+                    "batch); pick the block that contains it (see: camcli layers)"
+                )
             if info is not None and info.calls and not info.spatial and layout is None:
                 if info.problem:
                     raise LayerError(

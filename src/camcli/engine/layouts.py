@@ -39,6 +39,8 @@ CHANNELS_FIRST_TYPES = frozenset(
         "ConvNormAct",
     }
 )
+# outputs of a fixed size that are still the picture's grid, pooled: they do not grow with a taller input
+FIXED_GRID_TYPES = frozenset({"AdaptiveAvgPool2d", "AdaptiveMaxPool2d"})
 Size = tuple[int, int]
 
 
@@ -104,7 +106,7 @@ def infer_layout(
     """
     if shape is None:
         return None, ""
-    if taller is not None and len(shape) in (3, 4):
+    if taller is not None and len(shape) in (3, 4) and module_type not in FIXED_GRID_TYPES:
         kinds = _grown(shape, taller)
         if not kinds:
             return None, ""
@@ -132,6 +134,8 @@ def infer_layout(
         if prefix is not None:
             if token_grid(tokens - prefix, input_size):
                 return Layout("tokens", prefix), ""
+            if prefix and token_grid(tokens, input_size, exact=True):  # patch tokens alone (before the class token)
+                return Layout("tokens", 0), ""
             return None, f"{tokens} tokens less the model's {prefix} prefix token(s) make no grid of the input"
         for exact in (True, False):
             for p in range(min(MAX_PREFIX, tokens - 2) + 1):
@@ -143,16 +147,17 @@ def infer_layout(
 
 def grid_shape(shape: tuple[int, ...], layout: Layout, input_size: Size) -> Size:
     """(h, w) of an output of ``shape`` read with ``layout``; a :class:`LayerError` when it does not fit."""
-    if layout.kind == "nchw" and len(shape) == 4:
+    if layout.kind == "nchw" and len(shape) == 4 and _fit(shape[2], shape[3], input_size):
         return shape[2], shape[3]
-    if layout.kind == "nhwc" and len(shape) == 4:
+    if layout.kind == "nhwc" and len(shape) == 4 and _fit(shape[1], shape[2], input_size):
         return shape[1], shape[2]
     if layout.kind == "tokens" and len(shape) == 3:
         prefix = layout.prefix
         if prefix is None:
             found, _ = infer_layout(shape, input_size)
             prefix = found.prefix if found is not None else 0
-        grid = token_grid(shape[1] - (prefix or 0), input_size)
+        # a square input has square grids: a grid one row off is a wrong prefix count, not a grid
+        grid = token_grid(shape[1] - (prefix or 0), input_size, exact=input_size[0] == input_size[1])
         if grid is not None:
             return grid
     raise LayerError(f"an output of shape {list(shape)} cannot be read as --layout {layout}")

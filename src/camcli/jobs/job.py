@@ -92,7 +92,8 @@ class Job(ABC, Generic[C]):
         model = str(Path(name).expanduser().resolve()) if looks_like_path(name) else name
         o = self.options
         picture = {"format": o.format, "quality": o.quality if o.format != "png" else None, "max_size": o.max_size}
-        return {"model": model, "weights": self.model.weights, "layers": list(self.layers), **picture}
+        given = {k: v for k, v in (("arch", o.arch), ("arch_args", o.arch_args), ("layout", o.layout)) if v}
+        return {"model": model, "weights": self.model.weights, "layers": list(self.layers), **given, **picture}
 
     @property
     def record_settings(self) -> dict[str, Any]:
@@ -113,6 +114,8 @@ class Job(ABC, Generic[C]):
             out.append(("quality", str(o.quality)))
         if o.max_size is not None:
             out.append(("max-size", str(o.max_size)))
+        if o.layout:
+            out.append(("layout", o.layout.strip().lower()))
         return out
 
     # ---------------------------------------------------------------------------------------- pictures

@@ -57,9 +57,9 @@ def load_model(
     """Resolve ``--model`` (name, ``timm:NAME``, ``hf:ORG/NAME``, a Hugging Face folder or a checkpoint path) into
     a :class:`LoadedModel` in eval mode on the CPU."""
     spec = spec.strip()
-    folder = hf_models.pretrained_folder(spec)
+    folder = folder_model(spec)
     if folder is not None:
-        model = hf_models.load_folder(folder, spec)
+        model = hf_models.load_folder(folder, spec, weights, arch)
     elif spec.lower().startswith(hf_models.PREFIX):
         model = hf_models.load_hub(spec[len(hf_models.PREFIX) :], weights)
     elif spec.lower().startswith(timm_models.PREFIX):
@@ -73,6 +73,15 @@ def load_model(
     if labels:
         model.categories = read_labels(labels, model.num_classes)
     return model
+
+
+def folder_model(spec: str) -> Path | None:
+    """The Hugging Face ``save_pretrained`` folder ``--model`` names, if any (a folder with a model's name,
+    ``resnet18/``, is taken for the model unless written as a path: ``./resnet18``)."""
+    spec = spec.strip()
+    if os.sep not in spec and (model_key(spec) == BUNDLED or model_key(spec) in torchvision_names()):
+        return None
+    return hf_models.pretrained_folder(spec)
 
 
 def _load_named(spec: str, weights: str | None) -> LoadedModel:
@@ -111,6 +120,7 @@ __all__ = [
     "LoadedModel",
     "ModelEntry",
     "available_models",
+    "folder_model",
     "imagenet_categories",
     "is_bundled",
     "load_bundled",

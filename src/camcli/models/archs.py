@@ -138,7 +138,7 @@ def identify(state: Mapping[str, torch.Tensor]) -> tuple[list[tuple[str, int | N
             overlap = len(keys & set(sig)) / max(len(keys | set(sig)), 1)
             if overlap > closest[0]:
                 closest = (overlap, name, why)
-    miss = f"closest: {closest[1]} ({closest[2]}); pass --arch {closest[1]} if it is that" if closest[1] else ""
+    miss = f"closest: {closest[1]} ({closest[2]})" if closest[1] else ""
     return hits, miss
 
 

@@ -87,11 +87,14 @@ def declared_prefix_tokens(module: nn.Module) -> int | None:
     declared = getattr(module, "num_prefix_tokens", None)
     if isinstance(declared, int):
         return declared
+    inner = getattr(module, "timm_model", None)  # a timm model wrapped by transformers
+    if isinstance(getattr(inner, "num_prefix_tokens", None), int):
+        return int(inner.num_prefix_tokens)  # type: ignore[union-attr]
     if type(module).__name__ == "VisionTransformer" and hasattr(module, "class_token"):
         return 1  # torchvision
     config = getattr(module, "config", None)
     kind = getattr(config, "model_type", None)
-    if kind in ("vit", "beit", "data2vec-vision", "vit_msn", "dinov2", "deit"):
+    if kind in ("vit", "beit", "data2vec-vision", "vit_msn", "dinov2", "dinov2_with_registers", "deit"):
         extra = int(getattr(config, "num_register_tokens", 0) or 0)
         return (2 if kind == "deit" else 1) + extra
     return None

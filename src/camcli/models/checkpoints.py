@@ -21,7 +21,7 @@ from torch import nn
 
 from ..errors import CheckpointError, UsageError
 from . import timm_models
-from .archs import arch_preprocessing, build_arch, identify, match_arch, signature
+from .archs import arch_preprocessing, available_models, build_arch, identify, match_arch, signature
 from .base import LoadedModel, arch_key
 from .custom import build_custom, explain_unpickling, import_path, is_custom_arch
 from .families import family_hint, has_extra
@@ -119,6 +119,8 @@ def read_file(path: Path, trust: bool, code_path: str | None = None) -> tuple[st
             return fmt, load_file(str(path), device="cpu")
         except Exception as e:
             raise CheckpointError(f"{path}: not a valid safetensors file ({e})") from None
+    if code_path and not Path(code_path).expanduser().is_dir():
+        raise UsageError(f"--code-path '{code_path}' is not a folder")
     try:
         if trust:
             with import_path(code_path):
@@ -211,17 +213,19 @@ def inspect_checkpoint(
             sig = {k: tuple(v.shape) for k, v in timm_models.build(name, 1000, meta=True).state_dict().items()}
         else:
             sig = signature(key)
-        ok, num, why = match_arch(info.state_dict, sig)
+        # the user's class is built as it will be used: its head's size must match too
+        ok, num, why = match_arch(info.state_dict, sig, head=[] if info.built is not None else None)
         info.arch, info.num_classes = key, num
         info.candidates = [key]
         if not ok:
-            info.notes.append(f"does not match {key}: {why}")
+            hint = "; pass your class's arguments with --arch-args JSON" if info.built is not None else ""
+            info.notes.append(f"does not match {key}: {why}{hint}")
         return info
     if info.module is not None:
         info.arch = type(info.module).__name__
         return info
-    if info.declared_arch and has_extra("timm"):
-        declared = _declared_timm(info)
+    if info.declared_arch:  # PyTorch's ImageNet example and timm's train.py save the architecture's name
+        declared = _declared(info)
         if declared is not None:
             return declared
     hits, miss = identify(info.state_dict)
@@ -237,18 +241,27 @@ def inspect_checkpoint(
     return info
 
 
-def _declared_timm(info: CheckpointInfo) -> CheckpointInfo | None:
-    """The architecture a timm ``train.py`` checkpoint names (``arch``), when its weights fit it."""
-    try:
-        name = timm_models.check_name(str(info.declared_arch))
-    except UsageError:
+def _declared(info: CheckpointInfo) -> CheckpointInfo | None:
+    """The architecture a checkpoint names (``arch``: PyTorch's ImageNet example names torchvision's, timm's
+    ``train.py`` timm's), when its weights fit it: torchvision's first, then timm's."""
+    name = str(info.declared_arch).strip()
+    key = name.lower().replace("-", "_")
+    if key in available_models():
+        arch, sig = key, signature(key)
+    elif has_extra("timm"):
+        try:
+            name = timm_models.check_name(name)
+        except UsageError:
+            return None
+        arch = timm_models.PREFIX + name
+        sig = {k: tuple(v.shape) for k, v in timm_models.build(name, 1000, meta=True).state_dict().items()}
+    else:
         return None
-    sig = {k: tuple(v.shape) for k, v in timm_models.build(name, 1000, meta=True).state_dict().items()}
     ok, num, why = match_arch(info.state_dict, sig)
     if not ok:
         info.notes.append(f"names architecture '{name}' but does not fit it: {why}")
         return None
-    info.arch, info.num_classes = timm_models.PREFIX + name, num
+    info.arch, info.num_classes = arch, num
     info.candidates = [info.arch]
     info.notes.append(f"architecture named in the file ('arch': {name})")
     return info
@@ -313,8 +326,9 @@ def load_checkpoint_model(
     try:
         module.load_state_dict(info.state_dict, strict=True)
     except RuntimeError:
+        hint = "; if your class takes arguments (a class count…), pass them with --arch-args JSON" if info.built else ""
         raise CheckpointError(
-            f"{path}: does not fit {arch_name}: {_mismatch_report(module, info.state_dict)}"
+            f"{path}: does not fit {arch_name}: {_mismatch_report(module, info.state_dict)}{hint}"
         ) from None
     module.eval()
     interpolation, notes = "bilinear", describe(info)

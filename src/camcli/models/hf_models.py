@@ -16,6 +16,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import ModelError, UsageError
+from . import timm_models
 from .base import IMAGENET_MEAN, IMAGENET_STD, LoadedModel
 from .labels import placeholder_names
 
@@ -23,7 +24,7 @@ PREFIX = "hf:"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 PIL_FILTERS = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
 # models that read their class token only: the last block's first norm is the Grad-CAM layer (as for ViT)
-TOKEN_CLASSIFIERS = ("vit", "deit", "beit", "data2vec-vision", "dinov2", "vit_msn")
+TOKEN_CLASSIFIERS = ("vit", "deit", "beit", "data2vec-vision", "dinov2", "dinov2_with_registers", "vit_msn")
 
 
 def require() -> Any:
@@ -77,7 +78,13 @@ def _loaded(module: nn.Module, label: str, processor: dict[str, Any] | None, wei
     names = [id2label.get(i, f"class {i}") for i in range(num)] if id2label else placeholder_names(num)
     kind = str(getattr(config, "model_type", ""))
     notes = [f"Hugging Face {kind} ({type(module).__name__})"]
-    if processor is None:
+    preferred = default_layer(module, kind)
+    inner = getattr(module, "timm_model", None)  # a timm model on the hub, wrapped by transformers
+    if isinstance(inner, nn.Module):
+        (size, mean, std), interpolation = timm_models.preprocessing(inner)
+        layer = timm_models.default_layer(inner)
+        preferred = f"timm_model.{layer}" if layer else None
+    elif processor is None:
         notes.append(f"no preprocessor_config.json: input {size[0]}×{size[1]} with ImageNet's mean and std")
     return LoadedModel(
         label,
@@ -87,7 +94,7 @@ def _loaded(module: nn.Module, label: str, processor: dict[str, Any] | None, wei
         std,
         names,
         None,
-        default_layer(module, kind),
+        preferred,
         notes=notes,
         weights=weights,
         interpolation=interpolation,
@@ -103,8 +110,12 @@ def _auto(source: str | Path, **kwargs: Any) -> nn.Module:
         raise ModelError(f"{source}: not a Hugging Face image-classification model ({why})") from None
 
 
-def load_folder(folder: Path, label: str) -> LoadedModel:
+def load_folder(folder: Path, label: str, weights: str | None = None, arch: str | None = None) -> LoadedModel:
     """A ``save_pretrained`` folder: config.json, the weights, and preprocessor_config.json when present."""
+    if (weights or "default").strip().lower() != "default":
+        raise UsageError("--weights: a save_pretrained folder holds its own weights; drop --weights")
+    if arch:
+        raise UsageError("--arch: a save_pretrained folder names its architecture in config.json; drop --arch")
     if not any((folder / f).is_file() for f in WEIGHT_FILES) and not any(folder.glob("*.safetensors")):
         raise ModelError(f"{folder}: has config.json but no weights (model.safetensors or pytorch_model.bin)")
     module = _auto(folder, local_files_only=True)
@@ -119,6 +130,8 @@ def load_hub(name: str, weights: str | None) -> LoadedModel:
     if spec not in ("default", "none"):
         raise UsageError("--weights: a Hugging Face model takes default (its repository's) or none (random)")
     name = name.strip()
+    if "/" not in name.strip("/"):
+        raise UsageError(f"--model hf:{name}: name a Hugging Face repository as hf:ORG/NAME")
     try:
         if spec == "none":  # the architecture from the cached config.json, random weights
             transformers = require()
