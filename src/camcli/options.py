@@ -132,6 +132,19 @@ def parse_layout(text: str | None) -> Layout | None:
     return Layout(kind, int(count))
 
 
+def parse_box(option: str, text: str | None) -> tuple[float, float, float, float] | None:
+    """``"x1,y1,x2,y2"`` in picture pixels (x1 < x2, y1 < y2); None stays None."""
+    if text is None:
+        return None
+    try:
+        x1, y1, x2, y2 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: give x1,y1,x2,y2 in pixels, e.g. 120,40,260,310") from None
+    if not (x1 < x2 and y1 < y2) or min(x1, y1) < 0 or not all(map(math.isfinite, (x1, y1, x2, y2))):
+        raise UsageError(f"{option} {text!r}: needs 0 ≤ x1 < x2 and 0 ≤ y1 < y2 (pixels of the picture)")
+    return x1, y1, x2, y2
+
+
 class ModelFields(Protocol):
     """The fields that say which model to load (:class:`ModelSpec`, and every :class:`RunOptions`)."""
 
@@ -225,6 +238,14 @@ class CamOptions(RunOptions):
     blend: str = "weighted"  # weighted: each pixel's opacity is alpha × map; uniform: alpha everywhere
     annotate: bool = False  # a caption strip under the overlay: class, probability, method, colour bar
     panel: bool = False  # also one picture per input: the input and every map side by side
+    # detectors and segmenters (camcli.methods.objects)
+    min_score: float = 0.5  # detections explained: score at least this
+    max_objects: int = 10  # at most this many objects (detections, or segmented classes) per image
+    box: str | None = None  # "x1,y1,x2,y2": explain the detection that matches this box
+    iou: float = 0.5  # --box matches a detection with at least this IoU
+    mask: str | None = None  # segmentation: a PNG whose non-zero pixels are the region explained
+    region: str | None = None  # segmentation: "x1,y1,x2,y2", the region explained
+    norm_in_box: bool = False  # each object's map normalised inside its box
 
     def check(self) -> None:
         super().check()
@@ -238,6 +259,15 @@ class CamOptions(RunOptions):
         _at_most("--smooth", self.smooth, MAX_SMOOTH)
         _finite("--noise", self.noise)
         _at_least("--noise", self.noise, 0)
+        _at_least("--min-score", self.min_score, 0.0)
+        _at_most("--min-score", self.min_score, 1.0)
+        _at_least("--max-objects", self.max_objects, 1)
+        _at_least("--iou", self.iou, 0.0)
+        _at_most("--iou", self.iou, 1.0)
+        parse_box("--box", self.box)
+        parse_box("--region", self.region)
+        if self.mask is not None and self.region is not None:
+            raise UsageError("--mask and --region both say which pixels to explain; give one of them")
         if self.targets and self.top_k > 1:
             raise UsageError(
                 f"--target and --top-k {self.top_k} together: --target names the classes to explain, --top-k picks "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Literal
@@ -332,3 +333,34 @@ def gradient_picture(rgb01: np.ndarray, size: tuple[int, int]) -> Image.Image:
     """(h, w, 3) values in [0, 1] (an input gradient made displayable) → an RGB picture of ``size`` (H, W)."""
     arr = (np.asarray(rgb01) * 255).round().astype(np.uint8)
     return Image.fromarray(arr, "RGB").resize((size[1], size[0]), Image.Resampling.BILINEAR)
+
+
+def draw_boxes(picture: Image.Image, boxes: Sequence[tuple[tuple[float, ...], str, bool]]) -> Image.Image:
+    """Boxes (x1, y1, x2, y2) on ``picture``, each with its caption: the highlighted ones thick, with the caption
+    on a dark band, the others thin and uncaptioned."""
+    from PIL import ImageDraw
+
+    draw = ImageDraw.Draw(picture)
+    width = max(2, round(max(picture.size) / 250))
+    for box, caption, highlight in sorted(boxes, key=lambda b: b[2]):  # the highlighted last, on top
+        colour = (255, 255, 255) if highlight else (200, 200, 200)
+        draw.rectangle(box, outline=colour, width=width if highlight else 1)
+        if highlight and caption:
+            left, top = box[0], max(0.0, box[1] - 12)
+            text_box = draw.textbbox((left + 2, top), caption)
+            draw.rectangle((left, top, text_box[2] + 2, text_box[3] + 1), fill=(0, 0, 0))
+            draw.text((left + 2, top), caption, fill=(255, 255, 255))
+    return picture
+
+
+def draw_outline(picture: Image.Image, mask: np.ndarray) -> Image.Image:
+    """The outline of a boolean (H, W) mask, in white, on ``picture`` (the same size)."""
+    inner = mask.copy()
+    inner[1:, :] &= mask[:-1, :]
+    inner[:-1, :] &= mask[1:, :]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    edge = mask & ~inner
+    pixels = np.array(picture)
+    pixels[edge] = 255
+    return Image.fromarray(pixels)

@@ -10,10 +10,11 @@ import typer
 from ..options import DEFAULT_METHOD, METRICS, PERTURB_BASELINES, EvalOptions
 from ..profiling import phase
 from .boundary import EXIT_OK, guarded
+from .cam_opts import method_option, target_option
 from .completion import EXPLAIN, RUN
 from .params import BatchArgs, InputsArg, LayerOpt, ModelArgs, shared_options
 from .report import ReportOpt, build_and_tell
-from .runs import complete_and_count, method_option, run_with_report, target_option
+from .runs import complete_and_count, run_with_report
 
 METRIC_HELP = (
     "Metric, repeatable: deletion, insertion (RISE, Petsiuk et al. 2018: the class probability as the map's "

@@ -165,7 +165,14 @@ def layers(
         if spec.weights is None and named and not is_bundled(spec.model):
             spec.weights = "none"  # the layers are the same with any weights: never download for a listing
         loaded = load_spec(spec)
-        infos = trace(loaded.module, loaded.input_size, loaded.builder, loaded.layer_key, loaded.prefix_tokens)
+        infos = trace(
+            loaded.module,
+            loaded.input_size,
+            loaded.builder,
+            loaded.layer_key,
+            loaded.prefix_tokens,
+            loaded.task != "detection",
+        )
         chosen = default_layer(infos, loaded.default_layer)
         remember_layer_names(spec.model, [i.name for i in hookable(infos)])
         shown = [i for i in infos if i.spatial or i.problem] if spatial else infos

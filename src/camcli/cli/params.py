@@ -128,13 +128,13 @@ class BatchArgs:
         options.layout = self.layout
 
 
-def _option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+def option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
 
 
-_GROUPS: dict[type, list[inspect.Parameter]] = {
+GROUPS: dict[type, list[inspect.Parameter]] = {
     ModelArgs: [
-        _option(
+        option(
             "model",
             Annotated[
                 str,
@@ -150,7 +150,7 @@ _GROUPS: dict[type, list[inspect.Parameter]] = {
             ],
             BUNDLED,
         ),
-        _option(
+        option(
             "weights",
             Annotated[
                 str | None,
@@ -163,7 +163,7 @@ _GROUPS: dict[type, list[inspect.Parameter]] = {
             ],
             None,
         ),
-        _option(
+        option(
             "labels",
             Annotated[
                 str | None,
@@ -175,25 +175,25 @@ _GROUPS: dict[type, list[inspect.Parameter]] = {
             ],
             None,
         ),
-        _option("arch", ArchOpt, None),
-        _option("arch_args", ArchArgsOpt, None),
-        _option("trust_checkpoint", TrustOpt, False),
-        _option("code_path", CodePathOpt, None),
+        option("arch", ArchOpt, None),
+        option("arch_args", ArchArgsOpt, None),
+        option("trust_checkpoint", TrustOpt, False),
+        option("code_path", CodePathOpt, None),
     ],
     BatchArgs: [
-        _option(
+        option(
             "out",
             Annotated[
                 Path, typer.Option("--out", "-o", help="Output folder.", metavar="FOLDER", rich_help_panel=OUTPUT)
             ],
             RunOptions.out,
         ),
-        _option(
+        option(
             "batch_size",
             Annotated[int, typer.Option("--batch-size", "-b", help="Images per forward pass.", rich_help_panel=RUN)],
             RunOptions.batch_size,
         ),
-        _option(
+        option(
             "device",
             Annotated[
                 str,
@@ -201,7 +201,7 @@ _GROUPS: dict[type, list[inspect.Parameter]] = {
             ],
             RunOptions.device,
         ),
-        _option(
+        option(
             "workers",
             Annotated[
                 int | None,
@@ -213,7 +213,7 @@ _GROUPS: dict[type, list[inspect.Parameter]] = {
             ],
             None,
         ),
-        _option(
+        option(
             "max_pixels",
             Annotated[
                 int,
@@ -221,7 +221,7 @@ _GROUPS: dict[type, list[inspect.Parameter]] = {
             ],
             RunOptions.max_pixels,
         ),
-        _option(
+        option(
             "skip_existing",
             Annotated[
                 bool,
@@ -233,7 +233,7 @@ _GROUPS: dict[type, list[inspect.Parameter]] = {
             ],
             False,
         ),
-        _option(
+        option(
             "shard",
             Annotated[
                 str | None,
@@ -245,7 +245,7 @@ _GROUPS: dict[type, list[inspect.Parameter]] = {
             ],
             None,
         ),
-        _option(
+        option(
             "fsync",
             Annotated[
                 bool,
@@ -257,7 +257,7 @@ _GROUPS: dict[type, list[inspect.Parameter]] = {
             ],
             RunOptions.fsync,
         ),
-        _option(
+        option(
             "format",
             Annotated[
                 str,
@@ -271,12 +271,12 @@ _GROUPS: dict[type, list[inspect.Parameter]] = {
             ],
             RunOptions.format,
         ),
-        _option(
+        option(
             "quality",
             Annotated[int, typer.Option(help="jpg/webp quality, 1–100.", rich_help_panel=OUTPUT)],
             RunOptions.quality,
         ),
-        _option(
+        option(
             "max_size",
             Annotated[
                 int | None,
@@ -289,7 +289,7 @@ _GROUPS: dict[type, list[inspect.Parameter]] = {
             ],
             None,
         ),
-        _option(
+        option(
             "layout",
             Annotated[
                 str | None,
@@ -304,18 +304,18 @@ _GROUPS: dict[type, list[inspect.Parameter]] = {
             ],
             None,
         ),
-        _option("json_out", JsonOpt, False),
-        _option(
+        option("json_out", JsonOpt, False),
+        option(
             "quiet",
             Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.", rich_help_panel=OUTPUT)],
             False,
         ),
-        _option("debug", DebugOpt, False),
+        option("debug", DebugOpt, False),
     ],
 }
 
 # a group's fields and its options must be the same names, in order
-assert all([f.name for f in dataclasses.fields(g)] == [p.name for p in ps] for g, ps in _GROUPS.items())
+assert all([f.name for f in dataclasses.fields(g)] == [p.name for p in ps] for g, ps in GROUPS.items())
 
 R = TypeVar("R")
 
@@ -346,9 +346,9 @@ def shared_options(command: Callable[..., R]) -> Callable[..., R]:
     groups: dict[str, type] = {}
     for p in inspect.signature(command).parameters.values():
         group = hints[p.name]
-        if group in _GROUPS:
+        if group in GROUPS:
             groups[p.name] = group
-            params.extend(q.replace(annotation=_with_metavar(q.annotation)) for q in _GROUPS[group])
+            params.extend(q.replace(annotation=_with_metavar(q.annotation)) for q in GROUPS[group])
         else:
             params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=_with_metavar(group)))
 

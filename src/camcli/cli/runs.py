@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..options import DEFAULT_METHOD, METHOD_NAMES, CamOptions, FeatureOptions, RunOptions
+from ..options import DEFAULT_METHOD, CamOptions, FeatureOptions, RunOptions
 from ..profiling import phase
 from .boundary import EXIT_OK, EXIT_SOME_FAILED, guarded
-from .completion import EXPLAIN, OUTPUT, RUN, SMOOTHING, complete_blend, complete_method, complete_normalize
+from .cam_opts import ObjectArgs, method_option, target_option
+from .completion import EXPLAIN, OUTPUT, RUN, SMOOTHING, complete_blend, complete_normalize
 from .params import BatchArgs, ColormapOpt, GridLayerOpt, InputsArg, LayerOpt, ModelArgs, shared_options
 from .report import ReportOpt, build_and_tell
 
@@ -28,26 +29,6 @@ if TYPE_CHECKING:
     from ..jobs.results import ImageResult
 
 SUMMARY_ROWS = 20  # a per-image table in the summary for runs of up to this many images
-
-
-def method_option(what: str) -> Any:  # --method (repeatable), its help introduced by ``what``
-    return typer.Option(
-        "--method",
-        help=f"{what}: {', '.join(METHOD_NAMES)} (camcli methods). \\[default: {DEFAULT_METHOD}]",
-        metavar="METHOD",
-        autocompletion=complete_method,
-        rich_help_panel=EXPLAIN,
-    )
-
-
-def target_option(default: str) -> Any:  # --target/-t (repeatable); ``default``: the classes without it
-    return typer.Option(
-        "--target",
-        "-t",
-        help=f"Class index or name to explain, repeatable. \\[default: {default}]",
-        metavar="CLASS",
-        rich_help_panel=EXPLAIN,
-    )
 
 
 @shared_options
@@ -124,13 +105,14 @@ def cam(
     score_batch: Annotated[
         int, typer.Option(help="Masked images per forward pass for scorecam.", rich_help_panel=RUN)
     ] = CamOptions.score_batch,
+    objects: ObjectArgs,
     run: BatchArgs,
 ) -> None:
     started = time.perf_counter()
     code = EXIT_OK
     with guarded(run.debug):
         with phase("import"):
-            from ..jobs.cam import CamJob
+            from ..jobs.objects import cam_job
 
         options = CamOptions(
             layers=list(layer or []),
@@ -151,8 +133,9 @@ def cam(
             panel=panel,
             report=report,
         )
+        objects.apply_to(options)
         total = complete_and_count(options, model, run, inputs)
-        code = run_with_report(CamJob(options), inputs, total, run, started=started)
+        code = run_with_report(cam_job(options), inputs, total, run, started=started)
         if report:
             build_and_tell(options.out, quiet=run.quiet)
     raise typer.Exit(code)

@@ -74,14 +74,15 @@ def trace(
     builder: Callable[[], nn.Module] | None = None,
     cache_key: str | None = None,
     prefix: int | None = None,
+    taller: bool = True,
 ) -> list[LayerInfo]:
     """Every module's output shape and layout for one (1, 3, H, W) input (``prefix``: the prefix tokens the
     model declares, see :func:`classify`).
 
     The model is also traced with a taller input (H + 64, W) when it takes one: an output whose grid does not
     grow with the input is not a grid of the picture (a table of relative-position biases), and which dimension
-    grew tells channels first from channels last. Models built for one input size (ViT) are read from their
-    shapes alone.
+    grew tells channels first from channels last. Models built for one input size (ViT), and detectors
+    (``taller=False``: their own transform resizes every input), are read from their shapes alone.
 
     With a ``cache_key`` (what ``builder`` builds: architecture, classes, library version) the table is kept on
     disk (:mod:`camcli.caches`, per key, input size, torch and camcli version) and read back next time, so a
@@ -102,12 +103,14 @@ def trace(
             except (TypeError, ValueError):
                 pass  # an entry of another shape: trace again and replace it
     infos = _trace_model(model, input_size, builder)
+    grown: dict[str, tuple[int, ...] | None] = {}
     try:
-        taller = {i.name: i.shape for i in _trace_model(model, (input_size[0] + 64, input_size[1]), builder)}
+        if taller:
+            grown = {i.name: i.shape for i in _trace_model(model, (input_size[0] + 64, input_size[1]), builder)}
     except Exception:  # a model built for one input size: its layers are read from their shapes alone
-        taller = {}
+        grown = {}
     for i in infos:
-        i.taller = taller.get(i.name)
+        i.taller = grown.get(i.name)
     if entry is not None:
         write_json(
             entry,

@@ -69,6 +69,14 @@ def cam_output_path(
     return stem.with_name(f"{stem.name}.{tag}.{ranked}{index}-{slug(class_name)}{suffix}")
 
 
+def object_output_path(
+    out: Path, item: InputFile, tag: str, number: int, label: int, name: str, suffix: str = ".png"
+) -> Path:
+    """The map of one object (detection, segmented class) of one input: ``a.jpg.gradcam.obj02-17-cat.png``."""
+    stem = out / item.rel
+    return stem.with_name(f"{stem.name}.{tag}.obj{number:02d}-{label}-{slug(name)}{suffix}")
+
+
 def rank_text(rank: int, of: int) -> str:
     """``rank`` zero-padded to the width of ``of`` (top 12 of 100: ``012``), so that names sort by rank."""
     return f"{rank:0{len(str(of))}d}"

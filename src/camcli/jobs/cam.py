@@ -62,6 +62,17 @@ class CamJob(Job[CamMaps]):
 
     def prepare_options(self) -> None:
         self.methods: list[CamMethod] = get_methods(self.options.methods or [DEFAULT_METHOD])
+        o = self.options
+        for flag, given in (
+            ("--box", o.box),
+            ("--mask", o.mask),
+            ("--region", o.region),
+            ("--norm-in-box", o.norm_in_box),
+        ):
+            if given:
+                raise UsageError(
+                    f"{flag} is for detectors and segmenters (fasterrcnn_*, deeplabv3_* …), not classifiers"
+                )
 
     def prepare_model(self, infos: list[LayerInfo]) -> None:
         self.targets = resolve_targets(self.options.targets, self.model.categories)

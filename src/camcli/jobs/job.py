@@ -53,12 +53,12 @@ class Job(ABC, Generic[C]):
             self.model = model or load_spec(options)
         with phase("layers"):
             m = self.model
-            infos = trace(m.module, m.input_size, m.builder, m.layer_key, m.prefix_tokens)
+            infos = trace(m.module, m.input_size, m.builder, m.layer_key, m.prefix_tokens, m.task != "detection")
             self.layers, self.layer_chosen = self.choose_layers(infos)
             by_name = {i.name: i for i in infos}
             #: where each hooked layer's grid is (NCHW, NHWC, tokens), as `camcli layers` shows it
             self.layouts: dict[str, Layout | None] = {n: by_name[n].layout for n in self.layers if n in by_name}
-            self.default_layers = [default_layer(infos, self.model.default_layer)]
+            self.default_layers = self.layers if self.layer_chosen else self.find_default_layers(infos)
             remember_layer_names(options.model, [i.name for i in hookable(infos)])
         with phase("prepare"):
             self.prepare_model(infos)
@@ -80,6 +80,10 @@ class Job(ABC, Generic[C]):
         m = self.model
         o = self.options
         return choose_layers(m.module, infos, o.layers, m.default_layer, m.name, parse_layout(o.layout), m.input_size)
+
+    def find_default_layers(self, infos: list[LayerInfo]) -> list[str]:
+        """The layers camcli would have chosen (when --layer chose others; output names say so)."""
+        return [default_layer(infos, self.model.default_layer)]
 
     def prepare_model(self, infos: list[LayerInfo]) -> None:
         """Checks and set-up that need the loaded model and its layers (override)."""

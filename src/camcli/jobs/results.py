@@ -148,7 +148,34 @@ class EvalOutput:
         return {**base, "status": "ok", **self.as_dict()}
 
 
-Output = CamOutput | FeatureOutput | EvalOutput  # what one manifest record is about
+@dataclass
+class ObjectOutput:
+    """One detected object or segmented class of one input, for one method: what it is and its files (none for
+    a status such as ``no_detection``, ``no_match`` or ``empty_mask``)."""
+
+    kind: str  # detection, segmentation
+    method: str
+    status: str
+    target: dict[str, Any]  # label, label_name, score, box or mask_pixels, iou
+    overlay: str | None = None
+    combined: str | None = None  # the image's map of every object
+    raw: str | None = None  # --save-raw
+
+    def files(self) -> dict[str, Any]:
+        pairs = (("overlay", self.overlay), ("combined", self.combined), ("raw", self.raw))
+        return {k: v for k, v in pairs if v is not None}
+
+    def paths(self) -> list[str]:
+        return list(self.files().values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "status": self.status, "target": self.target, "outputs": self.files()}
+
+    def record(self, base: Record) -> Record:
+        return {**base, "kind": self.kind, **self.as_dict()}
+
+
+Output = CamOutput | FeatureOutput | EvalOutput | ObjectOutput  # what one manifest record is about
 
 
 @dataclass

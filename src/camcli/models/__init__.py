@@ -26,7 +26,7 @@ from .base import LoadedModel, preprocess
 from .bundled import load_bundled
 from .checkpoints import load_checkpoint_model
 from .labels import imagenet_categories, read_labels
-from .zoo import ModelEntry, load_torchvision, model_catalog, torchvision_names
+from .zoo import ModelEntry, load_torchvision, model_catalog, object_names, torchvision_names
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".pt2", ".onnx")
 
@@ -79,7 +79,8 @@ def folder_model(spec: str) -> Path | None:
     """The Hugging Face ``save_pretrained`` folder ``--model`` names, if any (a folder with a model's name,
     ``resnet18/``, is taken for the model unless written as a path: ``./resnet18``)."""
     spec = spec.strip()
-    if os.sep not in spec and (model_key(spec) == BUNDLED or model_key(spec) in torchvision_names()):
+    known = model_key(spec) == BUNDLED or model_key(spec) in torchvision_names() or model_key(spec) in object_names()
+    if os.sep not in spec and known:
         return None
     return hf_models.pretrained_folder(spec)
 
@@ -90,10 +91,12 @@ def _load_named(spec: str, weights: str | None) -> LoadedModel:
         if weights not in (None, "default"):
             raise UsageError(f"{BUNDLED} has one set of weights; drop --weights")
         model = load_bundled()
+    elif key in object_names():
+        model = load_torchvision(key, weights, object_names()[key])
     else:
         names = torchvision_names()
         if key not in names:
-            close = difflib.get_close_matches(key, [BUNDLED, *names], n=3, cutoff=0.5)
+            close = difflib.get_close_matches(key, [BUNDLED, *names, *object_names()], n=3, cutoff=0.5)
             hint = f"; closest: {', '.join(close)}" if close else ""
             raise ModelError(
                 f"unknown model '{spec}'{hint} (see: camcli models); also: timm:NAME, hf:ORG/NAME, a checkpoint file"

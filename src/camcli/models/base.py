@@ -64,6 +64,7 @@ class LoadedModel:
     weights: str = "checkpoint"
     prefix_tokens: int | None = None  # class/distillation/register tokens before a token grid, when the model says
     interpolation: str = "bilinear"  # how the picture is resized to the input size (Pillow's filter names)
+    task: str = "classification"  # or detection, segmentation (torchvision's detectors and segmenters)
 
     def __post_init__(self) -> None:
         if self.prefix_tokens is None:
@@ -101,7 +102,10 @@ def declared_prefix_tokens(module: nn.Module) -> int | None:
 
 
 def preprocess(image: Image.Image, model: LoadedModel) -> torch.Tensor:
-    """The whole picture resized to the model's input size (no crop, so maps line up with it), normalized."""
+    """The whole picture resized to the model's input size (no crop, so maps line up with it), normalized. A
+    detector gets the picture as it is, in [0, 1]: its own transform resizes and normalizes it."""
+    if model.task == "detection":
+        return torch.from_numpy(np.array(image.convert("RGB"), dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
     h, w = model.input_size
     resample = getattr(Image.Resampling, model.interpolation.upper(), Image.Resampling.BILINEAR)
     resized = image.resize((w, h), resample)

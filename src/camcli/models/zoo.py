@@ -34,6 +34,15 @@ def torchvision_names() -> list[str]:
     return sorted(torchvision.models.list_models(module=torchvision.models), key=natural_key)
 
 
+def object_names() -> dict[str, str]:
+    """torchvision's detectors and segmenters: name → task (``detection``, ``segmentation``)."""
+    from torchvision.models import detection, list_models, segmentation
+
+    found = {n: "detection" for n in list_models(module=detection)}
+    found.update({n: "segmentation" for n in list_models(module=segmentation)})
+    return dict(sorted(found.items(), key=lambda kv: natural_key(kv[0])))
+
+
 @dataclass
 class ModelEntry:
     """One line of ``camcli models``: a name, its default weights, and whether it runs without a network."""
@@ -89,8 +98,10 @@ def _ensure_weights_file(name: str, weights: object) -> None:
         socket.setdefaulttimeout(previous)
 
 
-def load_torchvision(name: str, weights: str | None) -> LoadedModel:
-    """A torchvision classification model; ``weights``: None/'default', 'none', or an enum member name."""
+def load_torchvision(name: str, weights: str | None, task: str = "classification") -> LoadedModel:
+    """A torchvision classification, detection or segmentation model; ``weights``: None/'default', 'none', or an
+    enum member name. A detector or segmenter built without weights gets no backbone weights either (nothing
+    downloads)."""
     import torchvision
     from torchvision.models import get_model, get_model_weights
 
@@ -116,13 +127,16 @@ def load_torchvision(name: str, weights: str | None) -> LoadedModel:
     meta_source = chosen if chosen is not None else (enum.DEFAULT if enum is not None else None)
     if chosen is not None:
         _ensure_weights_file(name, chosen)
+    extra = {} if task == "classification" else {"weights_backbone": None}
     try:
-        module = get_model(name, weights=chosen, progress=False)
+        module = get_model(name, weights=chosen, progress=False, **extra)
     except (RuntimeError, OSError) as e:
         raise ModelError(f"cannot build {name} with weights {spec}: {e}") from None
     module.eval()
 
     size, mean, std = weights_preprocessing(meta_source)
+    if task != "classification":
+        return _object_model(name, module, meta_source, chosen, task, mean, std)
     built_for = getattr(module, "image_size", None)  # a ViT takes one input size: the one it was built for
     if chosen is None and isinstance(built_for, int):
         size = (built_for, built_for)
@@ -179,3 +193,38 @@ def _output_features(module: nn.Module) -> int | None:
         elif isinstance(m, nn.Conv2d):
             last = m.out_channels if last is None else last
     return last
+
+
+def _object_model(
+    name: str, module: nn.Module, meta: object | None, chosen: object | None, task: str, mean: tuple, std: tuple
+) -> LoadedModel:
+    """A detector (fed the picture as it is: its transform resizes and normalizes) or a segmenter (the whole
+    picture resized to the weights' 520 × 520, normalized)."""
+    import torchvision
+
+    categories = list(meta.meta.get("categories") or []) if meta is not None else []  # type: ignore[attr-defined]
+    if task == "detection":
+        side = int(getattr(module.transform, "min_size", (800,))[0])
+        size = (side, side)  # the layer table's input; the model resizes every picture itself
+    else:
+        tf = meta.transforms() if meta is not None else None  # type: ignore[attr-defined]
+        side = int((getattr(tf, "resize_size", None) or [520])[0])
+        size = (side, side)
+
+    def builder() -> nn.Module:
+        extra = {"weights_backbone": None}
+        return torchvision.models.get_model(name, weights=None, **extra)
+
+    return LoadedModel(
+        name,
+        module,
+        size,
+        mean,
+        std,
+        categories or placeholder_names(91 if task == "detection" else 21),
+        builder,
+        None,
+        layer_key=arch_key(name, None),
+        weights=chosen.name if chosen is not None else "random",  # type: ignore[attr-defined]
+        task=task,
+    )

@@ -1,0 +1,259 @@
+"""Grad-CAM-family maps for object detectors and segmentation models (torchvision's families).
+
+Detection: one forward pass on the picture; the model's own transform resizes it (R-CNN keeping its aspect,
+SSD squashing) and pads it to a batch; its post-NMS detections are the targets. Each object's scalar is its own
+score, gathered from the output and differentiable, so one gradient per object (``torch.autograd.grad`` on the
+captured feature maps of every level) gives its map. Each level's map is drawn on the padded input, cropped to
+the resized picture and resized to the original picture, so it lines up with it exactly; the levels are fused
+like several ``--layer``s (mean of the normalised maps, normalised again).
+
+Segmentation: the score of class ``c`` is the sum of its logits (``out``, not ``aux``) over a mask: the pixels
+predicted as ``c`` by default, or the user's mask or region.
+
+Methods: those that weigh channels by gradients (gradcam, gradcam++, xgradcam, hirescam, layercam) and
+eigencam. Score-CAM and CAM need a classifier's scores or head and are refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..engine.hooks import capture, eval_mode
+from ..engine.layers import resolve
+from ..engine.layouts import to_grid
+from ..errors import LayerError, UsageError
+from ..options import Layout
+from .base import CamMethod, Context, normalize
+
+OBJECT_METHODS = ("gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam")
+Box = tuple[float, float, float, float]
+
+
+@dataclass
+class ObjectQuery:
+    """Which objects to explain."""
+
+    labels: set[int] | None = None  # None: every label
+    min_score: float = 0.5  # detections
+    max_objects: int = 10
+    box: Box | None = None  # detections: the one matching this box (IoU ≥ iou, and label when given)
+    iou: float = 0.5
+    mask: torch.Tensor | None = None  # segmentation: (H, W) bool at the model input's size
+    region: Box | None = None  # segmentation: a box, in original picture pixels
+
+
+@dataclass
+class ObjectMap:
+    """One explained target: what it is, its status, and a map per method at the original picture's size."""
+
+    label: int
+    status: str  # ok, no_detection, no_match, empty_mask
+    score: float | None = None
+    box: Box | None = None  # detections, in original picture pixels
+    iou: float | None = None  # with --box
+    mask_pixels: int | None = None  # segmentation
+    maps: dict[str, torch.Tensor] = field(default_factory=dict)  # method → (H, W) in [0, 1]
+    mask: torch.Tensor | None = None  # segmentation: (H, W) bool at the original size
+
+
+@dataclass
+class Detections:
+    """Every detection of the picture (for drawing) and the explained objects."""
+
+    boxes: torch.Tensor  # (N, 4) original pixels
+    labels: torch.Tensor  # (N,)
+    scores: torch.Tensor  # (N,)
+    objects: list[ObjectMap]
+
+
+def check_methods(methods: Sequence[CamMethod]) -> None:
+    bad = [m.name for m in methods if m.name not in OBJECT_METHODS]
+    if bad:
+        raise UsageError(
+            f"--method {bad[0]} needs a classifier's scores or head; on detectors and segmenters use "
+            f"{', '.join(OBJECT_METHODS)}"
+        )
+
+
+def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of boxes (N, 4) and (M, 4) in x1, y1, x2, y2 → (N, M)."""
+    lt = torch.max(a[:, None, :2], b[None, :, :2])
+    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area = lambda t: (t[:, 2:] - t[:, :2]).clamp(min=0).prod(-1)  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None, :] - inter).clamp(min=1e-9)
+
+
+def _level_maps(
+    model: nn.Module,
+    x: torch.Tensor,
+    layers: Sequence[str],
+    acts: Sequence[torch.Tensor],
+    grads: Sequence[torch.Tensor | None],
+    methods: Sequence[CamMethod],
+    layouts: Mapping[str, Layout | None],
+    label: int,
+) -> dict[str, list[torch.Tensor]]:
+    """method → one (h, w) map per level, each normalised, at the level's resolution."""
+    out: dict[str, list[torch.Tensor]] = {m.name: [] for m in methods}
+    size = (int(x.shape[-2]), int(x.shape[-1]))
+    for name, a, g in zip(layers, acts, grads, strict=True):
+        grid = to_grid(a.detach(), layouts.get(name), size, "Conv2d").float()
+        grad = to_grid(g, layouts.get(name), size, "Conv2d").float() if g is not None else torch.zeros_like(grid)
+        ctx = Context(model, x, name, torch.tensor([label]))
+        for m in methods:
+            out[m.name].append(normalize(m.raw_map(grid, grad, ctx))[0])
+    return out
+
+
+def _fuse(levels: list[torch.Tensor], padded: tuple[int, int], valid: tuple[int, int], size: tuple[int, int]):
+    """Each level's map drawn on the padded input, cropped to the resized picture (``valid``), resized to the
+    original ``size``; the mean, normalised."""
+    up = []
+    for m in levels:
+        full = F.interpolate(m[None, None], size=padded, mode="bilinear", align_corners=False)
+        crop = full[..., : valid[0], : valid[1]]
+        up.append(F.interpolate(crop, size=size, mode="bilinear", align_corners=False)[0, 0])
+    return normalize(torch.stack(up).mean(0)).clamp_(0, 1)
+
+
+def explain_detections(
+    model: nn.Module,
+    image: torch.Tensor,
+    layers: Sequence[str],
+    methods: Sequence[CamMethod],
+    query: ObjectQuery,
+    layouts: Mapping[str, Layout | None] | None = None,
+) -> Detections:
+    """Maps for the detections of one picture ``image`` ((3, H, W) in [0, 1], on the model's device)."""
+    check_methods(methods)
+    modules = {n: resolve(model, n) for n in layers}
+    geometry: dict[str, tuple[int, int]] = {}
+
+    def on_transform(_m: nn.Module, _i: object, out: object) -> None:
+        batch = out[0]  # type: ignore[index]
+        geometry["padded"] = tuple(int(v) for v in batch.tensors.shape[-2:])  # type: ignore[assignment]
+        geometry["valid"] = tuple(int(v) for v in batch.image_sizes[0])  # type: ignore[assignment]
+
+    handle = model.transform.register_forward_hook(on_transform)  # type: ignore[union-attr]
+    try:
+        with eval_mode(model), capture(model, modules, grad=True) as cap:
+            with torch.no_grad():
+                out = model([image])[0]
+            acts = cap.require(list(layers))
+            scores, boxes, labels = out["scores"], out["boxes"].detach(), out["labels"].detach()
+            chosen, objects = _choose(boxes, labels, scores.detach(), query)
+            size = (int(image.shape[-2]), int(image.shape[-1]))
+            pseudo = torch.zeros(1, 3, *geometry["padded"], device=image.device)
+            for k, (idx, obj) in enumerate(chosen):
+                if not scores.requires_grad:
+                    raise LayerError(f"the detections' scores do not depend on layer '{layers[0]}'")
+                grads = torch.autograd.grad(scores[idx], acts, retain_graph=k < len(chosen) - 1, allow_unused=True)
+                with torch.no_grad():
+                    levels = _level_maps(model, pseudo, layers, acts, grads, methods, layouts or {}, obj.label)
+                    obj.maps = {
+                        name: _fuse(v, geometry["padded"], geometry["valid"], size).cpu() for name, v in levels.items()
+                    }
+    finally:
+        handle.remove()
+    return Detections(boxes.cpu(), labels.cpu(), scores.detach().cpu(), objects)
+
+
+def _choose(
+    boxes: torch.Tensor, labels: torch.Tensor, scores: torch.Tensor, q: ObjectQuery
+) -> tuple[list[tuple[int, ObjectMap]], list[ObjectMap]]:
+    """[(index in the output, its record)] to explain, and every record (with those that found nothing)."""
+    wanted = [q.labels is None or int(labels[i]) in q.labels for i in range(len(scores))]
+    keep = [i for i in range(len(scores)) if float(scores[i]) >= q.min_score and wanted[i]]
+    first = next(iter(q.labels)) if q.labels else -1
+    if q.box is not None:
+        if not keep:
+            return [], [ObjectMap(first, "no_match", box=q.box)]
+        ious = box_iou(torch.tensor([q.box], dtype=boxes.dtype), boxes[keep])[0]
+        best = int(ious.argmax())
+        if float(ious[best]) < q.iou:
+            return [], [ObjectMap(first, "no_match", box=q.box, iou=round(float(ious[best]), 4))]
+        keep, matched = [keep[best]], round(float(ious[best]), 4)
+    else:
+        matched = None
+        keep = sorted(keep, key=lambda i: -float(scores[i]))[: q.max_objects]
+        if not keep:
+            return [], [ObjectMap(first, "no_detection")]
+    chosen = []
+    for i in keep:
+        box = tuple(round(float(v), 2) for v in boxes[i])
+        obj = ObjectMap(int(labels[i]), "ok", round(float(scores[i]), 6), box, matched)  # type: ignore[arg-type]
+        chosen.append((i, obj))
+    return chosen, [o for _, o in chosen]
+
+
+def explain_segmentation(
+    model: nn.Module,
+    x: torch.Tensor,
+    layers: Sequence[str],
+    methods: Sequence[CamMethod],
+    query: ObjectQuery,
+    size: tuple[int, int],
+    layouts: Mapping[str, Layout | None] | None = None,
+) -> tuple[torch.Tensor, list[ObjectMap]]:
+    """(predicted classes (H, W) at the original ``size``, one map per class) for one preprocessed picture
+    ``x`` (1, 3, h, w)."""
+    check_methods(methods)
+    modules = {n: resolve(model, n) for n in layers}
+    with eval_mode(model), capture(model, modules, grad=True) as cap:
+        with torch.no_grad():
+            output = model(x)
+        logits = output["out"] if isinstance(output, Mapping) else output
+        acts = cap.require(list(layers))
+        pred = logits.detach().argmax(1)[0]
+        h, w = pred.shape
+        region = _region_mask(query, (h, w), size, x.device)
+        if query.labels is not None:
+            wanted = sorted(query.labels)
+        else:
+            counts = torch.bincount(pred[region].flatten(), minlength=logits.shape[1])
+            counts[0] = 0  # background
+            wanted = [int(c) for c in counts.argsort(descending=True) if counts[c] > 0][: query.max_objects]
+        objects = []
+        for k, c in enumerate(wanted):
+            mask = (pred == c) if query.mask is None and query.region is None else region  # the user's own region
+            pixels = int(mask.sum())
+            obj = ObjectMap(c, "ok" if pixels else "empty_mask", mask_pixels=pixels)
+            obj.mask = _resize_mask(mask, size)
+            objects.append(obj)
+            if not pixels:
+                continue
+            score = (logits[0, c] * mask).sum()
+            obj.score = round(float(score.detach()), 6)
+            if not score.requires_grad:
+                raise LayerError(f"the class scores do not depend on layer '{layers[0]}'")
+            grads = torch.autograd.grad(score, acts, retain_graph=k < len(wanted) - 1, allow_unused=True)
+            with torch.no_grad():
+                levels = _level_maps(model, x, layers, acts, grads, methods, layouts or {}, c)
+                obj.maps = {name: _fuse(v, (h, w), (h, w), size).cpu() for name, v in levels.items()}
+    return _resize_mask(pred, size).cpu(), objects
+
+
+def _region_mask(q: ObjectQuery, shape: tuple[int, int], size: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """The pixels of the model's output that count: ``--mask`` (at the input's size), ``--region`` (a box in
+    original pixels), or all."""
+    if q.mask is not None:
+        m = q.mask.to(device).float()[None, None]
+        return F.interpolate(m, size=shape, mode="nearest")[0, 0] > 0.5
+    out = torch.ones(shape, dtype=torch.bool, device=device)
+    if q.region is not None:
+        x1, y1, x2, y2 = q.region
+        sy, sx = shape[0] / size[0], shape[1] / size[1]
+        out[:] = False
+        top, left = int(y1 * sy), int(x1 * sx)
+        out[top : max(top + 1, round(y2 * sy)), left : max(left + 1, round(x2 * sx))] = True
+    return out
+
+
+def _resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(mask[None, None].float(), size=size, mode="nearest")[0, 0].to(mask.dtype)
