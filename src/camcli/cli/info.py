@@ -154,7 +154,8 @@ def layers(
         import json
 
         from ..caches import remember_layer_names
-        from ..engine.layers import default_layer, hookable, trace
+        from ..engine.layers import hookable, trace
+        from ..jobs.objects import default_layers
         from ..models import folder_model, is_bundled, load_spec, looks_like_path
         from ..options import ModelSpec
         from . import console
@@ -173,7 +174,7 @@ def layers(
             loaded.prefix_tokens,
             loaded.task != "detection",
         )
-        chosen = default_layer(infos, loaded.default_layer)
+        chosen = default_layers(loaded, infos)
         remember_layer_names(spec.model, [i.name for i in hookable(infos)])
         shown = [i for i in infos if i.spatial or i.problem] if spatial else infos
         if json_out:
@@ -186,14 +187,14 @@ def layers(
                     "spatial": i.spatial,
                     "layout": str(i.layout) if i.layout else None,
                     **({"layout_problem": i.problem} if i.problem else {}),
-                    "default": i.name == chosen,
+                    "default": i.name in chosen,
                 }
                 sys.stdout.write(json.dumps(rec) + "\n")
             return
         calls = any(i.calls != 1 for i in shown)  # a column only when some layer runs more than once (or never)
         rows = [
             (
-                ("* " if i.name == chosen else "  ") + i.name,  # not indented: the full name fits where it is copied
+                ("* " if i.name in chosen else "  ") + i.name,  # not indented: the full name fits where it is copied
                 i.type,
                 "×".join(map(str, i.shape)) if i.shape else ("(not run)" if i.calls == 0 else "-"),
                 str(i.layout) if i.layout else ("? --layout" if i.problem else ""),
@@ -203,7 +204,7 @@ def layers(
         ]
         console.table(
             f"{loaded.name}: layers for a 1×3×{loaded.input_size[0]}×{loaded.input_size[1]} input "
-            f"(* = default layer: {chosen})",
+            f"(* = default layer{'s' if len(chosen) > 1 else ''}: {', '.join(chosen)})",
             ["layer", "type", "output shape", "layout", *(["calls"] if calls else [])],
             rows,
             stdout=True,

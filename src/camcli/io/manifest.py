@@ -32,7 +32,7 @@ from .outputs import atomic_write_bytes
 #: the fields that identify a record (each job's records set the ones that apply to it): a record with the same
 #: values later in the ledger (or in a later part) replaces an earlier one
 # what one record is about: runs with other settings into one folder write other files, so their records differ
-RECORD_KEY = ("input", "kind", "model", "method", "layer", "class_index", "settings")
+RECORD_KEY = ("input", "kind", "model", "method", "layer", "class_index", "target", "settings")  # target: an object
 LOCK_NAME = ".camcli.lock"
 
 try:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from .. import render
 from ..engine.heads import head_inputs
-from ..engine.layers import LayerInfo, choose_layers
+from ..engine.layers import LayerInfo, choose_layers, default_layer
 from ..engine.targets import resolve_targets
 from ..errors import InputError, UsageError
 from ..io.inputs import InputFile
@@ -73,11 +73,7 @@ class ObjectJob(Job[Objects]):
         m, o = self.model, self.options
         if o.layers:
             return choose_layers(m.module, infos, o.layers, None, m.name, None, m.input_size)
-        side = 224
-        if self.model.task == "detection":
-            layers = head_inputs(m.module, lambda: m.module([torch.zeros(3, side, side)]))
-        else:
-            layers = head_inputs(m.module, lambda: m.module(torch.zeros(1, 3, side, side)), SEGMENT_KEYS)
+        layers = default_layers(m, infos)
         if not layers:
             raise UsageError(f"cannot find the feature maps {m.name}'s head reads; pick layers with --layer")
         return layers, True
@@ -299,3 +295,14 @@ def cam_job(options: CamOptions, model: LoadedModel | None = None) -> Job[Any]:
     if loaded.task in ("detection", "segmentation"):
         return ObjectJob(options, loaded)
     return CamJob(options, loaded)
+
+
+def default_layers(model: LoadedModel, infos: list[LayerInfo]) -> list[str]:
+    """The layers a run takes without ``--layer``: a classifier's default layer; for detectors and segmenters the
+    feature maps their head reads (what ``camcli layers`` marks)."""
+    if model.task == "classification":
+        return [default_layer(infos, model.default_layer)]
+    m, side = model.module, 224
+    if model.task == "detection":
+        return head_inputs(m, lambda: m([torch.zeros(3, side, side)]))
+    return head_inputs(m, lambda: m(torch.zeros(1, 3, side, side)), SEGMENT_KEYS)

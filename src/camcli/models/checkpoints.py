@@ -246,21 +246,23 @@ def _declared(info: CheckpointInfo) -> CheckpointInfo | None:
     ``train.py`` timm's), when its weights fit it: torchvision's first, then timm's."""
     name = str(info.declared_arch).strip()
     key = name.lower().replace("-", "_")
+    tried: list[tuple[str, dict[str, tuple[int, ...]]]] = []
     if key in available_models():
-        arch, sig = key, signature(key)
-    elif has_extra("timm"):
+        tried.append((key, signature(key)))
+    if has_extra("timm"):  # timm has names of torchvision's too (efficientnet_b0) with other keys
         try:
-            name = timm_models.check_name(name)
+            found = timm_models.check_name(name)
+            model = timm_models.build(found, 1000, meta=True)
+            tried.append((timm_models.PREFIX + found, {k: tuple(v.shape) for k, v in model.state_dict().items()}))
         except UsageError:
-            return None
-        arch = timm_models.PREFIX + name
-        sig = {k: tuple(v.shape) for k, v in timm_models.build(name, 1000, meta=True).state_dict().items()}
-    else:
+            pass
+    fits = [(arch, match_arch(info.state_dict, sig)) for arch, sig in tried]
+    good = [(arch, num) for arch, (ok, num, _) in fits if ok]
+    if not good:
+        if fits:
+            info.notes.append(f"names architecture '{name}' but does not fit it: {fits[0][1][2]}")
         return None
-    ok, num, why = match_arch(info.state_dict, sig)
-    if not ok:
-        info.notes.append(f"names architecture '{name}' but does not fit it: {why}")
-        return None
+    (arch, num) = good[0]
     info.arch, info.num_classes = arch, num
     info.candidates = [info.arch]
     info.notes.append(f"architecture named in the file ('arch': {name})")

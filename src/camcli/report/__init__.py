@@ -143,6 +143,8 @@ def _entries(out: Path, records: list[dict[str, Any]], missing: list[str]) -> li
             rec["input"],
             {"input": rec["input"], "status": "ok", "error": None, "top": [], "maps": [], "grids": [], "metrics": []},
         )
+        if rec.get("status") in ("no_detection", "no_match", "empty_mask"):  # a detector's answer, not a failure
+            continue
         if rec.get("status") != "ok":
             e["status"], e["error"] = "error", str(rec.get("error") or "failed")
             continue
@@ -169,11 +171,13 @@ def _entries(out: Path, records: list[dict[str, Any]], missing: list[str]) -> li
                 for t in rec["top_k"]
                 if isinstance(t, dict)
             ]
-        base = {
+        given_target = rec.get("target")
+        target: dict[str, Any] = given_target if isinstance(given_target, dict) else {}
+        base = {  # an object of a detector or segmenter: its label, and its score as the detector gave it
             "method": str(rec.get("method") or ""),
-            "class_index": rec.get("class_index"),
-            "class_name": str(rec.get("class_name") or ""),
-            "probability": _prob(rec.get("probability")),
+            "class_index": rec.get("class_index", target.get("label")),
+            "class_name": str(rec.get("class_name") or target.get("label_name") or ""),
+            "probability": _prob(rec.get("probability", target.get("score") if kind == "detection" else 0.0)),
         }
         overlay = _rel(out, outputs.get("overlay"))
         if overlay is None and isinstance(outputs.get("overlay"), str):
