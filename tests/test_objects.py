@@ -251,3 +251,31 @@ def test_layers_of_a_detector_are_listed():
     assert res.exit_code == 0, res.output
     names = [json.loads(line)["name"] for line in res.stdout.splitlines()]
     assert "backbone.fpn.layer_blocks.0" in names
+
+
+def test_detector_and_segmenter_checkpoints_are_identified_with_their_class_count(tmp_path):
+    import torchvision
+
+    from camcli.errors import CheckpointError
+
+    torch.manual_seed(0)
+    seg = torchvision.models.get_model(
+        "deeplabv3_mobilenet_v3_large", weights=None, weights_backbone=None, num_classes=6, aux_loss=True
+    )
+    torch.save({"model": seg.state_dict(), "epoch": 3}, tmp_path / "seg.pth")  # a training loop's checkpoint
+    loaded = load_model(str(tmp_path / "seg.pth"))
+    assert (loaded.task, loaded.num_classes, loaded.input_size) == ("segmentation", 6, (520, 520))
+    det = torchvision.models.get_model(
+        "fasterrcnn_mobilenet_v3_large_320_fpn", weights=None, weights_backbone=None, num_classes=4
+    )
+    torch.save(det.state_dict(), tmp_path / "det.pt")
+    # the 320 and full-size variants have the same weights (only their input size differs): both are named
+    with pytest.raises(CheckpointError, match="fasterrcnn_mobilenet_v3_large_fpn") as err:
+        load_model(str(tmp_path / "det.pt"))
+    assert "--arch fasterrcnn_mobilenet_v3_large_320_fpn" in str(err.value)
+    loaded = load_model(str(tmp_path / "det.pt"), arch="fasterrcnn_mobilenet_v3_large_320_fpn")
+    assert (loaded.task, loaded.num_classes) == ("detection", 4)
+    x = [torch.rand(3, 120, 160)]
+    det.eval()
+    with torch.no_grad():
+        assert torch.equal(det(x)[0]["scores"], loaded.module(x)[0]["scores"])

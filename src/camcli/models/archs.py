@@ -30,7 +30,7 @@ def available_models() -> list[str]:
     return [BUNDLED, *torchvision_names()]
 
 
-class _MetaParams(TorchFunctionMode):
+class MetaParams(TorchFunctionMode):
     """Create parameters and buffers on the meta device, leave other tensor math alone (regnet computes
     its widths with tensors at build time, which a plain ``torch.device('meta')`` context breaks)."""
 
@@ -65,7 +65,7 @@ def build_arch(name: str, num_classes: int | None = None, meta: bool = False) ->
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if meta:
-            with _MetaParams():
+            with MetaParams():
                 return builder()
         return builder()
 

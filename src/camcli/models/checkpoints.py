@@ -26,7 +26,8 @@ from .base import LoadedModel, arch_key
 from .custom import build_custom, explain_unpickling, import_path, is_custom_arch
 from .families import family_hint, has_extra
 from .labels import imagenet_categories, placeholder_names, read_labels
-from .zoo import preferred_layer
+from .object_archs import identify_objects, load_object
+from .zoo import object_names, preferred_layer
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "module", "network", "weights", "params")
 EMA_KEYS = ("model_ema", "state_dict_ema", "ema_state_dict", "ema", "ema_model", "ema_state")
@@ -207,6 +208,12 @@ def inspect_checkpoint(
         if is_custom_arch(key):
             info.built = build_custom(key, arch_args, code_path)
             sig = {k: tuple(v.shape) for k, v in info.built.state_dict().items()}
+        elif key in object_names():  # a detector or segmenter: its heads may have any class count
+            found = identify_objects(info.state_dict, only=key)
+            info.arch, info.num_classes, info.candidates = key, found[0][1] if found else None, [key]
+            if not found:
+                info.notes.append(f"does not match {key} with any class count")
+            return info
         elif key.startswith(timm_models.PREFIX):
             name = timm_models.check_name(arch.strip()[len(timm_models.PREFIX) :])
             key = timm_models.PREFIX + name
@@ -229,6 +236,8 @@ def inspect_checkpoint(
         if declared is not None:
             return declared
     hits, miss = identify(info.state_dict)
+    if not hits and any(k.startswith("backbone.") for k in info.state_dict):  # torchvision detectors, segmenters
+        hits = list(identify_objects(info.state_dict))
     if not hits and has_extra("timm"):
         hits, considered = timm_models.identify(info.state_dict)
         if considered:
@@ -311,6 +320,12 @@ def load_checkpoint_model(
         raise CheckpointError(f"{path}: {info.notes[-1] if info.notes else 'unknown architecture'}")
     num, arch_name = info.num_classes, info.arch
     timm_name = arch_name[len(timm_models.PREFIX) :] if arch_name.startswith(timm_models.PREFIX) else None
+    if arch_name in object_names():
+        loaded = load_object(path, info.state_dict, arch_name, info.num_classes)
+        loaded.notes = describe(info)
+        if labels:
+            loaded.categories = read_labels(labels, info.num_classes)
+        return loaded
     builder: Callable[[], nn.Module] | None
     if info.built is not None:
         module, builder = info.built, None

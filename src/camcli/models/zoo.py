@@ -136,7 +136,7 @@ def load_torchvision(name: str, weights: str | None, task: str = "classification
 
     size, mean, std = weights_preprocessing(meta_source)
     if task != "classification":
-        return _object_model(name, module, meta_source, chosen, task, mean, std)
+        return object_model(name, module.eval(), meta_source, chosen.name if chosen is not None else "random")
     built_for = getattr(module, "image_size", None)  # a ViT takes one input size: the one it was built for
     if chosen is None and isinstance(built_for, int):
         size = (built_for, built_for)
@@ -195,14 +195,18 @@ def _output_features(module: nn.Module) -> int | None:
     return last
 
 
-def _object_model(
-    name: str, module: nn.Module, meta: object | None, chosen: object | None, task: str, mean: tuple, std: tuple
-) -> LoadedModel:
+def object_model(name: str, module: nn.Module, meta: object | None, weights: str) -> LoadedModel:
     """A detector (fed the picture as it is: its transform resizes and normalizes) or a segmenter (the whole
-    picture resized to the weights' 520 × 520, normalized)."""
+    picture resized to the weights' 520 × 520, normalized); ``meta``: a weights entry of the architecture (class
+    names when the class count is theirs, preprocessing)."""
     import torchvision
 
+    task = object_names()[name]
+    _, mean, std = weights_preprocessing(meta)
     categories = list(meta.meta.get("categories") or []) if meta is not None else []  # type: ignore[attr-defined]
+    num = _object_classes(module)
+    if num is not None and num != len(categories):
+        categories = placeholder_names(num)
     if task == "detection":
         side = int(getattr(module.transform, "min_size", (800,))[0])
         size = (side, side)  # the layer table's input; the model resizes every picture itself
@@ -212,7 +216,7 @@ def _object_model(
         size = (side, side)
 
     def builder() -> nn.Module:
-        extra = {"weights_backbone": None}
+        extra = {"weights_backbone": None, **({"num_classes": num} if num is not None else {})}
         return torchvision.models.get_model(name, weights=None, **extra)
 
     return LoadedModel(
@@ -224,7 +228,23 @@ def _object_model(
         categories or placeholder_names(91 if task == "detection" else 21),
         builder,
         None,
-        layer_key=arch_key(name, None),
-        weights=chosen.name if chosen is not None else "random",  # type: ignore[attr-defined]
+        layer_key=arch_key(name, num),
+        weights=weights,
         task=task,
     )
+
+
+def _object_classes(module: nn.Module) -> int | None:
+    """A detector's or segmenter's class count, from its own attributes (None: not found)."""
+    predictor = getattr(getattr(module, "roi_heads", None), "box_predictor", None)
+    if predictor is not None:
+        return int(predictor.cls_score.out_features)
+    head = getattr(getattr(module, "head", None), "classification_head", None)
+    if head is not None:
+        return int(head.num_classes)
+    classifier = getattr(module, "classifier", None)
+    high = getattr(classifier, "high_classifier", None)  # LR-ASPP
+    if isinstance(high, nn.Conv2d):
+        return int(high.out_channels)
+    last = [m for m in classifier.modules() if isinstance(m, nn.Conv2d)] if isinstance(classifier, nn.Module) else []
+    return int(last[-1].out_channels) if last else None
