@@ -279,3 +279,53 @@ def test_detector_and_segmenter_checkpoints_are_identified_with_their_class_coun
     det.eval()
     with torch.no_grad():
         assert torch.equal(det(x)[0]["scores"], loaded.module(x)[0]["scores"])
+
+
+def test_scorecam_rescores_each_masked_picture_by_iou_not_by_index():
+    """Score-CAM on a detector: every masked run is matched to the object by IoU and label. The toy's masked
+    runs list a decoy first (another label, the same box) and the object second: an index match would score
+    the decoy."""
+
+    class TwoDetections(BoxDetector):
+        def forward(self, images):
+            (out,) = super().forward(images)
+            decoy = {k: torch.cat([v, v]) for k, v in out.items()}
+            decoy["labels"] = torch.tensor([2, 1])
+            decoy["scores"] = torch.cat([torch.zeros(1), out["scores"]])
+            return [decoy]
+
+    torch.manual_seed(0)
+    model = TwoDetections((40, 10, 60, 30)).eval()
+    picture = torch.rand(3, 100, 150)
+    query = ObjectQuery(labels={1}, min_score=0.0)
+    found = explain_detections(model, picture, ["backbone.body"], get_methods(["scorecam"]), query)
+    (obj,) = found.objects
+    assert obj.status == "ok" and obj.label == 1
+    cam = obj.maps["scorecam"]
+    assert cam.shape == (100, 150) and bool(torch.isfinite(cam).all()) and float(cam.max()) == 1.0
+    # the scorer itself: the object's score, not the decoy's (listed first, with the same box)
+    from camcli.methods.objects import DetectionScores
+
+    laid = torch.rand(1, 3, 64, 96)  # a picture as the transform lays it out (100 × 150 → 64 × 96)
+    scorer = DetectionScores(
+        model, laid, "backbone.body", torch.tensor([1]), box=(40.0, 10.0, 60.0, 30.0), valid=(64, 96), labels=3
+    )
+    got = scorer.scores(laid)
+    with torch.no_grad():
+        expected = torch.stack([model([p])[0]["scores"][1] for p in laid])
+    assert torch.allclose(got[:, 1], expected) and bool((got[:, 1] > 0).all()) and float(got[:, 2].abs().max()) == 0
+
+
+def test_scorecam_on_a_segmenter_scores_the_class_over_its_mask():
+    x = torch.rand(1, 3, 40, 60) + 0.1
+    _, objects = explain_segmentation(
+        ChannelSegmenter().eval(),
+        x,
+        ["backbone.body"],
+        get_methods(["scorecam", "hirescam"]),
+        ObjectQuery(labels={2}, region=(30.0, 20.0, 60.0, 40.0)),
+        (80, 120),
+    )
+    (obj,) = objects
+    cam = obj.maps["scorecam"]
+    assert cam.shape == (80, 120) and bool(torch.isfinite(cam).all()) and float(cam.max()) == 1.0

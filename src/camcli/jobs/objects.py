@@ -171,7 +171,9 @@ class ObjectJob(Job[Objects]):
         m, q = self.model.module, self.query
         size = (int(x.shape[-2]), int(x.shape[-1]))
         if self.task == "detection":
-            found = explain_detections(m, x[0].contiguous(), self.layers, self.methods, q, self.layouts)
+            found = explain_detections(
+                m, x[0].contiguous(), self.layers, self.methods, q, self.layouts, self.options.score_batch
+            )
             shown = [
                 (tuple(float(v) for v in b), int(lab), float(s))
                 for b, lab, s in zip(found.boxes, found.labels, found.scores, strict=True)
@@ -180,7 +182,8 @@ class ObjectJob(Job[Objects]):
             return [Objects(found.objects, shown, size)]
         out = []
         for i in range(x.shape[0]):
-            _, objects = explain_segmentation(m, x[i : i + 1], self.layers, self.methods, q, size, self.layouts)
+            batch = self.options.score_batch
+            _, objects = explain_segmentation(m, x[i : i + 1], self.layers, self.methods, q, size, self.layouts, batch)
             out.append(Objects(objects, [], size))
         return out
 

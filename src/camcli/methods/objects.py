@@ -10,27 +10,31 @@ like several ``--layer``s (mean of the normalised maps, normalised again).
 Segmentation: the score of class ``c`` is the sum of its logits (``out``, not ``aux``) over a mask: the pixels
 predicted as ``c`` by default, or the user's mask or region.
 
-Methods: those that weigh channels by gradients (gradcam, gradcam++, xgradcam, hirescam, layercam) and
-eigencam. Score-CAM and CAM need a classifier's scores or head and are refused.
+Methods: those that weigh channels by gradients (gradcam, gradcam++, xgradcam, hirescam, layercam), eigencam,
+and Score-CAM, whose masked pictures are scored by re-running the model: a detection's score is that of the
+detection in the masked run that overlaps the object's box with IoU ≥ ``--iou`` and has its label (0 when none
+does; never matched by its index), a segmented class's score is its logits summed over the same mask. CAM needs
+a classifier's head and is refused.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..engine.hooks import capture, eval_mode
+from ..engine.hooks import Captured, capture, eval_mode
 from ..engine.layers import resolve
 from ..engine.layouts import to_grid
 from ..errors import LayerError, UsageError
 from ..options import Layout
 from .base import CamMethod, Context, normalize
 
-OBJECT_METHODS = ("gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam")
+OBJECT_METHODS = ("gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam", "scorecam")
 Box = tuple[float, float, float, float]
 
 
@@ -89,26 +93,107 @@ def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / (area(a)[:, None] + area(b)[None, :] - inter).clamp(min=1e-9)
 
 
+@dataclass
+class DetectionScores(Context):
+    """Score-CAM's scorer for one detection: ``x`` is the picture as the model's transform laid it out (resized
+    to ``valid``, padded); each masked copy is cropped back to ``valid`` and run through the detector, and its
+    score is that of the detection overlapping ``box`` (in ``valid``'s pixels) with IoU ≥ ``iou`` and the same
+    label."""
+
+    box: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
+    iou: float = 0.5
+    valid: tuple[int, int] = (0, 0)
+    labels: int = 0
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = self.valid
+        label = int(self.classes[0])
+        pause = self.captured.paused() if self.captured is not None else nullcontext()
+        with torch.inference_mode(), eval_mode(self.model), pause:
+            outs = self.model([xi[:, :h, :w] for xi in x])
+        out = torch.zeros(len(outs), self.labels, device=x.device)
+        target = torch.tensor([self.box], dtype=torch.float32, device=x.device)
+        for i, o in enumerate(outs):
+            same = (o["labels"] == label).nonzero().flatten()
+            if same.numel():
+                ious = box_iou(target, o["boxes"][same].float())[0]
+                best = int(ious.argmax())
+                if float(ious[best]) >= self.iou:
+                    out[i, label] = o["scores"][same[best]]
+        return out
+
+
+@dataclass
+class MaskScores(Context):
+    """Score-CAM's scorer for one segmented class: each class's logits summed over ``mask``."""
+
+    mask: torch.Tensor | None = None
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        pause = self.captured.paused() if self.captured is not None else nullcontext()
+        with torch.inference_mode(), eval_mode(self.model), pause:
+            out = self.model(x)
+        logits = out["out"] if isinstance(out, Mapping) else out
+        return (logits * self.mask).sum((-2, -1)).float()  # (N, classes)
+
+
 def _level_maps(
-    model: nn.Module,
     x: torch.Tensor,
     layers: Sequence[str],
     acts: Sequence[torch.Tensor],
     grads: Sequence[torch.Tensor | None],
     methods: Sequence[CamMethod],
     layouts: Mapping[str, Layout | None],
-    label: int,
+    context: Callable[[str], Context],
 ) -> dict[str, list[torch.Tensor]]:
-    """method → one (h, w) map per level, each normalised, at the level's resolution."""
+    """method → one (h, w) map per level, each normalised, at the level's resolution (``context``: a layer's
+    :class:`Context`, whose ``scores`` Score-CAM calls)."""
     out: dict[str, list[torch.Tensor]] = {m.name: [] for m in methods}
     size = (int(x.shape[-2]), int(x.shape[-1]))
     for name, a, g in zip(layers, acts, grads, strict=True):
         grid = to_grid(a.detach(), layouts.get(name), size, "Conv2d").float()
         grad = to_grid(g, layouts.get(name), size, "Conv2d").float() if g is not None else torch.zeros_like(grid)
-        ctx = Context(model, x, name, torch.tensor([label]))
+        ctx = context(name)
         for m in methods:
             out[m.name].append(normalize(m.raw_map(grid, grad, ctx))[0])
     return out
+
+
+def _laid_out(image: torch.Tensor, valid: tuple[int, int], padded: tuple[int, int]) -> torch.Tensor:
+    """The picture as a detector's transform lays it out (resized to ``valid``, zero-padded to ``padded``),
+    unnormalised: what Score-CAM masks."""
+    resized = F.interpolate(image[None].float(), size=valid, mode="bilinear", align_corners=False)
+    return F.pad(resized, (0, padded[1] - valid[1], 0, padded[0] - valid[0]))
+
+
+def _detection_context(
+    model: nn.Module,
+    laid: torch.Tensor,
+    obj: ObjectMap,
+    query: ObjectQuery,
+    valid: tuple[int, int],
+    size: tuple[int, int],
+    count: int,
+    score_batch: int,
+    captured: Captured,
+) -> Callable[[str], Context]:
+    """A layer's :class:`DetectionScores` for ``obj`` (its box taken to the laid-out picture's pixels)."""
+    sy, sx = valid[0] / size[0], valid[1] / size[1]
+    box = tuple(float(v) * s for v, s in zip(obj.box or (0, 0, 0, 0), (sx, sy, sx, sy), strict=True))
+    labels = torch.tensor([obj.label])
+    return lambda name: DetectionScores(
+        model,
+        laid,
+        name,
+        labels,
+        score_batch,
+        {},
+        captured,
+        box=box,
+        iou=query.iou,
+        valid=valid,
+        labels=max(count, obj.label + 1),
+    )
 
 
 def _fuse(levels: list[torch.Tensor], padded: tuple[int, int], valid: tuple[int, int], size: tuple[int, int]):
@@ -129,6 +214,7 @@ def explain_detections(
     methods: Sequence[CamMethod],
     query: ObjectQuery,
     layouts: Mapping[str, Layout | None] | None = None,
+    score_batch: int = 32,
 ) -> Detections:
     """Maps for the detections of one picture ``image`` ((3, H, W) in [0, 1], on the model's device)."""
     check_methods(methods)
@@ -149,13 +235,19 @@ def explain_detections(
             scores, boxes, labels = out["scores"], out["boxes"].detach(), out["labels"].detach()
             chosen, objects = _choose(boxes, labels, scores.detach(), query)
             size = (int(image.shape[-2]), int(image.shape[-1]))
-            pseudo = torch.zeros(1, 3, *geometry["padded"], device=image.device)
+            laid = _laid_out(image, geometry["valid"], geometry["padded"])
+            need_grad = any(m.needs_grad for m in methods)
+            count = max([int(labels.max()) + 1] if len(labels) else [1])
             for k, (idx, obj) in enumerate(chosen):
-                if not scores.requires_grad:
-                    raise LayerError(f"the detections' scores do not depend on layer '{layers[0]}'")
-                grads = torch.autograd.grad(scores[idx], acts, retain_graph=k < len(chosen) - 1, allow_unused=True)
+                grads: Sequence[torch.Tensor | None] = [None] * len(acts)
+                if need_grad:
+                    if not scores.requires_grad:
+                        raise LayerError(f"the detections' scores do not depend on layer '{layers[0]}'")
+                    last = k == len(chosen) - 1
+                    grads = torch.autograd.grad(scores[idx], acts, retain_graph=not last, allow_unused=True)
+                context = _detection_context(model, laid, obj, query, geometry["valid"], size, count, score_batch, cap)
                 with torch.no_grad():
-                    levels = _level_maps(model, pseudo, layers, acts, grads, methods, layouts or {}, obj.label)
+                    levels = _level_maps(laid, layers, acts, grads, methods, layouts or {}, context)
                     obj.maps = {
                         name: _fuse(v, geometry["padded"], geometry["valid"], size).cpu() for name, v in levels.items()
                     }
@@ -200,6 +292,7 @@ def explain_segmentation(
     query: ObjectQuery,
     size: tuple[int, int],
     layouts: Mapping[str, Layout | None] | None = None,
+    score_batch: int = 32,
 ) -> tuple[torch.Tensor, list[ObjectMap]]:
     """(predicted classes (H, W) at the original ``size``, one map per class) for one preprocessed picture
     ``x`` (1, 3, h, w)."""
@@ -230,11 +323,17 @@ def explain_segmentation(
                 continue
             score = (logits[0, c] * mask).sum()
             obj.score = round(float(score.detach()), 6)
-            if not score.requires_grad:
-                raise LayerError(f"the class scores do not depend on layer '{layers[0]}'")
-            grads = torch.autograd.grad(score, acts, retain_graph=k < len(wanted) - 1, allow_unused=True)
+            grads: Sequence[torch.Tensor | None] = [None] * len(acts)
+            if any(m.needs_grad for m in methods):
+                if not score.requires_grad:
+                    raise LayerError(f"the class scores do not depend on layer '{layers[0]}'")
+                grads = torch.autograd.grad(score, acts, retain_graph=k < len(wanted) - 1, allow_unused=True)
+
+            def context(name: str, c: int = c, mask: torch.Tensor = mask) -> Context:
+                return MaskScores(model, x, name, torch.tensor([c]), score_batch, {}, cap, mask=mask.float())
+
             with torch.no_grad():
-                levels = _level_maps(model, x, layers, acts, grads, methods, layouts or {}, c)
+                levels = _level_maps(x, layers, acts, grads, methods, layouts or {}, context)
                 obj.maps = {name: _fuse(v, (h, w), (h, w), size).cpu() for name, v in levels.items()}
     return _resize_mask(pred, size).cpu(), objects
 
