@@ -239,7 +239,7 @@ def test_cli_detector_offline_and_options_that_do_not_apply(tmp_path, monkeypatc
     for args, says in [
         (["--model", "resnet18", "--weights", "none", "--box", "1,2,3,4"], "detectors and segmenters"),
         (["--model", "fcn_resnet50", "--weights", "none", "--box", "1,2,3,4"], "for detectors"),
-        (["--model", "ssdlite320_mobilenet_v3_large", "--weights", "none", "--method", "scorecam"], "eigencam"),
+        (["--model", "ssdlite320_mobilenet_v3_large", "--weights", "none", "--method", "cam"], "eigencam"),
         (["--model", "ssdlite320_mobilenet_v3_large", "--weights", "none", "--box", "5,5,1,1"], "x1 < x2"),
     ]:
         res = runner.invoke(app, ["gradcam", img, *args, "-o", str(tmp_path / "x")])
@@ -329,3 +329,25 @@ def test_scorecam_on_a_segmenter_scores_the_class_over_its_mask():
     (obj,) = objects
     cam = obj.maps["scorecam"]
     assert cam.shape == (80, 120) and bool(torch.isfinite(cam).all()) and float(cam.max()) == 1.0
+
+
+def test_box_and_region_are_in_the_pixels_of_the_picture_drawn(odd_picture, tmp_path):
+    """With --max-size the picture drawn on is smaller than the decode the model saw: --box, --region and the
+    records' boxes are all in the drawn picture's pixels (a box from a record matches itself)."""
+    loaded = random_detector("fasterrcnn_mobilenet_v3_large_320_fpn")
+    job, result = run(loaded, odd_picture, tmp_path, min_score=0.0, max_objects=1, max_size=100)
+    first = next(o for o in result.written if o.status == "ok")
+    box = ",".join(f"{v:g}" for v in first.target["box"])
+    _, again = run(loaded, odd_picture, tmp_path / "again", min_score=0.0, max_size=100, box=box)
+    assert [o.target.get("iou") for o in again.written if o.status == "ok"][0] == pytest.approx(
+        1.0, abs=5e-3
+    )  # boxes are recorded to 0.01 px
+    torch.manual_seed(0)
+    seg = load_model("lraspp_mobilenet_v3_large", "none")
+    seg.input_size = (96, 128)
+    job, result = run(seg, odd_picture, tmp_path / "seg", targets=["1"], region="116,0,233,151")
+    (rec, _) = job.records(result)
+    # the right half of the 233 × 151 picture, counted at the model's 96 × 128 output: about half its pixels
+    assert rec["target"]["mask_pixels"] == pytest.approx(96 * 128 / 2, rel=0.02)
+    _, nothing = run(seg, odd_picture, tmp_path / "none", region="0,0,1,1", mask=None, targets=[])
+    assert {o.status for o in nothing.written} <= {"ok", "empty_mask"} and nothing.written

@@ -62,12 +62,15 @@ class CamJob(Job[CamMaps]):
 
     def prepare_options(self) -> None:
         self.methods: list[CamMethod] = get_methods(self.options.methods or [DEFAULT_METHOD])
-        o = self.options
+        o, d = self.options, CamOptions()
         for flag, given in (
             ("--box", o.box),
             ("--mask", o.mask),
             ("--region", o.region),
             ("--norm-in-box", o.norm_in_box),
+            ("--min-score", o.min_score != d.min_score),
+            ("--max-objects", o.max_objects != d.max_objects),
+            ("--iou", o.iou != d.iou),
         ):
             if given:
                 raise UsageError(

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..engine.layers import LayerInfo
 from ..engine.targets import resolve_targets
-from ..errors import InputError
+from ..errors import InputError, UsageError
 from ..io.inputs import InputFile, input_key
 from ..io.manifest import manifest_name
 from ..methods import CamMethod, explain, get_methods, upsample_normalized
@@ -58,6 +58,10 @@ class EvaluateJob(Job[EvalScores]):
         self.percents = self.options.percents()
 
     def prepare_model(self, infos: list[LayerInfo]) -> None:
+        if self.model.task != "classification":
+            raise UsageError(
+                f"camcli evaluate measures classifiers' maps; {self.model.name} is a {self.model.task} model"
+            )
         self.targets = resolve_targets(self.options.targets, self.model.categories)
 
     def header(self) -> str:

@@ -80,6 +80,8 @@ class FeatureJob(Job[dict[str, LayerFeatures]]):
         return super().choose_layers(infos)
 
     def prepare_model(self, infos: list[LayerInfo]) -> None:
+        if self.model.task == "detection":
+            self.batch_size = 1  # pictures of their own sizes: a detector resizes each one itself
         if self.channels is None:
             return
         shapes = {i.name: i.shape for i in infos}

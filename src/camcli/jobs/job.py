@@ -39,6 +39,7 @@ class Job(ABC, Generic[C]):
     """
 
     label = "explaining"  # what the progress display calls the work
+    picture_sizes: tuple[tuple[int, int], ...] = ()  # (H, W) of the batch's pictures as drawn, set before compute
     manifest_stem = "manifest"  # the records go to OUT/manifest.jsonl
 
     def __init__(self, options: RunOptions, model: LoadedModel | None = None) -> None:

@@ -3,7 +3,7 @@ outline), a map of every object per image, and a record per object (see :mod:`ca
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from ..methods import get_methods, upsample
 from ..methods.base import normalize
 from ..methods.objects import ObjectMap, ObjectQuery, check_methods, explain_detections, explain_segmentation
 from ..models import LoadedModel, load_spec
-from ..options import DEFAULT_METHOD, CamOptions, parse_box
+from ..options import DEFAULT_METHOD, CamOptions, parse_box, parse_layout
 from .job import Job
 from .results import ImageResult, ObjectOutput, Record
 
@@ -72,7 +72,7 @@ class ObjectJob(Job[Objects]):
     def choose_layers(self, infos: list[LayerInfo]) -> tuple[list[str], bool]:
         m, o = self.model, self.options
         if o.layers:
-            return choose_layers(m.module, infos, o.layers, None, m.name, None, m.input_size)
+            return choose_layers(m.module, infos, o.layers, None, m.name, parse_layout(o.layout), m.input_size)
         layers = default_layers(m, infos)
         if not layers:
             raise UsageError(f"cannot find the feature maps {m.name}'s head reads; pick layers with --layer")
@@ -94,12 +94,17 @@ class ObjectJob(Job[Objects]):
             raise UsageError(
                 "--box and --norm-in-box are for detectors; on a segmentation model use --region or --mask"
             )
-        targets = resolve_targets(o.targets, self.model.categories)
+        else:
+            d = CamOptions()
+            if o.min_score != d.min_score or o.iou != d.iou:
+                raise UsageError("--min-score and --iou are for detectors; a segmentation model explains classes")
+        self.targets = targets = resolve_targets(o.targets, self.model.categories)
         mask = None
         if o.mask:
             try:
-                with Image.open(o.mask) as im:
-                    mask = torch.from_numpy(np.array(im.convert("L")) > 0)
+                with Image.open(o.mask) as im:  # opaque pixels when it has transparency, else non-zero ones
+                    plane = im.getchannel("A") if "A" in im.getbands() else im.convert("L")
+                    mask = torch.from_numpy(np.array(plane) > 0)
             except (OSError, ValueError) as e:
                 raise UsageError(f"--mask {o.mask}: cannot read it as a picture ({e})") from None
         self.query = ObjectQuery(
@@ -121,9 +126,10 @@ class ObjectJob(Job[Objects]):
     # ---------------------------------------------------------------------------------------- names
     def settings(self) -> dict[str, Any]:
         o = self.options
-        chosen = {"min_score": o.min_score, "max_objects": o.max_objects, "box": o.box, "iou": o.iou}
+        chosen: dict[str, Any] = {"min_score": o.min_score, "max_objects": o.max_objects, "box": o.box, "iou": o.iou}
         if self.task == "segmentation":
             chosen = {"max_objects": o.max_objects, "mask": o.mask, "region": o.region}
+        chosen["targets"] = list(self.targets)
         return {
             **super().settings(),
             **chosen,
@@ -138,6 +144,8 @@ class ObjectJob(Job[Objects]):
         out = super().named_settings()
         if not self.layer_chosen:
             out.append(("layer", "+".join(self.layers)))
+        if self.targets:
+            out.append(("target", "+".join(str(t) for t in self.targets)))
         for key, value, default in (
             ("min-score", o.min_score, d.min_score),
             ("max-objects", o.max_objects, d.max_objects),
@@ -145,7 +153,8 @@ class ObjectJob(Job[Objects]):
         ):
             if value != default:
                 out.append((key, f"{value:g}"))
-        for key, text in (("box", o.box), ("region", o.region), ("mask", Path(o.mask).stem if o.mask else None)):
+        mask = f"{Path(o.mask).stem}-{_digest(o.mask)}" if o.mask else None  # a/mask.png and b/mask.png differ
+        for key, text in (("box", o.box), ("region", o.region), ("mask", mask)):
             if text:
                 out.append((key, text))
         if o.norm_in_box:
@@ -170,7 +179,12 @@ class ObjectJob(Job[Objects]):
     def compute(self, x: torch.Tensor) -> list[Objects]:
         m, q = self.model.module, self.query
         size = (int(x.shape[-2]), int(x.shape[-1]))
+        pictures = self.picture_sizes if len(self.picture_sizes) == x.shape[0] else [size] * x.shape[0]
         if self.task == "detection":
+            if q.box is not None:  # --box is in the pixels of the picture as drawn; the model saw this decode
+                sy, sx = size[0] / pictures[0][0], size[1] / pictures[0][1]
+                x1, y1, x2, y2 = q.box
+                q = replace(q, box=(x1 * sx, y1 * sy, x2 * sx, y2 * sy))
             found = explain_detections(
                 m, x[0].contiguous(), self.layers, self.methods, q, self.layouts, self.options.score_batch
             )
@@ -181,10 +195,10 @@ class ObjectJob(Job[Objects]):
             ]
             return [Objects(found.objects, shown, size)]
         out = []
-        for i in range(x.shape[0]):
-            batch = self.options.score_batch
-            _, objects = explain_segmentation(m, x[i : i + 1], self.layers, self.methods, q, size, self.layouts, batch)
-            out.append(Objects(objects, [], size))
+        for i in range(x.shape[0]):  # maps at the picture's size, --region in its pixels
+            batch, drawn = self.options.score_batch, pictures[i]
+            _, objects = explain_segmentation(m, x[i : i + 1], self.layers, self.methods, q, drawn, self.layouts, batch)
+            out.append(Objects(objects, [], drawn))
         return out
 
     # ----------------------------------------------------------------------------------------- write
@@ -275,6 +289,12 @@ class ObjectJob(Job[Objects]):
             methods = "+".join(m.name for m in self.methods)
             return [{**base, "method": methods, "status": "error", "error": result.error}]
         return [o.record(base) for o in result.written if isinstance(o, ObjectOutput)]
+
+
+def _digest(path: str) -> str:
+    import hashlib
+
+    return hashlib.sha1(str(Path(path).expanduser().resolve()).encode()).hexdigest()[:6]
 
 
 def _inside(cam: torch.Tensor, box: tuple[float, ...]) -> torch.Tensor:

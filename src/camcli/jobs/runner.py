@@ -175,6 +175,8 @@ def _to_device(job: Job[C], tensors: Sequence[torch.Tensor]) -> torch.Tensor:
 def _compute_batch(job: Job[C], ready: list[Slot], writer: ThreadPoolExecutor) -> None:
     """Run the model on the decoded slots and hand each image's result to a writer (or fail them all)."""
     x = _to_device(job, [s.decoded.tensor for s in ready if s.decoded is not None])
+    #: (H, W) of each picture drawn on, for jobs whose options are in its pixels (--box, --region)
+    job.picture_sizes = tuple((s.decoded.image.height, s.decoded.image.width) for s in ready if s.decoded is not None)
     try:
         computed = compute_with_retry(job, x)
     except InputError as e:

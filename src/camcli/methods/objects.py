@@ -266,7 +266,7 @@ def _choose(
     if q.box is not None:
         if not keep:
             return [], [ObjectMap(first, "no_match", box=q.box)]
-        ious = box_iou(torch.tensor([q.box], dtype=boxes.dtype), boxes[keep])[0]
+        ious = box_iou(torch.tensor([q.box], dtype=boxes.dtype, device=boxes.device), boxes[keep])[0]
         best = int(ious.argmax())
         if float(ious[best]) < q.iou:
             return [], [ObjectMap(first, "no_match", box=q.box, iou=round(float(ious[best]), 4))]
@@ -312,12 +312,12 @@ def explain_segmentation(
             counts = torch.bincount(pred[region].flatten(), minlength=logits.shape[1])
             counts[0] = 0  # background
             wanted = [int(c) for c in counts.argsort(descending=True) if counts[c] > 0][: query.max_objects]
-        objects = []
+        objects = [] if wanted else [ObjectMap(-1, "empty_mask", mask_pixels=0)]  # no class anywhere: say so
         for k, c in enumerate(wanted):
             mask = (pred == c) if query.mask is None and query.region is None else region  # the user's own region
             pixels = int(mask.sum())
             obj = ObjectMap(c, "ok" if pixels else "empty_mask", mask_pixels=pixels)
-            obj.mask = _resize_mask(mask, size)
+            obj.mask = _resize_mask(mask, size).cpu()
             objects.append(obj)
             if not pixels:
                 continue

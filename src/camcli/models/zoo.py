@@ -240,8 +240,8 @@ def _object_classes(module: nn.Module) -> int | None:
     if predictor is not None:
         return int(predictor.cls_score.out_features)
     head = getattr(getattr(module, "head", None), "classification_head", None)
-    if head is not None:
-        return int(head.num_classes)
+    if head is not None:  # RetinaNet and FCOS say num_classes, SSD num_columns
+        return int(getattr(head, "num_classes", None) or head.num_columns)
     classifier = getattr(module, "classifier", None)
     high = getattr(classifier, "high_classifier", None)  # LR-ASPP
     if isinstance(high, nn.Conv2d):
