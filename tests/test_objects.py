@@ -339,7 +339,7 @@ def test_box_and_region_are_in_the_pixels_of_the_picture_drawn(odd_picture, tmp_
     first = next(o for o in result.written if o.status == "ok")
     box = ",".join(f"{v:g}" for v in first.target["box"])
     _, again = run(loaded, odd_picture, tmp_path / "again", min_score=0.0, max_size=100, box=box)
-    assert [o.target.get("iou") for o in again.written if o.status == "ok"][0] == pytest.approx(
+    assert next(o.target.get("iou") for o in again.written if o.status == "ok") == pytest.approx(
         1.0, abs=5e-3
     )  # boxes are recorded to 0.01 px
     torch.manual_seed(0)
@@ -351,3 +351,60 @@ def test_box_and_region_are_in_the_pixels_of_the_picture_drawn(odd_picture, tmp_
     assert rec["target"]["mask_pixels"] == pytest.approx(96 * 128 / 2, rel=0.02)
     _, nothing = run(seg, odd_picture, tmp_path / "none", region="0,0,1,1", mask=None, targets=[])
     assert {o.status for o in nothing.written} <= {"ok", "empty_mask"} and nothing.written
+
+
+TOY_FILE = """
+import torch
+from torch import nn
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+
+class BoxDetector(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.transform = GeneralizedRCNNTransform(64, 96, [0.0] * 3, [1.0] * 3)
+        self.backbone = nn.Module()
+        self.backbone.body = nn.Conv2d(3, 2, 1)
+
+    def forward(self, images):
+        batch, _ = self.transform(images)
+        feats = self.backbone.body(batch.tensors)
+        score = torch.sigmoid(feats[0, :, 10:30, 40:60].mean())
+        out = [{"boxes": torch.tensor([[40.0, 10.0, 60.0, 30.0]]), "labels": torch.tensor([1]), "scores": score[None]}]
+        return self.transform.postprocess(out, batch.image_sizes, [tuple(i.shape[-2:]) for i in images])
+"""
+
+
+def test_task_makes_a_detector_class_of_your_own_explainable(tmp_path):
+    (tmp_path / "toy.py").write_text(TOY_FILE)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("toy_for_test", tmp_path / "toy.py")
+    toy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(toy)
+    torch.save(toy.BoxDetector().state_dict(), tmp_path / "toy.pt")
+    args = [
+        "gradcam",
+        str(SAMPLES / "coffee.png"),
+        "--model",
+        str(tmp_path / "toy.pt"),
+        "--arch",
+        f"{tmp_path}/toy.py:BoxDetector",
+        "--task",
+        "detection",
+        "--method",
+        "hirescam",
+        "--layer",
+        "backbone.body",
+        "--min-score",
+        "0",
+        "--json",
+        "-o",
+        str(tmp_path / "out"),
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rec = json.loads(result.stdout.splitlines()[0])
+    assert rec["kind"] == "detection" and rec["status"] == "ok" and Path(rec["outputs"]["overlay"]).is_file()
+    bad = CliRunner().invoke(app, [*args[:-2], "--task", "detektion", "-o", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "--task" in bad.output

@@ -155,6 +155,10 @@ class ModelFields(Protocol):
     arch_args: str | None
     trust_checkpoint: bool
     code_path: str | None
+    task: str | None
+
+
+TASKS = ("classification", "detection", "segmentation")  # --task
 
 
 @dataclass
@@ -168,6 +172,7 @@ class ModelSpec:
     trust_checkpoint: bool = False  # allow full unpickling
     arch_args: str | None = None  # JSON keyword arguments of a user's --arch class or factory
     code_path: str | None = None  # a folder put on the import path for --arch and trusted pickles
+    task: str | None = None  # what the model does, when camcli cannot tell (a class of your own); None: told
 
 
 @dataclass
@@ -200,6 +205,7 @@ class RunOptions:
     report: bool = False  # --report: also the report's copies of each input (camcli.io.thumbs), made in the run
     arch_args: str | None = None  # JSON keyword arguments of a user's --arch class or factory
     code_path: str | None = None  # a folder put on the import path for --arch and trusted pickles
+    task: str | None = None  # what the model does, when camcli cannot tell (a class of your own); None: told
     layout: str | None = None  # --layout: where the chosen layers' grid is (nchw, nhwc, tokens[:N]); None: told
 
     def check(self) -> None:

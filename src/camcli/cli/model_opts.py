@@ -47,3 +47,14 @@ CodePathOpt = Annotated[
         rich_help_panel=MODEL,
     ),
 ]
+TaskOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--task",
+        help="What the model does, for a class of your own camcli cannot tell: classification, detection (a "
+        "torchvision-style detector: a list of pictures in, boxes/labels/scores out) or segmentation (a dict "
+        "with 'out'). \\[default: told from the model]",
+        metavar="TASK",
+        rich_help_panel=MODEL,
+    ),
+]

@@ -32,7 +32,7 @@ from .completion import (
     complete_layout,
     complete_model,
 )
-from .model_opts import ArchArgsOpt, ArchOpt, CodePathOpt, TrustOpt
+from .model_opts import ArchArgsOpt, ArchOpt, CodePathOpt, TaskOpt, TrustOpt
 
 # ----------------------------------------------------------------- options a command lists in its own signature
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.", rich_help_panel=RUN)]
@@ -82,6 +82,7 @@ class ModelArgs:
     arch_args: str | None
     trust_checkpoint: bool
     code_path: str | None
+    task: str | None
 
     def apply_to(self, spec: ModelFields) -> None:
         spec.model = self.model
@@ -91,6 +92,7 @@ class ModelArgs:
         spec.arch_args = self.arch_args
         spec.trust_checkpoint = self.trust_checkpoint
         spec.code_path = self.code_path
+        spec.task = self.task
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,7 @@ GROUPS: dict[type, list[inspect.Parameter]] = {
         option("arch_args", ArchArgsOpt, None),
         option("trust_checkpoint", TrustOpt, False),
         option("code_path", CodePathOpt, None),
+        option("task", TaskOpt, None),
     ],
     BatchArgs: [
         option(

@@ -87,6 +87,11 @@ class ObjectJob(Job[Objects]):
     def prepare_model(self, infos: list[LayerInfo]) -> None:
         o = self.options
         if self.task == "detection":
+            if not hasattr(self.model.module, "transform"):
+                raise UsageError(
+                    f"{self.model.name}: a detector here is torchvision-style: a .transform that resizes and batches "
+                    "its pictures (GeneralizedRCNNTransform), a list of pictures in, boxes/labels/scores out"
+                )
             self.batch_size = 1  # pictures of their own sizes; the model's transform batches them itself
             if o.mask or o.region:
                 raise UsageError("--mask and --region are for segmentation models; on a detector use --box")

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 from ..errors import ModelError, UsageError
-from ..options import BUNDLED, ModelFields
+from ..options import BUNDLED, TASKS, ModelFields
 from . import hf_models, timm_models
 from .archs import available_models
 from .base import LoadedModel, preprocess
@@ -53,6 +53,7 @@ def load_model(
     trust_checkpoint: bool = False,
     arch_args: str | None = None,
     code_path: str | None = None,
+    task: str | None = None,
 ) -> LoadedModel:
     """Resolve ``--model`` (name, ``timm:NAME``, ``hf:ORG/NAME``, a Hugging Face folder or a checkpoint path) into
     a :class:`LoadedModel` in eval mode on the CPU."""
@@ -65,13 +66,27 @@ def load_model(
     elif spec.lower().startswith(timm_models.PREFIX):
         model = timm_models.load(spec[len(timm_models.PREFIX) :].strip(), weights)
     elif looks_like_path(spec):
-        return load_checkpoint_model(
+        model = load_checkpoint_model(
             spec, arch=arch, labels=labels, trust=trust_checkpoint, arch_args=arch_args, code_path=code_path
         )
+        return with_task(model, task)
     else:
         model = _load_named(spec, weights)
     if labels:
         model.categories = read_labels(labels, model.num_classes)
+    return with_task(model, task)
+
+
+def with_task(model: LoadedModel, task: str | None) -> LoadedModel:
+    """``--task``: what the model does, for a model camcli cannot tell about (checked, then set)."""
+    if task is None:
+        return model
+    key = task.strip().lower()
+    if key not in TASKS:
+        raise UsageError(f"--task {task!r}: use {', '.join(TASKS)}")
+    if model.task != "classification" and key != model.task:
+        raise UsageError(f"--task {key}: {model.name} is a {model.task} model")
+    model.task = key
     return model
 
 
@@ -115,6 +130,7 @@ def load_spec(spec: ModelFields) -> LoadedModel:
         trust_checkpoint=spec.trust_checkpoint,
         arch_args=spec.arch_args,
         code_path=spec.code_path,
+        task=spec.task,
     )
 
 
