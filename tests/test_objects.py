@@ -408,3 +408,15 @@ def test_task_makes_a_detector_class_of_your_own_explainable(tmp_path):
     assert rec["kind"] == "detection" and rec["status"] == "ok" and Path(rec["outputs"]["overlay"]).is_file()
     bad = CliRunner().invoke(app, [*args[:-2], "--task", "detektion", "-o", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "--task" in bad.output
+
+
+def test_every_gradient_method_and_eigencam_on_a_detector(odd_picture, tmp_path):
+    loaded = random_detector("fasterrcnn_mobilenet_v3_large_320_fpn")
+    methods = ["gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam"]
+    job = cam_job(CamOptions(out=tmp_path, methods=methods, min_score=0.0, max_objects=1, save_raw=True), loaded)
+    (result,) = list(run_job(job, [str(odd_picture)]))
+    assert result.ok, result.error
+    assert sorted(o.method for o in result.written) == sorted(methods)
+    for o in result.written:
+        raw = np.load(o.raw)
+        assert o.status == "ok" and raw.shape == (151, 233) and np.isfinite(raw).all() and raw.max() == 1.0
