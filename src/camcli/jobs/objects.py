@@ -60,7 +60,6 @@ class ObjectJob(Job[Objects]):
             ("--smooth", o.smooth),
             ("--aug-smooth", o.aug_smooth),
             ("--guided", o.guided),
-            ("--panel", o.panel),
             ("--per-layer", o.per_layer),
             ("--annotate", o.annotate),
         ):
@@ -178,6 +177,8 @@ class ObjectJob(Job[Objects]):
         """The map of every object is written last: when it is there (made with these settings), all are."""
         owner, made = owner_tag(item), self.settings_text
         paths = [self.combined_path(item, m.name) for m in self.methods]
+        if self.options.panel:
+            paths.append(self.panel_path(item))
         return all(p.is_file() and owned_by(p, owner, made) for p in paths)
 
     # --------------------------------------------------------------------------------------- compute
@@ -215,6 +216,7 @@ class ObjectJob(Job[Objects]):
         owner, written = owner_tag(item), []
         name = self.model.class_name
         everyone = [(scale(b), f"{name(lab)} {s:.2f}", False) for b, lab, s in computed.boxes]
+        rows: dict[int, list[tuple[str, Image.Image]]] = {}  # --panel: a row per object, a tile per method
         for m in self.methods:
             maps: list[torch.Tensor] = []
             outputs: list[ObjectOutput] = []
@@ -236,6 +238,9 @@ class ObjectJob(Job[Objects]):
                 picture = self._draw(image, cam, obj, everyone, scale)
                 self.save_picture(path, picture, owner)
                 out.overlay = str(path)
+                if o.panel:
+                    said = f"{name(obj.label)}" + (f" {obj.score:.2f}" if obj.box is not None else "")
+                    rows.setdefault(k, []).append((f"{m.name} · {said}", picture))
                 if o.save_raw:
                     atomic_save_npy(path.with_suffix(".npy"), cam.numpy().astype(np.float32))
                     out.raw = str(path.with_suffix(".npy"))
@@ -253,6 +258,15 @@ class ObjectJob(Job[Objects]):
             self.save_picture(combined, render.draw_boxes(picture, everyone + explained), owner)
             for out in outputs:
                 out.combined = str(combined)
+        if rows:
+            panel = panel_output_path(
+                o.out, item, "panel-" + "+".join(m.name for m in self.methods) + self.name_settings, self.ext
+            )
+            title = f"{item.display} · {self.model.name} · {len(rows)} object(s)"
+            self.save_picture(panel, render.panel(image, list(rows.values()), o.colormap, title=title), owner)
+            for out in written:
+                if out.overlay is not None:
+                    out.panel = str(panel)
         return ImageResult(item.display, True, size=(image.width, image.height), written=list(written))
 
     def _target(self, obj: ObjectMap, scale: Any) -> dict[str, Any]:

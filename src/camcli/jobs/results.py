@@ -160,9 +160,10 @@ class ObjectOutput:
     overlay: str | None = None
     combined: str | None = None  # the image's map of every object
     raw: str | None = None  # --save-raw
+    panel: str | None = None  # --panel: the image's objects and methods side by side
 
     def files(self) -> dict[str, Any]:
-        pairs = (("overlay", self.overlay), ("combined", self.combined), ("raw", self.raw))
+        pairs = (("overlay", self.overlay), ("combined", self.combined), ("raw", self.raw), ("panel", self.panel))
         return {k: v for k, v in pairs if v is not None}
 
     def paths(self) -> list[str]:
