@@ -413,10 +413,12 @@ def test_task_makes_a_detector_class_of_your_own_explainable(tmp_path):
 def test_every_gradient_method_and_eigencam_on_a_detector(odd_picture, tmp_path):
     loaded = random_detector("fasterrcnn_mobilenet_v3_large_320_fpn")
     methods = ["gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam"]
-    job = cam_job(CamOptions(out=tmp_path, methods=methods, min_score=0.0, max_objects=1, save_raw=True), loaded)
-    (result,) = list(run_job(job, [str(odd_picture)]))
+    options = CamOptions(out=tmp_path, methods=methods, min_score=0.0, max_objects=1, save_raw=True, panel=True)
+    (result,) = list(run_job(cam_job(options, loaded), [str(odd_picture)]))
     assert result.ok, result.error
     assert sorted(o.method for o in result.written) == sorted(methods)
+    (panel,) = {o.panel for o in result.written}
+    assert panel and Image.open(panel).size[0] > 233 * 2  # the input and a tile per method
     for o in result.written:
         raw = np.load(o.raw)
         assert o.status == "ok" and raw.shape == (151, 233) and np.isfinite(raw).all() and raw.max() == 1.0

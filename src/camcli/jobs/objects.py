@@ -173,6 +173,10 @@ class ObjectJob(Job[Objects]):
     def combined_path(self, item: InputFile, method: str) -> Path:
         return panel_output_path(self.options.out, item, f"{method}{self.name_settings}.objects", self.ext)
 
+    def panel_path(self, item: InputFile) -> Path:
+        tag = "panel-" + "+".join(m.name for m in self.methods) + self.name_settings
+        return panel_output_path(self.options.out, item, tag, self.ext)
+
     def outputs_exist(self, item: InputFile) -> bool:
         """The map of every object is written last: when it is there (made with these settings), all are."""
         owner, made = owner_tag(item), self.settings_text
@@ -259,9 +263,7 @@ class ObjectJob(Job[Objects]):
             for out in outputs:
                 out.combined = str(combined)
         if rows:
-            panel = panel_output_path(
-                o.out, item, "panel-" + "+".join(m.name for m in self.methods) + self.name_settings, self.ext
-            )
+            panel = self.panel_path(item)
             title = f"{item.display} · {self.model.name} · {len(rows)} object(s)"
             self.save_picture(panel, render.panel(image, list(rows.values()), o.colormap, title=title), owner)
             for out in written:
