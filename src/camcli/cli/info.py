@@ -218,7 +218,8 @@ def models(
     json_out: JsonOpt = False,
 ) -> None:
     """List the model names --model accepts: the bundled offline model first, then torchvision's classifiers,
-    each with its default weights and whether it runs offline (weights bundled or already cached).
+    detectors and segmenters, each with its default weights and whether it runs offline (weights bundled or
+    already cached). timm:NAME and hf:ORG/NAME models are not listed.
 
     Example: camcli models resnet
     """

@@ -143,8 +143,8 @@ GROUPS: dict[type, list[inspect.Parameter]] = {
                 typer.Option(
                     "--model",
                     "-m",
-                    help=f"{BUNDLED} (bundled, offline), a torchvision model name (camcli models), "
-                    "or a checkpoint file.",
+                    help=f"{BUNDLED} (bundled, offline), a torchvision classifier, detector or segmenter (camcli "
+                    "models), timm:NAME, hf:ORG/NAME, a Hugging Face save_pretrained folder, or a checkpoint file.",
                     metavar="NAME|PATH",
                     autocompletion=complete_model,
                     rich_help_panel=MODEL,
@@ -157,7 +157,7 @@ GROUPS: dict[type, list[inspect.Parameter]] = {
             Annotated[
                 str | None,
                 typer.Option(
-                    help="torchvision weights: default, none (random init), or a name such as IMAGENET1K_V2. "
+                    help="Weights: default, none (random init), or a torchvision name such as IMAGENET1K_V2. "
                     "\\[default: default]",
                     metavar="NAME",
                     rich_help_panel=MODEL,

@@ -58,7 +58,7 @@ def model_catalog() -> list[ModelEntry]:
     from torchvision.models import get_model_weights
 
     out = [ModelEntry(BUNDLED, "ImageNet-1k", True, "bundled")]
-    for name in torchvision_names():
+    for name in [*torchvision_names(), *object_names()]:
         try:
             default = get_model_weights(name).DEFAULT
         except (ValueError, KeyError, AttributeError):
