@@ -87,11 +87,13 @@ def check_detector(name: str, picture: Path, out: Path) -> None:
         assert raw.max() > 0  # a gradient reached the levels: not a blank map
         assert Image.open(r["outputs"]["overlay"]).size == (233, 151)
         assert Path(r["outputs"]["combined"]).is_file()
-    # --box fed a detected box matches it with IoU 1; a box far from everything matches nothing
+    # --box fed a detected box matches that detection (IoU 1 but for the record's rounding to 0.01 px, which
+    # counts on the sub-pixel boxes random weights make); a box far from everything matches nothing
     box = ",".join(f"{v:g}" for v in ok[0]["target"]["box"])
     _, again = run(loaded, picture, out / "box", min_score=0.0, box=box)
     matched = [o for o in again.written if o.status == "ok"]
-    assert matched and matched[0].target["iou"] == pytest.approx(1.0, abs=1e-3)
+    assert matched and matched[0].target["score"] == ok[0]["target"]["score"]
+    assert matched[0].target["label"] == ok[0]["target"]["label"] and matched[0].target["iou"] >= 0.95
     _, far = run(loaded, picture, out / "far", min_score=0.99999, box="0,0,1,1")
     assert {o.status for o in far.written} == {"no_match"}
 
@@ -339,9 +341,8 @@ def test_box_and_region_are_in_the_pixels_of_the_picture_drawn(odd_picture, tmp_
     first = next(o for o in result.written if o.status == "ok")
     box = ",".join(f"{v:g}" for v in first.target["box"])
     _, again = run(loaded, odd_picture, tmp_path / "again", min_score=0.0, max_size=100, box=box)
-    assert next(o.target.get("iou") for o in again.written if o.status == "ok") == pytest.approx(
-        1.0, abs=5e-3
-    )  # boxes are recorded to 0.01 px
+    matched = next(o.target for o in again.written if o.status == "ok")
+    assert matched["score"] == first.target["score"] and matched["iou"] >= 0.95  # boxes are recorded to 0.01 px
     torch.manual_seed(0)
     seg = load_model("lraspp_mobilenet_v3_large", "none")
     seg.input_size = (96, 128)
