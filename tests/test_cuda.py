@@ -150,3 +150,43 @@ def test_cli_gpu_pictures_match_cpu_pictures(tmp_path, fmt):
         diff = np.abs(a - b)
         assert diff.mean() < (0.5 if fmt == "png" else 3.0), (path.name, diff.mean())
         assert json.loads(read_tags(path)["camcli-settings"])["format"] == fmt
+
+
+def test_detector_and_segmenter_maps_on_cuda_match_cpu(tmp_path, no_tf32):
+    """Detectors and segmenters on cuda:0 (--box matched on the boxes' device, masks brought back to the CPU):
+    the same objects and maps as on the CPU."""
+    import numpy as np
+
+    from camcli.jobs.objects import cam_job
+    from camcli.jobs.runner import run_job
+    from camcli.options import CamOptions
+
+    from .conftest import SAMPLES
+    from .test_objects import random_detector
+
+    def maps(device: str, model, **options) -> list[np.ndarray]:
+        out = tmp_path / device / model.name
+        job = cam_job(CamOptions(out=out, device=device, save_raw=True, **options), model)
+        (result,) = list(run_job(job, [str(SAMPLES / "astronaut.png")]))
+        assert result.ok, result.error
+        return [np.load(o.raw) for o in result.written if o.raw]
+
+    det = random_detector("fasterrcnn_mobilenet_v3_large_320_fpn")
+    cpu = maps("cpu", det, min_score=0.0, max_objects=2)
+    gpu = maps("cuda", det, min_score=0.0, max_objects=2)
+    assert len(cpu) == len(gpu) == 2
+    for a, b in zip(cpu, gpu, strict=True):
+        np.testing.assert_allclose(a, b, atol=2e-2)
+    det.module.cpu()
+    boxed = maps("cuda", det, min_score=0.0, box="0,0,200,200", iou=0.0)
+    assert len(boxed) == 1
+    torch.manual_seed(0)
+    from camcli.models import load_model
+
+    seg = load_model("lraspp_mobilenet_v3_large", "none")
+    seg.input_size = (96, 128)
+    cpu = maps("cpu", seg, max_objects=1)
+    gpu = maps("cuda", seg, max_objects=1)
+    assert len(cpu) == len(gpu) == 1
+    np.testing.assert_allclose(cpu[0], gpu[0], atol=2e-2)
+    assert len(maps("cuda", seg, max_objects=1, region="10,10,300,300")) == 1
