@@ -423,3 +423,17 @@ def test_every_gradient_method_and_eigencam_on_a_detector(odd_picture, tmp_path)
     for o in result.written:
         raw = np.load(o.raw)
         assert o.status == "ok" and raw.shape == (151, 233) and np.isfinite(raw).all() and raw.max() == 1.0
+
+
+def test_an_image_with_nothing_to_draw_is_done_for_skip_existing(odd_picture, tmp_path):
+    """No detection: no picture, an answer file (named with the settings) and a record; a rerun with
+    --skip-existing skips it, a rerun with other settings does not."""
+    loaded = random_detector("fasterrcnn_mobilenet_v3_large_320_fpn")
+    job, result = run(loaded, odd_picture, tmp_path / "out", min_score=1.0)
+    (rec, _) = job.records(result)
+    assert rec["status"] == "no_detection" and Path(rec["outputs"]["answer"]).is_file()
+    assert not list((tmp_path / "out").glob("*.png"))
+    _, again = run(loaded, odd_picture, tmp_path / "out", min_score=1.0, skip_existing=True)
+    assert again.skipped
+    _, other = run(loaded, odd_picture, tmp_path / "out", min_score=0.0, max_objects=1, skip_existing=True)
+    assert not other.skipped and any(o.status == "ok" for o in other.written)

@@ -34,6 +34,8 @@ from .outputs import atomic_write_bytes
 # what one record is about: runs with other settings into one folder write other files, so their records differ
 RECORD_KEY = ("input", "kind", "model", "method", "layer", "class_index", "target", "settings")  # target: an object
 LOCK_NAME = ".camcli.lock"
+# the statuses of an input that was done: ok, or a detector's or segmenter's answer that there was nothing to draw
+DONE = ("ok", "no_detection", "no_match", "empty_mask")
 
 try:
     import fcntl
@@ -178,7 +180,7 @@ def recorded_inputs(out_dir: Path, name: str, stem: str = "manifest") -> set[int
         if path.is_file():
             for rec in read_records(path)[0]:
                 if isinstance(rec.get("input"), str):
-                    state[input_key(Path(rec["input"]))] = rec.get("status") == "ok"
+                    state[input_key(Path(rec["input"]))] = rec.get("status") in DONE
     return {k for k, ok in state.items() if ok}
 
 

@@ -3,6 +3,7 @@ outline), a map of every object per image, and a record per object (see :mod:`ca
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,15 @@ from ..engine.layers import LayerInfo, choose_layers, default_layer
 from ..engine.targets import resolve_targets
 from ..errors import InputError, UsageError
 from ..io.inputs import InputFile
-from ..io.outputs import Setting, atomic_save_npy, object_output_path, owned_by, owner_tag, panel_output_path
+from ..io.outputs import (
+    Setting,
+    atomic_save_npy,
+    atomic_write_bytes,
+    object_output_path,
+    owned_by,
+    owner_tag,
+    panel_output_path,
+)
 from ..methods import get_methods, upsample
 from ..methods.base import normalize
 from ..methods.objects import ObjectMap, ObjectQuery, check_methods, explain_detections, explain_segmentation
@@ -177,13 +186,24 @@ class ObjectJob(Job[Objects]):
         tag = "panel-" + "+".join(m.name for m in self.methods) + self.name_settings
         return panel_output_path(self.options.out, item, tag, self.ext)
 
+    def answer_path(self, item: InputFile, method: str) -> Path:
+        """What a run found when there was nothing to draw (``….objects.json``: the statuses), so that
+        ``--skip-existing`` knows the image was done with these settings (its name has them)."""
+        return self.combined_path(item, method).with_suffix(".json")
+
     def outputs_exist(self, item: InputFile) -> bool:
-        """The map of every object is written last: when it is there (made with these settings), all are."""
+        """The map of every object is written last: when it is there (made with these settings), all are; an
+        image with nothing to draw has its answer file instead."""
         owner, made = owner_tag(item), self.settings_text
-        paths = [self.combined_path(item, m.name) for m in self.methods]
-        if self.options.panel:
-            paths.append(self.panel_path(item))
-        return all(p.is_file() and owned_by(p, owner, made) for p in paths)
+        drawn = False
+        for m in self.methods:
+            combined = self.combined_path(item, m.name)
+            if combined.is_file() and owned_by(combined, owner, made):
+                drawn = True
+            elif not _answered(self.answer_path(item, m.name), owner, made):
+                return False
+        panel = self.panel_path(item)
+        return not (self.options.panel and drawn) or (panel.is_file() and owned_by(panel, owner, made))
 
     # --------------------------------------------------------------------------------------- compute
     def compute(self, x: torch.Tensor) -> list[Objects]:
@@ -249,7 +269,12 @@ class ObjectJob(Job[Objects]):
                     atomic_save_npy(path.with_suffix(".npy"), cam.numpy().astype(np.float32))
                     out.raw = str(path.with_suffix(".npy"))
             written.extend(outputs)
-            if not maps:  # nothing to show: status records only, never a blank picture
+            if not maps:  # nothing to show: status records and a small answer file, never a blank picture
+                answer = self.answer_path(item, m.name)
+                found = {"input": owner, "settings": self.settings_text, "objects": [r.target for r in outputs]}
+                atomic_write_bytes(answer, (json.dumps(found) + "\n").encode())
+                for out in outputs:
+                    out.answer = str(answer)
                 continue
             combined = self.combined_path(item, m.name)
             whole = normalize(torch.stack(maps).amax(0))
@@ -310,6 +335,15 @@ class ObjectJob(Job[Objects]):
             methods = "+".join(m.name for m in self.methods)
             return [{**base, "method": methods, "status": "error", "error": result.error}]
         return [o.record(base) for o in result.written if isinstance(o, ObjectOutput)]
+
+
+def _answered(path: Path, owner: str, made: str) -> bool:
+    """``path`` is an answer file written for this input with these settings."""
+    try:
+        said = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(said, dict) and said.get("input") == owner and said.get("settings") == made
 
 
 def _digest(path: str) -> str:

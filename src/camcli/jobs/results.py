@@ -161,9 +161,16 @@ class ObjectOutput:
     combined: str | None = None  # the image's map of every object
     raw: str | None = None  # --save-raw
     panel: str | None = None  # --panel: the image's objects and methods side by side
+    answer: str | None = None  # nothing to draw: what was found, for --skip-existing (….objects.json)
 
     def files(self) -> dict[str, Any]:
-        pairs = (("overlay", self.overlay), ("combined", self.combined), ("raw", self.raw), ("panel", self.panel))
+        pairs = (
+            ("overlay", self.overlay),
+            ("combined", self.combined),
+            ("raw", self.raw),
+            ("panel", self.panel),
+            ("answer", self.answer),
+        )
         return {k: v for k, v in pairs if v is not None}
 
     def paths(self) -> list[str]:
