@@ -42,6 +42,8 @@ CHANNELS_FIRST_TYPES = frozenset(
 # outputs of a fixed size that are still the picture's grid, pooled: they do not grow with a taller input
 FIXED_GRID_TYPES = frozenset({"AdaptiveAvgPool2d", "AdaptiveMaxPool2d"})
 Size = tuple[int, int]
+# the input size an output is read against when none is given: large and square (a grid's proportions count)
+SQUARE_LIKE: Size = (4096, 4096)
 
 
 def _fit(h: int, w: int, input_size: Size) -> int:
@@ -178,7 +180,7 @@ def to_grid(
     input; ``module_type`` breaks a tie, see :func:`infer_layout`), a :class:`LayerError` when it cannot be
     told."""
     shape = tuple(t.shape)
-    size = input_size or _square_like(shape)
+    size = input_size or SQUARE_LIKE
     if layout is None:
         layout, problem = infer_layout(shape, size, module_type=module_type)
         if layout is None:
@@ -193,8 +195,3 @@ def to_grid(
         return t.permute(0, 3, 1, 2)
     prefix = shape[1] - h * w
     return t[:, prefix:, :].transpose(1, 2).reshape(shape[0], shape[2], h, w)
-
-
-def _square_like(shape: tuple[int, ...]) -> Size:
-    """An input size for an output read without one: large and square (a grid's proportions are what count)."""
-    return (4096, 4096)

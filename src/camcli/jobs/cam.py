@@ -36,6 +36,23 @@ from .results import CamOutput, ImageResult, Output, Record
 from .runner import ResultCallback, run_job
 
 
+def overlay_settings(o: CamOptions) -> dict[str, Any]:
+    """How maps are laid over the picture (colormap, alpha, blend): in the settings of every CAM-family run."""
+    return {"colormap": o.colormap, "alpha": o.alpha, "blend": o.blend}
+
+
+def overlay_names(o: CamOptions) -> list[Setting]:
+    """Those of :func:`overlay_settings` that differ from the defaults, as output names carry them."""
+    d, out = CamOptions(), list[Setting]()
+    if o.colormap != d.colormap:
+        out.append(("colormap", o.colormap))
+    if o.alpha != d.alpha:
+        out.append(("alpha", f"{o.alpha:g}"))
+    if o.blend != d.blend:
+        out.append(("blend", o.blend))
+    return out
+
+
 @dataclass
 class CamMaps:
     """What :meth:`CamJob.compute` hands to :meth:`CamJob.write` for one image (CPU tensors)."""
@@ -98,9 +115,7 @@ class CamJob(Job[CamMaps]):
             "smooth": o.smooth,
             "noise": o.noise if o.smooth else None,
             "aug_smooth": o.aug_smooth,
-            "colormap": o.colormap,
-            "alpha": o.alpha,
-            "blend": o.blend,
+            **overlay_settings(o),
             "annotate": o.annotate,
         }
 
@@ -116,12 +131,7 @@ class CamJob(Job[CamMaps]):
                 out.append(("noise", f"{o.noise:g}"))
         if o.aug_smooth:
             out.append(("aug-smooth", None))
-        if o.colormap != d.colormap:
-            out.append(("colormap", o.colormap))
-        if o.alpha != d.alpha:
-            out.append(("alpha", f"{o.alpha:g}"))
-        if o.blend != d.blend:
-            out.append(("blend", o.blend))
+        out += overlay_names(o)
         if o.annotate:
             out.append(("annotate", None))
         return out

@@ -32,6 +32,7 @@ from ..methods.base import normalize
 from ..methods.objects import ObjectMap, ObjectQuery, check_methods, explain_detections, explain_segmentation
 from ..models import LoadedModel, load_spec
 from ..options import DEFAULT_METHOD, CamOptions, parse_box, parse_layout
+from .cam import CamJob, overlay_names, overlay_settings
 from .job import Job
 from .results import ImageResult, ObjectOutput, Record
 
@@ -143,14 +144,7 @@ class ObjectJob(Job[Objects]):
         if self.task == "segmentation":
             chosen = {"max_objects": o.max_objects, "mask": o.mask, "region": o.region}
         chosen["targets"] = list(self.targets)
-        return {
-            **super().settings(),
-            **chosen,
-            "norm_in_box": o.norm_in_box,
-            "colormap": o.colormap,
-            "alpha": o.alpha,
-            "blend": o.blend,
-        }
+        return {**super().settings(), **chosen, "norm_in_box": o.norm_in_box, **overlay_settings(o)}
 
     def named_settings(self) -> list[Setting]:
         o, d = self.options, CamOptions()
@@ -172,12 +166,7 @@ class ObjectJob(Job[Objects]):
                 out.append((key, text))
         if o.norm_in_box:
             out.append(("norm-in-box", None))
-        for key, text, plain in (("colormap", o.colormap, d.colormap), ("blend", o.blend, d.blend)):
-            if text != plain:
-                out.append((key, text))
-        if o.alpha != d.alpha:
-            out.append(("alpha", f"{o.alpha:g}"))
-        return out
+        return out + overlay_names(o)
 
     def combined_path(self, item: InputFile, method: str) -> Path:
         return panel_output_path(self.options.out, item, f"{method}{self.name_settings}.objects", self.ext)
@@ -366,8 +355,6 @@ def _inside(cam: torch.Tensor, box: tuple[float, ...]) -> torch.Tensor:
 def cam_job(options: CamOptions, model: LoadedModel | None = None) -> Job[Any]:
     """The job for ``camcli gradcam``/``cam``: the CAM job for classifiers, the object job for detectors and
     segmenters (the model says which)."""
-    from .cam import CamJob
-
     options.check()
     loaded = model or load_spec(options)
     if loaded.task in ("detection", "segmentation"):

@@ -35,13 +35,17 @@ class Context:
     cache: dict[str, Any] = field(default_factory=dict)  # shared across the K classes of one batch
     captured: Captured | None = None
 
-    def scores(self, x: torch.Tensor) -> torch.Tensor:
-        """Class scores for an extra batch, with the capture hooks standing aside, under inference mode."""
+    def run(self, x: object) -> object:
+        """The model's output for an extra input, with the capture hooks standing aside, under inference mode."""
         with torch.inference_mode(), eval_mode(self.model):
             if self.captured is None:
-                return model_logits(self.model(x)).float()
+                return self.model(x)
             with self.captured.paused():
-                return model_logits(self.model(x)).float()
+                return self.model(x)
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Class scores for an extra batch (see :meth:`run`)."""
+        return model_logits(self.run(x)).float()
 
 
 class CamMethod:

@@ -20,8 +20,8 @@ a classifier's head and is refused.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -108,9 +108,7 @@ class DetectionScores(Context):
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         h, w = self.valid
         label = int(self.classes[0])
-        pause = self.captured.paused() if self.captured is not None else nullcontext()
-        with torch.inference_mode(), eval_mode(self.model), pause:
-            outs = self.model([xi[:, :h, :w] for xi in x])
+        outs: Any = self.run([xi[:, :h, :w] for xi in x])
         out = torch.zeros(len(outs), self.labels, device=x.device)
         target = torch.tensor([self.box], dtype=torch.float32, device=x.device)
         for i, o in enumerate(outs):
@@ -130,9 +128,7 @@ class MaskScores(Context):
     mask: torch.Tensor | None = None
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
-        pause = self.captured.paused() if self.captured is not None else nullcontext()
-        with torch.inference_mode(), eval_mode(self.model), pause:
-            out = self.model(x)
+        out: Any = self.run(x)
         logits = out["out"] if isinstance(out, Mapping) else out
         return (logits * self.mask).sum((-2, -1)).float()  # (N, classes)
 
