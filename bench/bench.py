@@ -271,8 +271,9 @@ def bench_pipeline(n: int, rounds: int = 2, batch: int = 8) -> None:
     the same preprocessed batches, in both memory layouts (camcli feeds the model channels-last on the CPU, so
     the ratio is taken to the faster forward). Forward and end-to-end alternate ``rounds`` times; the best of
     each is reported (the machine is shared: the best run is the one least disturbed). With ``--device cuda``
-    it also runs the JPEG output with the overlays drawn on the CPU (Pillow) instead of the GPU, and with 4 and 8
-    decode/write threads instead of the default; on the CPU, with 1 and 4 threads."""
+    it also runs the JPEG output with the JPEG inputs decoded by Pillow instead of nvjpeg, with the overlays
+    also drawn on the CPU, and with 4 and 8 decode/write threads instead of the default; on the CPU, with 1
+    and 4 threads."""
     from PIL import Image
 
     from camcli.jobs.cam import CamJob, explain_files
@@ -282,13 +283,16 @@ def bench_pipeline(n: int, rounds: int = 2, batch: int = 8) -> None:
 
     photos = _make_photos(ROOT / "bench_out" / f"photos{n}", n)
     files = sorted(p for p in photos.rglob("*") if p.is_file())
-    # label → (format, workers, overlays drawn on the GPU)
-    variants: dict[str, tuple[str, int | None, bool]] = {"png": ("png", None, True), "jpg": ("jpg", None, True)}
+    # label → (format, workers, overlays drawn on the GPU, JPEG inputs decoded there)
+    variants: dict[str, tuple[str, int | None, bool, bool]] = {
+        "png": ("png", None, True, True),
+        "jpg": ("jpg", None, True, True),
+    }
     if DEVICE.type == "cuda":
-        variants |= {"jpg, CPU drawing": ("jpg", None, False), "jpg, 4 thr": ("jpg", 4, True)}
-        variants |= {"jpg, 8 thr": ("jpg", 8, True)}
+        variants |= {"jpg, CPU decoding": ("jpg", None, True, False), "jpg, CPU drawing": ("jpg", None, False, False)}
+        variants |= {"jpg, 4 thr": ("jpg", 4, True, True), "jpg, 8 thr": ("jpg", 8, True, True)}
     else:  # fewer and more threads than the default, beside the model's own
-        variants |= {"jpg, 1 thr": ("jpg", 1, True), "jpg, 4 thr": ("jpg", 4, True)}
+        variants |= {"jpg, 1 thr": ("jpg", 1, True, True), "jpg, 4 thr": ("jpg", 4, True, True)}
     print(
         f"\n## End-to-end pipeline vs forward-only throughput ({n} mixed-size photos, {_where()}, batch {batch}, "
         f"{default_workers(DEVICE)} decode/write threads unless said, best of {rounds} alternating runs each)\n"
@@ -319,15 +323,15 @@ def bench_pipeline(n: int, rounds: int = 2, batch: int = 8) -> None:
                         model(b)
                 _sync()
                 fwd[key] = max(fwd[key], n / (time.perf_counter() - t))
-            for label, (fmt, workers, gpu_render) in variants.items():
+            for label, (fmt, workers, gpu_render, gpu_decode) in variants.items():
                 out = ROOT / "bench_out" / f"cams-{name}"
                 shutil.rmtree(out, ignore_errors=True)
-                CamJob.gpu_render = gpu_render
+                CamJob.gpu_render, CamJob.gpu_decode = gpu_render, gpu_decode
                 t = time.perf_counter()
                 opts = Options(out=out, batch_size=batch, device=str(DEVICE), format=fmt, workers=workers)
                 done = sum(r.ok for r in explain_files([str(photos)], opts, model=loaded))
                 e2e[label] = max(e2e[label], done / (time.perf_counter() - t))
-                CamJob.gpu_render = True
+                CamJob.gpu_render = CamJob.gpu_decode = True
         best = max(fwd.values())
         ratios = " | ".join(f"{e2e[v]:.1f} | {e2e[v] / best:.2f}×" for v in variants)
         print(f"| {name} | {fwd['nchw']:.1f} | {fwd['cl']:.1f} | {ratios} |", flush=True)

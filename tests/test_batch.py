@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from camcli.cli import app
 from camcli.io.inputs import iter_inputs, shard_of
-from camcli.jobs import runner as runner_mod
+from camcli.jobs import prepare as prepare_mod
 from camcli.jobs.cam import explain_files
 from camcli.jobs.runner import compute_with_retry
 from camcli.models import LoadedModel
@@ -95,7 +95,7 @@ def _temporary(p: Path) -> bool:
 def test_resume_after_interruption(tmp_path, monkeypatch):
     root = _folder(tmp_path / "in", 12)
     out = tmp_path / "out"
-    real_decode = runner_mod.decode
+    real_decode = prepare_mod.decode
     calls = {"n": 0}
 
     def flaky(path, *args):
@@ -104,7 +104,7 @@ def test_resume_after_interruption(tmp_path, monkeypatch):
             raise KeyboardInterrupt  # Ctrl-C while the 7th image is being read
         return real_decode(path, *args)
 
-    monkeypatch.setattr(runner_mod, "decode", flaky)
+    monkeypatch.setattr(prepare_mod, "decode", flaky)
     res = runner.invoke(app, ["gradcam", str(root), "--out", str(out), "-b", "2", "--workers", "1", "-q"])
     assert res.exit_code == 130
     first = _overlays(out)
@@ -113,7 +113,7 @@ def test_resume_after_interruption(tmp_path, monkeypatch):
     recs = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
     assert sorted(Path(r["outputs"]["overlay"]).name for r in recs) == sorted(Path(p).name for p in first)
     stamps = {p: (out / p).stat().st_mtime_ns for p in first}
-    monkeypatch.setattr(runner_mod, "decode", real_decode)
+    monkeypatch.setattr(prepare_mod, "decode", real_decode)
     res = runner.invoke(app, ["gradcam", str(root), "--out", str(out), "--skip-existing"])
     assert res.exit_code == 0
     assert f"{len(first)} skipped" in res.stderr

@@ -190,3 +190,75 @@ def test_detector_and_segmenter_maps_on_cuda_match_cpu(tmp_path, no_tf32):
     assert len(cpu) == len(gpu) == 1
     np.testing.assert_allclose(cpu[0], gpu[0], atol=2e-2)
     assert len(maps("cuda", seg, max_objects=1, region="10,10,300,300")) == 1
+
+
+# ------------------------------------------------------------------------------------------ decoding on the GPU
+def _jpegs(folder):
+    from PIL import Image
+
+    from .conftest import SAMPLES
+
+    folder.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    for name in ("chelsea", "coffee", "astronaut"):
+        Image.open(SAMPLES / f"{name}.png").convert("RGB").save(folder / f"{name}.jpg", quality=92)
+    turned = Image.open(SAMPLES / "chelsea.png").convert("RGB").transpose(Image.Transpose.ROTATE_90)
+    turned.save(folder / "turned.jpg", quality=92, exif=exif)
+    Image.open(SAMPLES / "coffee.png").convert("L").save(folder / "gray.jpg", progressive=True)
+    return folder
+
+
+def test_nvjpeg_decode_matches_pillow(tmp_path):
+    """nvjpeg's pixels, turned upright on the GPU, are Pillow's within the two decoders' rounding."""
+    import numpy as np
+
+    from camcli.io.decode import decode, read_jpeg
+    from camcli.io.picture import decode_jpegs
+
+    files = sorted(_jpegs(tmp_path / "in").iterdir())
+    jpegs = [read_jpeg(f) for f in files]
+    assert all(j is not None for j in jpegs)
+    for f, pixels in zip(files, decode_jpegs(jpegs, torch.device("cuda")), strict=True):
+        assert pixels is not None and pixels.device.type == "cuda", f.name
+        want = np.asarray(decode(f)).astype(int)
+        got = pixels.cpu().numpy().astype(int)
+        assert got.shape == want.shape, f.name
+        assert np.abs(got - want).mean() < 1.5, (f.name, np.abs(got - want).mean())
+
+
+@pytest.mark.parametrize("extra", [[], ["--max-size", "300", "--format", "jpg"]])
+def test_cli_jpeg_inputs_decoded_on_the_gpu_match_cpu(tmp_path, extra):
+    """JPEG inputs on cuda:0 are decoded there (nvjpeg) and drawn there: the CPU run's classes and pictures."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from camcli.jobs import prepare
+
+    inputs = _jpegs(tmp_path / "in")
+    seen: list[str] = []
+    real = prepare.decode_jpegs
+
+    def counted(jpegs, device):
+        seen.extend(j.path.name for j in jpegs)
+        return real(jpegs, device)
+
+    prepare.decode_jpegs = counted
+    try:
+        runs = {}
+        for device in ("cuda", "cpu"):
+            args = ["gradcam", str(inputs), "--device", device, "--out", str(tmp_path / device), "--json", "-q"]
+            res = _cli(args + extra)
+            runs[device] = {r["input"]: r for r in map(json.loads, res.stdout.splitlines())}
+    finally:
+        prepare.decode_jpegs = real
+    assert sorted(seen) == sorted(p.name for p in inputs.iterdir())  # every file, on the GPU run only
+    assert runs["cuda"].keys() == runs["cpu"].keys() and len(runs["cpu"]) == 5
+    for key, a in runs["cpu"].items():
+        b = runs["cuda"][key]
+        assert a["class_index"] == b["class_index"], key
+        pa = np.asarray(Image.open(a["outputs"]["overlay"]).convert("RGB")).astype(int)
+        pb = np.asarray(Image.open(b["outputs"]["overlay"]).convert("RGB")).astype(int)
+        assert pa.shape == pb.shape and np.abs(pa - pb).mean() < 3.0, key

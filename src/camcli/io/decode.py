@@ -8,6 +8,9 @@ import os
 import stat
 import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +54,56 @@ def decode(
     rule: Pillow's global guard is raised to ``max_pixels`` when that is larger, so the limit given here is
     the one that applies, and images over it are refused here with the option that lifts it.
     """
+    with _opened(path, max_pixels) as im:
+        ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never half a picture
+        w, h = im.size
+        if max_side is not None and im.format == "JPEG" and max(w, h) > max_side:
+            s = max_side / max(w, h)
+            wanted = (max(math.ceil(w * s), min_size[0]), max(math.ceil(h * s), min_size[1]))
+            im.draft(im.mode, wanted)  # the largest DCT scale whose result is still at least ``wanted``
+        im.load()
+        try:
+            im = ImageOps.exif_transpose(im)
+        except Exception:  # a broken EXIF block must not cost the picture
+            pass
+        return to_rgb(im)
+
+
+@dataclass
+class Jpeg:
+    """A JPEG file's bytes, checked like :func:`decode` checks a file, for a decoder that takes bytes (nvjpeg)."""
+
+    path: Path
+    data: bytes
+    size: tuple[int, int]  # (width, height) as stored, before the EXIF orientation
+    orientation: int  # the EXIF orientation tag, 1 (upright) to 8
+
+
+def read_jpeg(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Jpeg | None:
+    """The bytes of ``path`` when it is a whole RGB or grayscale JPEG; None for any other image (CMYK, PNG …) and
+    for a JPEG without its end marker (both are left to :func:`decode`, which says what is wrong with a
+    truncated file). Raises :class:`InputError` like :func:`decode` for what is not an image at all."""
+    with _opened(path, max_pixels) as im:
+        if im.format != "JPEG" or im.mode not in ("RGB", "L"):
+            return None
+        try:
+            orientation = int(im.getexif().get(0x0112, 1))
+        except Exception:  # a broken EXIF block: decode() draws it as stored, and so does this
+            orientation = 1
+        fp = getattr(im, "fp", None)  # the open file, positioned after the header
+        if fp is None:
+            return None
+        fp.seek(0)
+        data = fp.read()
+        if not data.rstrip(b"\0").endswith(b"\xff\xd9"):
+            return None
+        return Jpeg(path, data, im.size, orientation if 1 <= orientation <= 8 else 1)
+
+
+@contextmanager
+def _opened(path: Path, max_pixels: int | None) -> Iterator[Image.Image]:
+    """``path`` opened by Pillow (header read, size guards passed); every failure becomes an :class:`InputError`
+    with its reason."""
     _allow_pillow(max_pixels)
     size = _regular_file_size(path)
     try:
@@ -69,17 +122,7 @@ def decode(
                     f"{path}: {size:,} bytes is far more than a {w}x{h} image needs (at most {cap:,}); "
                     "the file is not what its header says"
                 )
-            ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never half a picture
-            if max_side is not None and im.format == "JPEG" and max(w, h) > max_side:
-                s = max_side / max(w, h)
-                wanted = (max(math.ceil(w * s), min_size[0]), max(math.ceil(h * s), min_size[1]))
-                im.draft(im.mode, wanted)  # the largest DCT scale whose result is still at least ``wanted``
-            im.load()
-            try:
-                im = ImageOps.exif_transpose(im)
-            except Exception:  # a broken EXIF block must not cost the picture
-                pass
-            return to_rgb(im)
+            yield im
     except InputError:
         raise
     except UnidentifiedImageError:

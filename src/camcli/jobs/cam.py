@@ -26,6 +26,7 @@ from ..io.outputs import (
     panel_output_path,
     rank_text,
 )
+from ..io.picture import DEVICE_INTERPOLATIONS, Picture
 from ..io.thumbs import save_input_pictures
 from ..methods import CamMethod, explain_smooth, get_methods, upsample, upsample_normalized
 from ..methods.guided import gradient_to_image, guided_backprop
@@ -68,14 +69,18 @@ class CamJob(Job[CamMaps]):
     """Explains batches and writes one overlay per image, method and class (see :class:`CamOptions`)."""
 
     options: CamOptions
-    # with a CUDA device the overlays are drawn on it (False: on the CPU with Pillow; ``make bench`` compares)
+    # with a CUDA device the overlays are drawn on it, and JPEG inputs decoded there (False: on the CPU with
+    # Pillow; ``make bench`` compares)
     gpu_render = True
+    gpu_decode = True
 
     def __init__(self, options: CamOptions, model: LoadedModel | None = None) -> None:
         self.options = options
         super().__init__(options, model)
         # where the maps are upsampled and drawn: None = the CPU, with Pillow (the two give the same pixels)
         self.render_on: torch.device | None = self.device if self.device.type == "cuda" and self.gpu_render else None
+        if self.render_on is not None and self.gpu_decode and self.model.interpolation in DEVICE_INTERPOLATIONS:
+            self.decode_on = self.render_on
 
     def prepare_options(self) -> None:
         self.methods: list[CamMethod] = get_methods(self.options.methods or [DEFAULT_METHOD])
@@ -223,7 +228,7 @@ class CamJob(Job[CamMaps]):
     def _save_map(
         self,
         path: Path,
-        image: Image.Image,
+        image: Picture,
         base: torch.Tensor | None,
         cam: torch.Tensor,
         maps: dict[str, np.ndarray] | None,
@@ -237,7 +242,7 @@ class CamJob(Job[CamMaps]):
         o = self.options
         picture: Image.Image | torch.Tensor
         if base is None:
-            picture = render.overlay(image, cam.numpy(), o.colormap, o.alpha, o.blend)
+            picture = render.overlay(image.pil(), cam.numpy(), o.colormap, o.alpha, o.blend)
         else:
             picture = render.overlay_tensor(base, cam, o.colormap, o.alpha, o.blend)
         if tiles is not None:  # --panel: the overlay as it is, before any caption
@@ -259,7 +264,7 @@ class CamJob(Job[CamMaps]):
         atomic_save_npy(raw, array.astype(np.float32, copy=False))
         return str(raw)
 
-    def write(self, item: InputFile, image: Image.Image, computed: CamMaps) -> ImageResult:
+    def write(self, item: InputFile, image: Picture, computed: CamMaps) -> ImageResult:
         size = (image.height, image.width)
         probs = computed.probs
         if not bool(torch.isfinite(probs).all()) or not all(
@@ -274,7 +279,7 @@ class CamJob(Job[CamMaps]):
         layer = "+".join(self.layers)
         # on a GPU the maps are upsampled and drawn there: the CPU cores are what limits such a run
         on = self.render_on
-        base = torch.from_numpy(np.array(image.convert("RGB"))).to(on) if on is not None else None
+        base = image.pixels(on) if on is not None else None
         written: list[Output] = []
         rows: list[list[tuple[str, Image.Image]]] | None = [] if self.options.panel else None
         for k, idx in enumerate(computed.classes):
@@ -315,12 +320,12 @@ class CamJob(Job[CamMaps]):
         if rows is not None:
             panel_path = self.panel_path(item)
             title = f"{item.display} · {self.model.name} · layer {layer}"
-            self.save_picture(panel_path, render.panel(image, rows, self.options.colormap, title=title), owner)
+            self.save_picture(panel_path, render.panel(image.pil(), rows, self.options.colormap, title=title), owner)
             for o in written:
                 if isinstance(o, CamOutput):
                     o.panel = str(panel_path)
         if self.options.report:
-            save_input_pictures(item.path, image, self.options.out)
+            save_input_pictures(item.path, image.pil(), self.options.out)
         return ImageResult(
             item.display, True, size=(image.width, image.height), predictions=preds, written=written, maps=maps
         )

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from torch import nn
 
 from ..engine.layers import LayerInfo
@@ -23,6 +22,7 @@ from ..engine.targets import resolve_targets
 from ..errors import InputError, UsageError
 from ..io.inputs import InputFile, input_key
 from ..io.manifest import manifest_name
+from ..io.picture import Picture
 from ..methods import CamMethod, explain, get_methods, upsample_normalized
 from ..metrics import BASELINE_MAPS, baseline_maps, cascade, deletion_insertion, drop_increase, road
 from ..models import LoadedModel
@@ -240,7 +240,7 @@ class EvaluateJob(Job[EvalScores]):
         return out
 
     # ----------------------------------------------------------------------------------------- write
-    def write(self, item: InputFile, image: Image.Image, computed: EvalScores) -> ImageResult:
+    def write(self, item: InputFile, picture: Picture, computed: EvalScores) -> ImageResult:
         probs = computed.probs
         if not bool(torch.isfinite(probs).all()):
             raise InputError(
@@ -248,7 +248,7 @@ class EvaluateJob(Job[EvalScores]):
             )
         preds = self.predictions(probs)
         return ImageResult(
-            item.display, True, size=(image.width, image.height), predictions=preds, written=list(computed.outputs)
+            item.display, True, size=(picture.width, picture.height), predictions=preds, written=list(computed.outputs)
         )
 
     def records(self, result: ImageResult) -> list[Record]:

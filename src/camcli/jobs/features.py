@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from .. import render
 from ..engine.hooks import capture, eval_mode
@@ -22,6 +21,7 @@ from ..engine.layouts import to_grid
 from ..errors import InputError, UsageError
 from ..io.inputs import InputFile
 from ..io.outputs import Setting, atomic_save_npy, feature_output_path, owned_by, owner_tag
+from ..io.picture import Picture
 from ..models import LoadedModel
 from ..options import FeatureOptions, parse_channels
 from .job import Job
@@ -158,7 +158,8 @@ class FeatureJob(Job[dict[str, LayerFeatures]]):
                 )
         return out
 
-    def write(self, item: InputFile, image: Image.Image, computed: dict[str, LayerFeatures]) -> ImageResult:
+    def write(self, item: InputFile, picture: Picture, computed: dict[str, LayerFeatures]) -> ImageResult:
+        image = picture.pil()
         written: list[Output] = []
         for layer, f in computed.items():
             if not (math.isfinite(f.stats.mean) and math.isfinite(f.stats.max)):

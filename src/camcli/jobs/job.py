@@ -22,6 +22,7 @@ from ..engine.layers import LayerInfo, choose_layers, default_layer, hookable, t
 from ..io.formats import EXTENSIONS
 from ..io.inputs import InputFile
 from ..io.outputs import Setting, atomic_save_picture, settings_name
+from ..io.picture import Picture
 from ..models import LoadedModel, is_bundled, load_spec, looks_like_path
 from ..options import Layout, RunOptions, parse_layout
 from ..profiling import phase
@@ -40,6 +41,8 @@ class Job(ABC, Generic[C]):
 
     label = "explaining"  # what the progress display calls the work
     picture_sizes: tuple[tuple[int, int], ...] = ()  # (H, W) of the batch's pictures as drawn, set before compute
+    #: the device that decodes the JPEG inputs and scales their pictures (a GPU's nvjpeg); None: Pillow, in threads
+    decode_on: torch.device | None = None
     manifest_stem = "manifest"  # the records go to OUT/manifest.jsonl
 
     def __init__(self, options: RunOptions, model: LoadedModel | None = None) -> None:
@@ -163,7 +166,7 @@ class Job(ABC, Generic[C]):
         """A batch (B, 3, H, W) on the job's device → one record per image."""
 
     @abstractmethod
-    def write(self, item: InputFile, image: Image.Image, computed: C) -> ImageResult:
+    def write(self, item: InputFile, picture: Picture, computed: C) -> ImageResult:
         """Render and write one image's outputs (runs in a writer thread)."""
 
     @abstractmethod

@@ -27,6 +27,7 @@ from ..io.outputs import (
     owner_tag,
     panel_output_path,
 )
+from ..io.picture import Picture
 from ..methods import get_methods, upsample
 from ..methods.base import normalize
 from ..methods.objects import ObjectMap, ObjectQuery, check_methods, explain_detections, explain_segmentation
@@ -221,8 +222,9 @@ class ObjectJob(Job[Objects]):
         return out
 
     # ----------------------------------------------------------------------------------------- write
-    def write(self, item: InputFile, image: Image.Image, computed: Objects) -> ImageResult:
+    def write(self, item: InputFile, input_picture: Picture, computed: Objects) -> ImageResult:
         o = self.options
+        image = input_picture.pil()
         size = (image.height, image.width)
         sy, sx = size[0] / computed.size[0], size[1] / computed.size[1]
         scale = lambda b: (b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy)  # noqa: E731

@@ -23,16 +23,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from PIL import Image
 
 from ..errors import InputError, OutputError
-from ..io.decode import decode, fit_long_side
 from ..io.inputs import InputFile, input_key, iter_inputs
 from ..io.manifest import Manifest, manifest_name, recorded_inputs
 from ..io.outputs import all_or_nothing
-from ..models import LoadedModel, preprocess
+from ..io.picture import Picture
 from ..options import DEFAULT_MAX_PIXELS
 from .job import C, Job
+from .prepare import Decoded, decode_and_prepare, prepare_on_device
 from .results import ImageResult
 
 # Batches go to the model in channels-last layout on the CPU: oneDNN picks faster kernels for it (measured
@@ -71,27 +70,18 @@ def compute_with_retry(job: Job[C], x: torch.Tensor) -> list[C]:
         return compute_with_retry(job, x[:half]) + compute_with_retry(job, x[half:])
 
 
-@dataclass
-class Decoded:
-    """An input's upright RGB picture and the model's input tensor made from it."""
-
-    image: Image.Image
-    tensor: torch.Tensor
-
-
-def decode_and_prepare(
-    item: InputFile, model: LoadedModel, max_pixels: int | None, max_size: int | None = None
-) -> Decoded:
-    """Runs in a decoder thread; raises :class:`InputError` for a file that cannot be read.
-
-    ``max_size``: the picture drawn on is scaled so that its long side is at most that. A JPEG is then decoded
-    at the smallest DCT scale that still gives both that size and the model's input size, and the model's input
-    is made from that decode (not from the scaled-down picture), so the prediction does not depend on it more
-    than the reduced decode does.
-    """
-    h, w = model.input_size
-    image = decode(item.path, max_pixels, max_size, (w, h))
-    return Decoded(fit_long_side(image, max_size), preprocess(image, model))
+def decode_on_device(job: Job[C], slots: Sequence[Slot], max_pixels: int | None, max_size: int | None) -> None:
+    """Decode the batch's JPEGs waiting for ``job.decode_on`` in one call (see :func:`prepare_on_device`); a
+    file that the device's decoder refuses is read with Pillow instead, and fails only if Pillow fails too."""
+    waiting = [s for s in slots if s.decoded is not None and s.decoded.jpeg is not None]
+    if not waiting or job.decode_on is None:
+        return
+    jpegs = [s.decoded.jpeg for s in waiting if s.decoded is not None and s.decoded.jpeg is not None]
+    for s, done in zip(waiting, prepare_on_device(jpegs, job.model, job.decode_on, max_size), strict=True):
+        try:
+            s.decoded = done or decode_and_prepare(s.item, job.model, max_pixels, max_size)
+        except InputError as e:
+            s.fail(str(e))
 
 
 @dataclass
@@ -130,8 +120,8 @@ class Slot:
         self.result = ImageResult.failed(self.item.display, error)
 
     def start_write(self, writer: ThreadPoolExecutor, job: Job[C], computed: C) -> None:
-        assert self.decoded is not None
-        self.writing = writer.submit(_write_all_or_nothing, job, self.item, self.decoded.image, computed)
+        assert self.decoded is not None and self.decoded.picture is not None
+        self.writing = writer.submit(_write_all_or_nothing, job, self.item, self.decoded.picture, computed)
         self.decoded = None  # the picture now belongs to the writer
 
     @property
@@ -156,27 +146,36 @@ class Slot:
 _OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
-def _write_all_or_nothing(job: Job[C], item: InputFile, image: Image.Image, computed: C) -> ImageResult:
+def _write_all_or_nothing(job: Job[C], item: InputFile, picture: Picture, computed: C) -> ImageResult:
     """``job.write`` in a writer thread; when it fails half-way, the files it wrote are removed again."""
     with all_or_nothing():
-        return job.write(item, image, computed)
+        return job.write(item, picture, computed)
 
 
 def _to_device(job: Job[C], tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    x = torch.stack(list(tensors))
-    if job.device.type == "cuda":  # pinned host memory lets the copy overlap with queued GPU work
-        x = x.pin_memory()
-    x = x.to(job.device, non_blocking=True)
+    if all(t.device.type == "cpu" for t in tensors):
+        x = torch.stack(list(tensors))
+        if job.device.type == "cuda":  # pinned host memory lets the copy overlap with queued GPU work
+            x = x.pin_memory()
+        x = x.to(job.device, non_blocking=True)
+    else:  # decoded on the GPU (a file its decoder refused comes from the CPU)
+        x = torch.stack([t.to(job.device) for t in tensors])
     if job.device.type == "cpu":
         x = x.contiguous(memory_format=CPU_LAYOUT)
     return x
 
 
-def _compute_batch(job: Job[C], ready: list[Slot], writer: ThreadPoolExecutor) -> None:
+def _compute_batch(
+    job: Job[C], ready: list[Slot], writer: ThreadPoolExecutor, max_pixels: int | None, max_size: int | None
+) -> None:
     """Run the model on the decoded slots and hand each image's result to a writer (or fail them all)."""
-    x = _to_device(job, [s.decoded.tensor for s in ready if s.decoded is not None])
+    decode_on_device(job, ready, max_pixels, max_size)
+    ready = [s for s in ready if s.decoded is not None]
+    if not ready:
+        return
+    x = _to_device(job, [s.decoded.tensor for s in ready if s.decoded is not None and s.decoded.tensor is not None])
     #: (H, W) of each picture drawn on, for jobs whose options are in its pixels (--box, --region)
-    job.picture_sizes = tuple((s.decoded.image.height, s.decoded.image.width) for s in ready if s.decoded is not None)
+    job.picture_sizes = tuple((p.height, p.width) for s in ready if s.decoded and (p := s.decoded.picture))
     try:
         computed = compute_with_retry(job, x)
     except InputError as e:
@@ -233,7 +232,8 @@ def process_inputs(
                 elif skip is not None and skip(item):
                     slot.result = ImageResult.skipped_existing(item.display)
                 else:
-                    slot.decoding = decoder.submit(decode_and_prepare, item, job.model, max_pixels, max_size)
+                    on_device = job.decode_on is not None
+                    slot.decoding = decoder.submit(decode_and_prepare, item, job.model, max_pixels, max_size, on_device)
                 queued.append(slot)
             if not queued:
                 break
@@ -245,7 +245,7 @@ def process_inputs(
                 if slot.decoded is not None:
                     ready.append(slot)
             if ready:
-                _compute_batch(job, ready, writer)
+                _compute_batch(job, ready, writer, max_pixels, max_size)
             while len(pending) > window or (pending and pending[0].settled):
                 yield emit()
         while pending:

@@ -22,7 +22,7 @@ from ..errors import ModelError, UsageError
 from ..options import BUNDLED, TASKS, ModelFields
 from . import hf_models, timm_models
 from .archs import available_models
-from .base import LoadedModel, preprocess
+from .base import LoadedModel, normalized, preprocess
 from .bundled import load_bundled
 from .checkpoints import load_checkpoint_model
 from .labels import imagenet_categories, read_labels
@@ -149,5 +149,6 @@ __all__ = [
     "looks_like_path",
     "model_catalog",
     "model_key",
+    "normalized",
     "preprocess",
 ]

@@ -109,7 +109,13 @@ def preprocess(image: Image.Image, model: LoadedModel) -> torch.Tensor:
     h, w = model.input_size
     resample = getattr(Image.Resampling, model.interpolation.upper(), Image.Resampling.BILINEAR)
     resized = image.resize((w, h), resample)
-    x = torch.from_numpy(np.array(resized, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
-    mean = torch.tensor(model.mean).view(3, 1, 1)
-    std = torch.tensor(model.std).view(3, 1, 1)
+    return normalized(torch.from_numpy(np.array(resized, dtype=np.uint8)).permute(2, 0, 1), model)
+
+
+def normalized(pixels: torch.Tensor, model: LoadedModel) -> torch.Tensor:
+    """(3, H, W) uint8 pixels at the model's input size → its input: in [0, 1], less its mean, over its std (on
+    the pixels' device)."""
+    x = pixels.float().div_(255.0)
+    mean = torch.tensor(model.mean, device=x.device).view(3, 1, 1)
+    std = torch.tensor(model.std, device=x.device).view(3, 1, 1)
     return (x - mean) / std
