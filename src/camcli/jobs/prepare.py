@@ -50,17 +50,13 @@ def decode_and_prepare(
 def prepare_on_device(
     jpegs: Sequence[Jpeg], model: LoadedModel, device: torch.device, max_size: int | None
 ) -> list[Decoded | None]:
-    """Decode JPEGs on ``device`` in one call, and make their pictures (scaled to ``max_size``) and the model's
+    """Decode JPEGs on ``device`` in one call, and make their pictures (scaled to ``max_size``) and a classifier's
     inputs there, as :func:`decode_and_prepare` makes them with Pillow; None for a file the decoder refused."""
     out: list[Decoded | None] = []
     for hwc in decode_jpegs(jpegs, device):
         if hwc is None:
             out.append(None)
             continue
-        chw = hwc.permute(2, 0, 1)
-        if model.task == "detection":
-            tensor = chw.float().div_(255.0)
-        else:
-            tensor = normalized(resize_pixels(chw, model.input_size, model.interpolation), model)
+        tensor = normalized(resize_pixels(hwc.permute(2, 0, 1), model.input_size, model.interpolation), model)
         out.append(Decoded(Picture(pixels=fit_pixels(hwc, max_size)), tensor))
     return out
