@@ -183,3 +183,45 @@ def test_the_run_decoding_on_its_device_matches_the_pillow_run(tmp_path, monkeyp
     assert turned.size == ((451, 300) if max_size is None else (300, 200))  # stored 300×451, shown turned
     records = [json.loads(line) for line in (tmp_path / "device" / "manifest.jsonl").read_text().splitlines()]
     assert sum(r["status"] == "ok" for r in records) == 6
+
+
+def _exif_orientation(kind: int, value: bytes) -> bytes:
+    """An EXIF block whose orientation tag has TIFF type ``kind`` (2 ASCII, 3 SHORT, 5 RATIONAL) and ``value``."""
+    import struct
+
+    inline = len(value) <= 4
+    field = value.ljust(4, b"\0") if inline else struct.pack("<I", 26)
+    count = len(value) // 8 if kind == 5 else len(value) // 2 if kind == 3 else len(value)
+    ifd = struct.pack("<H", 1) + struct.pack("<HHI", 0x0112, kind, count) + field + struct.pack("<I", 0)
+    return b"Exif\0\0" + b"II*\0" + struct.pack("<I", 8) + ifd + (b"" if inline else value)
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "turned"),
+    [
+        (3, (6).to_bytes(2, "little"), True),  # SHORT 6: turned a quarter
+        (2, b"6\0", False),  # ASCII "6": Pillow leaves it as stored
+        (5, (12).to_bytes(4, "little") + (2).to_bytes(4, "little"), True),  # RATIONAL 12/2 = 6
+        (5, (13).to_bytes(4, "little") + (2).to_bytes(4, "little"), False),  # RATIONAL 13/2
+        (3, (13).to_bytes(2, "little"), False),
+        (3, (0).to_bytes(2, "little"), False),
+    ],
+)
+def test_odd_orientation_tags_turn_the_picture_as_pillow_does(tmp_path, kind, value, turned):
+    path = tmp_path / "odd.jpg"
+    _photo().save(path, quality=95, exif=_exif_orientation(kind, value))
+    want = np.asarray(decode(path))
+    assert want.shape[:2] == ((40, 24) if turned else (24, 40))
+    assert np.array_equal(_on_device(path), want)
+
+
+def test_pixels_on_the_jobs_device_are_not_copied_again():
+    """A job on ``cuda`` (no index) draws on pixels decoded on ``cuda:0`` as they are."""
+    from types import SimpleNamespace
+
+    from camcli.io.picture import on
+
+    gpu0 = SimpleNamespace(device=torch.device("cuda", 0))
+    assert on(gpu0, torch.device("cuda")) and on(gpu0, torch.device("cuda:0"))  # type: ignore[arg-type]
+    assert not on(gpu0, torch.device("cuda:1")) and not on(gpu0, CPU)  # type: ignore[arg-type]
+    assert on(torch.zeros(1), CPU)

@@ -262,6 +262,18 @@ def test_panel_geometry_and_tiles():
             assert (px[y + h // 2, x + w // 2] == 255).all()
 
 
+@pytest.mark.parametrize("size", [(43, 64), (1, 1), (15, 300)])
+def test_panel_of_a_small_picture_has_room_for_its_scale(size):
+    """A picture narrower than the colour scale (a small portrait) still gets its panel, with the scale."""
+    from camcli import render
+
+    photo = Image.new("RGB", size, (200, 10, 10))
+    out = render.panel(photo, [[("m", photo)]], "jet", title="t")
+    assert out.width >= 400
+    foot = np.asarray(out)[-20:]
+    assert (foot[..., 2].astype(int) - foot[..., 0] > 100).any()  # the blue end of jet's scale is drawn
+
+
 def test_cli_panel_is_written_recorded_and_resumed(tmp_path):
     res = invoke("cam", str(SAMPLES / "coffee.png"), "--method", "gradcam", "--method", "eigencam", "--top-k", "2",
                  "--panel", "--out", str(tmp_path), "-q")  # fmt: skip

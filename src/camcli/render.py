@@ -196,7 +196,8 @@ def panel(
     cols = 1 + max((len(r) for r in rows), default=0)
     top = size + 14 if title else 0
     foot = 30
-    canvas = Image.new("RGB", (pad + cols * (w + pad), top + len(rows) * (head + h + pad) + pad + foot), "white")
+    width = max(pad + cols * (w + pad), 400)  # at least wide enough for the colour scale
+    canvas = Image.new("RGB", (width, top + len(rows) * (head + h + pad) + pad + foot), "white")
     draw = ImageDraw.Draw(canvas)
     font = _font(size)
 

@@ -87,9 +87,11 @@ def read_jpeg(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Jpeg |
         if im.format != "JPEG" or im.mode not in ("RGB", "L"):
             return None
         try:
-            orientation = int(im.getexif().get(0x0112, 1))
+            tag = im.getexif().get(0x0112, 1)
         except Exception:  # a broken EXIF block: decode() draws it as stored, and so does this
-            orientation = 1
+            tag = 1
+        # the values ImageOps.exif_transpose acts on (it looks the tag up as it is: 6.0 turns, "6" does not)
+        orientation = next((k for k in range(2, 9) if not isinstance(tag, str | bytes) and tag == k), 1)
         fp = getattr(im, "fp", None)  # the open file, positioned after the header
         if fp is None:
             return None
@@ -97,7 +99,7 @@ def read_jpeg(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Jpeg |
         data = fp.read()
         if not data.rstrip(b"\0").endswith(b"\xff\xd9"):
             return None
-        return Jpeg(path, data, im.size, orientation if 1 <= orientation <= 8 else 1)
+        return Jpeg(path, data, im.size, orientation)
 
 
 @contextmanager

@@ -48,13 +48,11 @@ def encode_picture(image: Any, fmt: str = "png", quality: int = 90, tags: dict[s
 
 
 def _encode_jpeg_on_gpu(pixels: Any, quality: int, tags: dict[str, str] | None) -> bytes:
-    import warnings
-
     import torchvision.io
 
-    with warnings.catch_warnings():  # torchvision 0.29 points to TorchCodec; the function is what it was
-        warnings.simplefilter("ignore", DeprecationWarning)
-        data = torchvision.io.encode_jpeg(pixels.permute(2, 0, 1).contiguous(), quality=quality)
+    # torchvision 0.29 marks its codecs deprecated (for TorchCodec), in a DeprecationWarning that Python shows
+    # only to __main__; no filter is set here: warnings.catch_warnings() is not safe in the writer threads
+    data = torchvision.io.encode_jpeg(pixels.permute(2, 0, 1).contiguous(), quality=quality)
     return with_jpeg_comment(bytes(data.cpu().numpy().tobytes()), tags)
 
 

@@ -8,7 +8,6 @@ compare them with the Pillow path.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -48,9 +47,15 @@ class Picture:
 
     def pixels(self, device: torch.device) -> torch.Tensor:
         """The picture as (H, W, 3) uint8 on ``device`` (uploaded from the Pillow image the first time)."""
-        if self._pixels is None or self._pixels.device != device:
+        if self._pixels is None or not on(self._pixels, device):
             self._pixels = torch.from_numpy(np.array(self.pil())).to(device)
         return self._pixels
+
+
+def on(tensor: torch.Tensor, device: torch.device) -> bool:
+    """``tensor`` is on ``device`` (``cuda`` without an index: on any GPU, as torch reads it as the current one)."""
+    where = tensor.device
+    return where.type == device.type and (device.index is None or where.index in (None, device.index))
 
 
 def decode_jpegs(jpegs: Sequence[Jpeg], device: torch.device) -> list[torch.Tensor | None]:
@@ -60,17 +65,20 @@ def decode_jpegs(jpegs: Sequence[Jpeg], device: torch.device) -> list[torch.Tens
     from torchvision.io import ImageReadMode, decode_jpeg
 
     datas = [torch.frombuffer(bytearray(j.data), dtype=torch.uint8) for j in jpegs]
-    with warnings.catch_warnings():  # torchvision 0.29 marks its image codecs deprecated (for TorchCodec)
-        warnings.simplefilter("ignore")
-        try:
-            decoded: list[torch.Tensor | None] = list(decode_jpeg(datas, mode=ImageReadMode.RGB, device=device))
-        except RuntimeError:  # one bad file fails the batch: decode them one by one
-            decoded = []
-            for data in datas:
-                try:
-                    decoded.append(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
-                except RuntimeError:
-                    decoded.append(None)
+    on_gpu = device.type == "cuda"
+    if on_gpu:  # nvjpeg works on a stream of its own, which does not wait for the work queued on ours
+        torch.cuda.synchronize(device)
+    try:
+        decoded: list[torch.Tensor | None] = list(decode_jpeg(datas, mode=ImageReadMode.RGB, device=device))
+    except RuntimeError:  # one bad file fails the batch: decode them one by one
+        decoded = []
+        for data in datas:
+            try:
+                decoded.append(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
+            except RuntimeError:
+                decoded.append(None)
+    if on_gpu:  # ... nor does ours wait for it
+        torch.cuda.synchronize(device)
     out: list[torch.Tensor | None] = []
     for j, chw in zip(jpegs, decoded, strict=True):
         if chw is None or chw.dim() != 3 or chw.shape[0] != 3 or (chw.shape[2], chw.shape[1]) != j.size:
