@@ -139,13 +139,19 @@ def _opened(path: Path, max_pixels: int | None) -> Iterator[Image.Image]:
         raise InputError(f"{path}: truncated or corrupt image ({e})") from None
 
 
+def fitted_size(width: int, height: int, max_side: int | None) -> tuple[int, int] | None:
+    """(width, height) scaled down so that the long side is ``max_side`` (aspect kept, rounded); None when the
+    picture is not larger than that (or there is no cap). The one rule for Pillow's and the GPU's pictures."""
+    if max_side is None or max(width, height) <= max_side:
+        return None
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def fit_long_side(image: Image.Image, max_side: int | None) -> Image.Image:
     """``image`` scaled down so that its long side is at most ``max_side`` (aspect kept); as it is otherwise."""
-    if max_side is None or max(image.size) <= max_side:
-        return image
-    scale = max_side / max(image.size)
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    size = fitted_size(image.width, image.height, max_side)
+    return image if size is None else image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
 
 
 def _regular_file_size(path: Path) -> int:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .decode import Jpeg
+from .decode import Jpeg, fitted_size
 
 #: how a model's input may be resized for :func:`resize_pixels` to match Pillow (others go through Pillow)
 DEVICE_INTERPOLATIONS = ("bilinear", "bicubic")
@@ -118,11 +118,9 @@ def resize_pixels(chw: torch.Tensor, size: tuple[int, int], interpolation: str =
 
 
 def fit_pixels(hwc: torch.Tensor, max_side: int | None) -> torch.Tensor:
-    """(H, W, 3) pixels scaled down so that the long side is at most ``max_side``, with the sizes of
-    :func:`camcli.io.decode.fit_long_side`; as they are otherwise."""
-    h, w = int(hwc.shape[0]), int(hwc.shape[1])
-    if max_side is None or max(h, w) <= max_side:
+    """(H, W, 3) pixels scaled down so that the long side is at most ``max_side`` (:func:`fitted_size`, as for
+    Pillow's pictures); as they are otherwise."""
+    size = fitted_size(int(hwc.shape[1]), int(hwc.shape[0]), max_side)
+    if size is None:
         return hwc
-    scale = max_side / max(h, w)
-    size = (max(1, round(h * scale)), max(1, round(w * scale)))
-    return resize_pixels(hwc.permute(2, 0, 1), size).permute(1, 2, 0).contiguous()
+    return resize_pixels(hwc.permute(2, 0, 1), (size[1], size[0])).permute(1, 2, 0).contiguous()

@@ -173,9 +173,14 @@ def _compute_batch(
     ready = [s for s in ready if s.decoded is not None]
     if not ready:
         return
-    x = _to_device(job, [s.decoded.tensor for s in ready if s.decoded is not None and s.decoded.tensor is not None])
+    tensors, sizes = [], []
+    for s in ready:  # every slot left is decoded: by Pillow in a thread, or on the device just now
+        assert s.decoded is not None and s.decoded.tensor is not None and s.decoded.picture is not None
+        tensors.append(s.decoded.tensor)
+        sizes.append((s.decoded.picture.height, s.decoded.picture.width))
+    x = _to_device(job, tensors)
     #: (H, W) of each picture drawn on, for jobs whose options are in its pixels (--box, --region)
-    job.picture_sizes = tuple((p.height, p.width) for s in ready if s.decoded and (p := s.decoded.picture))
+    job.picture_sizes = tuple(sizes)
     try:
         computed = compute_with_retry(job, x)
     except InputError as e:
