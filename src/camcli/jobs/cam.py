@@ -54,6 +54,13 @@ def overlay_names(o: CamOptions) -> list[Setting]:
     return out
 
 
+def methods_panel_path(job: Job[Any], methods: Sequence[CamMethod], item: InputFile) -> Path:
+    """``--panel``: the input's comparison picture, named after the methods and the run's settings (the CAM and
+    the object jobs)."""
+    tag = "panel-" + "+".join(m.name for m in methods) + job.name_settings
+    return panel_output_path(job.options.out, item, tag, job.ext)
+
+
 @dataclass
 class CamMaps:
     """What :meth:`CamJob.compute` hands to :meth:`CamJob.write` for one image (CPU tensors)."""
@@ -150,9 +157,7 @@ class CamJob(Job[CamMaps]):
         return cam_output_path(self.options.out, item, tag + self.name_settings, index, name, sfx, rank)
 
     def panel_path(self, item: InputFile) -> Path:
-        """``--panel``: the input's comparison picture, named after the methods and the settings."""
-        tag = "panel-" + "+".join(m.name for m in self.methods) + self.name_settings
-        return panel_output_path(self.options.out, item, tag, self.ext)
+        return methods_panel_path(self, self.methods, item)
 
     @property
     def ranked(self) -> bool:

@@ -33,7 +33,7 @@ from ..methods.base import normalize
 from ..methods.objects import ObjectMap, ObjectQuery, check_methods, explain_detections, explain_segmentation
 from ..models import LoadedModel, load_spec
 from ..options import DEFAULT_METHOD, CamOptions, parse_box, parse_layout
-from .cam import CamJob, overlay_names, overlay_settings
+from .cam import CamJob, methods_panel_path, overlay_names, overlay_settings
 from .job import Job
 from .results import ImageResult, ObjectOutput, Record
 
@@ -173,8 +173,7 @@ class ObjectJob(Job[Objects]):
         return panel_output_path(self.options.out, item, f"{method}{self.name_settings}.objects", self.ext)
 
     def panel_path(self, item: InputFile) -> Path:
-        tag = "panel-" + "+".join(m.name for m in self.methods) + self.name_settings
-        return panel_output_path(self.options.out, item, tag, self.ext)
+        return methods_panel_path(self, self.methods, item)
 
     def answer_path(self, item: InputFile, method: str) -> Path:
         """What a run found when there was nothing to draw (``….objects.json``: the statuses), so that
