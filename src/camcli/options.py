@@ -15,6 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
+from .checks import at_least as _at_least
+from .checks import at_most as _at_most
+from .checks import check_target_fields
+from .checks import finite as _finite
 from .errors import UsageError
 
 BUNDLED = "efficientnet_lite0"  # the offline default model
@@ -84,21 +88,6 @@ def parse_channels(spec: str) -> list[int]:
     if not out:
         raise UsageError("--channels is empty; pass indices like 0,5,17-24")
     return out
-
-
-def _at_least(option: str, value: float | None, low: float) -> None:
-    if value is not None and value < low:
-        raise UsageError(f"{option} {value} is too small; use {low} or more")
-
-
-def _at_most(option: str, value: float | None, high: float) -> None:
-    if value is not None and value > high:
-        raise UsageError(f"{option} {value} is too large; use at most {high}")
-
-
-def _finite(option: str, value: float) -> None:
-    if not math.isfinite(value):
-        raise UsageError(f"{option} {value} is not a number; pass a finite value")
 
 
 LAYOUT_KINDS = ("nchw", "nhwc", "tokens")  # how a layer's output lays out its grid (camcli.engine.layouts)
@@ -252,9 +241,16 @@ class CamOptions(RunOptions):
     mask: str | None = None  # segmentation: a PNG whose non-zero pixels are the region explained
     region: str | None = None  # segmentation: "x1,y1,x2,y2", the region explained
     norm_in_box: bool = False  # each object's map normalised inside its box
+    # what is explained (camcli.engine.scoring, camcli.engine.targets; the README's "Heads and targets")
+    head: str | None = None  # softmax, sigmoid or identity; None: as the model says (one output: sigmoid)
+    threshold: float | None = None  # every label whose sigmoid is at least this (multi-label heads)
+    references: list[str] = field(default_factory=list)  # pictures: explain the similarity to their embedding
+    prompts: list[str] = field(default_factory=list)  # texts: explain the similarity to each (CLIP-style models)
+    targets_file: str | None = None  # CSV/JSON lines of input,target: one target per image
 
     def check(self) -> None:
         super().check()
+        check_target_fields(self)
         if not 0.0 <= self.alpha <= 1.0:
             raise UsageError(f"--alpha {self.alpha} is out of range; use a value from 0 to 1")
         if self.blend not in BLENDS:
@@ -332,9 +328,16 @@ class EvalOptions(RunOptions):
     sanity: bool = False  # the model-randomisation check instead of the metrics
     sanity_steps: int = 6
     score_batch: int = 32
+    head: str | None = None  # as CamOptions.head
+    references: list[str] = field(default_factory=list)
+    prompts: list[str] = field(default_factory=list)
+    targets_file: str | None = None
+    top_k: int = 1  # evaluate explains one class per image (or each target)
+    threshold: float | None = None  # not offered by evaluate (each label would be a row); kept for the shared rules
 
     def check(self) -> None:
         super().check()
+        check_target_fields(self)
         unknown = [m for m in self.metrics if m not in METRICS]
         if unknown:
             raise UsageError(f"--metric {unknown[0]!r}: use {', '.join(METRICS)}")

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..checks import HEADS, TargetFields
 from ..options import DEFAULT_METHOD, METHOD_NAMES, CamOptions
 from .completion import EXPLAIN, complete_method
 from .params import GROUPS, option
@@ -30,7 +31,8 @@ def target_option(default: str) -> Any:  # --target/-t (repeatable); ``default``
     return typer.Option(
         "--target",
         "-t",
-        help=f"Class index or name to explain, repeatable. \\[default: {default}]",
+        help="Class index or name to explain, repeatable; not:CLASS explains what speaks against it (lowers it). "
+        f"\\[default: {default}]",
         metavar="CLASS",
         rich_help_panel=EXPLAIN,
     )
@@ -99,5 +101,93 @@ GROUPS[ObjectArgs] = [
         "norm_in_box",
         Annotated[bool, _opt("--norm-in-box", help="Detectors: normalise each object's map inside its box.")],
         False,
+    ),
+]
+
+
+TARGETS = "Heads and targets"
+
+
+@dataclass(frozen=True)
+class TargetArgs:
+    """``--head --threshold --reference --prompt --targets-file``: how the model's outputs read, and what is
+    explained besides ``--target`` (the README's "Heads and targets")."""
+
+    head: str | None
+    threshold: float | None
+    reference: list[str] | None
+    prompt: list[str] | None
+    targets_file: str | None
+
+    def apply_to(self, options: TargetFields) -> None:
+        options.head = self.head.strip().lower() if self.head else None
+        options.threshold = self.threshold
+        options.references = list(self.reference or [])
+        options.prompts = list(self.prompt or [])
+        options.targets_file = self.targets_file
+
+
+def _t(*names: str, help: str, metavar: str | None = None) -> Any:
+    return typer.Option(*names, help=help, metavar=metavar, rich_help_panel=TARGETS)
+
+
+GROUPS[TargetArgs] = [
+    option(
+        "head",
+        Annotated[
+            str | None,
+            _t(
+                "--head",
+                metavar="|".join(HEADS),
+                help="How the outputs read as probabilities: softmax (one class), sigmoid (binary and multi-label), "
+                "identity (raw values: regression). \\[default: as the model says; one output: sigmoid]",
+            ),
+        ],
+        None,
+    ),
+    option(
+        "threshold",
+        Annotated[
+            float | None,
+            _t("--threshold", metavar="P", help="Multi-label: explain every label whose sigmoid is at least P."),
+        ],
+        None,
+    ),
+    option(
+        "reference",
+        Annotated[
+            list[str] | None,
+            _t(
+                "--reference",
+                metavar="IMG",
+                help="Explain what makes the input similar to this picture (cosine of the embeddings); repeatable: "
+                "several average into one concept.",
+            ),
+        ],
+        None,
+    ),
+    option(
+        "prompt",
+        Annotated[
+            list[str] | None,
+            _t(
+                "--prompt",
+                metavar="TEXT",
+                help='CLIP-style models: explain the similarity to this text ("a photo of a cat"); repeatable.',
+            ),
+        ],
+        None,
+    ),
+    option(
+        "targets_file",
+        Annotated[
+            str | None,
+            _t(
+                "--targets-file",
+                metavar="FILE",
+                help="One target per image: a CSV with the header input,target (or JSON lines with those keys).",
+            ),
+        ],
+        None,
     ),
 ]

@@ -19,7 +19,7 @@ import typer
 from ..options import DEFAULT_METHOD, CamOptions, FeatureOptions, RunOptions
 from ..profiling import phase
 from .boundary import EXIT_OK, EXIT_SOME_FAILED, guarded
-from .cam_opts import ObjectArgs, method_option, target_option
+from .cam_opts import ObjectArgs, TargetArgs, method_option, target_option
 from .completion import EXPLAIN, OUTPUT, RUN, SMOOTHING, complete_blend, complete_normalize
 from .params import BatchArgs, ColormapOpt, GridLayerOpt, InputsArg, LayerOpt, ModelArgs, shared_options
 from .report import ReportOpt, build_and_tell
@@ -106,6 +106,7 @@ def cam(
         int, typer.Option(help="Masked images per forward pass for scorecam.", rich_help_panel=RUN)
     ] = CamOptions.score_batch,
     objects: ObjectArgs,
+    targets: TargetArgs,
     run: BatchArgs,
 ) -> None:
     started = time.perf_counter()
@@ -134,6 +135,7 @@ def cam(
             report=report,
         )
         objects.apply_to(options)
+        targets.apply_to(options)
         total = complete_and_count(options, model, run, inputs)
         code = run_with_report(cam_job(options), inputs, total, run, started=started)
         if report:

@@ -1,12 +1,45 @@
-"""Turning ``--target`` values (indices or class names) into class indices."""
+"""Turning ``--target`` values (indices, class names, ``not:`` either) into :class:`Target` objects.
+
+A target is what one map explains: one entry of the model's score vector (a class's logit, a label's, a
+regression output, the similarity to a reference picture or to a prompt: :mod:`camcli.engine.scoring` makes
+the vector), or its negative (``not:``: what speaks *against* the class, what lowers the output).
+"""
 
 from __future__ import annotations
 
 import difflib
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from ..errors import TargetError
+
+NEGATE = "not:"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Entry ``index`` of the score vector, or its negative (``negate``): the scalar a map explains."""
+
+    index: int
+    negate: bool = False
+
+    @property
+    def sign(self) -> float:
+        return -1.0 if self.negate else 1.0
+
+    def __call__(self, scores: Any) -> Any:
+        """The scalar of ``scores`` (N,) (or (B, N): one per row), negated for ``not:``."""
+        value = scores[..., self.index]
+        return -value if self.negate else value
+
+    def __str__(self) -> str:
+        return f"{NEGATE}{self.index}" if self.negate else str(self.index)
+
+    def name(self, class_name: str) -> str:
+        """What people and file names call it: the class's name, ``not-`` first when negated."""
+        return f"not-{class_name}" if self.negate else class_name
 
 
 def _words(text: str) -> set[str]:
@@ -15,8 +48,16 @@ def _words(text: str) -> set[str]:
 
 def check_index(index: int, num_classes: int) -> None:
     """A :class:`TargetError` unless ``0 <= index < num_classes``."""
-    if not 0 <= index < num_classes:
-        raise TargetError(f"class {index} is out of range: the model has classes 0…{num_classes - 1}")
+    if 0 <= index < num_classes:
+        return
+    if num_classes == 1:
+        raise TargetError(
+            f"class {index} is out of range: the model has one output, 0 (a binary head: what speaks against the "
+            "positive class is --target not:0)"
+        )
+    if num_classes < 1:
+        raise TargetError(f"class {index}: the model's classes are unknown; pass --labels FILE")
+    raise TargetError(f"class {index} is out of range: the model has classes 0…{num_classes - 1}")
 
 
 def resolve_target(value: str | int, categories: Sequence[str]) -> int:
@@ -58,5 +99,28 @@ def resolve_target(value: str | int, categories: Sequence[str]) -> int:
 
 
 def resolve_targets(values: Sequence[str | int], categories: Sequence[str]) -> list[int]:
-    """Class indices, each once, in the order given (``--target 281 --target tabby`` is one class)."""
-    return list(dict.fromkeys(resolve_target(v, categories) for v in values))
+    """Class indices, each once, in the order given (``--target 281 --target tabby`` is one class); ``not:`` is
+    refused (detectors and segmenters explain objects, which have no negative)."""
+    out = [parse_target(v, categories) for v in values]
+    if any(t.negate for t in out):
+        raise TargetError("--target not:… negates a classifier's score; a detector's objects have no negative")
+    return list(dict.fromkeys(t.index for t in out))
+
+
+def parse_target(value: str | int | Target, categories: Sequence[str]) -> Target:
+    """``281``, ``"tabby"``, ``"not:0"``, ``"not:cat"`` → a :class:`Target` (see :func:`resolve_target`)."""
+    if isinstance(value, Target):
+        check_index(value.index, len(categories))
+        return value
+    text = str(value).strip()
+    if text.lower().startswith(NEGATE):
+        rest = text[len(NEGATE) :].strip()
+        if not rest:
+            raise TargetError(f"--target {text!r}: name what to negate, e.g. not:0 or not:cat")
+        return Target(resolve_target(rest, categories), True)
+    return Target(resolve_target(text, categories))
+
+
+def parse_targets(values: Sequence[str | int | Target], categories: Sequence[str]) -> list[Target]:
+    """:class:`Target` objects, each once, in the order given."""
+    return list(dict.fromkeys(parse_target(v, categories) for v in values))

@@ -35,7 +35,8 @@ from .outputs import atomic_write_bytes
 RECORD_KEY = ("input", "kind", "model", "method", "layer", "class_index", "target", "settings")  # target: an object
 LOCK_NAME = ".camcli.lock"
 # the statuses of an input that was done: ok, or a detector's or segmenter's answer that there was nothing to draw
-DONE = ("ok", "no_detection", "no_match", "empty_mask")
+# (no_label: no label reached --threshold)
+DONE = ("ok", "no_detection", "no_match", "empty_mask", "no_label")
 
 try:
     import fcntl

@@ -13,7 +13,7 @@ from PIL import Image
 
 from .. import render
 from ..engine.layers import LayerInfo
-from ..engine.targets import resolve_targets
+from ..engine.targets import Target
 from ..errors import InputError, UsageError
 from ..io.inputs import InputFile
 from ..io.outputs import (
@@ -23,7 +23,6 @@ from ..io.outputs import (
     find_cam_outputs,
     owned_by,
     owner_tag,
-    panel_output_path,
     rank_text,
 )
 from ..io.picture import DEVICE_INTERPOLATIONS, Picture
@@ -33,43 +32,22 @@ from ..methods.guided import gradient_to_image, guided_backprop
 from ..models import LoadedModel
 from ..options import DEFAULT_METHOD, CamOptions
 from .job import Job
-from .results import CamOutput, ImageResult, Output, Record
+from .overlays import methods_panel_path, overlay_names, overlay_settings
+from .results import CamOutput, ImageResult, NoLabel, Output, Record
 from .runner import ResultCallback, run_job
-
-
-def overlay_settings(o: CamOptions) -> dict[str, Any]:
-    """How maps are laid over the picture (colormap, alpha, blend): in the settings of every CAM-family run."""
-    return {"colormap": o.colormap, "alpha": o.alpha, "blend": o.blend}
-
-
-def overlay_names(o: CamOptions) -> list[Setting]:
-    """Those of :func:`overlay_settings` that differ from the defaults, as output names carry them."""
-    d, out = CamOptions(), list[Setting]()
-    if o.colormap != d.colormap:
-        out.append(("colormap", o.colormap))
-    if o.alpha != d.alpha:
-        out.append(("alpha", f"{o.alpha:g}"))
-    if o.blend != d.blend:
-        out.append(("blend", o.blend))
-    return out
-
-
-def methods_panel_path(job: Job[Any], methods: Sequence[CamMethod], item: InputFile) -> Path:
-    """``--panel``: the input's comparison picture, named after the methods and the run's settings (the CAM and
-    the object jobs)."""
-    tag = "panel-" + "+".join(m.name for m in methods) + job.name_settings
-    return panel_output_path(job.options.out, item, tag, job.ext)
+from .targeting import TargetPlan, plan_targets
 
 
 @dataclass
 class CamMaps:
     """What :meth:`CamJob.compute` hands to :meth:`CamJob.write` for one image (CPU tensors)."""
 
-    probs: torch.Tensor  # (num_classes,)
-    classes: list[int]  # the K classes explained
+    probs: torch.Tensor  # (num_classes,) as the head reads the scores (softmax, sigmoid, the values)
+    targets: list[Target]  # what each of the K maps explains (a class, negated or not)
     by_method: dict[str, torch.Tensor]  # method → (K, h, w) maps in [0, 1]
     per_layer: dict[tuple[str, str], torch.Tensor]  # (method, layer) → (K, h, w), with --per-layer
     guided: torch.Tensor | None  # (K, 3, H, W) guided-backprop gradients, with --guided
+    missing: bool = False  # --targets-file names no target for this image
 
 
 class CamJob(Job[CamMaps]):
@@ -107,8 +85,9 @@ class CamJob(Job[CamMaps]):
                 )
 
     def prepare_model(self, infos: list[LayerInfo]) -> None:
-        self.targets = resolve_targets(self.options.targets, self.model.categories)
-        classes = self.model.num_classes
+        self.plan: TargetPlan = plan_targets(self.model, self.options)
+        self.targets: list[Target] = self.plan.targets
+        classes = len(self.plan.names)
         if classes and self.options.top_k > classes:
             raise UsageError(f"--top-k {self.options.top_k}: {self.model.name} has {classes} classes; use at most that")
 
@@ -116,7 +95,7 @@ class CamJob(Job[CamMaps]):
         return (
             f"model {self.model.name}{self.weights_note()} · "
             f"layer {'+'.join(self.layers)} ({self.how_layers_chosen()}) · "
-            f"method {', '.join(m.name for m in self.methods)} · device {self.device}"
+            f"method {', '.join(m.name for m in self.methods)} · {self.plan.describe()} · device {self.device}"
         )
 
     # ---------------------------------------------------------------------------------------- names
@@ -129,6 +108,7 @@ class CamJob(Job[CamMaps]):
             "aug_smooth": o.aug_smooth,
             **overlay_settings(o),
             "annotate": o.annotate,
+            **self.plan.settings(),
         }
 
     def named_settings(self) -> list[Setting]:
@@ -146,15 +126,22 @@ class CamJob(Job[CamMaps]):
         out += overlay_names(o)
         if o.annotate:
             out.append(("annotate", None))
-        return out
+        return out + self.plan.named()
 
     def output_path(
-        self, item: InputFile, tag: str, index: int, suffix: str | None = None, rank: str | None = None
+        self, item: InputFile, tag: str, target: Target, suffix: str | None = None, rank: str | None = None
     ) -> Path:
-        """The file of map ``tag`` of class ``index``: a picture in the run's format, or ``suffix`` (``.npy``)."""
-        name = self.model.class_name(index)
+        """The file of map ``tag`` of ``target``: a picture in the run's format, or ``suffix`` (``.npy``)."""
+        name = self.target_name(target)
         sfx = suffix or self.ext
-        return cam_output_path(self.options.out, item, tag + self.name_settings, index, name, sfx, rank)
+        return cam_output_path(self.options.out, item, tag + self.name_settings, target.index, name, sfx, rank)
+
+    def class_name(self, index: int) -> str:
+        return self.plan.class_name(index)
+
+    def target_name(self, target: Target) -> str:
+        """What people call a target: ``tabby``, ``not tabby``, a prompt, a reference."""
+        return target.name(self.plan.class_name(target.index)).replace("not-", "not ", 1)
 
     def panel_path(self, item: InputFile) -> Path:
         return methods_panel_path(self, self.methods, item)
@@ -162,7 +149,7 @@ class CamJob(Job[CamMaps]):
     @property
     def ranked(self) -> bool:
         """Names carry the class's rank: with --top-k above 1 (not with --target)."""
-        return not self.targets and self.options.top_k > 1
+        return not self.targets and self.plan.per_image is None and self.options.top_k > 1
 
     def _rank(self, k: int) -> str | None:
         return rank_text(k + 1, self.options.top_k) if self.ranked else None
@@ -183,8 +170,14 @@ class CamJob(Job[CamMaps]):
         """All outputs of this input are on disk (atomic writes: a file that exists is complete), made from this
         input with these settings."""
         owner, made = owner_tag(item), self.settings_text
-        if self.targets:
-            paths = [self.output_path(item, tag, idx, sfx) for tag, sfx in self._expected() for idx in self.targets]
+        targets = self.targets
+        if self.plan.per_image is not None:
+            own = self.plan.for_images((item,))[0]
+            if own is None:
+                return False
+            targets = [own]
+        if targets:
+            paths = [self.output_path(item, tag, t, sfx) for tag, sfx in self._expected() for t in targets]
             paths += [self.panel_path(item)] if self.options.panel else []
             return all(p.is_file() for p in paths) and all(
                 owned_by(p, owner, made) for p in paths if p.suffix != ".npy"
@@ -197,13 +190,17 @@ class CamJob(Job[CamMaps]):
         for tag, sfx in self._expected():
             found = find_cam_outputs(out, item, tag + self.name_settings, sfx, self.ranked)
             pictures = [p for p in found if sfx != ".npy"]
-            if len(found) < self.options.top_k or not all(owned_by(p, owner, made) for p in pictures):
+            # --threshold: the labels explained are the model's to say; an image's files are all written or
+            # none (and its record says ok), so one of them is enough
+            wanted = 1 if self.plan.threshold is not None else self.options.top_k
+            if len(found) < wanted or not all(owned_by(p, owner, made) for p in pictures):
                 return False
         return True
 
     # --------------------------------------------------------------------------------------- compute
     def compute(self, x: torch.Tensor) -> list[CamMaps]:
         o = self.options
+        classes, signs, missing = self.plan.batch_targets(self.batch_inputs)
         ex = explain_smooth(
             self.model.module,
             x,
@@ -214,20 +211,30 @@ class CamJob(Job[CamMaps]):
             aug=o.aug_smooth,
             targets=self.targets or None,
             top_k=o.top_k,
+            classes=classes,
+            signs=signs,
             score_batch=o.score_batch,
             layouts=self.layouts,
+            scorer=self.plan.scorer,
+            threshold=self.plan.threshold,
         )
-        guided = guided_backprop(self.model.module, x, ex.classes) if o.guided else None
-        return [
-            CamMaps(
-                probs=ex.probs[i],
-                classes=ex.classes[i].tolist(),
-                by_method={m: v[i] for m, v in ex.by_method.items()},
-                per_layer={k: v[i] for k, v in ex.per_layer.items()} if o.per_layer else {},
-                guided=guided[i] if guided is not None else None,
+        guided = guided_backprop(self.model.module, x, ex.classes, ex.signs, self.plan.scorer) if o.guided else None
+        out = []
+        for i in range(x.shape[0]):
+            keep = [True] * ex.classes.shape[1] if ex.valid is None else ex.valid[i].tolist()
+            signed = ex.signs[i].tolist() if ex.signs is not None else [1.0] * len(keep)
+            slots = [k for k, kept in enumerate(keep) if kept]
+            out.append(
+                CamMaps(
+                    probs=ex.probs[i],
+                    targets=[Target(int(ex.classes[i, k]), signed[k] < 0) for k in slots],
+                    by_method={m: v[i][slots] for m, v in ex.by_method.items()},
+                    per_layer={k: v[i][slots] for k, v in ex.per_layer.items()} if o.per_layer else {},
+                    guided=guided[i][slots] if guided is not None else None,
+                    missing=missing[i],
+                )
             )
-            for i in range(x.shape[0])
-        ]
+        return out
 
     # ----------------------------------------------------------------------------------------- write
     def _save_map(
@@ -272,6 +279,8 @@ class CamJob(Job[CamMaps]):
     def write(self, item: InputFile, image: Picture, computed: CamMaps) -> ImageResult:
         size = (image.height, image.width)
         probs = computed.probs
+        if computed.missing:
+            raise self.plan.missing_error(item.path)
         if not bool(torch.isfinite(probs).all()) or not all(
             bool(torch.isfinite(m).all()) for m in computed.by_method.values()
         ):
@@ -279,6 +288,10 @@ class CamJob(Job[CamMaps]):
                 f"{item.path}: the model's output is not finite (NaN or Inf) for this image; check the weights"
             )
         preds = self.predictions(probs)
+        if not computed.targets:  # --threshold: no label is that probable
+            answer = NoLabel("+".join(m.name for m in self.methods), float(self.plan.threshold or 0))
+            size_wh = (image.width, image.height)
+            return ImageResult(item.display, True, size=size_wh, predictions=preds, written=[answer])
         maps: dict[str, np.ndarray] | None = {} if self.options.keep_maps else None
         owner = owner_tag(item)
         layer = "+".join(self.layers)
@@ -287,28 +300,30 @@ class CamJob(Job[CamMaps]):
         base = image.pixels(on) if on is not None else None
         written: list[Output] = []
         rows: list[list[tuple[str, Image.Image]]] | None = [] if self.options.panel else None
-        for k, idx in enumerate(computed.classes):
+        for k, target in enumerate(computed.targets):
+            idx = target.index
             tiles: list[tuple[str, Image.Image]] | None = [] if rows is not None else None
             if rows is not None and tiles is not None:
                 rows.append(tiles)
             rank = self._rank(k)
-            name, prob = self.model.class_name(idx), round(float(probs[idx]), 6)
+            name = self.target_name(target)
+            prob = round(self.plan.scorer.slot_probability(probs, idx, target.negate), 6)
             said = f"{idx} {name} · {prob:.3f}"  # the caption's start, with --annotate
             guided = computed.guided[k] if computed.guided is not None else None
-            gb_path = self.output_path(item, "guided-backprop", idx, rank=rank)
+            gb_path = self.output_path(item, "guided-backprop", target, rank=rank)
             if guided is not None:
                 picture = render.gradient_picture(gradient_to_image(guided).numpy(), size)
                 self.save_picture(gb_path, picture, owner)
             for m in self.methods:
-                path = self.output_path(item, m.name, idx, rank=rank)
+                path = self.output_path(item, m.name, target, rank=rank)
                 full = upsample_normalized(computed.by_method[m.name][k].to(on), size)
-                out = CamOutput(m.name, idx, name, prob, overlay=str(path))
+                out = CamOutput(m.name, idx, name, prob, overlay=str(path), target=str(target))
                 caption = f"{said} · {m.name} @ {layer}"
                 tile = f"{m.name} · {said}"
                 out.raw = self._save_map(path, image, base, full, maps, owner, caption, tiles, tile)
                 for (method, one), per in computed.per_layer.items():
                     if method == m.name:
-                        layer_path = self.output_path(item, f"{m.name}@{one}", idx, rank=rank)
+                        layer_path = self.output_path(item, f"{m.name}@{one}", target, rank=rank)
                         per_map = upsample_normalized(per[k].to(on), size)
                         caption = f"{said} · {m.name} @ {one}"
                         tile = f"{m.name} @ {one} · {said}"
@@ -317,7 +332,7 @@ class CamJob(Job[CamMaps]):
                 if guided is not None:
                     out.guided_backprop = str(gb_path)
                     cam_in = upsample(computed.by_method[m.name][k], (guided.shape[-2], guided.shape[-1]))
-                    gc_path = self.output_path(item, f"guided-{m.name}", idx, rank=rank)
+                    gc_path = self.output_path(item, f"guided-{m.name}", target, rank=rank)
                     picture = render.gradient_picture(gradient_to_image(guided * cam_in[None]).numpy(), size)
                     self.save_picture(gc_path, picture, owner)
                     out.guided_cam = str(gc_path)
@@ -344,7 +359,9 @@ class CamJob(Job[CamMaps]):
             return [
                 {**base, "method": "+".join(m.name for m in self.methods), "status": "error", "error": result.error}
             ]
-        return [o.record(base, result.predictions) for o in result.written if isinstance(o, CamOutput)]
+        out = [o.record(base, result.predictions) for o in result.written if isinstance(o, (CamOutput, NoLabel))]
+        self.plan.add_prediction(out, result.predictions[0] if result.predictions else None)
+        return out
 
 
 def explain_files(

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from ..engine.layers import LayerInfo
-from ..engine.targets import resolve_targets
+from ..engine.scoring import Slots
+from ..engine.targets import Target
 from ..errors import InputError, UsageError
 from ..io.inputs import InputFile, input_key
 from ..io.manifest import manifest_name
@@ -31,6 +32,7 @@ from .eval_summary import matching_records
 from .job import Job
 from .results import EvalOutput, ImageResult, Record
 from .runner import ResultCallback, run_job
+from .targeting import TargetPlan, plan_targets
 
 
 @dataclass
@@ -39,6 +41,7 @@ class EvalScores:
 
     probs: torch.Tensor  # (num_classes,)
     outputs: list[EvalOutput]
+    missing: bool = False  # --targets-file names no target for this image
 
 
 class EvaluateJob(Job[EvalScores]):
@@ -62,7 +65,16 @@ class EvaluateJob(Job[EvalScores]):
             raise UsageError(
                 f"camcli evaluate measures classifiers' maps; {self.model.name} is a {self.model.task} model"
             )
-        self.targets = resolve_targets(self.options.targets, self.model.categories)
+        if self.options.threshold is not None:
+            raise UsageError(
+                "camcli evaluate measures one target per image and class; instead of --threshold, name the labels "
+                "with --target, or each image's with --targets-file"
+            )
+        self.plan: TargetPlan = plan_targets(self.model, self.options)
+        self.targets: list[Target] = self.plan.targets
+
+    def class_name(self, index: int) -> str:
+        return self.plan.class_name(index)
 
     def header(self) -> str:
         o = self.options
@@ -70,7 +82,7 @@ class EvaluateJob(Job[EvalScores]):
         return (
             f"model {self.model.name}{self.weights_note()} · layer {'+'.join(self.layers)} "
             f"({self.how_layers_chosen()}) · method {', '.join(m.name for m in self.methods)} · {what} · "
-            f"device {self.device}"
+            f"{self.plan.describe()} · device {self.device}"
         )
 
     def settings(self) -> dict[str, Any]:
@@ -84,7 +96,8 @@ class EvaluateJob(Job[EvalScores]):
             "road_noise": o.road_noise,
             "sanity": o.sanity,
             "sanity_steps": o.sanity_steps if o.sanity else None,
-            "targets": list(self.targets),
+            "targets": [str(t) for t in self.targets],
+            **self.plan.settings(),
         }
 
     def record_base(self) -> dict[str, Any]:
@@ -127,7 +140,12 @@ class EvaluateJob(Job[EvalScores]):
 
     # --------------------------------------------------------------------------------------- compute
     def _maps(
-        self, model: nn.Module, x: torch.Tensor, classes: torch.Tensor | None, methods: list[CamMethod]
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        classes: torch.Tensor | None,
+        methods: list[CamMethod],
+        signs: torch.Tensor | None = None,
     ) -> tuple[Any, dict[str, torch.Tensor]]:
         """Each method's map at the input's size, (B·K, H, W), for ``classes`` (B, K) or the targets/top class."""
         ex = explain(
@@ -138,8 +156,10 @@ class EvaluateJob(Job[EvalScores]):
             targets=self.targets or None,
             top_k=1,
             classes=classes,
+            signs=signs,
             score_batch=self.options.score_batch,
             layouts=self.layouts,
+            scorer=self.plan.scorer,
         )
         size = (x.shape[-2], x.shape[-1])
         maps = {
@@ -151,10 +171,12 @@ class EvaluateJob(Job[EvalScores]):
     def compute(self, x: torch.Tensor) -> list[EvalScores]:
         o = self.options
         model = self.model.module
-        ex, maps = self._maps(model, x, None, self.methods)
+        given, signs, missing = self.plan.batch_targets(self.batch_inputs)
+        ex, maps = self._maps(model, x, given, self.methods, signs)
         k = ex.classes.shape[1]
         xs = x.repeat_interleave(k, 0)  # one row per image and class
-        classes = ex.classes.flatten().to(x.device)
+        flat_signs = ex.signs.flatten().to(x.device) if ex.signs is not None else None
+        classes = Slots(ex.classes.flatten().to(x.device), flat_signs, self.plan.scorer)
         rows: dict[str, tuple[torch.Tensor, bool]] = {name: (m, False) for name, m in maps.items()}
         if o.baselines and not o.sanity:
             h, w = next(iter(ex.by_method.values())).shape[-2:]
@@ -165,7 +187,7 @@ class EvaluateJob(Job[EvalScores]):
         sanity: dict[str, list[dict[str, Any]]] = {}
         chunk = self.batch_size
         if o.sanity:
-            sanity = self._sanity(model, x, ex.classes)
+            sanity = self._sanity(model, x, ex.classes, ex.signs)
         else:
             for name, (m, _) in rows.items():
                 if "deletion" in o.metrics or "insertion" in o.metrics:
@@ -200,13 +222,16 @@ class EvaluateJob(Job[EvalScores]):
             outputs = []
             for j in range(k):
                 row, idx = i * k + j, int(ex.classes[i, j])
+                target = Target(idx, ex.signs is not None and float(ex.signs[i, j]) < 0)
+                label = target.name(self.plan.class_name(idx)).replace("not-", "not ", 1)
+                prob = self.plan.scorer.slot_probability(ex.probs[i], idx, target.negate)
                 for name, (_, is_baseline) in rows.items():
                     outputs.append(
                         EvalOutput(
                             name,
                             idx,
-                            self.model.class_name(idx),
-                            round(float(ex.probs[i, idx]), 6),
+                            label,
+                            round(prob, 6),
                             is_baseline,
                             {key: _number(v[row]) for key, v in scores[name].items()},
                             {key: [round(float(p), 6) for p in v[row]] for key, v in curves[name].items()},
@@ -216,16 +241,18 @@ class EvaluateJob(Job[EvalScores]):
                             ],
                         )
                     )
-            out.append(EvalScores(ex.probs[i].cpu(), outputs))
+            out.append(EvalScores(ex.probs[i].cpu(), outputs, missing[i]))
         return out
 
-    def _sanity(self, model: nn.Module, x: torch.Tensor, classes: torch.Tensor) -> dict[str, list[dict[str, Any]]]:
+    def _sanity(
+        self, model: nn.Module, x: torch.Tensor, classes: torch.Tensor, signs: torch.Tensor | None
+    ) -> dict[str, list[dict[str, Any]]]:
         """Per method: the cascading randomisation's steps (layer, and per image the Spearman ρ and SSIM)."""
         out: dict[str, list[dict[str, Any]]] = {}
         for method in self.methods:
 
             def maps_of(m: nn.Module, method: CamMethod = method) -> torch.Tensor:
-                return self._maps(m, x, classes, [method])[1][method.name]
+                return self._maps(m, x, classes, [method], signs)[1][method.name]
 
             steps = cascade(model, maps_of, self.options.sanity_steps)
             out[method.name] = [
@@ -242,6 +269,8 @@ class EvaluateJob(Job[EvalScores]):
     # ----------------------------------------------------------------------------------------- write
     def write(self, item: InputFile, picture: Picture, computed: EvalScores) -> ImageResult:
         probs = computed.probs
+        if computed.missing:
+            raise self.plan.missing_error(item.path)
         if not bool(torch.isfinite(probs).all()):
             raise InputError(
                 f"{item.path}: the model's output is not finite (NaN or Inf) for this image; check the weights"

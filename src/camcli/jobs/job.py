@@ -41,6 +41,7 @@ class Job(ABC, Generic[C]):
 
     label = "explaining"  # what the progress display calls the work
     picture_sizes: tuple[tuple[int, int], ...] = ()  # (H, W) of the batch's pictures as drawn, set before compute
+    batch_inputs: tuple[InputFile, ...] = ()  # the batch's inputs, in its order, set before compute
     #: the device that decodes the JPEG inputs and scales their pictures (a GPU's nvjpeg); None: Pillow, in threads
     decode_on: torch.device | None = None
     manifest_stem = "manifest"  # the records go to OUT/manifest.jsonl
@@ -142,9 +143,13 @@ class Job(ABC, Generic[C]):
         """An image's five most probable classes, with names."""
         top = probs.topk(min(5, probs.numel()))
         return [
-            Prediction(int(i), self.model.class_name(int(i)), round(float(p), 6))
+            Prediction(int(i), self.class_name(int(i)), round(float(p), 6))
             for p, i in zip(top.values, top.indices, strict=True)
         ]
+
+    def class_name(self, index: int) -> str:
+        """The name of entry ``index`` of the model's scores (a class; jobs that explain other scores override)."""
+        return self.model.class_name(index)
 
     def weights_note(self) -> str:
         return " (random weights)" if self.model.random_weights else ""

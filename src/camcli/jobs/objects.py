@@ -33,8 +33,9 @@ from ..methods.base import normalize
 from ..methods.objects import ObjectMap, ObjectQuery, check_methods, explain_detections, explain_segmentation
 from ..models import LoadedModel, load_spec
 from ..options import DEFAULT_METHOD, CamOptions, parse_box, parse_layout
-from .cam import CamJob, methods_panel_path, overlay_names, overlay_settings
+from .cam import CamJob
 from .job import Job
+from .overlays import methods_panel_path, overlay_names, overlay_settings
 from .results import ImageResult, ObjectOutput, Record
 
 SEGMENT_KEYS = ("out", "high")  # the backbone features a segmenter's main head reads (not "aux", not "low")
@@ -113,6 +114,17 @@ class ObjectJob(Job[Objects]):
             d = CamOptions()
             if o.min_score != d.min_score or o.iou != d.iou:
                 raise UsageError("--min-score and --iou are for detectors; a segmentation model explains classes")
+        for flag, given in (
+            ("--head", o.head),
+            ("--threshold", o.threshold is not None),
+            ("--reference", o.references),
+            ("--prompt", o.prompts),
+            ("--targets-file", o.targets_file),
+        ):
+            if given:
+                raise UsageError(
+                    f"{flag} is for classifiers and embedding models; a {self.task} model explains objects"
+                )
         self.targets = targets = resolve_targets(o.targets, self.model.categories)
         mask = None
         if o.mask:

@@ -37,6 +37,7 @@ class CamOutput:
     guided_backprop: str | None = None  # --guided
     guided_cam: str | None = None
     panel: str | None = None  # --panel: the input's comparison picture (shared by its records)
+    target: str | None = None  # what was explained: "281", "not:0" (engine.targets.Target)
 
     def files(self) -> dict[str, Any]:
         out: dict[str, Any] = {"overlay": self.overlay}
@@ -61,6 +62,7 @@ class CamOutput:
             "class_index": self.class_index,
             "class_name": self.class_name,
             "probability": self.probability,
+            **({"target": self.target} if self.target is not None else {}),
             "top_k": [asdict(p) for p in predictions],
             "outputs": self.files(),
         }
@@ -79,8 +81,27 @@ class CamOutput:
             "class_index": self.class_index,
             "class_name": self.class_name,
             "probability": self.probability,
+            **({"target": self.target} if self.target is not None else {}),
             "outputs": self.files(),
         }
+
+
+@dataclass
+class NoLabel:
+    """``--threshold``: no label of this input is that probable, so there is nothing to draw (status
+    ``no_label``; its top labels are in the record)."""
+
+    method: str
+    threshold: float
+
+    def paths(self) -> list[str]:
+        return []
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "status": "no_label", "threshold": self.threshold, "outputs": {}}
+
+    def record(self, base: Record, predictions: list[Prediction]) -> Record:
+        return {**base, **self.as_dict(), "top_k": [asdict(p) for p in predictions]}
 
 
 @dataclass
@@ -183,7 +204,7 @@ class ObjectOutput:
         return {**base, "kind": self.kind, **self.as_dict()}
 
 
-Output = CamOutput | FeatureOutput | EvalOutput | ObjectOutput  # what one manifest record is about
+Output = CamOutput | FeatureOutput | EvalOutput | ObjectOutput | NoLabel  # what one manifest record is about
 
 
 @dataclass

@@ -181,6 +181,7 @@ def _compute_batch(
     x = _to_device(job, tensors)
     #: (H, W) of each picture drawn on, for jobs whose options are in its pixels (--box, --region)
     job.picture_sizes = tuple(sizes)
+    job.batch_inputs = tuple(s.item for s in ready)
     try:
         computed = compute_with_retry(job, x)
     except InputError as e:

@@ -17,7 +17,8 @@ from torch import nn
 from ..engine.hooks import Captured, capture, eval_mode
 from ..engine.layers import resolve
 from ..engine.layouts import to_grid
-from ..engine.targets import check_index
+from ..engine.scoring import Scorer, choose
+from ..engine.targets import Target
 from ..errors import LayerError
 from ..options import Layout
 from ..steps import report
@@ -34,6 +35,8 @@ class Context:
     score_batch: int = 32
     cache: dict[str, Any] = field(default_factory=dict)  # shared across the K classes of one batch
     captured: Captured | None = None
+    scorer: Scorer = field(default_factory=Scorer)  # the model's output → scores (logits, similarities)
+    signs: torch.Tensor | None = None  # (B,) −1 where the slot's target is negated (not:), else +1
 
     def run(self, x: object) -> object:
         """The model's output for an extra input, with the capture hooks standing aside, under inference mode."""
@@ -44,8 +47,14 @@ class Context:
                 return self.model(x)
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
-        """Class scores for an extra batch (see :meth:`run`)."""
-        return model_logits(self.run(x)).float()
+        """Scores (logits, or similarities) for an extra batch (see :meth:`run`)."""
+        return self.scorer.scores(self.run(x)).float()
+
+    def signed(self, values: torch.Tensor) -> torch.Tensor:
+        """``values`` (B, …) with each row negated where the slot's target is (``not:``)."""
+        if self.signs is None:
+            return values
+        return values * self.signs.to(values.device, values.dtype).view(-1, *([1] * (values.dim() - 1)))
 
 
 class CamMethod:
@@ -75,8 +84,8 @@ class Explanation:
     """Result of :func:`explain` for one batch.
 
     Attributes:
-        logits: (B, num_classes) model outputs.
-        probs: (B, num_classes) softmax of the logits.
+        logits: (B, N) scores: the model's outputs, or similarities (:class:`~camcli.engine.scoring.Scorer`).
+        probs: (B, N) the scores as the head reads them (softmax, sigmoid or the values themselves).
         classes: (B, K) class index explained in each slot.
         by_method: (B, K, h, w) maps in [0, 1] per method name, in the order asked for (float32, CPU): at the
             layer's resolution for one layer; at the input's resolution when several layers are fused.
@@ -88,6 +97,8 @@ class Explanation:
     classes: torch.Tensor
     by_method: dict[str, torch.Tensor]
     per_layer: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict)
+    signs: torch.Tensor | None = None  # (B, K) −1 where the slot's target is negated; None: none is
+    valid: torch.Tensor | None = None  # (B, K) False for slots that only pad a batch (--threshold); None: all are
 
     @property
     def maps(self) -> torch.Tensor:
@@ -131,28 +142,11 @@ def upsample_normalized(maps: torch.Tensor, size: tuple[int, int], rel_eps: floa
     return up.sub_(lo).div_(span)
 
 
-def model_logits(output: object) -> torch.Tensor:
-    """The class scores from a model's output (a tensor, a tuple/list starting with it, or a dict)."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
-    if isinstance(output, dict):
-        for key in ("logits", "out", "output"):
-            if isinstance(output.get(key), torch.Tensor):
-                return output[key]
-    raise LayerError(f"cannot find class scores in the model's output ({type(output).__name__})")
-
-
-def choose_classes(logits: torch.Tensor, targets: Sequence[int] | None, top_k: int) -> torch.Tensor:
-    """(B, K) classes to explain: the given targets for every image, or each image's top-k."""
-    num = logits.shape[1]
-    if targets:
-        for t in targets:
-            check_index(t, num)
-        return torch.tensor(list(targets), device=logits.device).expand(logits.shape[0], -1)
-    k = max(1, min(top_k, num))
-    return logits.topk(k, dim=1).indices
+def as_pairs(targets: Sequence[Target | int] | None) -> list[tuple[int, bool]] | None:
+    """Targets as (index, negate) pairs (a bare index is the class itself)."""
+    if not targets:
+        return None
+    return [(t.index, t.negate) if isinstance(t, Target) else (int(t), False) for t in targets]
 
 
 def explain(
@@ -161,18 +155,24 @@ def explain(
     layer: str | Sequence[str],
     method: CamMethod | Sequence[CamMethod],
     *,
-    targets: Sequence[int] | None = None,
+    targets: Sequence[Target | int] | None = None,
     top_k: int = 1,
     classes: torch.Tensor | None = None,
+    signs: torch.Tensor | None = None,
     score_batch: int = 32,
     layouts: Mapping[str, Layout | None] | None = None,
+    scorer: Scorer | None = None,
+    threshold: float | None = None,
 ) -> Explanation:
     """Run one or more CAM methods on a batch ``x`` (preprocessed, on the model's device) at one or more layers.
 
         One forward pass serves every method and layer. Only the layers after the first target layer record a
         graph; gradients come from ``torch.autograd.grad`` on the captured activations (computed once per class
         and shared by all gradient methods), so no parameter's ``.grad`` is touched. Training flags are restored
-        afterwards. ``classes`` (B, K) overrides ``targets``/``top_k`` (used by smoothing). ``layouts``: where each
+        afterwards. ``classes`` (B, K) (and ``signs`` (B, K), −1 for a negated target) override ``targets``/``top_k``
+        (used by smoothing and per-image targets). ``scorer`` turns the model's output into the scores explained
+        (default: the output's logits, softmax probabilities); ``threshold``: every entry at least that probable.
+        ``layouts``: where each
     layer's grid is (:class:`~camcli.options.Layout`); a layer not given one has it read from its output's shape
     (:func:`camcli.engine.layouts.to_grid`), or a :class:`LayerError` when the shape cannot tell.
 
@@ -186,10 +186,12 @@ def explain(
     modules = {name: resolve(model, name) for name in layers}
     need_grad = any(m.needs_grad for m in methods)
     raw: dict[tuple[str, str], list[torch.Tensor]] = {(m.name, n): [] for m in methods for n in layers}
+    scorer = scorer or Scorer()
+    valid: torch.Tensor | None = None
     with eval_mode(model), capture(model, modules, grad=need_grad) as cap:
         with torch.no_grad():
             output = model(x)
-        logits = model_logits(output)
+        logits = scorer.scores(output)
         acts = cap.require(layers)
         for name, a in zip(layers, acts, strict=True):
             if a.shape[0] != x.shape[0]:
@@ -197,7 +199,11 @@ def explain(
                     f"layer '{name}' gives {a.shape[0]} rows for a batch of {x.shape[0]} (windows or heads folded "
                     "into the batch); pick the block that contains it (see: camcli layers)"
                 )
-        chosen = classes.to(logits.device) if classes is not None else choose_classes(logits.detach(), targets, top_k)
+        if classes is not None:
+            chosen = classes.to(logits.device)
+            signs = torch.ones(chosen.shape) if signs is None else signs
+        else:
+            chosen, signs, valid = choose(logits.detach(), scorer, as_pairs(targets), top_k, threshold)
         size = (int(x.shape[-2]), int(x.shape[-1]))
         shapes = [(layouts or {}).get(n) for n in layers]
         kinds = [type(modules[n]).__name__ for n in layers]  # a conv's output is channels first, whatever its shape
@@ -209,14 +215,14 @@ def explain(
             if need_grad:
                 if not logits.requires_grad:
                     raise LayerError(f"the model's output does not depend on layer '{layers[0]}'")
-                score = logits.gather(1, chosen[:, k : k + 1]).sum()
+                score = scorer.explained(logits, chosen[:, k], signs[:, k]).sum()
                 grads = torch.autograd.grad(score, acts, retain_graph=k < k_total - 1, allow_unused=True)
             with torch.no_grad():
                 for name, a, g, lay, kind in zip(layers, grids, grads, shapes, kinds, strict=True):
                     if g is None and need_grad:
                         raise LayerError(f"the class score does not depend on layer '{name}'")
                     grad_grid = to_grid(g, lay, size, kind).float() if g is not None else torch.zeros(0)
-                    ctx = Context(model, x, name, chosen[:, k], score_batch, cache[name], cap)
+                    ctx = Context(model, x, name, chosen[:, k], score_batch, cache[name], cap, scorer, signs[:, k])
                     for m in methods:
                         raw[(m.name, name)].append(normalize(m.raw_map(a, grad_grid, ctx)))
     with torch.no_grad():
@@ -232,10 +238,12 @@ def explain(
         logits = logits.detach().float()
         return Explanation(
             logits.cpu(),
-            logits.softmax(1).cpu(),
+            scorer.probabilities(logits).cpu(),
             chosen.cpu(),
             by_method,
             per_layer if len(layers) > 1 else {},
+            signs.cpu(),
+            valid.cpu() if valid is not None else None,
         )
 
 
@@ -261,7 +269,7 @@ def explain_smooth(
     base = explain(model, x, layer, method, **kwargs)
     if smooth <= 0 and not aug:
         return base
-    kwargs = {k: v for k, v in kwargs.items() if k not in ("targets", "top_k", "classes")}
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("targets", "top_k", "classes", "signs", "threshold")}
     sums = {name: m.clone() for name, m in base.by_method.items()}
     layer_sums = {key: m.clone() for key, m in base.per_layer.items()}
     passes = 1
@@ -279,7 +287,7 @@ def explain_smooth(
 
     for done, (xv, flipped) in enumerate(variants(), start=1):
         report("smoothing passes", done - 1, total)
-        ex = explain(model, xv, layer, method, classes=base.classes, **kwargs)
+        ex = explain(model, xv, layer, method, classes=base.classes, signs=base.signs, **kwargs)
         for name, m in ex.by_method.items():
             sums[name] += torch.flip(m, dims=[-1]) if flipped else m
         for key, m in ex.per_layer.items():
@@ -288,4 +296,4 @@ def explain_smooth(
     report("smoothing passes", total, total)
     by_method = {name: normalize(s / passes) for name, s in sums.items()}
     per_layer = {key: normalize(s / passes) for key, s in layer_sums.items()}
-    return Explanation(base.logits, base.probs, base.classes, by_method, per_layer)
+    return Explanation(base.logits, base.probs, base.classes, by_method, per_layer, base.signs, base.valid)

@@ -25,6 +25,10 @@ class ClassicCAM(CamMethod):
     needs_grad = False
 
     def raw_map(self, acts: torch.Tensor, grads: torch.Tensor, ctx: Context) -> torch.Tensor:
+        if ctx.scorer.concepts is not None:
+            raise LayerError(
+                "CAM reads a classifier's weights; a similarity to a reference or prompt has none: use gradcam"
+            )
         linears = [m for m in ctx.model.modules() if isinstance(m, nn.Linear)]
         fc = linears[-1] if linears else None
         if (
@@ -38,5 +42,5 @@ class ClassicCAM(CamMethod):
                 f"{'missing' if fc is None else f'Linear({fc.in_features}→{fc.out_features})'}; "
                 "use gradcam instead, or the last conv layer (see: camcli layers)"
             )
-        w = fc.weight.detach().float()[ctx.classes]  # (B, C)
+        w = ctx.signed(fc.weight.detach().float()[ctx.classes])  # (B, C), negated for a not: target
         return torch.einsum("bc,bchw->bhw", w, acts)

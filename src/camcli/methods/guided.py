@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..engine.hooks import eval_mode
-from .base import model_logits
+from ..engine.scoring import Scorer
 
 
 class _GuidedReLU(torch.autograd.Function):
@@ -43,8 +43,16 @@ def _guide(module: nn.Module, _inputs: object, output: torch.Tensor) -> torch.Te
     return _GuidedReLU.apply(output, upper)
 
 
-def guided_backprop(model: nn.Module, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-    """(B, K, C, H, W) guided-backprop gradients of each class score in ``classes`` (B, K) w.r.t. ``x``."""
+def guided_backprop(
+    model: nn.Module,
+    x: torch.Tensor,
+    classes: torch.Tensor,
+    signs: torch.Tensor | None = None,
+    scorer: Scorer | None = None,
+) -> torch.Tensor:
+    """(B, K, C, H, W) guided-backprop gradients of each class score in ``classes`` (B, K) w.r.t. ``x`` (negated
+    where ``signs`` is −1; the scores as ``scorer`` makes them)."""
+    scorer = scorer or Scorer()
     handles = []
     inp = x.detach().clone().requires_grad_(True)
     out = []
@@ -54,9 +62,10 @@ def guided_backprop(model: nn.Module, x: torch.Tensor, classes: torch.Tensor) ->
                 if isinstance(m, (nn.ReLU, nn.ReLU6)):
                     handles.append(m.register_forward_hook(_guide))
             with torch.enable_grad():
-                logits = model_logits(model(inp))
+                logits = scorer.scores(model(inp))
                 for k in range(classes.shape[1]):
-                    score = logits.gather(1, classes[:, k : k + 1].to(logits.device)).sum()
+                    sign = signs[:, k] if signs is not None else None
+                    score = scorer.explained(logits, classes[:, k], sign).sum()
                     (g,) = torch.autograd.grad(score, inp, retain_graph=k < classes.shape[1] - 1)
                     out.append(g.detach())
         finally:

@@ -37,7 +37,7 @@ class ScoreCAM(CamMethod):
             scores = self._masked_scores(acts, ctx)
             ctx.cache[self.name] = scores
         idx = ctx.classes.to(scores.device).view(-1, 1, 1).expand(-1, scores.shape[1], 1)
-        weights = torch.softmax(scores.gather(2, idx).squeeze(2), dim=1)  # (B, C)
+        weights = torch.softmax(ctx.signed(scores.gather(2, idx).squeeze(2)), dim=1)  # (B, C)
         return torch.einsum("bc,bchw->bhw", weights.to(acts.device), acts)
 
     @staticmethod

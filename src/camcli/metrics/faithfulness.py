@@ -2,7 +2,9 @@
 
 Every function takes the model, a batch ``x`` (B, C, H, W) of preprocessed inputs on the model's device, the maps
 (B, H, W) in [0, 1] at the input's size, and the explained classes (B,); scores are the softmax probability of
-that class. ``chunk`` caps how many perturbed inputs go through the model at once (``--batch-size``).
+that class, or, given :class:`~camcli.engine.scoring.Slots`, the probability the model's head gives the target
+(a sigmoid, a negated target's ``1 − p``, a raw output or similarity). ``chunk`` caps how many perturbed inputs go
+through the model at once (``--batch-size``).
 
 * **Deletion / insertion** (Petsiuk et al., "RISE", BMVC 2018): the pixels are ranked by the map (highest first;
   ties by position) and, in ``steps`` equal steps, replaced by a baseline (deletion: from the image towards the
@@ -32,18 +34,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..methods.base import model_logits
+from ..engine.scoring import Slots
 
 BASELINES = ("zero", "blur", "mean")
 
 
-def class_probs(model: nn.Module, x: torch.Tensor, classes: torch.Tensor, chunk: int) -> torch.Tensor:
-    """Softmax probability of ``classes`` (N,) for the inputs ``x`` (N, C, H, W), ``chunk`` at a time."""
+def class_probs(model: nn.Module, x: torch.Tensor, classes: torch.Tensor | Slots, chunk: int) -> torch.Tensor:
+    """The probability of each sample's target for the inputs ``x`` (N, C, H, W), ``chunk`` at a time: the
+    softmax probability of ``classes`` (N,), or what :class:`~camcli.engine.scoring.Slots` say (a sigmoid, a
+    negated target, a similarity)."""
+    slots = Slots.of(classes)
     out = []
     with torch.inference_mode():
         for i in range(0, x.shape[0], max(1, chunk)):
-            logits = model_logits(model(x[i : i + chunk])).float()
-            out.append(logits.softmax(-1).gather(1, classes[i : i + chunk, None].to(logits.device))[:, 0])
+            out.append(slots[i : i + chunk].probability(model(x[i : i + chunk])).float())
     return torch.cat(out) if out else torch.empty(0, device=x.device)
 
 
@@ -94,7 +98,7 @@ def deletion_insertion(
     model: nn.Module,
     x: torch.Tensor,
     maps: torch.Tensor,
-    classes: torch.Tensor,
+    classes: torch.Tensor | Slots,
     *,
     steps: int = 32,
     deletion_baseline: str = "zero",
@@ -102,6 +106,7 @@ def deletion_insertion(
     chunk: int = 32,
 ) -> Curves:
     """The deletion and insertion curves (see the module's notes); ``steps`` + 1 points each."""
+    classes = Slots.of(classes)
     b, _, h, w = x.shape
     n = h * w
     step = math.ceil(n / steps)
@@ -125,12 +130,15 @@ def deletion_insertion(
 
 
 def drop_increase(
-    model: nn.Module, x: torch.Tensor, maps: torch.Tensor, classes: torch.Tensor, chunk: int = 32
+    model: nn.Module, x: torch.Tensor, maps: torch.Tensor, classes: torch.Tensor | Slots, chunk: int = 32
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Average Drop and Increase in Confidence terms per image: ``relu(s − m) / s`` and ``m > s`` (0/1)."""
+    """Average Drop and Increase in Confidence terms per image: ``relu(s − m) / s`` and ``m > s`` (0/1). The drop
+    is a share of a confidence, so it is NaN where ``s`` is negative (a raw output or similarity of an identity
+    head)."""
     s = class_probs(model, x, classes, chunk)
     m = class_probs(model, x * maps.to(x.device)[:, None], classes, chunk)
-    return torch.relu(s - m).div(s + 1e-7), (m > s).float()
+    drop = torch.where(s >= 0, torch.relu(s - m).div(s + 1e-7), torch.full_like(s, float("nan")))
+    return drop, (m > s).float()
 
 
 # --------------------------------------------------------------------------------------------------------- ROAD
@@ -254,7 +262,7 @@ def road(
     model: nn.Module,
     x: torch.Tensor,
     maps: torch.Tensor,
-    classes: torch.Tensor,
+    classes: torch.Tensor | Slots,
     percents: Sequence[int] = (20, 40, 60, 80),
     *,
     noise: float = 0.01,
@@ -262,6 +270,7 @@ def road(
     chunk: int = 32,
 ) -> Road:
     """ROAD most- and least-relevant-first at each percentage removed (see the module's notes)."""
+    classes = Slots.of(classes)
     before = class_probs(model, x, classes, chunk)
     gen = torch.Generator().manual_seed(seed)
     keys = [(q, most) for q in percents for most in (True, False)]

@@ -65,6 +65,14 @@ class LoadedModel:
     prefix_tokens: int | None = None  # class/distillation/register tokens before a token grid, when the model says
     interpolation: str = "bilinear"  # how the picture is resized to the input size (Pillow's filter names)
     task: str = "classification"  # or detection, segmentation (torchvision's detectors and segmenters)
+    #: how the model's outputs read as probabilities when it says so (a Hugging Face config's problem_type):
+    #: softmax, sigmoid or identity; None: not declared (camcli.jobs.targeting decides: one output → sigmoid)
+    head: str | None = None
+    head_why: str = ""  # where ``head`` comes from, for the run's header
+    #: the model returns an embedding, not class scores (a backbone without its classifier head)
+    embedding: bool = False
+    #: texts → (T, D) embeddings in the image embeddings' space (CLIP-style models); None: no text tower
+    encode_text: Callable[[list[str]], torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         if self.prefix_tokens is None:

@@ -143,7 +143,8 @@ def _entries(out: Path, records: list[dict[str, Any]], missing: list[str]) -> li
             rec["input"],
             {"input": rec["input"], "status": "ok", "error": None, "top": [], "maps": [], "grids": [], "metrics": []},
         )
-        if rec.get("status") in ("no_detection", "no_match", "empty_mask"):  # a detector's answer, not a failure
+        # a detector's or a threshold's answer (nothing to draw), not a failure
+        if rec.get("status") in ("no_detection", "no_match", "empty_mask", "no_label"):
             continue
         if rec.get("status") != "ok":
             e["status"], e["error"] = "error", str(rec.get("error") or "failed")

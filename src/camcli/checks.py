@@ -1,0 +1,77 @@
+"""Range rules shared by the options (torch-free), and the rules of what a run explains (:class:`TargetFields`:
+``--head --threshold --reference --prompt --targets-file``, shared by ``gradcam`` and ``evaluate``)."""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+from .errors import UsageError
+
+HEADS = ("softmax", "sigmoid", "identity")  # --head: how a model's scores read as probabilities (engine.scoring)
+
+
+def at_least(option: str, value: float | None, low: float) -> None:
+    if value is not None and value < low:
+        raise UsageError(f"{option} {value} is too small; use {low} or more")
+
+
+def at_most(option: str, value: float | None, high: float) -> None:
+    if value is not None and value > high:
+        raise UsageError(f"{option} {value} is too large; use at most {high}")
+
+
+def finite(option: str, value: float) -> None:
+    if not math.isfinite(value):
+        raise UsageError(f"{option} {value} is not a number; pass a finite value")
+
+
+class TargetFields(Protocol):
+    """What a run explains besides its classes: the head, references, prompts, a targets file, a threshold."""
+
+    targets: list[str]
+    top_k: int
+    head: str | None
+    threshold: float | None
+    references: list[str]
+    prompts: list[str]
+    targets_file: str | None
+
+
+def check_target_fields(o: TargetFields) -> None:
+    """The rules of :class:`TargetFields` (a :class:`UsageError` naming the option and the fix)."""
+    if o.head is not None and o.head not in HEADS:
+        raise UsageError(f"--head {o.head!r}: use {', '.join(HEADS)}")
+    if o.threshold is not None:
+        finite("--threshold", o.threshold)
+        at_least("--threshold", o.threshold, 0.0)
+        at_most("--threshold", o.threshold, 1.0)
+        if o.top_k > 1:
+            raise UsageError(
+                f"--threshold and --top-k {o.top_k} together: --threshold explains every label at least that "
+                "probable, --top-k each image's N best; drop one of them"
+            )
+        if o.head not in (None, "sigmoid"):
+            raise UsageError(
+                f"--threshold reads probabilities of independent labels; it needs --head sigmoid, not {o.head}"
+            )
+    chosen = [
+        name
+        for name, given in (
+            ("--target", bool(o.targets)),
+            ("--threshold", o.threshold is not None),
+            ("--targets-file", o.targets_file is not None),
+        )
+        if given
+    ]
+    if len(chosen) > 1:
+        raise UsageError(f"{chosen[0]} and {chosen[1]} both say what to explain; give one of them")
+    if o.references and o.prompts:
+        raise UsageError("--reference and --prompt both say what to explain; give one of them")
+    for option, values in (("--reference", o.references), ("--prompt", o.prompts)):
+        if any(not str(v).strip() for v in values):
+            raise UsageError(f"{option} is empty; give a picture path (--reference) or a text (--prompt)")
+        if len(set(values)) != len(values):
+            raise UsageError(f"{option} lists the same value twice; list each once")
+    if (o.references or o.prompts) and o.threshold is not None:
+        raise UsageError("--threshold reads label probabilities; similarities to --reference/--prompt have none")
