@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -177,10 +178,14 @@ def test_pickled_module_and_objects_in_hyperparameters(tmp_path, r18):
         load_checkpoint_model(str(tmp_path / "full.pt"))
     trusted = load_checkpoint_model(str(tmp_path / "full.pt"), trust=True)
     assert _same(trusted.module, full.state_dict()) and trusted.num_classes == 7
+    # plain data beside the weights loads safely (timm's train.py 'args', Lightning's paths); a function does not
     torch.save({"state_dict": r18, "hyper_parameters": {"args": argparse.Namespace(lr=1)}}, tmp_path / "hp.ckpt")
-    with pytest.raises(CheckpointError, match=r"argparse.Namespace"):
-        load_checkpoint_model(str(tmp_path / "hp.ckpt"))
-    assert load_checkpoint_model(str(tmp_path / "hp.ckpt"), trust=True).module is not None
+    assert _same(load_checkpoint_model(str(tmp_path / "hp.ckpt")).module, r18)
+    partial = functools.partial(torch.optim.SGD, lr=0.1)
+    torch.save({"state_dict": r18, "hyper_parameters": {"optimizer": partial}}, tmp_path / "fn.ckpt")
+    with pytest.raises(CheckpointError, match=r"functools.partial.*training framework"):
+        load_checkpoint_model(str(tmp_path / "fn.ckpt"))
+    assert load_checkpoint_model(str(tmp_path / "fn.ckpt"), trust=True).module is not None
 
 
 def test_torchscript_is_explained(tmp_path):

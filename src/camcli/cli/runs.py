@@ -286,7 +286,7 @@ def run_with_report(
                 f"note: {job.model.name} has random weights (--weights none): its classes and maps say nothing "
                 "about a trained model"
             )
-    summary = _Summary()
+    summary = _Summary(value=job.value_label())
 
     def show_summary() -> None:
         if not run.quiet:
@@ -333,6 +333,7 @@ class _Summary:
     failed: int = 0
     skipped: int = 0
     first: list[ImageResult] = field(default_factory=list)
+    value: str = "probability"  # what the number beside a class is (a similarity, a raw value)
 
     def add(self, result: ImageResult) -> None:
         if result.skipped:
@@ -351,10 +352,10 @@ class _Summary:
         if 0 < len(table) <= SUMMARY_ROWS and self.done <= SUMMARY_ROWS:
             if any(r.explained for r in table) and not any(r.files() for r in table):  # evaluate: no files
                 pairs = [(r.input, "; ".join(r.explained)) for r in table]
-                console.table("explained per image", ["image", "class (probability)"], pairs)
+                console.table("explained per image", ["image", f"class ({self.value})"], pairs)
             elif any(r.explained for r in table):
                 rows = [(r.input, "; ".join(r.explained), len(r.files())) for r in table]
-                console.table("explained per image", ["image", "class (probability)", "files"], rows)
+                console.table("explained per image", ["image", f"class ({self.value})", "files"], rows)
             else:
                 console.table("outputs per image", ["image", "files"], [(r.input, len(r.files())) for r in table])
         if self.done == 1 and len(table) == 1 and table[0].files():

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from ..errors import LayerError, TargetError
 from ..checks import HEADS
+from ..errors import LayerError, TargetError
 
 #: the keys of a dict-like model output that hold the score vector, in order of preference (``logits``: Hugging
 #: Face classifiers, ``out``: torchvision segmenters' dicts); an embedding model's pooled output comes after

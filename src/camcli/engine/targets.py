@@ -107,12 +107,15 @@ def resolve_targets(values: Sequence[str | int], categories: Sequence[str]) -> l
     return list(dict.fromkeys(t.index for t in out))
 
 
-def parse_target(value: str | int | Target, categories: Sequence[str]) -> Target:
-    """``281``, ``"tabby"``, ``"not:0"``, ``"not:cat"`` → a :class:`Target` (see :func:`resolve_target`)."""
+def parse_target(value: str | int | Target, categories: Sequence[str], negative: str | None = None) -> Target:
+    """``281``, ``"tabby"``, ``"not:0"``, ``"not:cat"`` → a :class:`Target` (see :func:`resolve_target`);
+    ``negative``: a binary head's name for its negative (``--target no_cat`` is ``not:0``)."""
     if isinstance(value, Target):
         check_index(value.index, len(categories))
         return value
     text = str(value).strip()
+    if negative is not None and len(categories) == 1 and text.lower() == negative.strip().lower():
+        return Target(0, True)
     if text.lower().startswith(NEGATE):
         rest = text[len(NEGATE) :].strip()
         if not rest:
@@ -121,6 +124,8 @@ def parse_target(value: str | int | Target, categories: Sequence[str]) -> Target
     return Target(resolve_target(text, categories))
 
 
-def parse_targets(values: Sequence[str | int | Target], categories: Sequence[str]) -> list[Target]:
+def parse_targets(
+    values: Sequence[str | int | Target], categories: Sequence[str], negative: str | None = None
+) -> list[Target]:
     """:class:`Target` objects, each once, in the order given."""
-    return list(dict.fromkeys(parse_target(v, categories) for v in values))
+    return list(dict.fromkeys(parse_target(v, categories, negative) for v in values))

@@ -139,9 +139,12 @@ class CamJob(Job[CamMaps]):
     def class_name(self, index: int) -> str:
         return self.plan.class_name(index)
 
+    def value_label(self) -> str:
+        return self.plan.value_label()
+
     def target_name(self, target: Target) -> str:
         """What people call a target: ``tabby``, ``not tabby``, a prompt, a reference."""
-        return target.name(self.plan.class_name(target.index)).replace("not-", "not ", 1)
+        return self.plan.target_name(target)
 
     def panel_path(self, item: InputFile) -> Path:
         return methods_panel_path(self, self.methods, item)

@@ -76,6 +76,9 @@ class EvaluateJob(Job[EvalScores]):
     def class_name(self, index: int) -> str:
         return self.plan.class_name(index)
 
+    def value_label(self) -> str:
+        return self.plan.value_label()
+
     def header(self) -> str:
         o = self.options
         what = "sanity check" if o.sanity else "metrics " + ", ".join(o.metrics)
@@ -223,7 +226,7 @@ class EvaluateJob(Job[EvalScores]):
             for j in range(k):
                 row, idx = i * k + j, int(ex.classes[i, j])
                 target = Target(idx, ex.signs is not None and float(ex.signs[i, j]) < 0)
-                label = target.name(self.plan.class_name(idx)).replace("not-", "not ", 1)
+                label = self.plan.target_name(target)
                 prob = self.plan.scorer.slot_probability(ex.probs[i], idx, target.negate)
                 for name, (_, is_baseline) in rows.items():
                     outputs.append(

@@ -147,6 +147,10 @@ class Job(ABC, Generic[C]):
             for p, i in zip(top.values, top.indices, strict=True)
         ]
 
+    def value_label(self) -> str:
+        """What the number beside a class is, for people: a probability (jobs whose head says otherwise override)."""
+        return "probability"
+
     def class_name(self, index: int) -> str:
         """The name of entry ``index`` of the model's scores (a class; jobs that explain other scores override)."""
         return self.model.class_name(index)

@@ -97,6 +97,9 @@ class NoLabel:
     def paths(self) -> list[str]:
         return []
 
+    def said(self) -> str:
+        return f"no label at or above {self.threshold:g}"
+
     def as_dict(self) -> dict[str, Any]:
         return {"method": self.method, "status": "no_label", "threshold": self.threshold, "outputs": {}}
 
@@ -244,9 +247,9 @@ class ImageResult:
     def explained(self) -> list[str]:
         """The classes explained (CAM runs), each once: ``281 tabby (0.123)``."""
         seen = dict.fromkeys(
-            f"{o.class_index} {o.class_name} ({o.probability:.3f})"
+            f"{o.class_index} {o.class_name} ({o.probability:.3f})" if not isinstance(o, NoLabel) else o.said()
             for o in self.written
-            if isinstance(o, (CamOutput, EvalOutput))
+            if isinstance(o, (CamOutput, EvalOutput, NoLabel))
         )
         return list(seen)
 

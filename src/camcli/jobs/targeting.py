@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ..checks import TargetFields
 from ..engine.hooks import eval_mode
 from ..engine.scoring import Scorer, model_logits
 from ..engine.targets import Target, parse_target, parse_targets
@@ -26,7 +27,6 @@ from ..io.inputs import InputFile, identity
 from ..io.outputs import Setting
 from ..models import LoadedModel, preprocess
 from ..models.labels import class_name
-from ..checks import TargetFields
 
 MAX_REFERENCES = 256  # pictures averaged into one concept
 MAX_PROMPTS = 1024
@@ -46,6 +46,7 @@ class TargetPlan:
     targets_file: str | None = None
     references: list[str] = field(default_factory=list)
     prompts: list[str] = field(default_factory=list)
+    negative: str | None = None  # a binary head's name for its negative (--labels with two names)
 
     @property
     def head(self) -> str:
@@ -53,6 +54,18 @@ class TargetPlan:
 
     def class_name(self, index: int) -> str:
         return class_name(self.names, index)
+
+    def target_name(self, target: Target) -> str:
+        """What people call a target: ``tabby``, ``not tabby`` (a binary head's negative by its own name)."""
+        if target.negate and self.negative is not None:
+            return self.negative
+        return target.name(self.class_name(target.index)).replace("not-", "not ", 1)
+
+    def value_label(self) -> str:
+        """What the number beside a class is: a probability, a similarity or a raw value."""
+        if self.scorer.concepts is not None:
+            return "similarity"
+        return "value" if self.head == "identity" else "probability"
 
     def describe(self) -> str:
         """For the run's header: ``head sigmoid (one output)``."""
@@ -121,12 +134,15 @@ def plan_targets(model: LoadedModel, o: TargetFields, device: torch.device | Non
     scorer, why, given = _scorer(model, o)
     names = scorer.names or list(model.categories)
     plan = TargetPlan(scorer, names, why, given, references=list(o.references), prompts=list(o.prompts))
+    plan.negative = model.negative if not scorer.names else None
     if not scorer.names and model.embedding:
         raise UsageError(
             f"{model.name} has no classifier head (it returns an embedding); explain what makes a picture similar "
             "to another with --reference IMG (camcli features shows its layers as they are)"
         )
-    plan.targets = parse_targets(o.targets, names)
+    plan.targets = parse_targets(o.targets, names, plan.negative)
+    if scorer.names and not plan.targets and o.targets_file is None:  # each prompt (or the references' concept)
+        plan.targets = [Target(i) for i in range(len(scorer.names))]
     if o.threshold is not None:
         if scorer.head != "sigmoid":
             raise UsageError(
@@ -135,7 +151,7 @@ def plan_targets(model: LoadedModel, o: TargetFields, device: torch.device | Non
             )
         plan.threshold = o.threshold
     if o.targets_file is not None:
-        plan.per_image = read_targets_file(o.targets_file, names)
+        plan.per_image = read_targets_file(o.targets_file, names, plan.negative)
         plan.targets_file = o.targets_file
     return plan
 
@@ -198,7 +214,7 @@ def prompt_scorer(model: LoadedModel, prompts: list[str]) -> Scorer:
 
 
 # ---------------------------------------------------------------------------------------------- targets file
-def read_targets_file(path: str, names: list[str]) -> dict[Path, Target]:
+def read_targets_file(path: str, names: list[str], negative: str | None = None) -> dict[Path, Target]:
     """``--targets-file``: a CSV with a header ``input,target`` or JSON lines with those keys → each input's
     target, keyed by the input's resolved path (a relative path is taken as given, else relative to the file)."""
     file = Path(path).expanduser()
@@ -212,7 +228,7 @@ def read_targets_file(path: str, names: list[str]) -> dict[Path, Target]:
     out: dict[Path, Target] = {}
     for line, given, value in rows:
         try:
-            target = parse_target(value, names)
+            target = parse_target(value, names, negative)
         except TargetError as e:
             raise UsageError(f"--targets-file '{path}' line {line}: {e}") from None
         p = Path(given).expanduser()

@@ -20,12 +20,12 @@ from pathlib import Path
 
 from ..errors import ModelError, UsageError
 from ..options import BUNDLED, TASKS, ModelFields
-from . import hf_models, timm_models
+from . import clip, hf_models, timm_models
 from .archs import available_models
-from .base import LoadedModel, normalized, preprocess
+from .base import LoadedModel, normalized, preprocess, set_labels
 from .bundled import load_bundled
 from .checkpoints import load_checkpoint_model
-from .labels import imagenet_categories, read_labels
+from .labels import imagenet_categories
 from .zoo import ModelEntry, load_torchvision, model_catalog, object_names, torchvision_names
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".pt2", ".onnx")
@@ -63,17 +63,19 @@ def load_model(
         model = hf_models.load_folder(folder, spec, weights, arch)
     elif spec.lower().startswith(hf_models.PREFIX):
         model = hf_models.load_hub(spec[len(hf_models.PREFIX) :], weights)
+    elif spec.lower().startswith(clip.PREFIX):
+        model = clip.load_open_clip(spec[len(clip.PREFIX) :], weights)
     elif spec.lower().startswith(timm_models.PREFIX):
         model = timm_models.load(spec[len(timm_models.PREFIX) :].strip(), weights)
     elif looks_like_path(spec):
         model = load_checkpoint_model(
-            spec, arch=arch, labels=labels, trust=trust_checkpoint, arch_args=arch_args, code_path=code_path
+            spec, arch=arch, labels=labels, trust=trust_checkpoint, arch_args=arch_args, code_path=code_path, task=task
         )
         return with_task(model, task)
     else:
         model = _load_named(spec, weights)
     if labels:
-        model.categories = read_labels(labels, model.num_classes)
+        set_labels(model, labels, model.num_classes)
     return with_task(model, task)
 
 

@@ -70,6 +70,16 @@ def build_arch(name: str, num_classes: int | None = None, meta: bool = False) ->
         return builder()
 
 
+def strip_head(module: nn.Module, state: Mapping[str, object]) -> str:
+    """Replace the classifier head that ``state`` lacks (:func:`missing_head`) by ``nn.Identity``; its name."""
+    sig = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    name = missing_head(state, sig)
+    if name is None:
+        raise UsageError("the checkpoint is not this architecture without its head")
+    module.set_submodule(name, nn.Identity())
+    return name
+
+
 def signature(name: str) -> dict[str, tuple[int, ...]]:
     """{key: shape} of an architecture's state_dict (1000 classes), built on the meta device."""
     return {k: tuple(v.shape) for k, v in build_arch(name, meta=True).state_dict().items()}
@@ -98,11 +108,46 @@ def _head_keys(sig: Mapping[str, tuple[int, ...]]) -> list[str]:
     return head
 
 
+def missing_head(state: Mapping[str, object], sig: Mapping[str, tuple[int, ...]]) -> str | None:
+    """The module (``fc``, ``classifier.1``, ``heads.head``) whose weights ``state`` lacks when it is the
+    architecture ``sig`` without its classifier head (saved after ``model.fc = nn.Identity()``, timm's
+    ``num_classes=0``): every key missing is under that module, it holds the last weights of the network, and
+    nothing else differs. None otherwise."""
+    missing = [k for k in sig if k not in state]
+    if not missing or any(k not in sig for k in state):
+        return None
+    parts = [k.split(".")[:-1] for k in missing]
+    common: list[str] = []
+    for level in zip(*parts, strict=False):
+        if len(set(level)) != 1:
+            break
+        common.append(level[0])
+    if not common or any(len(p) < len(common) for p in parts):
+        return None
+    prefix = ".".join(common) + "."
+    if any(k not in missing for k in sig if k.startswith(prefix)):
+        return None
+    weights = [k for k in sig if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    first = weights.index(missing[0]) if missing[0] in weights else len(weights)
+    if any(k in state for k in weights[first:]):  # the head is the end of the network, not a block inside it
+        return None
+    return prefix[:-1]
+
+
 def match_arch(
-    state: Mapping[str, torch.Tensor], sig: Mapping[str, tuple[int, ...]], head: list[str] | None = None
+    state: Mapping[str, torch.Tensor],
+    sig: Mapping[str, tuple[int, ...]],
+    head: list[str] | None = None,
+    headless: bool = True,
 ) -> tuple[bool, int | None, str]:
     """Does ``state`` fit the architecture ``sig`` (any head size)? → (ok, num_classes, why not). ``head``: the
-    classifier's keys when known (else the last keys whose first dimension is 1000)."""
+    classifier's keys when known (else the last keys whose first dimension is 1000). The architecture without
+    its classifier head (:func:`missing_head`) fits with 0 classes (an embedding model) unless not ``headless``."""
+    if headless and missing_head(state, sig) is not None:
+        for k, tensor in state.items():
+            if tuple(tensor.shape) != sig[k]:
+                return False, None, f"'{k}' has shape {list(tensor.shape)}, expected {list(sig[k])}"
+        return True, 0, ""
     if set(state) != set(sig):
         missing = len(set(sig) - set(state))
         extra = len(set(state) - set(sig))
@@ -153,3 +198,20 @@ def arch_preprocessing(arch: str) -> Preprocessing:
     except (ValueError, KeyError, AttributeError):
         default = None
     return weights_preprocessing(default)
+
+
+def mismatch_report(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str:
+    """Which keys of ``state`` are missing, unexpected or of the wrong shape for ``model``, in one line."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [
+        f"{k} {list(state[k].shape)}≠{list(own[k].shape)}"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+        if items:
+            parts.append(f"{len(items)} {label} ({', '.join(items[:3])}{' …' if len(items) > 3 else ''})")
+    return "; ".join(parts) or "unknown mismatch"

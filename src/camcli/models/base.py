@@ -13,7 +13,7 @@ from torch import nn
 
 from ..caches import package_version
 from ..options import BUNDLED
-from .labels import class_name
+from .labels import class_name, read_labels, split_binary
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -69,6 +69,8 @@ class LoadedModel:
     #: softmax, sigmoid or identity; None: not declared (camcli.jobs.targeting decides: one output → sigmoid)
     head: str | None = None
     head_why: str = ""  # where ``head`` comes from, for the run's header
+    #: a binary head's name for its negative (``--labels`` with two names: the negative's, then the positive's)
+    negative: str | None = None
     #: the model returns an embedding, not class scores (a backbone without its classifier head)
     embedding: bool = False
     #: texts → (T, D) embeddings in the image embeddings' space (CLIP-style models); None: no text tower
@@ -129,3 +131,9 @@ def normalized(pixels: torch.Tensor, model: LoadedModel) -> torch.Tensor:
     mean = torch.tensor(model.mean, device=x.device).view(3, 1, 1)
     std = torch.tensor(model.std, device=x.device).view(3, 1, 1)
     return (x - mean) / std
+
+
+def set_labels(model: LoadedModel, path: str, outputs: int | None) -> LoadedModel:
+    """``--labels``: the class names of a model with ``outputs`` outputs (two names for a binary head)."""
+    model.categories, model.negative = split_binary(read_labels(path, outputs), outputs)
+    return model

@@ -10,6 +10,7 @@ user passes ``--trust-checkpoint``. This module is the only place that deseriali
 from __future__ import annotations
 
 import pickle
+import threading
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,17 +22,30 @@ from torch import nn
 
 from ..errors import CheckpointError, UsageError
 from . import timm_models
-from .archs import arch_preprocessing, available_models, build_arch, identify, match_arch, signature
-from .base import LoadedModel, arch_key
+from .archs import (
+    arch_preprocessing,
+    available_models,
+    build_arch,
+    identify,
+    match_arch,
+    mismatch_report,
+    signature,
+    strip_head,
+)
+from .base import LoadedModel, arch_key, set_labels
+from .ckpt_format import SAFE_DATA, detect_format
 from .custom import build_custom, explain_unpickling, import_path, is_custom_arch
 from .families import family_hint, has_extra
-from .labels import imagenet_categories, placeholder_names, read_labels
+from .labels import imagenet_categories, placeholder_names
 from .object_archs import identify_objects, load_object
+from .outputs import with_outputs
 from .zoo import object_names, preferred_layer
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "module", "network", "weights", "params")
 EMA_KEYS = ("model_ema", "state_dict_ema", "ema_state_dict", "ema", "ema_model", "ema_state")
 PREFIXES = ("module.", "_orig_mod.", "model.", "net.")
+# torch.serialization.safe_globals edits one process-wide list: one load at a time changes it
+_SAFE_LOCK = threading.Lock()
 
 
 @dataclass
@@ -53,37 +67,6 @@ class CheckpointInfo:
     notes: list[str] = field(default_factory=list)
 
 
-def _detect_format(path: Path, head: bytes) -> str:
-    """The file's format from its first bytes (the suffix decides only for .safetensors, which has no magic)."""
-    no_modules = (
-        "it holds a graph of operations, not the nn.Module whose layers camcli hooks; save the eager model's "
-        "state_dict instead (torch.save(model.state_dict(), 'model.pt'))"
-    )
-    if path.suffix.lower() == ".onnx":
-        raise CheckpointError(f"{path}: an ONNX file is not supported: {no_modules}")
-    # safetensors: an 8-byte little-endian header length, then the JSON header
-    if path.suffix.lower() == ".safetensors" or (len(head) > 9 and head[8:10] in (b'{"', b"{ ")):
-        return "safetensors"
-    if head.startswith(b"PK"):
-        try:
-            with zipfile.ZipFile(path) as z:
-                names = z.namelist()
-        except zipfile.BadZipFile:
-            raise CheckpointError(f"{path}: truncated or corrupt archive; re-save or re-download it") from None
-        if path.suffix.lower() == ".pt2" or any(
-            "serialized_exported_program" in n or "archive_format" in n for n in names
-        ):
-            raise CheckpointError(f"{path}: a torch.export archive (.pt2) is not supported: {no_modules}")
-        if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
-            return "torchscript"
-        return "torch-zip"
-    if head[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05"):
-        return "torch-legacy"
-    raise CheckpointError(
-        f"{path}: not a checkpoint camcli can read (expected torch.save .pt/.pth/.ckpt or .safetensors)"
-    )
-
-
 def _unsafe_globals(path: Path) -> list[str]:
     try:
         return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
@@ -103,7 +86,7 @@ def read_file(path: Path, trust: bool, code_path: str | None = None) -> tuple[st
         raise CheckpointError(f"{path}: empty file (0 bytes); re-save or re-download it")
     with path.open("rb") as f:
         head = f.read(16)
-    fmt = _detect_format(path, head)
+    fmt = detect_format(path, head)
     if fmt == "torchscript":
         raise CheckpointError(
             f"{path}: a TorchScript archive; hooks cannot be attached to scripted modules. Save the eager "
@@ -126,17 +109,21 @@ def read_file(path: Path, trust: bool, code_path: str | None = None) -> tuple[st
         if trust:
             with import_path(code_path):
                 return fmt, torch.load(str(path), map_location="cpu", weights_only=False)
-        return fmt, torch.load(str(path), map_location="cpu", weights_only=True)
+        with _SAFE_LOCK, torch.serialization.safe_globals(SAFE_DATA):  # type: ignore[arg-type]
+            return fmt, torch.load(str(path), map_location="cpu", weights_only=True)
     except (ModuleNotFoundError, AttributeError) as e:
         raise explain_unpickling(path, e) from None
     except pickle.UnpicklingError as e:
         if trust:
             raise CheckpointError(f"{path}: cannot unpickle ({e})") from None
         # the file's own classes first (they are what the user recognises), torch internals last
-        names = sorted(_unsafe_globals(path), key=lambda n: (n.startswith("torch."), n))
+        allowed = {f"{g.__module__}.{g.__qualname__}" if isinstance(g, type) else g[1] for g in SAFE_DATA}  # type: ignore[index]
+        names = sorted(set(_unsafe_globals(path)) - allowed, key=lambda n: (n.startswith("torch."), n))
         if names:
             shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
             what = f"it would import {len(names)} class(es)/function(s): {shown}"
+            if any(n.split(".")[0] in ("omegaconf", "lightning", "pytorch_lightning", "functools") for n in names):
+                what += " (a training framework's settings beside the weights, e.g. Lightning's hyper_parameters)"
         else:
             what = "it needs objects beyond plain tensors"
         raise CheckpointError(
@@ -221,7 +208,8 @@ def inspect_checkpoint(
         else:
             sig = signature(key)
         # the user's class is built as it will be used: its head's size must match too
-        ok, num, why = match_arch(info.state_dict, sig, head=[] if info.built is not None else None)
+        built = info.built is not None
+        ok, num, why = match_arch(info.state_dict, sig, head=[] if built else None, headless=not built)
         info.arch, info.num_classes = key, num
         info.candidates = [key]
         if not ok:
@@ -278,22 +266,6 @@ def _declared(info: CheckpointInfo) -> CheckpointInfo | None:
     return info
 
 
-def _mismatch_report(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str:
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [
-        f"{k} {list(state[k].shape)}≠{list(own[k].shape)}"
-        for k in own
-        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
-    ]
-    parts = []
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-        if items:
-            parts.append(f"{len(items)} {label} ({', '.join(items[:3])}{' …' if len(items) > 3 else ''})")
-    return "; ".join(parts) or "unknown mismatch"
-
-
 def load_checkpoint_model(
     path: str,
     *,
@@ -302,15 +274,35 @@ def load_checkpoint_model(
     trust: bool = False,
     arch_args: str | None = None,
     code_path: str | None = None,
+    task: str | None = None,
 ) -> LoadedModel:
-    """A :class:`~camcli.models.LoadedModel` from a checkpoint file (strict loading)."""
+    """A :class:`~camcli.models.LoadedModel` from a checkpoint file (strict loading). A classifier whose class
+    count the file does not say (the user's own class) has its outputs counted, unless ``task`` says it is not
+    one."""
+    loaded = _load_checkpoint(path, arch, labels, trust, arch_args, code_path)
+    if loaded.task == "classification" and task in (None, "classification"):
+        return with_outputs(loaded, labels)
+    return loaded
+
+
+def _load_checkpoint(
+    path: str,
+    arch: str | None,
+    labels: str | None,
+    trust: bool,
+    arch_args: str | None,
+    code_path: str | None,
+) -> LoadedModel:
+    if arch_args and not is_custom_arch(arch):
+        raise UsageError(
+            "--arch-args is for your own class or factory (--arch file.py:Class); torchvision and timm architectures "
+            "take their class count from the checkpoint (one saved without its head is an embedding model)"
+        )
     info = inspect_checkpoint(path, arch=arch, trust=trust, code_path=code_path, arch_args=arch_args)
     if info.module is not None and arch is None:
         module = info.module.eval()
-        head = [m for m in module.modules() if isinstance(m, nn.Linear)]
-        num = head[-1].out_features if head else None
-        names = read_labels(labels, num) if labels else placeholder_names(num or 0)
-        return LoadedModel(path, module, categories=names, notes=["full pickled model (--trust-checkpoint)"])
+        loaded = LoadedModel(path, module, notes=["full pickled model (--trust-checkpoint)"])
+        return set_labels(loaded, labels, None) if labels else loaded  # else counted once the task is known
     if info.arch is None:
         if len(info.candidates) > 1:
             raise CheckpointError(
@@ -324,16 +316,25 @@ def load_checkpoint_model(
         loaded = load_object(path, info.state_dict, arch_name, info.num_classes)
         loaded.notes = describe(info)
         if labels:
-            loaded.categories = read_labels(labels, info.num_classes)
+            set_labels(loaded, labels, info.num_classes)
         return loaded
     builder: Callable[[], nn.Module] | None
     if info.built is not None:
         module, builder = info.built, None
-    elif timm_name is not None:
+    elif timm_name is not None:  # timm builds a model without its head itself (num_classes=0)
         module = timm_models.build(timm_name, num)
 
         def builder() -> nn.Module:
             return timm_models.build(str(timm_name), num)
+    elif num == 0:  # the architecture without its head: an embedding model
+        module = build_arch(arch_name)
+        head_name = strip_head(module, info.state_dict)
+        info.notes.append(f"{head_name} is missing: an embedding model")
+
+        def builder() -> nn.Module:
+            built = build_arch(arch_name)
+            strip_head(built, info.state_dict)
+            return built
     else:
         module = build_arch(arch_name, num)
 
@@ -345,7 +346,7 @@ def load_checkpoint_model(
     except RuntimeError:
         hint = "; if your class takes arguments (a class count…), pass them with --arch-args JSON" if info.built else ""
         raise CheckpointError(
-            f"{path}: does not fit {arch_name}: {_mismatch_report(module, info.state_dict)}{hint}"
+            f"{path}: does not fit {arch_name}: {mismatch_report(module, info.state_dict)}{hint}"
         ) from None
     module.eval()
     interpolation, notes = "bilinear", describe(info)
@@ -357,13 +358,8 @@ def load_checkpoint_model(
         preferred = preferred_layer(arch_name, module)
         if info.built is not None:
             notes.append("input 224×224 with ImageNet's mean and std (your class declares no preprocessing)")
-    if labels:
-        names = read_labels(labels, num)
-    elif num == 1000:
-        names = imagenet_categories()
-    else:
-        names = placeholder_names(num or 0)
-    return LoadedModel(
+    names = imagenet_categories() if num == 1000 and not labels else []
+    loaded = LoadedModel(
         path,
         module,
         size,
@@ -375,7 +371,15 @@ def load_checkpoint_model(
         notes=notes,
         layer_key=arch_key(arch_name, num) if builder is not None else None,
         interpolation=interpolation,
+        embedding=num == 0,
     )
+    if num == 0:
+        return loaded
+    if labels:
+        return set_labels(loaded, labels, num)
+    if num is not None and not names:
+        loaded.categories = placeholder_names(num)
+    return loaded  # a class of the user's own: its outputs are counted once its task is known
 
 
 def describe(info: CheckpointInfo) -> list[str]:
@@ -384,6 +388,8 @@ def describe(info: CheckpointInfo) -> list[str]:
         notes.append(f"weights under '{info.container}'")
     if info.stripped:
         notes.append("stripped key prefix " + " ".join(repr(p) for p in info.stripped))
-    if info.arch:
+    if info.arch and info.num_classes == 0:
+        notes.append(f"architecture {info.arch} without a classifier head")
+    elif info.arch:
         notes.append(f"architecture {info.arch} with {info.num_classes} classes")
     return notes + info.notes

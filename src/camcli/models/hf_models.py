@@ -1,9 +1,18 @@
-"""Hugging Face transformers image classifiers (the optional ``camcli[hf]`` extra): a folder written by
+"""Hugging Face transformers image models (the optional ``camcli[hf]`` extra): a folder written by
 ``save_pretrained`` (``--model path/to/folder``), or ``--model hf:ORG/NAME`` from the hub's cache.
 
-The model is built by ``AutoModelForImageClassification``; its output's ``.logits`` are the class scores
-(:func:`camcli.methods.base.model_logits`), class names come from ``id2label``, and the preprocessing from
-``preprocessor_config.json`` (input size, mean, std, resampling) when there is one.
+What the config's ``architectures`` says decides how it is built, never a guess:
+
+* an image classifier (``…ForImageClassification``): ``AutoModelForImageClassification``; its output's ``.logits``
+  are the class scores (:func:`camcli.engine.scoring.model_logits`), class names come from ``id2label``, and the
+  config's ``problem_type`` says the head (``multi_label_classification``: sigmoid, ``regression``: identity);
+* a backbone without a head (``ViTModel``, ``Dinov2Model``, ``ResNetModel`` …): ``AutoModel``; its pooled output
+  is an embedding, explained as the similarity to ``--reference`` pictures;
+* an image–text model (``CLIPModel``, ``SiglipModel``): its image tower, and its text tower for ``--prompt``
+  (:mod:`camcli.models.clip`).
+
+The preprocessing comes from ``preprocessor_config.json`` (or ``processor_config.json``'s image processor):
+input size, mean, std, resampling.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import ModelError, UsageError
-from . import timm_models
+from . import clip, timm_models
 from .base import IMAGENET_MEAN, IMAGENET_STD, LoadedModel
 from .labels import placeholder_names
 
@@ -24,7 +33,13 @@ PREFIX = "hf:"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 PIL_FILTERS = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
 # models that read their class token only: the last block's first norm is the Grad-CAM layer (as for ViT)
-TOKEN_CLASSIFIERS = ("vit", "deit", "beit", "data2vec-vision", "dinov2", "dinov2_with_registers", "vit_msn")
+TOKEN_CLASSIFIERS = ("vit", "deit", "beit", "data2vec-vision", "dinov2", "dinov2_with_registers", "vit_msn", "clip")
+# a config's problem_type → how its outputs read (--head)
+PROBLEM_HEADS = {
+    "multi_label_classification": "sigmoid",
+    "regression": "identity",
+    "single_label_classification": "softmax",
+}
 
 
 def require() -> Any:
@@ -47,7 +62,10 @@ def pretrained_folder(spec: str) -> Path | None:
 
 
 def _preprocessing(config: Any, processor: dict[str, Any] | None) -> tuple[tuple[int, int], tuple, tuple, str]:
-    size: Any = (processor or {}).get("size") or getattr(config, "image_size", 224)
+    vision = getattr(config, "vision_config", None) or config  # an image–text model's image tower says its size
+    p = processor or {}
+    size: Any = p.get("crop_size") if p.get("do_center_crop") else None
+    size = size or p.get("size") or getattr(vision, "image_size", 224)
     if isinstance(size, dict):
         side = int(size.get("shortest_edge") or size.get("height") or 224)
         size = (int(size.get("height", side)), int(size.get("width", side)))
@@ -66,18 +84,35 @@ def default_layer(module: nn.Module, kind: str) -> str | None:
     that it does not depend on the transformers version's module paths."""
     if kind not in TOKEN_CLASSIFIERS:
         return None
-    names = [n for n, _ in module.named_modules() if n.endswith((".layernorm_before", ".norm1"))]
+    names = [n for n, _ in module.named_modules() if n.endswith((".layernorm_before", ".norm1", ".layer_norm1"))]
     return names[-1] if names else None
 
 
-def _loaded(module: nn.Module, label: str, processor: dict[str, Any] | None, weights: str) -> LoadedModel:
+def _loaded(
+    module: nn.Module, label: str, processor: dict[str, Any] | None, weights: str, source: str | Path
+) -> LoadedModel:
     config: Any = module.config
     size, mean, std, interpolation = _preprocessing(config, processor)
+    kind = str(getattr(config, "model_type", ""))
+    notes = [f"Hugging Face {kind} ({type(module).__name__})"]
+    if clip.is_hf_image_text(config):
+        tower, encode_text = clip.hf_tower(module, source, require())
+        preferred = default_layer(tower, kind)
+        return LoadedModel(
+            label, tower.eval(), size, mean, std, [], None, preferred, notes=notes, weights=weights,
+            interpolation=interpolation, prefix_tokens=clip.hf_prefix_tokens(config), embedding=True,
+            encode_text=encode_text,
+        )  # fmt: skip
+    if _kind(config) == "backbone":
+        notes.append("no classifier head: its pooled output is an embedding (explain it with --reference IMG)")
+        return LoadedModel(
+            label, module.eval(), size, mean, std, [], None, default_layer(module, kind), notes=notes,
+            weights=weights, interpolation=interpolation, embedding=True,
+        )  # fmt: skip
     id2label = {int(k): str(v) for k, v in (getattr(config, "id2label", None) or {}).items()}
     num = int(getattr(config, "num_labels", len(id2label)) or len(id2label))
     names = [id2label.get(i, f"class {i}") for i in range(num)] if id2label else placeholder_names(num)
-    kind = str(getattr(config, "model_type", ""))
-    notes = [f"Hugging Face {kind} ({type(module).__name__})"]
+    problem = getattr(config, "problem_type", None)
     preferred = default_layer(module, kind)
     inner = getattr(module, "timm_model", None)  # a timm model on the hub, wrapped by transformers
     if isinstance(inner, nn.Module):
@@ -98,16 +133,36 @@ def _loaded(module: nn.Module, label: str, processor: dict[str, Any] | None, wei
         notes=notes,
         weights=weights,
         interpolation=interpolation,
+        head=PROBLEM_HEADS.get(str(problem)) if problem else None,
+        head_why=f"Hugging Face problem_type {problem}" if problem in PROBLEM_HEADS else "",
     )
 
 
-def _auto(source: str | Path, **kwargs: Any) -> nn.Module:
+def _kind(config: Any) -> str:
+    """``image-text`` (CLIP-style), ``backbone`` (its ``architectures`` name only ``…Model`` classes: no head) or
+    ``classifier``."""
+    if clip.is_hf_image_text(config):
+        return "image-text"
+    arches = [str(a) for a in (getattr(config, "architectures", None) or [])]
+    if arches and all(a.endswith("Model") and "For" not in a for a in arches):
+        return "backbone"
+    return "classifier"
+
+
+def _auto(source: str | Path, config: Any = None, **kwargs: Any) -> nn.Module:
     transformers = require()
     try:
-        return transformers.AutoModelForImageClassification.from_pretrained(str(source), **kwargs)
-    except ValueError as e:  # a config of a model that is not an image classifier
+        if config is None:
+            config = transformers.AutoConfig.from_pretrained(str(source), **kwargs)
+        auto = transformers.AutoModelForImageClassification if _kind(config) == "classifier" else transformers.AutoModel
+        if kwargs.pop("random", False):
+            return auto.from_config(config)
+        return auto.from_pretrained(str(source), config=config, **kwargs)
+    except ValueError as e:  # a config of a model that is not an image model
         why = str(e).splitlines()[0][:160]
-        raise ModelError(f"{source}: not a Hugging Face image-classification model ({why})") from None
+        raise ModelError(
+            f"{source}: not a Hugging Face image classifier, backbone or image–text model ({why})"
+        ) from None
 
 
 def load_folder(folder: Path, label: str, weights: str | None = None, arch: str | None = None) -> LoadedModel:
@@ -119,9 +174,20 @@ def load_folder(folder: Path, label: str, weights: str | None = None, arch: str 
     if not any((folder / f).is_file() for f in WEIGHT_FILES) and not any(folder.glob("*.safetensors")):
         raise ModelError(f"{folder}: has config.json but no weights (model.safetensors or pytorch_model.bin)")
     module = _auto(folder, local_files_only=True)
+    return _loaded(module, label, _processor(folder), "checkpoint", folder)
+
+
+def _processor(folder: Path) -> dict[str, Any] | None:
+    """The image processor's settings: ``preprocessor_config.json``, or newer transformers' ``processor_config.json``
+    (an image–text model's processor, its image processor inside)."""
     proc = folder / "preprocessor_config.json"
-    processor = json.loads(proc.read_text()) if proc.is_file() else None
-    return _loaded(module, label, processor, "checkpoint")
+    if proc.is_file():
+        return json.loads(proc.read_text())
+    joint = folder / "processor_config.json"
+    if joint.is_file():
+        found = json.loads(joint.read_text()).get("image_processor")
+        return found if isinstance(found, dict) else None
+    return None
 
 
 def load_hub(name: str, weights: str | None) -> LoadedModel:
@@ -136,7 +202,7 @@ def load_hub(name: str, weights: str | None) -> LoadedModel:
         if spec == "none":  # the architecture from the cached config.json, random weights
             transformers = require()
             config = transformers.AutoConfig.from_pretrained(name, local_files_only=True)
-            module = transformers.AutoModelForImageClassification.from_config(config)
+            module = _auto(name, config, random=True)
         else:
             module = _auto(name, local_files_only=True)
     except OSError:
@@ -161,4 +227,4 @@ def load_hub(name: str, weights: str | None) -> LoadedModel:
             processor = json.loads(Path(found).read_text())
     except (ImportError, OSError, ValueError):
         processor = None
-    return _loaded(module, PREFIX + name, processor, "random" if spec == "none" else "hf " + name)
+    return _loaded(module, PREFIX + name, processor, "random" if spec == "none" else "hf " + name, name)

@@ -38,7 +38,8 @@ def imagenet_categories() -> list[str]:
 
 
 def read_labels(path: str, num_classes: int | None) -> list[str]:
-    """Class names from a text file (one per line) or JSON (list, {index: name} or {name: index})."""
+    """Class names from a text file (one per line) or JSON (list, {index: name} or {name: index}). A model with
+    one output (a binary head) may have two: what its low and its high values mean (see :func:`split_binary`)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -68,6 +69,15 @@ def read_labels(path: str, num_classes: int | None) -> list[str]:
         names = [line.strip() for line in text.splitlines()]
         while names and not names[-1]:
             names.pop()
+    if num_classes == 1 and len(names) == 2:  # a binary head: the negative's name, then the positive's
+        return names
     if num_classes is not None and len(names) != num_classes:
         raise UsageError(f"--labels has {len(names)} names but the model has {num_classes} classes; fix the file")
     return names
+
+
+def split_binary(names: list[str], outputs: int | None) -> tuple[list[str], str | None]:
+    """A binary head's two names (negative, positive) → ([positive], negative); other names stay as they are."""
+    if outputs == 1 and len(names) == 2:
+        return [names[1]], names[0]
+    return names, None

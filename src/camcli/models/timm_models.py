@@ -128,8 +128,9 @@ def load(name: str, weights: str | None) -> LoadedModel:
 
 # ------------------------------------------------------------------------------------------ identification
 def _candidates(state: Mapping[str, torch.Tensor]) -> list[tuple[str, list[str]]]:
-    """(name, classifier keys) of the timm architectures whose stem, classifier, patch size and position
-    table fit ``state`` (read from their pretrained configs: nothing is built)."""
+    """(name, classifier keys) of the timm architectures whose stem, classifier (or none: a model saved with
+    ``num_classes=0``), patch size and position table fit ``state`` (read from their pretrained configs: nothing is
+    built)."""
     timm = require_timm()
     from timm.models import get_pretrained_cfg
 
@@ -142,7 +143,9 @@ def _candidates(state: Mapping[str, torch.Tensor]) -> list[tuple[str, list[str]]
         stems = cfg.first_conv if isinstance(cfg.first_conv, list | tuple) else [cfg.first_conv]
         heads = cfg.classifier if isinstance(cfg.classifier, list | tuple) else [cfg.classifier]
         stem = next((f"{s}.weight" for s in stems if s and f"{s}.weight" in keys), None)
-        if stem is None or not all(h and f"{h}.weight" in keys for h in heads):
+        with_head = all(h and f"{h}.weight" in keys for h in heads)
+        without = not any(h and f"{h}.weight" in keys for h in heads)  # num_classes=0: an embedding model
+        if stem is None or not (with_head or without):
             continue
         kernel = state[stem].shape[-1] if state[stem].dim() == 4 else None
         patch = re.search(r"patch(\d+)", name)

@@ -1,0 +1,57 @@
+"""What kind of file a checkpoint is, from its first bytes, and what plain data beside the weights the safe loader
+may build (nothing is deserialized here)."""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import zipfile
+from pathlib import Path
+
+from ..errors import CheckpointError
+
+# Plain data that training frameworks put beside the weights, allowed by name to the safe loader (nothing runs:
+# the unpickler builds these from the names below only). timm's train.py saves its arguments as an
+# argparse.Namespace ('args'); Lightning's hyper_parameters may hold paths (saved on Linux/macOS, by Python 3.13,
+# or on Windows) and AttributeDicts (read as the plain dicts they are). Anything else — OmegaConf configs, enums,
+# functools.partial, classes of the training script — still needs --trust-checkpoint.
+SAFE_DATA: list[object] = [
+    argparse.Namespace,
+    pathlib.PosixPath,
+    (pathlib.PosixPath, "pathlib._local.PosixPath"),
+    (pathlib.PureWindowsPath, "pathlib.WindowsPath"),
+    (pathlib.PureWindowsPath, "pathlib._local.WindowsPath"),
+    (dict, "lightning.fabric.utilities.data.AttributeDict"),
+    (dict, "pytorch_lightning.utilities.parsing.AttributeDict"),
+]
+
+
+def detect_format(path: Path, head: bytes) -> str:
+    """The file's format from its first bytes (the suffix decides only for .safetensors, which has no magic)."""
+    no_modules = (
+        "it holds a graph of operations, not the nn.Module whose layers camcli hooks; save the eager model's "
+        "state_dict instead (torch.save(model.state_dict(), 'model.pt'))"
+    )
+    if path.suffix.lower() == ".onnx":
+        raise CheckpointError(f"{path}: an ONNX file is not supported: {no_modules}")
+    # safetensors: an 8-byte little-endian header length, then the JSON header
+    if path.suffix.lower() == ".safetensors" or (len(head) > 9 and head[8:10] in (b'{"', b"{ ")):
+        return "safetensors"
+    if head.startswith(b"PK"):
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except zipfile.BadZipFile:
+            raise CheckpointError(f"{path}: truncated or corrupt archive; re-save or re-download it") from None
+        if path.suffix.lower() == ".pt2" or any(
+            "serialized_exported_program" in n or "archive_format" in n for n in names
+        ):
+            raise CheckpointError(f"{path}: a torch.export archive (.pt2) is not supported: {no_modules}")
+        if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
+            return "torchscript"
+        return "torch-zip"
+    if head[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05"):
+        return "torch-legacy"
+    raise CheckpointError(
+        f"{path}: not a checkpoint camcli can read (expected torch.save .pt/.pth/.ckpt or .safetensors)"
+    )

@@ -1,0 +1,47 @@
+"""How many outputs a model has when nobody wrote it down (the user's own class, a pickled model): counted on one
+blank picture, and said in a note, since camcli cannot tell classes from labels, values or an embedding."""
+
+from __future__ import annotations
+
+import torch
+
+from ..engine.hooks import eval_mode
+from ..engine.scoring import model_logits
+from ..errors import ModelError
+from .base import LoadedModel, set_labels
+from .labels import placeholder_names
+
+
+def with_outputs(model: LoadedModel, labels: str | None) -> LoadedModel:
+    """The class names of a model whose class count nobody wrote down (the user's own class, a pickled model):
+    its outputs are counted on one blank input, and a note says how they are read."""
+    if model.categories:
+        return model
+    count = count_outputs(model)
+    if labels:
+        set_labels(model, labels, count)
+    else:
+        model.categories = placeholder_names(count)
+    if count > 1 and not labels:
+        model.notes.append(
+            f"its {count} outputs are read as class scores (softmax); if they are independent labels pass --head "
+            "sigmoid, raw values --head identity, an embedding --reference IMG"
+        )
+    return model
+
+
+def count_outputs(model: LoadedModel) -> int:
+    """How many values the model returns for one picture (a blank input at its size, on the CPU)."""
+
+    module = model.module
+    device = next((p.device for p in module.parameters()), torch.device("cpu"))
+    x = torch.zeros(1, 3, *model.input_size, device=device)
+    try:
+        with torch.inference_mode(), eval_mode(module):
+            out = model_logits(module(x), embedding=True)
+    except Exception as e:
+        raise ModelError(
+            f"{model.name}: running it on a blank {model.input_size[0]}×{model.input_size[1]} picture raised "
+            f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}; check --arch and --arch-args"
+        ) from None
+    return int(out[0].numel())
