@@ -608,6 +608,7 @@ def main() -> None:
         "memory",
         "report",
         "identify",
+        "targets",
     ]
     ap.add_argument("--only", choices=sections, default=None)
     ap.add_argument("--full", action="store_true", help="include Score-CAM on resnet50 (minutes)")
@@ -648,6 +649,10 @@ def main() -> None:
         from identify import bench_identify
 
         bench_identify()
+    if args.only in (None, "targets"):
+        from targets import bench_targets
+
+        bench_targets(lambda fns: median_times(fns, 3 if args.quick else 5), args.batch, _where())
 
 
 if __name__ == "__main__":

@@ -82,7 +82,7 @@ def inspect(
             "format": info.format,
             "container": info.container,
             "stripped_prefixes": info.stripped,
-            "architecture": info.arch,
+            "architecture": f"{info.arch} without a classifier head" if info.num_classes == 0 else info.arch,
             "num_classes": info.num_classes,
             "candidates": info.candidates,
             "tensors": len(info.state_dict),
@@ -105,7 +105,10 @@ def inspect(
                 *(["--trust-checkpoint"] if trust_checkpoint else []),
                 *(["--code-path", code_path] if code_path else []),
             ]
-            console.info(f"use it: camcli gradcam IMAGE --model {' '.join([str(checkpoint), *given])}")
+            what = " --reference PICTURE" if info.num_classes == 0 else ""  # an embedding model: similarity to it
+            console.info(f"use it: camcli gradcam IMAGE --model {' '.join([str(checkpoint), *given])}{what}")
+            if info.num_classes == 1:
+                console.info("one output: a binary head (sigmoid); --target not:0 explains what speaks against it")
         elif len(info.candidates) > 1:
             console.info(f"several architectures fit; add --arch ({', '.join(info.candidates[:5])})")
 
