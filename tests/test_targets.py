@@ -199,7 +199,11 @@ def test_metrics_read_the_heads_probability():
 
 @pytest.mark.parametrize(
     ("arch", "head", "expected"),
-    [("resnet18", "fc", "fc"), ("efficientnet_b0", "classifier.1", "classifier.1"), ("vit_b_16", "heads", "heads.head")],
+    [
+        ("resnet18", "fc", "fc"),
+        ("efficientnet_b0", "classifier.1", "classifier.1"),
+        ("vit_b_16", "heads", "heads.head"),  # the Sequential's only Linear: the same function
+    ],
 )
 def test_missing_head_finds_the_removed_classifier(arch, head, expected):
     model = torchvision.models.get_model(arch, weights=None)
