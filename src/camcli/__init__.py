@@ -29,6 +29,8 @@ _LAZY = {
     "ImageResult": "camcli.jobs.results",
     "merge_manifests": "camcli.io.manifest",
     "explain": "camcli.methods",
+    "Target": "camcli.engine.targets",
+    "Scorer": "camcli.engine.scoring",
     "get_method": "camcli.methods",
     "load_model": "camcli.models",
     "LoadedModel": "camcli.models",

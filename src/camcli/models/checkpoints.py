@@ -390,6 +390,8 @@ def describe(info: CheckpointInfo) -> list[str]:
         notes.append("stripped key prefix " + " ".join(repr(p) for p in info.stripped))
     if info.arch and info.num_classes == 0:
         notes.append(f"architecture {info.arch} without a classifier head")
+    elif info.arch and info.num_classes is None:  # the user's class: its outputs are counted when it is built
+        notes.append(f"architecture {info.arch}")
     elif info.arch:
         notes.append(f"architecture {info.arch} with {info.num_classes} classes")
     return notes + info.notes
