@@ -104,7 +104,11 @@ def test_multilabel_threshold_explains_every_label_that_probable(heads, tmp_path
             "--out", tmp_path / "none", "--json")  # fmt: skip
     assert r.exit_code == 0, r.output
     (rec,) = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
-    assert rec["status"] == "no_label" and rec["outputs"] == {} and len(rec["top_k"]) == 5
+    assert rec["status"] == "no_label" and len(rec["top_k"]) == 5
+    assert list(rec["outputs"]) == ["answer"]  # a small answer file, no picture, so that a rerun skips it
+    again = run("gradcam", CAT, "--model", heads / "multi.pt", "--head", "sigmoid", "--threshold", "0.9999",
+                "--out", tmp_path / "none", "--skip-existing")  # fmt: skip
+    assert "1 skipped" in again.output.replace("\n", " "), again.output
 
 
 def test_regression_identity_shows_the_raw_value_and_not_lowers_it(heads, tmp_path):
@@ -224,3 +228,54 @@ def test_evaluate_reads_the_binary_heads_probability(heads, tmp_path):
     assert rec["scores"]["deletion_auc"] != pytest.approx(1.0, abs=1e-3)
     assert rec["settings"]["head"] == "sigmoid"
     assert not math.isclose(rec["scores"]["avg_drop"], 0.0, abs_tol=1e-6) or rec["scores"]["increase"] == 1.0
+
+
+def test_binary_verdicts_read_the_sigmoid(tmp_path):
+    # a binary head that always says "no" (bias −20): the prediction is its negative, and not:0 is correct
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=1)
+    with torch.no_grad():
+        model.fc.bias.fill_(-20.0)
+    torch.save(model.state_dict(), tmp_path / "no.pt")
+    (tmp_path / "t.csv").write_text(f"input,target\n{CAT},0\n{COFFEE},not:0\n")
+    out = tmp_path / "o"
+    r = run("gradcam", CAT, COFFEE, "--model", tmp_path / "no.pt", "--targets-file", tmp_path / "t.csv", "--out", out)
+    assert r.exit_code == 0, r.output
+    recs = {rec["target"]: rec for rec in records(out)}
+    assert recs["0"]["correct"] is False and recs["not:0"]["correct"] is True
+    for rec in recs.values():
+        assert rec["predicted"]["target"] == "not:0" and rec["predicted"]["name"] == "not class_0"
+        assert rec["predicted"]["probability"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_evaluate_keeps_a_target_and_its_negation_apart(heads, tmp_path):
+    out = tmp_path / "e"
+    r = run("evaluate", CAT, "--model", heads / "multi.pt", "-t", "3", "-t", "not:3", "--metric", "drop",
+            "--no-baselines", "--out", out)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    recs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert sorted(rec["target"] for rec in recs) == ["3", "not:3"]
+    from camcli.jobs.eval_summary import collect
+
+    base = {k: recs[0][k] for k in ("kind", "model", "layer", "settings")}
+    assert len(collect(out / "metrics.jsonl", base, ["gradcam"])["gradcam"].values["avg_drop"]) == 2
+    # a targets file that changes: --skip-existing measures the image again for its new target
+    tf = tmp_path / "t.csv"
+    tf.write_text(f"input,target\n{CAT},1\n")
+    args = ["evaluate", CAT, "--model", heads / "multi.pt", "--targets-file", tf, "--metric", "drop", "--no-baselines",
+            "--out", tmp_path / "e2", "--skip-existing"]  # fmt: skip
+    assert run(*args).exit_code == 0
+    tf.write_text(f"input,target\n{CAT},not:2\n")
+    r = run(*args)
+    assert r.exit_code == 0 and "skipped" not in r.output, r.output
+    recs = [json.loads(line) for line in (tmp_path / "e2" / "metrics.jsonl").read_text().splitlines()]
+    assert [rec["target"] for rec in recs] == ["1", "not:2"]
+
+
+def test_a_class_named_like_a_negation_keeps_its_name(heads, tmp_path):
+    (tmp_path / "names.txt").write_text("hotdog\nnot-hotdog\ncup\n")
+    r = run("gradcam", CAT, "--model", heads / "reg.pt", "--labels", tmp_path / "names.txt", "-t", "1", "-t", "not:0",
+            "--out", tmp_path / "o", "--json")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    recs = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert [(rec["target"], rec["class_name"]) for rec in recs] == [("1", "not-hotdog"), ("not:0", "not hotdog")]

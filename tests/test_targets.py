@@ -217,3 +217,51 @@ def test_missing_head_is_never_a_block_inside():
     sig = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("layer4.1.")}
     assert missing_head(state, sig) is None
+
+
+def test_an_out_of_memory_retry_keeps_each_half_with_its_inputs():
+    from camcli.jobs.runner import compute_with_retry
+
+    class Job:
+        batch_inputs = ("a", "b", "c")
+        picture_sizes = ((1, 1), (2, 2), (3, 3))
+        def __init__(self) -> None:
+            self.seen: list[tuple[int, tuple[str, ...], int]] = []
+
+        def compute(self, x):
+            if x.shape[0] > 1:
+                raise RuntimeError("CUDA out of memory")
+            self.seen.append((int(x[0]), self.batch_inputs, len(self.picture_sizes)))
+            return [int(x[0])]
+
+    job = Job()
+    assert compute_with_retry(job, torch.arange(3)) == [0, 1, 2]
+    assert job.seen == [(0, ("a",), 1), (1, ("b",), 1), (2, ("c",), 1)]
+    assert job.batch_inputs == ("a", "b", "c")  # restored
+
+
+def test_loading_a_checkpoint_leaves_the_callers_safe_globals(tmp_path):
+    import argparse
+
+    from camcli.models.checkpoints import read_file
+
+    torch.save({"state_dict": {"w": torch.ones(1)}, "args": argparse.Namespace(lr=1)}, tmp_path / "c.pt")
+    before = torch.serialization.get_safe_globals()
+    torch.serialization.add_safe_globals([argparse.Namespace])
+    try:
+        read_file(tmp_path / "c.pt", trust=False)
+        assert argparse.Namespace in torch.serialization.get_safe_globals()
+    finally:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(before)
+
+
+def test_an_embedding_checkpoint_has_no_classes(tmp_path):
+    from camcli.models import load_model
+
+    model = torchvision.models.resnet18()
+    model.fc = nn.Identity()
+    torch.save(model.state_dict(), tmp_path / "e.pt")
+    loaded = load_model(str(tmp_path / "e.pt"))
+    assert loaded.embedding and loaded.categories == []
+    assert not any("read as class scores" in n for n in loaded.notes)

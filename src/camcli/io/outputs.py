@@ -14,6 +14,7 @@ import contextlib
 import glob
 import hashlib
 import io
+import json
 import os
 import re
 import tempfile
@@ -253,3 +254,18 @@ def atomic_save_npy(target: Path, array: np.ndarray) -> None:
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)
     atomic_write_bytes(target, buf.getvalue())
+
+
+def write_answer(target: Path, owner: str, settings: str, said: dict[str, Any]) -> None:
+    """A small JSON file that says what a run found when there was nothing to draw (no detection, no label at the
+    threshold), with its input and settings, so that ``--skip-existing`` knows the input was done."""
+    atomic_write_bytes(target, (json.dumps({"input": owner, "settings": settings, **said}) + "\n").encode())
+
+
+def answered(target: Path, owner: str, settings: str) -> bool:
+    """``target`` is an answer file (:func:`write_answer`) written for this input with these settings."""
+    try:
+        said = json.loads(target.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(said, dict) and said.get("input") == owner and said.get("settings") == settings

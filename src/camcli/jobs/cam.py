@@ -18,12 +18,14 @@ from ..errors import InputError, UsageError
 from ..io.inputs import InputFile
 from ..io.outputs import (
     Setting,
+    answered,
     atomic_save_npy,
     cam_output_path,
     find_cam_outputs,
     owned_by,
     owner_tag,
     rank_text,
+    write_answer,
 )
 from ..io.picture import DEVICE_INTERPOLATIONS, Picture
 from ..io.thumbs import save_input_pictures
@@ -149,6 +151,10 @@ class CamJob(Job[CamMaps]):
     def panel_path(self, item: InputFile) -> Path:
         return methods_panel_path(self, self.methods, item)
 
+    def answer_path(self, item: InputFile) -> Path:
+        """``--threshold``: the file that says no label was that probable (``….labels-gradcam,….json``)."""
+        return methods_panel_path(self, self.methods, item, "labels", ".json")
+
     @property
     def ranked(self) -> bool:
         """Names carry the class's rank: with --top-k above 1 (not with --target)."""
@@ -189,6 +195,8 @@ class CamJob(Job[CamMaps]):
             panel = self.panel_path(item)
             if not (panel.is_file() and owned_by(panel, owner, made)):
                 return False
+        if self.plan.threshold is not None and answered(self.answer_path(item), owner, made):
+            return True
         out = self.options.out
         for tag, sfx in self._expected():
             found = find_cam_outputs(out, item, tag + self.name_settings, sfx, self.ranked)
@@ -203,7 +211,7 @@ class CamJob(Job[CamMaps]):
     # --------------------------------------------------------------------------------------- compute
     def compute(self, x: torch.Tensor) -> list[CamMaps]:
         o = self.options
-        classes, signs, missing = self.plan.batch_targets(self.batch_inputs)
+        classes, signs, missing = self.plan.batch_targets(self.batch_inputs, x.shape[0])
         ex = explain_smooth(
             self.model.module,
             x,
@@ -291,8 +299,10 @@ class CamJob(Job[CamMaps]):
                 f"{item.path}: the model's output is not finite (NaN or Inf) for this image; check the weights"
             )
         preds = self.predictions(probs)
-        if not computed.targets:  # --threshold: no label is that probable
-            answer = NoLabel("+".join(m.name for m in self.methods), float(self.plan.threshold or 0))
+        if not computed.targets:  # --threshold: no label is that probable; an answer file says so
+            path, threshold = self.answer_path(item), float(self.plan.threshold or 0)
+            write_answer(path, owner_tag(item), self.settings_text, {"threshold": threshold})
+            answer = NoLabel("+".join(m.name for m in self.methods), threshold, str(path))
             size_wh = (image.width, image.height)
             return ImageResult(item.display, True, size=size_wh, predictions=preds, written=[answer])
         maps: dict[str, np.ndarray] | None = {} if self.options.keep_maps else None
@@ -321,6 +331,7 @@ class CamJob(Job[CamMaps]):
                 path = self.output_path(item, m.name, target, rank=rank)
                 full = upsample_normalized(computed.by_method[m.name][k].to(on), size)
                 out = CamOutput(m.name, idx, name, prob, overlay=str(path), target=str(target))
+                out.verdict = self.plan.verdict(probs, target)
                 caption = f"{said} · {m.name} @ {layer}"
                 tile = f"{m.name} · {said}"
                 out.raw = self._save_map(path, image, base, full, maps, owner, caption, tiles, tile)
@@ -363,7 +374,6 @@ class CamJob(Job[CamMaps]):
                 {**base, "method": "+".join(m.name for m in self.methods), "status": "error", "error": result.error}
             ]
         out = [o.record(base, result.predictions) for o in result.written if isinstance(o, (CamOutput, NoLabel))]
-        self.plan.add_prediction(out, result.predictions[0] if result.predictions else None)
         return out
 
 

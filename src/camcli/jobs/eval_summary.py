@@ -59,12 +59,18 @@ def matching_records(path: Path, base: dict[str, Any]) -> Iterator[dict[str, Any
 def collect(path: Path, base: dict[str, Any], names: list[str]) -> dict[str, MethodSummary]:
     """The last ok record of each (input, map, class) of the maps ``names`` whose kind, model, layer and settings
     are ``base``'s, grouped by map, in the order of ``names``."""
-    latest: dict[tuple[str, str, int], dict[str, Any]] = {}
+    latest: dict[tuple[str, str, int, str], dict[str, Any]] = {}
     for rec in matching_records(path, base):
-        if rec.get("method") in names:
-            latest[(str(rec.get("input")), str(rec.get("method")), int(rec.get("class_index", -1)))] = rec
+        if rec.get("method") in names:  # the target tells 3 from not:3
+            key = (
+                str(rec.get("input")),
+                str(rec.get("method")),
+                int(rec.get("class_index", -1)),
+                str(rec.get("target")),
+            )
+            latest[key] = rec
     out: dict[str, MethodSummary] = {}
-    for (_, method, _), rec in latest.items():
+    for (_, method, _, _), rec in latest.items():
         s = out.setdefault(method, MethodSummary(method, bool(rec.get("baseline"))))
         for key, value in (rec.get("scores") or {}).items():
             if isinstance(value, (int, float)) or value is None:  # None: not a number for this image

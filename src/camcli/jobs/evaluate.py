@@ -53,7 +53,7 @@ class EvaluateJob(Job[EvalScores]):
 
     def __init__(self, options: EvalOptions, model: LoadedModel | None = None) -> None:
         self.options = options
-        self._measured: set[tuple[int, str]] | None = None  # (input, map) with a record of these settings
+        self._measured: set[tuple[int, str, Any]] | None = None  # (input, map, target) recorded with these settings
         super().__init__(options, model)
 
     def prepare_options(self) -> None:
@@ -137,9 +137,13 @@ class EvaluateJob(Job[EvalScores]):
             for name in dict.fromkeys([f"{self.manifest_stem}.jsonl", manifest_name(o.shard, self.manifest_stem)]):
                 for rec in matching_records(o.out / name, base):
                     if isinstance(rec.get("input"), str):
-                        self._measured.add((input_key(Path(rec["input"])), str(rec.get("method"))))
+                        self._measured.add((input_key(Path(rec["input"])), str(rec.get("method")), rec.get("target")))
         key = input_key(item.path)
-        return all((key, name) in self._measured for name in self.row_names())
+        if self.plan.per_image is not None:  # the target the file gives it now (the file may have changed)
+            own = self.plan.for_images((item,))[0]
+            return own is not None and all((key, n, str(own)) in self._measured for n in self.row_names())
+        measured = {(k, n) for k, n, _ in self._measured}
+        return all((key, name) in measured for name in self.row_names())
 
     # --------------------------------------------------------------------------------------- compute
     def _maps(
@@ -174,7 +178,7 @@ class EvaluateJob(Job[EvalScores]):
     def compute(self, x: torch.Tensor) -> list[EvalScores]:
         o = self.options
         model = self.model.module
-        given, signs, missing = self.plan.batch_targets(self.batch_inputs)
+        given, signs, missing = self.plan.batch_targets(self.batch_inputs, x.shape[0])
         ex, maps = self._maps(model, x, given, self.methods, signs)
         k = ex.classes.shape[1]
         xs = x.repeat_interleave(k, 0)  # one row per image and class
@@ -242,6 +246,8 @@ class EvaluateJob(Job[EvalScores]):
                                 {**step, "spearman": step["spearman"][row], "ssim": step["ssim"][row]}
                                 for step in sanity.get(name, [])
                             ],
+                            str(target),
+                            self.plan.verdict(ex.probs[i], target),
                         )
                     )
             out.append(EvalScores(ex.probs[i].cpu(), outputs, missing[i]))

@@ -3,7 +3,6 @@ outline), a map of every object per image, and a record per object (see :mod:`ca
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -20,12 +19,13 @@ from ..errors import InputError, UsageError
 from ..io.inputs import InputFile
 from ..io.outputs import (
     Setting,
+    answered,
     atomic_save_npy,
-    atomic_write_bytes,
     object_output_path,
     owned_by,
     owner_tag,
     panel_output_path,
+    write_answer,
 )
 from ..io.picture import Picture
 from ..methods import get_methods, upsample
@@ -201,7 +201,7 @@ class ObjectJob(Job[Objects]):
             combined = self.combined_path(item, m.name)
             if combined.is_file() and owned_by(combined, owner, made):
                 drawn = True
-            elif not _answered(self.answer_path(item, m.name), owner, made):
+            elif not answered(self.answer_path(item, m.name), owner, made):
                 return False
         panel = self.panel_path(item)
         return not (self.options.panel and drawn) or (panel.is_file() and owned_by(panel, owner, made))
@@ -273,8 +273,7 @@ class ObjectJob(Job[Objects]):
             written.extend(outputs)
             if not maps:  # nothing to show: status records and a small answer file, never a blank picture
                 answer = self.answer_path(item, m.name)
-                found = {"input": owner, "settings": self.settings_text, "objects": [r.target for r in outputs]}
-                atomic_write_bytes(answer, (json.dumps(found) + "\n").encode())
+                write_answer(answer, owner, self.settings_text, {"objects": [r.target for r in outputs]})
                 for out in outputs:
                     out.answer = str(answer)
                 continue
@@ -337,15 +336,6 @@ class ObjectJob(Job[Objects]):
             methods = "+".join(m.name for m in self.methods)
             return [{**base, "method": methods, "status": "error", "error": result.error}]
         return [o.record(base) for o in result.written if isinstance(o, ObjectOutput)]
-
-
-def _answered(path: Path, owner: str, made: str) -> bool:
-    """``path`` is an answer file written for this input with these settings."""
-    try:
-        said = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(said, dict) and said.get("input") == owner and said.get("settings") == made
 
 
 def _digest(path: str) -> str:

@@ -31,8 +31,10 @@ def overlay_names(o: CamOptions) -> list[Setting]:
     return out
 
 
-def methods_panel_path(job: Job[Any], methods: Sequence[CamMethod], item: InputFile) -> Path:
+def methods_panel_path(
+    job: Job[Any], methods: Sequence[CamMethod], item: InputFile, kind: str = "panel", suffix: str | None = None
+) -> Path:
     """``--panel``: the input's comparison picture, named after the methods and the run's settings (the CAM and
-    the object jobs)."""
-    tag = "panel-" + "+".join(m.name for m in methods) + job.name_settings
-    return panel_output_path(job.options.out, item, tag, job.ext)
+    the object jobs); another ``kind`` of file about all the methods (``labels``: the answer of ``--threshold``)."""
+    tag = f"{kind}-" + "+".join(m.name for m in methods) + job.name_settings
+    return panel_output_path(job.options.out, item, tag, suffix or job.ext)

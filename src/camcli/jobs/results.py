@@ -38,6 +38,7 @@ class CamOutput:
     guided_cam: str | None = None
     panel: str | None = None  # --panel: the input's comparison picture (shared by its records)
     target: str | None = None  # what was explained: "281", "not:0" (engine.targets.Target)
+    verdict: dict[str, Any] = field(default_factory=dict)  # --targets-file: the model's own answer, correct or not
 
     def files(self) -> dict[str, Any]:
         out: dict[str, Any] = {"overlay": self.overlay}
@@ -63,6 +64,7 @@ class CamOutput:
             "class_name": self.class_name,
             "probability": self.probability,
             **({"target": self.target} if self.target is not None else {}),
+            **self.verdict,
             "top_k": [asdict(p) for p in predictions],
             "outputs": self.files(),
         }
@@ -93,15 +95,17 @@ class NoLabel:
 
     method: str
     threshold: float
+    answer: str | None = None  # what the run found, for --skip-existing (….labels.json)
 
     def paths(self) -> list[str]:
-        return []
+        return [self.answer] if self.answer else []
 
     def said(self) -> str:
         return f"no label at or above {self.threshold:g}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "status": "no_label", "threshold": self.threshold, "outputs": {}}
+        files = {"answer": self.answer} if self.answer else {}
+        return {"method": self.method, "status": "no_label", "threshold": self.threshold, "outputs": files}
 
     def record(self, base: Record, predictions: list[Prediction]) -> Record:
         return {**base, **self.as_dict(), "top_k": [asdict(p) for p in predictions]}
@@ -160,13 +164,15 @@ class EvalOutput:
     scores: dict[str, Any]  # metric → value (ROAD: per percentage too)
     curves: dict[str, list[float]] = field(default_factory=dict)  # deletion/insertion curves, for the plots
     sanity: list[dict[str, Any]] = field(default_factory=list)  # per randomisation step: layer, spearman, ssim
+    target: str | None = None  # what was explained: "281", "not:0" (engine.targets.Target)
+    verdict: dict[str, Any] = field(default_factory=dict)  # --targets-file: the model's own answer, correct or not
 
     def paths(self) -> list[str]:
         return []
 
     def as_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items()}
-        return {k: v for k, v in out.items() if v != [] and v != {}}
+        out = {k: v for k, v in asdict(self).items() if k != "verdict"}
+        return {**{k: v for k, v in out.items() if v != [] and v != {}}, **self.verdict}
 
     def record(self, base: Record) -> Record:
         return {**base, "status": "ok", **self.as_dict()}

@@ -67,7 +67,15 @@ def compute_with_retry(job: Job[C], x: torch.Tensor) -> list[C]:
         if x.shape[0] == 1:
             raise InputError("out of memory even with a batch of 1; try --device cpu or a smaller model") from None
         half = x.shape[0] // 2
-        return compute_with_retry(job, x[:half]) + compute_with_retry(job, x[half:])
+        # the halves' own inputs and picture sizes (per-image targets, --box in picture pixels), restored after
+        inputs, sizes = job.batch_inputs, job.picture_sizes
+        try:
+            job.batch_inputs, job.picture_sizes = inputs[:half], sizes[:half]
+            first = compute_with_retry(job, x[:half])
+            job.batch_inputs, job.picture_sizes = inputs[half:], sizes[half:]
+            return first + compute_with_retry(job, x[half:])
+        finally:
+            job.batch_inputs, job.picture_sizes = inputs, sizes
 
 
 def decode_on_device(job: Job[C], slots: Sequence[Slot], max_pixels: int | None, max_size: int | None) -> None:

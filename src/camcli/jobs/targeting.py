@@ -59,7 +59,8 @@ class TargetPlan:
         """What people call a target: ``tabby``, ``not tabby`` (a binary head's negative by its own name)."""
         if target.negate and self.negative is not None:
             return self.negative
-        return target.name(self.class_name(target.index)).replace("not-", "not ", 1)
+        name = self.class_name(target.index)
+        return f"not {name}" if target.negate else name
 
     def value_label(self) -> str:
         """What the number beside a class is: a probability, a similarity or a raw value."""
@@ -101,12 +102,14 @@ class TargetPlan:
         return [table.get(identity(item.path)) for item in items]
 
     def batch_targets(
-        self, items: tuple[InputFile, ...]
+        self, items: tuple[InputFile, ...], size: int
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, list[bool]]:
-        """For a batch of ``items``: the classes (B, 1) and signs (B, 1) the targets file gives them (None, None
-        without one), and which images it names nothing for (they are explained for class 0, then failed)."""
+        """For a batch of ``size`` images, ``items``: the classes (B, 1) and signs (B, 1) the targets file gives them
+        (None, None without one), and which images it names nothing for (explained for class 0, then failed)."""
         if self.per_image is None:
-            return None, None, [False] * len(items)
+            return None, None, [False] * size
+        if len(items) != size:
+            raise RuntimeError(f"a batch of {size} images with {len(items)} inputs: their targets cannot be told")
         own = self.for_images(items)
         chosen = [t or Target(0) for t in own]
         classes = torch.tensor([[t.index] for t in chosen])
@@ -118,15 +121,33 @@ class TargetPlan:
             f"{path}: --targets-file {self.targets_file} names no target for this input; add a row input,target"
         )
 
-    def add_prediction(self, records: list[dict[str, Any]], top: Any) -> None:
-        """``--targets-file``: each record gets the model's own top class (``predicted``) and whether it is the
-        target asked for (``correct``; for ``not:C``: whether the prediction is another class)."""
-        if self.per_image is None or top is None:
-            return
-        for rec in records:
-            rec["predicted"] = {"index": top.index, "name": top.name, "probability": top.probability}
-            same = rec.get("class_index") == top.index
-            rec["correct"] = not same if str(rec.get("target")).startswith("not:") else same
+    def verdict(self, probs: torch.Tensor, target: Target) -> dict[str, Any]:
+        """``--targets-file``: the model's own answer for an image (``predicted``) and whether the target is it
+        (``correct``), as the head reads its outputs: softmax, the top class (for ``not:C``: any other); sigmoid,
+        the label's own probability at least 0.5 (a binary head predicts its negative below that); identity and
+        similarities have no answer (``correct`` null). Empty without a targets file."""
+        if self.per_image is None:
+            return {}
+        if self.head == "sigmoid":
+            p = self.scorer.slot_probability(probs, target.index, target.negate)
+            if len(self.names) == 1:  # binary: the positive or the negative, whichever is likelier
+                said = Target(0, negate=float(probs[0]) < 0.5)
+                q = self.scorer.slot_probability(probs, 0, said.negate)
+                predicted = {
+                    "index": 0,
+                    "name": self.target_name(said),
+                    "probability": round(q, 6),
+                    "target": str(said),
+                }
+            else:
+                top = int(probs.argmax())
+                predicted = {"index": top, "name": self.class_name(top), "probability": round(float(probs[top]), 6)}
+            return {"predicted": predicted, "correct": p >= 0.5}
+        top = int(probs.argmax())
+        predicted = {"index": top, "name": self.class_name(top), "probability": round(float(probs[top]), 6)}
+        if self.head != "softmax" or self.scorer.concepts is not None:
+            return {"predicted": predicted, "correct": None}
+        return {"predicted": predicted, "correct": (top != target.index) if target.negate else (top == target.index)}
 
 
 def plan_targets(model: LoadedModel, o: TargetFields, device: torch.device | None = None) -> TargetPlan:
@@ -171,6 +192,11 @@ def _scorer(model: LoadedModel, o: TargetFields) -> tuple[Scorer, str, bool]:
     if declared is None and model.num_classes == 1:
         declared, why = "sigmoid", "one output: a binary head"
     if o.head is not None:
+        if o.head == "softmax" and model.num_classes == 1:
+            raise UsageError(
+                f"--head softmax: {model.name} has one output, whose softmax is always 1; use sigmoid (a binary "
+                "head) or identity (a value)"
+            )
         return Scorer(o.head), "from --head", o.head != (declared or "softmax")
     return Scorer(declared or "softmax"), why, False
 
@@ -182,14 +208,20 @@ def reference_scorer(model: LoadedModel, references: list[str]) -> Scorer:
         raise UsageError(f"--reference is given {len(references)} times; at most {MAX_REFERENCES}")
     pictures = []
     for ref in references:
+        if Path(ref).is_dir():
+            raise UsageError(f"--reference {ref} is a folder; pass picture files (repeat --reference for several)")
         try:
             pictures.append(preprocess(decode(Path(ref)), model))
         except InputError as e:
             raise UsageError(f"--reference: {e}") from None
     module = model.module
     device = next((p.device for p in module.parameters()), torch.device("cpu"))
+    embs = []
     with torch.inference_mode(), eval_mode(module):
-        emb = model_logits(module(torch.stack(pictures).to(device)), embedding=True).flatten(1).float()
+        for start in range(0, len(pictures), 8):  # a few at a time: a large model's activations stay small
+            batch = torch.stack(pictures[start : start + 8]).to(device)
+            embs.append(model_logits(module(batch), embedding=True).flatten(1).float())
+    emb = torch.cat(embs)
     concept = torch.nn.functional.normalize(emb, dim=1).mean(0, keepdim=True)
     if float(concept.norm()) < 1e-6:
         raise UsageError("--reference: the references' embeddings cancel out (opposite directions); pass fewer")

@@ -109,8 +109,11 @@ def read_file(path: Path, trust: bool, code_path: str | None = None) -> tuple[st
         if trust:
             with import_path(code_path):
                 return fmt, torch.load(str(path), map_location="cpu", weights_only=False)
-        with _SAFE_LOCK, torch.serialization.safe_globals(SAFE_DATA):  # type: ignore[arg-type]
-            return fmt, torch.load(str(path), map_location="cpu", weights_only=True)
+        with _SAFE_LOCK:  # only what is not allowed already: leaving the block takes these away again
+            have = torch.serialization.get_safe_globals()
+            extra = [g for g in SAFE_DATA if g not in have]
+            with torch.serialization.safe_globals(extra):  # type: ignore[arg-type]
+                return fmt, torch.load(str(path), map_location="cpu", weights_only=True)
     except (ModuleNotFoundError, AttributeError) as e:
         raise explain_unpickling(path, e) from None
     except pickle.UnpicklingError as e:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..engine.hooks import eval_mode
 from ..errors import ModelError, UsageError
 from .base import LoadedModel
 
@@ -76,7 +77,7 @@ def hf_tower(
     def encode_text(texts: list[str]) -> torch.Tensor:
         tokens = tokenizer(texts, padding=padding, truncation=True, max_length=length, return_tensors="pt")
         device = next(module.parameters()).device
-        with torch.inference_mode():
+        with torch.inference_mode(), eval_mode(module):
             out = module.get_text_features(**{k: v.to(device) for k, v in tokens.items()})
         return out if isinstance(out, torch.Tensor) else out.pooler_output
 
@@ -137,7 +138,7 @@ def load_open_clip(arch: str, weights: str | None) -> LoadedModel:
 
     def encode_text(texts: list[str]) -> torch.Tensor:
         device = next(model.parameters()).device
-        with torch.inference_mode():
+        with torch.inference_mode(), eval_mode(model):
             return whole.encode_text(tokenizer(texts).to(device))
 
     def embed(whole: Any, pixels: torch.Tensor) -> Any:

@@ -15,7 +15,7 @@ from .labels import placeholder_names
 def with_outputs(model: LoadedModel, labels: str | None) -> LoadedModel:
     """The class names of a model whose class count nobody wrote down (the user's own class, a pickled model):
     its outputs are counted on one blank input, and a note says how they are read."""
-    if model.categories:
+    if model.categories or model.embedding:
         return model
     count = count_outputs(model)
     if labels:
