@@ -196,3 +196,39 @@ def test_hf_backbone_is_an_embedding_model(tmp_path):
         model = transformers.ViTModel.from_pretrained(str(folder)).eval()
         a, b = (model(preprocess(Image.open(p).convert("RGB"), loaded)[None]).pooler_output for p in (CAT, coffee))
     assert rec["probability"] == pytest.approx(torch.nn.functional.cosine_similarity(a, b).item(), abs=1e-4)
+
+
+def test_hf_siglip_has_no_class_token(tmp_path):
+    # SigLIP pools its patch tokens (no class token); its tokenizer here: a tokenizers-backed BPE built offline
+    folder = tmp_path / "siglip"
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
+    vocab = {t: i for i, t in enumerate(specials)}
+    vocab |= {f"<0x{b:02X}>": len(specials) + b for b in range(256)}
+    for ch in [*"abcdefghijklmnopqrstuvwxyz▁", "ca"]:
+        vocab[ch] = len(vocab)
+    tok = transformers.Siglip2Tokenizer(vocab=vocab, merges=[("c", "a")], model_max_length=16)
+    config = transformers.SiglipConfig(
+        text_config=dict(vocab_size=len(vocab) + 1, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, max_position_embeddings=16, pad_token_id=tok.pad_token_id,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           image_size=32, patch_size=8),
+    )  # fmt: skip
+    torch.manual_seed(0)
+    transformers.SiglipModel(config).save_pretrained(folder)
+    images = transformers.SiglipImageProcessor(size={"height": 32, "width": 32})
+    transformers.SiglipProcessor(image_processor=images, tokenizer=tok).save_pretrained(folder)
+    loaded = load_model(str(folder))
+    assert loaded.prefix_tokens == 0 and loaded.embedding and loaded.encode_text is not None
+    out = tmp_path / "o"
+    r = runner.invoke(app, ["gradcam", CAT, "--model", str(folder), "--prompt", "a cat", "--out", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    (rec,) = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    model = transformers.SiglipModel.from_pretrained(str(folder)).eval()
+    text = transformers.AutoTokenizer.from_pretrained(str(folder))(["a cat"], padding="max_length", max_length=16,
+                                                                  truncation=True, return_tensors="pt")  # fmt: skip
+    with torch.no_grad():
+        img = model.get_image_features(pixel_values=preprocess(Image.open(CAT).convert("RGB"), loaded)[None])
+        txt = model.get_text_features(**text)
+    img, txt = (v if isinstance(v, torch.Tensor) else v.pooler_output for v in (img, txt))
+    assert rec["probability"] == pytest.approx(torch.nn.functional.cosine_similarity(img, txt).item(), abs=1e-4)

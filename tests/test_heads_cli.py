@@ -279,3 +279,19 @@ def test_a_class_named_like_a_negation_keeps_its_name(heads, tmp_path):
     assert r.exit_code == 0, r.output
     recs = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     assert [(rec["target"], rec["class_name"]) for rec in recs] == [("1", "not-hotdog"), ("not:0", "not hotdog")]
+
+
+def test_timm_without_its_head_is_an_embedding_model(tmp_path):
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    torch.save(timm.create_model("convnext_atto", num_classes=0).state_dict(), tmp_path / "e.pth")
+    out = tmp_path / "o"
+    r = run("gradcam", CAT, "--model", tmp_path / "e.pth", "--arch", "timm:convnext_atto", "--reference", COFFEE,
+            "--out", out)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "timm:convnext_atto without a classifier head" in r.output
+    (rec,) = records(out)
+    assert -1 <= rec["probability"] <= 1 and rec["class_name"] == "like-coffee"
+    r = run("gradcam", CAT, "--model", tmp_path / "e.pth", "--arch", "timm:convnext_atto", "--arch-args",
+            '{"num_classes": 0}', "--out", out)  # fmt: skip
+    assert r.exit_code == 2 and "--arch-args is for your own class" in r.output
