@@ -265,3 +265,75 @@ def test_an_embedding_checkpoint_has_no_classes(tmp_path):
     loaded = load_model(str(tmp_path / "e.pt"))
     assert loaded.embedding and loaded.categories == []
     assert not any("read as class scores" in n for n in loaded.notes)
+
+
+def test_negating_words_never_match_the_class_itself():
+    with pytest.raises(TargetError, match="no class named 'no_cat'"):
+        parse_target("no_cat", ["cat", "dog"])
+    with pytest.raises(TargetError, match="no class named 'no tabby'"):
+        parse_target("no tabby", ["tabby", "dog"])
+    assert parse_target("tabby", ["tabby cat", "dog"]) == Target(0)  # the shorthand still works
+    with pytest.raises(TargetError):  # a targets file's label: the exact name only
+        parse_target("c", ["cat", "dog"], exact=True)
+    with pytest.raises(TargetError, match="cannot be nested"):
+        parse_target("not:not:0", ["cat"])
+    assert parse_target("not:cat", ["not:cat", "cat"]) == Target(0)  # a class with that very name
+
+
+def test_similarity_of_a_tiny_embedding_is_its_cosine():
+    concept = torch.nn.functional.normalize(torch.tensor([[1.0, 1.0, 0.0]]), dim=1)
+    emb = torch.tensor([[1.0, 0.0, 0.0]]) * 1e-14  # F.normalize would clamp its norm at 1e-12
+    assert Scorer("identity", concept, ["c"]).scores(emb).item() == pytest.approx(1 / math.sqrt(2), abs=1e-6)
+
+
+def test_own_class_outputs_of_the_wrong_shape_are_refused():
+    from camcli.errors import ModelError
+    from camcli.models.base import LoadedModel
+    from camcli.models.outputs import with_outputs
+
+    class FourD(nn.Module):
+        def forward(self, x):
+            return x
+
+    class Pair(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 4)
+
+        def forward(self, x):
+            return self.fc(x.mean((2, 3))), x
+
+    with pytest.raises(ModelError, match=r"output has shape \(1, 3, 224, 224\).*--reference"):
+        with_outputs(LoadedModel("four", FourD()), None)
+    loaded = with_outputs(LoadedModel("pair", Pair()), None)
+    assert loaded.num_classes == 4 and any("the first, of shape (1, 4)" in n for n in loaded.notes)
+
+
+def test_binary_labels_must_name_two_sides(tmp_path):
+    from camcli.errors import UsageError
+    from camcli.models.labels import read_labels
+
+    (tmp_path / "same.txt").write_text("same\nsame\n")
+    with pytest.raises(UsageError, match="name them apart"):
+        read_labels(str(tmp_path / "same.txt"), 1)
+    (tmp_path / "three.txt").write_text("a\nb\nc\n")
+    with pytest.raises(UsageError, match="give 1 name, or 2"):
+        read_labels(str(tmp_path / "three.txt"), 1)
+
+
+def test_lightning_attribute_dicts_load_safely(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from camcli.models.checkpoints import read_file
+
+    # standalone pytorch-lightning 2.x pickles its AttributeDict under lightning_fabric
+    for name in ("lightning_fabric", "lightning_fabric.utilities", "lightning_fabric.utilities.data"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    attribute_dict = type("AttributeDict", (dict,), {"__module__": "lightning_fabric.utilities.data"})
+    sys.modules["lightning_fabric.utilities.data"].AttributeDict = attribute_dict
+    hp = attribute_dict(lr=0.1)
+    torch.save({"state_dict": {"w": torch.ones(1)}, "hyper_parameters": hp}, tmp_path / "l.ckpt")
+    monkeypatch.delitem(sys.modules, "lightning_fabric.utilities.data")  # camcli never imports it
+    _, obj = read_file(tmp_path / "l.ckpt", trust=False)
+    assert obj["hyper_parameters"] == {"lr": 0.1}

@@ -40,6 +40,11 @@ class TargetFields(Protocol):
 
 def check_target_fields(o: TargetFields) -> None:
     """The rules of :class:`TargetFields` (a :class:`UsageError` naming the option and the fix)."""
+    for option, values in (("--reference", o.references), ("--prompt", o.prompts), ("--target", o.targets)):
+        if isinstance(values, str):  # the Python API: a string would be read letter by letter
+            raise UsageError(f"{option}: give a list of values, not one string ({values!r})")
+    if o.threshold is not None and not isinstance(o.threshold, (int, float)):
+        raise UsageError(f"--threshold {o.threshold!r}: give a number from 0 to 1")
     if o.head is not None and o.head not in HEADS:
         raise UsageError(f"--head {o.head!r}: use {', '.join(HEADS)}")
     if o.threshold is not None:

@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from ..checks import HEADS
 from ..errors import LayerError, TargetError
@@ -68,13 +67,21 @@ class Scorer:
     def scores(self, output: object) -> torch.Tensor:
         """(B, N) scores of a model's output (float32 when they are similarities)."""
         if self.concepts is None:
-            return model_logits(output)
+            logits = model_logits(output)
+            if logits.dim() != 2:
+                raise TargetError(
+                    f"the model's scores have shape {tuple(logits.shape)}; camcli explains (batch, N) scores (an "
+                    "embedding of another shape: --reference IMG)"
+                )
+            return logits
         emb = model_logits(output, embedding=True).flatten(1).float()
         if emb.shape[1] != self.concepts.shape[1]:
             raise TargetError(
                 f"the model's output has {emb.shape[1]} values, the references' embeddings {self.concepts.shape[1]}"
             )
-        return F.normalize(emb, dim=1) @ self.concepts.to(emb.device).T
+        # divided by the true norm (F.normalize clamps it at 1e-12 and would scale a tiny embedding's cosine): an
+        # all-zero embedding has no direction, and its NaN fails the image with the non-finite output's message
+        return (emb / emb.norm(dim=1, keepdim=True)) @ self.concepts.to(emb.device).T
 
     def probabilities(self, scores: torch.Tensor) -> torch.Tensor:
         """(B, N) probabilities (float32) of scores, as the head reads them."""

@@ -16,6 +16,8 @@ from typing import Any
 from ..errors import TargetError
 
 NEGATE = "not:"
+# words that turn a name into its opposite: "no_cat" must never match the class "cat" (use not:cat)
+NEGATIONS = frozenset({"no", "not", "non", "without", "never"})
 
 
 @dataclass(frozen=True)
@@ -60,12 +62,13 @@ def check_index(index: int, num_classes: int) -> None:
     raise TargetError(f"class {index} is out of range: the model has classes 0…{num_classes - 1}")
 
 
-def resolve_target(value: str | int, categories: Sequence[str]) -> int:
+def resolve_target(value: str | int, categories: Sequence[str], exact: bool = False) -> int:
     """A class index from ``281``, ``"tabby"`` or ``"tabby cat"``.
 
     Matching, first rule that finds anything wins: the index; the exact name (case-insensitive); names that
-    contain the text; names whose words all appear in the text. Several matches or none: a
-    :class:`TargetError` listing the candidates with their indices.
+    contain the text; names whose words all appear in the text (never when the text has a word of its own that
+    negates, such as ``no_cat``). ``exact``: the index or the exact name only (a targets file's labels). Several
+    matches or none: a :class:`TargetError` listing the candidates with their indices.
     """
     n = len(categories)
     text = str(value).strip()
@@ -76,11 +79,12 @@ def resolve_target(value: str | int, categories: Sequence[str]) -> int:
         check_index(idx, n)
         return idx
     low = text.lower()
-    rules = (
-        lambda c: c.lower() == low,
-        lambda c: low in c.lower(),
-        lambda c: bool(_words(c)) and _words(c) <= _words(text),
-    )
+    rules = [lambda c: c.lower() == low]
+    if not exact:
+        rules += [
+            lambda c: low in c.lower(),
+            lambda c: bool(_words(c)) and _words(c) <= _words(text) and not (_words(text) - _words(c)) & NEGATIONS,
+        ]
     for rule in rules:
         hits = [i for i, c in enumerate(categories) if rule(c)]
         if len(hits) == 1:
@@ -103,11 +107,15 @@ def resolve_targets(values: Sequence[str | int], categories: Sequence[str]) -> l
     refused (detectors and segmenters explain objects, which have no negative)."""
     out = [parse_target(v, categories) for v in values]
     if any(t.negate for t in out):
-        raise TargetError("--target not:… negates a classifier's score; a detector's objects have no negative")
+        raise TargetError(
+            "--target not:… negates a classifier's score; a detector's or segmenter's objects have no negative"
+        )
     return list(dict.fromkeys(t.index for t in out))
 
 
-def parse_target(value: str | int | Target, categories: Sequence[str], negative: str | None = None) -> Target:
+def parse_target(
+    value: str | int | Target, categories: Sequence[str], negative: str | None = None, exact: bool = False
+) -> Target:
     """``281``, ``"tabby"``, ``"not:0"``, ``"not:cat"`` → a :class:`Target` (see :func:`resolve_target`);
     ``negative``: a binary head's name for its negative (``--target no_cat`` is ``not:0``)."""
     if isinstance(value, Target):
@@ -116,12 +124,16 @@ def parse_target(value: str | int | Target, categories: Sequence[str], negative:
     text = str(value).strip()
     if negative is not None and len(categories) == 1 and text.lower() == negative.strip().lower():
         return Target(0, True)
+    if any(text.lower() == c.strip().lower() for c in categories):  # a class whose name starts with not:
+        return Target(resolve_target(text, categories, exact))
     if text.lower().startswith(NEGATE):
         rest = text[len(NEGATE) :].strip()
         if not rest:
             raise TargetError(f"--target {text!r}: name what to negate, e.g. not:0 or not:cat")
-        return Target(resolve_target(rest, categories), True)
-    return Target(resolve_target(text, categories))
+        if rest.lower().startswith(NEGATE):
+            raise TargetError(f"--target {text!r}: not: cannot be nested; not:not:X is X")
+        return Target(resolve_target(rest, categories, exact), True)
+    return Target(resolve_target(text, categories, exact))
 
 
 def parse_targets(

@@ -156,11 +156,22 @@ def plan_targets(model: LoadedModel, o: TargetFields, device: torch.device | Non
     names = scorer.names or list(model.categories)
     plan = TargetPlan(scorer, names, why, given, references=list(o.references), prompts=list(o.prompts))
     plan.negative = model.negative if not scorer.names else None
+    if not scorer.names and model.encode_text is not None:
+        raise UsageError(
+            f"{model.name} is an image–text model: explain what matches a text with --prompt TEXT (or a picture "
+            "with --reference IMG)"
+        )
     if not scorer.names and model.embedding:
         raise UsageError(
             f"{model.name} has no classifier head (it returns an embedding); explain what makes a picture similar "
             "to another with --reference IMG (camcli features shows its layers as they are)"
         )
+    if scorer.names:  # the entries are the prompts (or the references' one concept), not classes
+        for value in o.targets:
+            text = str(value).strip().lower().removeprefix("not:").strip()
+            if text.isdigit() and int(text) >= len(names):
+                what = f"{len(names)} prompt(s)" if o.prompts else "one concept (the references)"
+                raise UsageError(f"--target {value}: there are {what}, numbered from 0 to {len(names) - 1}")
     plan.targets = parse_targets(o.targets, names, plan.negative)
     if scorer.names and not plan.targets and o.targets_file is None:  # each prompt (or the references' concept)
         plan.targets = [Target(i) for i in range(len(scorer.names))]
@@ -221,11 +232,10 @@ def reference_scorer(model: LoadedModel, references: list[str]) -> Scorer:
         for start in range(0, len(pictures), 8):  # a few at a time: a large model's activations stay small
             batch = torch.stack(pictures[start : start + 8]).to(device)
             embs.append(model_logits(module(batch), embedding=True).flatten(1).float())
-    emb = torch.cat(embs)
-    concept = torch.nn.functional.normalize(emb, dim=1).mean(0, keepdim=True)
+    concept = unit(torch.cat(embs), references, "--reference").mean(0, keepdim=True)
     if float(concept.norm()) < 1e-6:
         raise UsageError("--reference: the references' embeddings cancel out (opposite directions); pass fewer")
-    concept = torch.nn.functional.normalize(concept, dim=1).cpu()
+    concept = (concept / concept.norm()).cpu()
     stem = Path(references[0]).stem
     name = f"like-{stem}" + (f"+{len(references) - 1}" if len(references) > 1 else "")
     return Scorer("identity", concept, [name])
@@ -242,7 +252,16 @@ def prompt_scorer(model: LoadedModel, prompts: list[str]) -> Scorer:
         raise UsageError(f"--prompt is given {len(prompts)} times; at most {MAX_PROMPTS}")
     with torch.inference_mode():
         emb = model.encode_text([p.strip() for p in prompts]).float().cpu()
-    return Scorer("identity", torch.nn.functional.normalize(emb, dim=1), [p.strip() for p in prompts])
+    return Scorer("identity", unit(emb, prompts, "--prompt"), [p.strip() for p in prompts])
+
+
+def unit(emb: torch.Tensor, given: list[str], option: str) -> torch.Tensor:
+    """Each embedding over its own norm (not clamped: a tiny one keeps its direction); an all-zero one is refused."""
+    norms = emb.norm(dim=1, keepdim=True)
+    zero = [g for g, n in zip(given, norms[:, 0].tolist(), strict=True) if not n > 0]
+    if zero:
+        raise UsageError(f"{option} {zero[0]!r}: the model's embedding of it is all zeros (no direction to compare)")
+    return emb / norms
 
 
 # ---------------------------------------------------------------------------------------------- targets file
@@ -260,7 +279,7 @@ def read_targets_file(path: str, names: list[str], negative: str | None = None) 
     out: dict[Path, Target] = {}
     for line, given, value in rows:
         try:
-            target = parse_target(value, names, negative)
+            target = parse_target(value, names, negative, exact=True)  # a label: its exact name, never a guess
         except TargetError as e:
             raise UsageError(f"--targets-file '{path}' line {line}: {e}") from None
         p = Path(given).expanduser()

@@ -22,6 +22,7 @@ SAFE_DATA: list[object] = [
     (pathlib.PureWindowsPath, "pathlib.WindowsPath"),
     (pathlib.PureWindowsPath, "pathlib._local.WindowsPath"),
     (dict, "lightning.fabric.utilities.data.AttributeDict"),
+    (dict, "lightning_fabric.utilities.data.AttributeDict"),
     (dict, "pytorch_lightning.utilities.parsing.AttributeDict"),
 ]
 

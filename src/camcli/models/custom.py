@@ -128,9 +128,10 @@ def explain_unpickling(path: Path, error: Exception) -> CheckpointError:
     if found and found.group(2).split(".")[-1] == "__main__":
         cls = found.group(1)
         return CheckpointError(
-            f"{path}: the model's class {cls} was defined in the training script itself (__main__), so nothing can "
-            f"import it; move {cls} into a module and re-save, or save model.state_dict() and load it with "
-            f"--arch train.py:{cls}"
+            f"{path}: it holds a {cls} defined in the training script itself (__main__), so nothing can import it; "
+            f"if {cls} is the model's class, move it into a module and re-save, or save model.state_dict() and "
+            f"load it with --arch train.py:{cls}; if it is a setting (an Enum in hyper_parameters), re-save the "
+            "state_dict alone"
         )
     if found:
         return CheckpointError(

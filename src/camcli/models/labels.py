@@ -70,7 +70,14 @@ def read_labels(path: str, num_classes: int | None) -> list[str]:
         while names and not names[-1]:
             names.pop()
     if num_classes == 1 and len(names) == 2:  # a binary head: the negative's name, then the positive's
+        if names[0].strip().lower() == names[1].strip().lower():
+            raise UsageError(f"--labels gives the binary head's two sides one name ({names[0]!r}); name them apart")
         return names
+    if num_classes == 1 and len(names) != 1:
+        raise UsageError(
+            f"--labels has {len(names)} names but the model has one output (a binary head): give 1 name, or 2 (the "
+            "negative's, then the positive's)"
+        )
     if num_classes is not None and len(names) != num_classes:
         raise UsageError(f"--labels has {len(names)} names but the model has {num_classes} classes; fix the file")
     return names

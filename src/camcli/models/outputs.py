@@ -38,10 +38,20 @@ def count_outputs(model: LoadedModel) -> int:
     x = torch.zeros(1, 3, *model.input_size, device=device)
     try:
         with torch.inference_mode(), eval_mode(module):
-            out = model_logits(module(x), embedding=True)
+            output = module(x)
+            out = model_logits(output, embedding=True)
     except Exception as e:
         raise ModelError(
             f"{model.name}: running it on a blank {model.input_size[0]}×{model.input_size[1]} picture raised "
             f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}; check --arch and --arch-args"
         ) from None
-    return int(out[0].numel())
+    if out.dim() != 2 or out.shape[1] < 1 or not out.is_floating_point():
+        raise ModelError(
+            f"{model.name}: its output has shape {tuple(out.shape)} ({out.dtype}); camcli explains (batch, N) float "
+            "scores: return the logits (or an embedding, explained with --reference IMG)"
+        )
+    if isinstance(output, (tuple, list)) and len(output) > 1:
+        model.notes.append(
+            f"it returns {len(output)} values; the first, of shape {tuple(out.shape)}, is read as its outputs"
+        )
+    return int(out.shape[1])

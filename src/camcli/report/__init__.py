@@ -167,6 +167,8 @@ def _entries(out: Path, records: list[dict[str, Any]], missing: list[str]) -> li
                 e["grids"].append({"layer": rec.get("layer"), "grid": grid})
             continue
         if not e["top"] and isinstance(rec.get("top_k"), list):
+            # raw values and similarities (an identity head) are numbers, not shares of a bar
+            e["values"] = (rec.get("settings") or {}).get("head") == "identity"
             e["top"] = [
                 {"index": t.get("index"), "name": str(t.get("name") or ""), "probability": _prob(t.get("probability"))}
                 for t in rec["top_k"]

@@ -83,8 +83,9 @@
       var probs = el("div", "probs");
       e.top.forEach(function (t) {
         var row = el("div", "prob"), track = el("div", "track"), fill = el("div", "fill");
-        fill.style.width = Math.max(0, Math.min(100, t.probability * 100)) + "%";
-        track.appendChild(fill);
+        fill.style.width = e.values ? "0%" : Math.max(0, Math.min(100, t.probability * 100)) + "%";
+        if (e.values) track.title = "a value or a similarity, not a probability";
+        else track.appendChild(fill);
         row.append(el("span", "", t.index + " " + t.name), track, el("span", "", t.probability.toFixed(3)));
         probs.appendChild(row);
       });
