@@ -89,9 +89,9 @@ class CamJob(Job[CamMaps]):
     def prepare_model(self, infos: list[LayerInfo]) -> None:
         self.plan: TargetPlan = plan_targets(self.model, self.options)
         self.targets: list[Target] = self.plan.targets
-        classes = len(self.plan.names)
-        if classes and self.options.top_k > classes:
-            raise UsageError(f"--top-k {self.options.top_k}: {self.model.name} has {classes} classes; use at most that")
+        if (classes := len(self.plan.names)) and self.options.top_k > classes:
+            what = "prompt(s)" if self.plan.prompts else "concept" if self.plan.references else "classes"
+            raise UsageError(f"--top-k {self.options.top_k}: there are {classes} {what}; use at most that")
 
     def header(self) -> str:
         return (
