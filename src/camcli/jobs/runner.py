@@ -68,7 +68,7 @@ def compute_with_retry(job: Job[C], x: torch.Tensor) -> list[C]:
             raise InputError("out of memory even with a batch of 1; try --device cpu or a smaller model") from None
         half = x.shape[0] // 2
         # the halves' own inputs and picture sizes (per-image targets, --box in picture pixels), restored after
-        inputs, sizes = job.batch_inputs, job.picture_sizes
+        inputs, sizes = getattr(job, "batch_inputs", ()), getattr(job, "picture_sizes", ())
         try:
             job.batch_inputs, job.picture_sizes = inputs[:half], sizes[:half]
             first = compute_with_retry(job, x[:half])
