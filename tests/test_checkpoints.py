@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from camcli.cli import app
 from camcli.errors import CheckpointError, UsageError
-from camcli.models import archs
+from camcli.models import archs, load_model
 from camcli.models.archs import identify
 from camcli.models.checkpoints import inspect_checkpoint, load_checkpoint_model
 from camcli.models.labels import read_labels
@@ -270,3 +270,10 @@ def test_cli_gradcam_with_checkpoint_and_labels(tmp_path, r18):
     res = runner.invoke(app, ["inspect", str(tmp_path / "epoch=9.ckpt"), "--json"])
     info = json.loads(res.stdout)
     assert info["architecture"] == "resnet18" and info["num_classes"] == 7 and info["stripped_prefixes"] == ["model."]
+
+
+def test_labels_of_a_pickled_model_are_checked_against_its_outputs(tmp_path):
+    torch.save(torchvision.models.resnet18(num_classes=7).eval(), tmp_path / "full.pt")
+    (tmp_path / "three.txt").write_text("a\nb\nc\n")
+    with pytest.raises(UsageError, match="3 names but the model has 7 classes"):
+        load_model(str(tmp_path / "full.pt"), trust_checkpoint=True, labels=str(tmp_path / "three.txt"))

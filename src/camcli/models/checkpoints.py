@@ -284,7 +284,9 @@ def load_checkpoint_model(
     one."""
     loaded = _load_checkpoint(path, arch, labels, trust, arch_args, code_path)
     if loaded.task == "classification" and task in (None, "classification"):
-        return with_outputs(loaded, labels)
+        return with_outputs(loaded, labels)  # --labels checked against the outputs counted
+    if labels and not loaded.categories:
+        return set_labels(loaded, labels, None)
     return loaded
 
 
@@ -304,8 +306,7 @@ def _load_checkpoint(
     info = inspect_checkpoint(path, arch=arch, trust=trust, code_path=code_path, arch_args=arch_args)
     if info.module is not None and arch is None:
         module = info.module.eval()
-        loaded = LoadedModel(path, module, notes=["full pickled model (--trust-checkpoint)"])
-        return set_labels(loaded, labels, None) if labels else loaded  # else counted once the task is known
+        return LoadedModel(path, module, notes=["full pickled model (--trust-checkpoint)"])  # outputs counted next
     if info.arch is None:
         if len(info.candidates) > 1:
             raise CheckpointError(
