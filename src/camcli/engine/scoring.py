@@ -24,6 +24,7 @@ import torch
 
 from ..checks import HEADS
 from ..errors import LayerError, TargetError
+from .targets import check_index
 
 #: the keys of a dict-like model output that hold the score vector, in order of preference (``logits``: Hugging
 #: Face classifiers, ``out``: torchvision segmenters' dicts); an embedding model's pooled output comes after
@@ -107,11 +108,9 @@ class Scorer:
         return torch.where(negated, -p if self.head == "identity" else 1 - p, p)
 
     def slot_probability(self, probs: torch.Tensor, index: int, negate: bool) -> float:
-        """One image's probability (``probs`` (N,)) of entry ``index``, negated or not."""
-        p = float(probs[index])
-        if not negate:
-            return p
-        return -p if self.head == "identity" else 1.0 - p
+        """One image's probability (``probs`` (N,)) of entry ``index``, negated or not (:meth:`probability`)."""
+        one = torch.tensor([index])
+        return float(self.probability(probs[None], one, torch.tensor([-1.0 if negate else 1.0]))[0])
 
 
 def choose(
@@ -131,8 +130,7 @@ def choose(
     device = scores.device
     if targets:
         for index, _ in targets:
-            if not 0 <= index < n:
-                raise TargetError(f"class {index} is out of range: the model has classes 0…{n - 1}")
+            check_index(index, n)
         classes = torch.tensor([t[0] for t in targets], device=device).expand(b, -1)
         signs = torch.tensor([-1.0 if t[1] else 1.0 for t in targets], device=device).expand(b, -1)
         return classes, signs, torch.ones_like(classes, dtype=torch.bool)

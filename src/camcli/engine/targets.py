@@ -39,10 +39,6 @@ class Target:
     def __str__(self) -> str:
         return f"{NEGATE}{self.index}" if self.negate else str(self.index)
 
-    def name(self, class_name: str) -> str:
-        """What people and file names call it: the class's name, ``not-`` first when negated."""
-        return f"not-{class_name}" if self.negate else class_name
-
 
 def _words(text: str) -> set[str]:
     return set(re.findall(r"[0-9a-z]+", text.lower()))

@@ -373,8 +373,7 @@ class CamJob(Job[CamMaps]):
             return [
                 {**base, "method": "+".join(m.name for m in self.methods), "status": "error", "error": result.error}
             ]
-        out = [o.record(base, result.predictions) for o in result.written if isinstance(o, (CamOutput, NoLabel))]
-        return out
+        return [o.record(base, result.predictions) for o in result.written if isinstance(o, (CamOutput, NoLabel))]
 
 
 def explain_files(

@@ -128,29 +128,25 @@ class TargetPlan:
         similarities have no answer (``correct`` null). Empty without a targets file."""
         if self.per_image is None:
             return {}
-        if self.head == "sigmoid":
-            p = self.scorer.slot_probability(probs, target.index, target.negate)
-            if len(self.names) == 1:  # binary: the positive or the negative, whichever is likelier
-                said = Target(0, negate=float(probs[0]) < 0.5)
-                q = self.scorer.slot_probability(probs, 0, said.negate)
-                predicted = {
-                    "index": 0,
-                    "name": self.target_name(said),
-                    "probability": round(q, 6),
-                    "target": str(said),
-                }
-            else:
-                top = int(probs.argmax())
-                predicted = {"index": top, "name": self.class_name(top), "probability": round(float(probs[top]), 6)}
-            return {"predicted": predicted, "correct": p >= 0.5}
         top = int(probs.argmax())
-        predicted = {"index": top, "name": self.class_name(top), "probability": round(float(probs[top]), 6)}
-        if self.head != "softmax" or self.scorer.concepts is not None:
-            return {"predicted": predicted, "correct": None}
-        return {"predicted": predicted, "correct": (top != target.index) if target.negate else (top == target.index)}
+        binary = self.head == "sigmoid" and len(self.names) == 1  # the positive or the negative, the likelier
+        said = Target(0, negate=float(probs[0]) < 0.5) if binary else Target(top)
+        predicted = {
+            "index": said.index,
+            "name": self.target_name(said),
+            "probability": round(self.scorer.slot_probability(probs, said.index, said.negate), 6),
+            **({"target": str(said)} if binary else {}),
+        }
+        if self.head == "sigmoid":
+            correct: bool | None = self.scorer.slot_probability(probs, target.index, target.negate) >= 0.5
+        elif self.head != "softmax" or self.scorer.concepts is not None:
+            correct = None
+        else:
+            correct = (top != target.index) if target.negate else (top == target.index)
+        return {"predicted": predicted, "correct": correct}
 
 
-def plan_targets(model: LoadedModel, o: TargetFields, device: torch.device | None = None) -> TargetPlan:
+def plan_targets(model: LoadedModel, o: TargetFields) -> TargetPlan:
     """The :class:`TargetPlan` of a run of ``model`` with options ``o`` (usage errors name the fix)."""
     scorer, why, given = _scorer(model, o)
     names = scorer.names or list(model.categories)

@@ -33,7 +33,7 @@ from .archs import (
     strip_head,
 )
 from .base import LoadedModel, arch_key, set_labels
-from .ckpt_format import SAFE_DATA, detect_format
+from .ckpt_format import SAFE_DATA, SAFE_NAMES, detect_format
 from .custom import build_custom, explain_unpickling, import_path, is_custom_arch
 from .families import family_hint, has_extra
 from .labels import imagenet_categories, placeholder_names
@@ -112,7 +112,7 @@ def read_file(path: Path, trust: bool, code_path: str | None = None) -> tuple[st
         with _SAFE_LOCK:  # only what is not allowed already: leaving the block takes these away again
             have = torch.serialization.get_safe_globals()
             extra = [g for g in SAFE_DATA if g not in have]
-            with torch.serialization.safe_globals(extra):  # type: ignore[arg-type]
+            with torch.serialization.safe_globals(extra):
                 return fmt, torch.load(str(path), map_location="cpu", weights_only=True)
     except (ModuleNotFoundError, AttributeError) as e:
         raise explain_unpickling(path, e) from None
@@ -120,8 +120,7 @@ def read_file(path: Path, trust: bool, code_path: str | None = None) -> tuple[st
         if trust:
             raise CheckpointError(f"{path}: cannot unpickle ({e})") from None
         # the file's own classes first (they are what the user recognises), torch internals last
-        allowed = {f"{g.__module__}.{g.__qualname__}" if isinstance(g, type) else g[1] for g in SAFE_DATA}  # type: ignore[index]
-        names = sorted(set(_unsafe_globals(path)) - allowed, key=lambda n: (n.startswith("torch."), n))
+        names = sorted(set(_unsafe_globals(path)) - SAFE_NAMES, key=lambda n: (n.startswith("torch."), n))
         if names:
             shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
             what = f"it would import {len(names)} class(es)/function(s): {shown}"

@@ -7,6 +7,7 @@ import argparse
 import pathlib
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from ..errors import CheckpointError
 
@@ -15,7 +16,7 @@ from ..errors import CheckpointError
 # argparse.Namespace ('args'); Lightning's hyper_parameters may hold paths (saved on Linux/macOS, by Python 3.13,
 # or on Windows) and AttributeDicts (read as the plain dicts they are). Anything else — OmegaConf configs, enums,
 # functools.partial, classes of the training script — still needs --trust-checkpoint.
-SAFE_DATA: list[object] = [
+SAFE_DATA: list[Any] = [  # classes, or (class, the name a pickle gives it)
     argparse.Namespace,
     pathlib.PosixPath,
     (pathlib.PosixPath, "pathlib._local.PosixPath"),
@@ -25,6 +26,8 @@ SAFE_DATA: list[object] = [
     (dict, "lightning_fabric.utilities.data.AttributeDict"),
     (dict, "pytorch_lightning.utilities.parsing.AttributeDict"),
 ]
+#: the names the pickles give them (what get_unsafe_globals_in_checkpoint lists)
+SAFE_NAMES = frozenset(g[1] if isinstance(g, tuple) else f"{g.__module__}.{g.__qualname__}" for g in SAFE_DATA)
 
 
 def detect_format(path: Path, head: bytes) -> str:

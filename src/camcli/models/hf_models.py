@@ -73,7 +73,6 @@ def _preprocessing(config: Any, processor: dict[str, Any] | None) -> tuple[tuple
         size = (int(size[0]), int(size[-1]))
     else:
         size = (int(size), int(size))
-    p = processor or {}
     mean = tuple(float(v) for v in p.get("image_mean") or IMAGENET_MEAN)
     std = tuple(float(v) for v in p.get("image_std") or IMAGENET_STD)
     return size, mean, std, PIL_FILTERS.get(int(p.get("resample", 2)), "bilinear")
