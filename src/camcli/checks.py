@@ -1,9 +1,13 @@
-"""Range rules shared by the options (torch-free), and the rules of what a run explains (:class:`TargetFields`:
-``--head --threshold --reference --prompt --targets-file``, shared by ``gradcam`` and ``evaluate``)."""
+"""Range rules shared by the options (torch-free), the rules of what a run explains (:class:`TargetFields`:
+``--head --threshold --reference --prompt --targets-file``, shared by ``gradcam`` and ``evaluate``), and how a text
+from outside (a class name, a path) is shown on one line (:func:`one_line`)."""
 
 from __future__ import annotations
 
 import math
+import os
+import re
+import stat
 from typing import Protocol
 
 from .errors import UsageError
@@ -11,12 +15,19 @@ from .errors import UsageError
 HEADS = ("softmax", "sigmoid", "identity")  # --head: how a model's scores read as probabilities (engine.scoring)
 
 
+def _a_number(option: str, value: float | None) -> None:
+    if value is not None and value != value:  # NaN: every comparison with it is false, so no range check fires
+        raise UsageError(f"{option} {value} is not a number; pass a finite value")
+
+
 def at_least(option: str, value: float | None, low: float) -> None:
+    _a_number(option, value)
     if value is not None and value < low:
         raise UsageError(f"{option} {value} is too small; use {low} or more")
 
 
 def at_most(option: str, value: float | None, high: float) -> None:
+    _a_number(option, value)
     if value is not None and value > high:
         raise UsageError(f"{option} {value} is too large; use at most {high}")
 
@@ -24,6 +35,30 @@ def at_most(option: str, value: float | None, high: float) -> None:
 def finite(option: str, value: float) -> None:
     if not math.isfinite(value):
         raise UsageError(f"{option} {value} is not a number; pass a finite value")
+
+
+def regular_file(option: str, path: str) -> None:
+    """Refuse an option's file that exists but is not a regular file: reading a FIFO would wait forever, a device
+    never end (a missing file is left to the reader, which says so)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return
+    if stat.S_ISDIR(mode):
+        raise UsageError(f"{option} {path} is a folder; pass a file")
+    if not stat.S_ISREG(mode):
+        raise UsageError(f"{option} {path}: not a regular file (a FIFO, socket or device); pass a file")
+
+
+# control characters (newline, tab, escape, C1) and the Unicode line and paragraph separators
+_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with each control character (newline, tab, escape …) and line separator replaced by a space: a
+    class name or a path from outside, made fit for a caption or a table cell (the records keep the text as it
+    is)."""
+    return _BREAKS.sub(" ", text)
 
 
 class TargetFields(Protocol):
@@ -36,6 +71,7 @@ class TargetFields(Protocol):
     references: list[str]
     prompts: list[str]
     targets_file: str | None
+    max_pixels: int | None  # the decompression-bomb guard, for the --reference pictures as for the inputs
 
 
 def check_target_fields(o: TargetFields) -> None:

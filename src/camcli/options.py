@@ -42,6 +42,8 @@ MAX_WORKERS = 64  # threads on each side of the model; more only costs memory
 MAX_TILE = 2048  # feature-grid tile side in pixels
 MAX_CHANNELS = 65_536  # channels one --channels may list (no layer has more)
 MAX_SMOOTH = 1000  # --smooth passes (each one costs a forward and backward pass per image)
+MAX_NOISE = 10.0  # --noise, --road-noise: a std of ten times the input's range already leaves nothing of it
+MAX_BATCH_SIZE = 1024  # --batch-size: the decoders work two batches ahead, so a batch's pictures are all held
 MAX_GRID_PIXELS = 100_000_000  # one feature grid (about 300 MB as RGB): tiles x tile size
 Shard = tuple[int, int]
 
@@ -200,6 +202,7 @@ class RunOptions:
     def check(self) -> None:
         """Raise :class:`UsageError` for an out-of-range option."""
         _at_least("--batch-size", self.batch_size, 1)
+        _at_most("--batch-size", self.batch_size, MAX_BATCH_SIZE)
         repeated = sorted({name for name in self.layers if self.layers.count(name) > 1})
         if repeated:
             raise UsageError(f"--layer {repeated[0]} is given twice; list each layer once")
@@ -261,6 +264,7 @@ class CamOptions(RunOptions):
         _at_most("--smooth", self.smooth, MAX_SMOOTH)
         _finite("--noise", self.noise)
         _at_least("--noise", self.noise, 0)
+        _at_most("--noise", self.noise, MAX_NOISE)
         _at_least("--min-score", self.min_score, 0.0)
         _at_most("--min-score", self.min_score, 1.0)
         _at_least("--max-objects", self.max_objects, 1)
@@ -349,6 +353,7 @@ class EvalOptions(RunOptions):
         _at_least("--score-batch", self.score_batch, 1)
         _finite("--road-noise", self.road_noise)
         _at_least("--road-noise", self.road_noise, 0)
+        _at_most("--road-noise", self.road_noise, MAX_NOISE)
         self.percents()
 
     def percents(self) -> list[int]:
