@@ -10,6 +10,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
+from .checks import one_line
 from .errors import UsageError
 from .options import BLENDS
 
@@ -169,11 +170,31 @@ def annotate(picture: Image.Image, caption: str, colormap: str) -> Image.Image:
         room = x0 - 3 * pad - low_w
     else:
         room = w - 2 * pad
-    text = caption
-    while len(text) > 1 and draw.textlength(text, font=font) > room:  # cut the end that matters least, visibly
-        text = text[:-2] + "…"
+    text = fit_text(draw, caption, font, room)  # cut the end that matters least, visibly
     draw.text((pad, h + (strip - size) // 2), text, fill=(255, 255, 255), font=font)
     return canvas
+
+
+def fit_text(draw: Any, text: str, font: Any, room: float) -> str:
+    """``text`` on one line (:func:`~camcli.checks.one_line`) as it fits in ``room`` pixels: whole, or its
+    longest beginning that fits with "…" after it ("…" alone when nothing does).
+
+    The work is bounded whatever the text's length: no character is narrower than 1 pixel but a few (combining
+    marks, zero-width spaces), so the text is first cut to ``room`` characters, and the cut is then found by
+    bisection (about log2(room) measurements, not one per character dropped).
+    """
+    text = one_line(text)
+    limit = max(1, int(room))
+    if not text or (len(text) <= limit and draw.textlength(text, font=font) <= room):
+        return text
+    lo, hi = 0, min(len(text), limit)  # text[:lo] + "…" fits (lo = 0: "…" alone is what is left); text[:hi + 1] not
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if draw.textlength(text[:mid] + "…", font=font) <= room:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo] + "…"
 
 
 def panel(
@@ -205,20 +226,14 @@ def panel(
         x = pad + col * (w + pad)
         y = top + pad + row * (head + h + pad)
         canvas.paste(img.convert("RGB").resize((w, h), Image.Resampling.BILINEAR), (x, y + head))
-        shown = text
-        while len(shown) > 1 and draw.textlength(shown, font=font) > w:
-            shown = shown[:-2] + "…"
-        draw.text((x, y + 2), shown, fill=(0, 0, 0), font=font)
+        draw.text((x, y + 2), fit_text(draw, text, font, w), fill=(0, 0, 0), font=font)
 
     for r, maps in enumerate(rows):
         put(picture, f"input · {picture.width}x{picture.height}", 0, r)  # (the default font has no ×)
         for c, (text, img) in enumerate(maps, start=1):
             put(img, text, c, r)
     if title:
-        text = title
-        while len(text) > 1 and draw.textlength(text, font=font) > canvas.width - 2 * pad:
-            text = text[:-2] + "…"
-        draw.text((pad, 6), text, fill=(0, 0, 0), font=font)
+        draw.text((pad, 6), fit_text(draw, title, font, canvas.width - 2 * pad), fill=(0, 0, 0), font=font)
     # the colour scale, under the last column
     bar_w, bar_h = min(canvas.width - 2 * pad - 120, 256), 10
     y = canvas.height - foot + (foot - bar_h) // 2
@@ -300,10 +315,8 @@ def feature_grid(
     titled = Image.new("RGB", (grid.width, grid.height + head), (255, 255, 255))
     titled.paste(grid, (0, head))
     draw = ImageDraw.Draw(titled)
-    text, big = title, _font(size)
-    while len(text) > 1 and draw.textlength(text, font=big) > grid.width - 6:
-        text = text[:-2] + "…"
-    draw.text((3, 5), text, fill=(0, 0, 0), font=big)
+    big = _font(size)
+    draw.text((3, 5), fit_text(draw, title, big, grid.width - 6), fill=(0, 0, 0), font=big)
     return titled
 
 
@@ -348,6 +361,7 @@ def draw_boxes(picture: Image.Image, boxes: Sequence[tuple[tuple[float, ...], st
         draw.rectangle(box, outline=colour, width=width if highlight else 1)
         if highlight and caption:
             left, top = box[0], max(0.0, box[1] - 12)
+            caption = fit_text(draw, caption, None, max(1.0, picture.width - left - 4))
             text_box = draw.textbbox((left + 2, top), caption)
             draw.rectangle((left, top, text_box[2] + 2, text_box[3] + 1), fill=(0, 0, 0))
             draw.text((left + 2, top), caption, fill=(255, 255, 255))

@@ -24,6 +24,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from ..checks import one_line
 from ..steps import listening
 
 _err: Console | None = None
@@ -310,7 +311,7 @@ def table(
     ``keep`` columns (what users copy: layer names, model names) stay on one line at full width while the others
     fold around them."""
     console = out_console() if stdout else err_console()
-    texts = [[str(v) for v in r] for r in rows]
+    texts = [[one_line(str(v)) for v in r] for r in rows]  # a newline in a class name does not split a row
     widths = [max([len(c), *(len(r[k]) for r in texts)]) for k, c in enumerate(columns)]
     kept = sum(w for w, c in zip(widths, columns, strict=True) if c in keep)
     others = sum(min(w, 10) for w, c in zip(widths, columns, strict=True) if c not in keep)
