@@ -69,6 +69,21 @@ def decode(
         return to_rgb(im)
 
 
+def read_mask(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A mask picture's pixels that count, as an (H, W) boolean array: the opaque ones when it has transparency,
+    else the non-zero ones; upright as :func:`decode` makes pictures. The file passes the guards an input passes
+    (a regular file, at most ``max_pixels``, no larger than its header allows); :class:`InputError` else."""
+    with _opened(path, max_pixels) as im:
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        im.load()
+        try:
+            im = ImageOps.exif_transpose(im)
+        except Exception:  # as in decode(): a broken EXIF block must not cost the picture
+            pass
+        plane = im.getchannel("A") if "A" in im.getbands() else im.convert("L")
+        return np.array(plane) > 0
+
+
 @dataclass
 class Jpeg:
     """A JPEG file's bytes, checked like :func:`decode` checks a file, for a decoder that takes bytes (nvjpeg)."""

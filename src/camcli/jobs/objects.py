@@ -16,6 +16,7 @@ from ..engine.heads import head_inputs
 from ..engine.layers import LayerInfo, choose_layers, default_layer
 from ..engine.targets import resolve_targets
 from ..errors import InputError, UsageError
+from ..io.decode import fitted_size, read_mask
 from ..io.inputs import InputFile
 from ..io.outputs import (
     Setting,
@@ -48,6 +49,7 @@ class Objects:
     objects: list[ObjectMap]
     boxes: list[tuple[tuple[float, ...], int, float]]  # every detection over --min-score: box, label, score
     size: tuple[int, int]  # (H, W) the maps and boxes are at
+    error: str | None = None  # why this image was not explained (a --mask of another size)
 
 
 class ObjectJob(Job[Objects]):
@@ -127,13 +129,11 @@ class ObjectJob(Job[Objects]):
                 )
         self.targets = targets = resolve_targets(o.targets, self.model.categories)
         mask = None
-        if o.mask:
+        if o.mask:  # read as an input is read: a FIFO, a bomb, a corrupt file are one line each
             try:
-                with Image.open(o.mask) as im:  # opaque pixels when it has transparency, else non-zero ones
-                    plane = im.getchannel("A") if "A" in im.getbands() else im.convert("L")
-                    mask = torch.from_numpy(np.array(plane) > 0)
-            except (OSError, ValueError) as e:
-                raise UsageError(f"--mask {o.mask}: cannot read it as a picture ({e})") from None
+                mask = torch.from_numpy(read_mask(Path(o.mask), o.max_pixels))
+            except InputError as e:
+                raise UsageError(f"--mask {e}") from None
         self.query = ObjectQuery(
             labels=set(targets) if targets else None,
             min_score=o.min_score,
@@ -228,12 +228,32 @@ class ObjectJob(Job[Objects]):
         out = []
         for i in range(x.shape[0]):  # maps at the picture's size, --region in its pixels
             batch, drawn = self.options.score_batch, pictures[i]
+            if q.mask is not None and (error := self._mask_misfit(tuple(q.mask.shape), drawn)):
+                out.append(Objects([], [], drawn, error))
+                continue
             _, objects = explain_segmentation(m, x[i : i + 1], self.layers, self.methods, q, drawn, self.layouts, batch)
             out.append(Objects(objects, [], drawn))
         return out
 
+    def _mask_misfit(self, mask: tuple[int, ...], drawn: tuple[int, int]) -> str | None:
+        """Why ``--mask`` (H, W) is not of a picture drawn at ``drawn`` (H, W) (None: it has that size, or the one
+        --max-size scaled it from, within a pixel); a mask is never stretched to another picture's shape."""
+        (mh, mw), (h, w), cap = mask, drawn, self.options.max_size
+        if (mh, mw) == (h, w):
+            return None
+        fitted = fitted_size(mw, mh, cap)
+        if fitted is not None and abs(fitted[0] - w) <= 1 and abs(fitted[1] - h) <= 1:
+            return None
+        drawn_as = f" (--max-size {cap} drew it at {w}x{h})" if cap is not None else ""
+        return (
+            f"--mask {self.options.mask} is {mw}x{mh} but the picture is {w}x{h}{drawn_as}; give a mask of the "
+            "picture's size (non-zero or opaque pixels: the region), or use --region X1,Y1,X2,Y2"
+        )
+
     # ----------------------------------------------------------------------------------------- write
     def write(self, item: InputFile, input_picture: Picture, computed: Objects) -> ImageResult:
+        if computed.error is not None:
+            raise InputError(f"{item.path}: {computed.error}")
         o = self.options
         image = input_picture.pil()
         size = (image.height, image.width)

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..checks import TargetFields
+from ..checks import TargetFields, regular_file
 from ..engine.hooks import eval_mode
 from ..engine.scoring import Scorer, model_logits
 from ..engine.targets import Target, parse_target, parse_targets
@@ -27,6 +27,7 @@ from ..io.inputs import InputFile, identity
 from ..io.outputs import Setting
 from ..models import LoadedModel, preprocess
 from ..models.labels import class_name
+from ..options import DEFAULT_MAX_PIXELS
 
 MAX_REFERENCES = 256  # pictures averaged into one concept
 MAX_PROMPTS = 1024
@@ -194,7 +195,7 @@ def _scorer(model: LoadedModel, o: TargetFields) -> tuple[Scorer, str, bool]:
             )
         if o.prompts:
             return prompt_scorer(model, o.prompts), f"cosine similarity to {len(o.prompts)} prompt(s)", False
-        return reference_scorer(model, o.references), "cosine similarity to the reference(s)", False
+        return reference_scorer(model, o.references, o.max_pixels), "cosine similarity to the reference(s)", False
     declared, why = model.head, model.head_why
     if declared is None and model.num_classes == 1:
         declared, why = "sigmoid", "one output: a binary head"
@@ -208,7 +209,7 @@ def _scorer(model: LoadedModel, o: TargetFields) -> tuple[Scorer, str, bool]:
     return Scorer(declared or "softmax"), why, False
 
 
-def reference_scorer(model: LoadedModel, references: list[str]) -> Scorer:
+def reference_scorer(model: LoadedModel, references: list[str], max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Scorer:
     """Similarity to the mean of the references' embeddings (one concept; pytorch-grad-cam's
     ``SimilarityToConceptTarget``): each picture preprocessed as the inputs are, run once on the CPU."""
     if len(references) > MAX_REFERENCES:
@@ -218,7 +219,7 @@ def reference_scorer(model: LoadedModel, references: list[str]) -> Scorer:
         if Path(ref).is_dir():
             raise UsageError(f"--reference {ref} is a folder; pass picture files (repeat --reference for several)")
         try:
-            pictures.append(preprocess(decode(Path(ref)), model))
+            pictures.append(preprocess(decode(Path(ref), max_pixels), model))
         except InputError as e:
             raise UsageError(f"--reference: {e}") from None
     module = model.module
@@ -265,6 +266,7 @@ def read_targets_file(path: str, names: list[str], negative: str | None = None) 
     """``--targets-file``: a CSV with a header ``input,target`` or JSON lines with those keys → each input's
     target, keyed by the input's resolved path (a relative path is taken as given, else relative to the file)."""
     file = Path(path).expanduser()
+    regular_file("--targets-file", str(file))
     try:
         text = file.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:

@@ -8,6 +8,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+from ..checks import regular_file
 from ..errors import UsageError
 
 
@@ -41,6 +42,7 @@ def read_labels(path: str, num_classes: int | None) -> list[str]:
     """Class names from a text file (one per line) or JSON (list, {index: name} or {name: index}). A model with
     one output (a binary head) may have two: what its low and its high values mean (see :func:`split_binary`)."""
     p = Path(path)
+    regular_file("--labels", path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
