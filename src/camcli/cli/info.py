@@ -124,18 +124,26 @@ def merge_manifests_cmd(
     Example: camcli merge-manifests cams/
     """
     with guarded(debug):
+        import os
+
+        from ..errors import UsageError
         from ..io.manifest import merge_manifests
         from . import console
 
-        problems = []
+        problems, merged = [], 0
         for stem in ("manifest", "metrics"):
             if stem == "metrics" and not any(out.glob("metrics.shard-*.jsonl")):
                 continue
-            path, parts, n, bad = merge_manifests(out, stem)
+            path, parts, n, bad = merge_manifests(out, stem)  # writes nothing when there is nothing to merge
+            if not parts and not os.path.lexists(path):
+                continue  # (an evaluate-only folder has no manifest, and gets none)
             for line in bad:
                 console.error(line)
             console.info(f"merged {parts} part(s) into {path}: {n} records")
             problems += bad
+            merged += 1
+        if not merged:
+            raise UsageError(f"no manifest.jsonl, manifest or metrics parts in {out}; pass the --out folder of a run")
         if problems:  # the merge is done, but lines that were not records were left out: say so in the status
             raise typer.Exit(1)
 

@@ -148,8 +148,20 @@ def _check_regular(path: Path) -> None:
         raise OSError(errno.EINVAL, "not a regular file")
 
 
+def _finite_number(text: str) -> float:
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):  # 1e999: a number no record holds
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN, Infinity, -Infinity: Python's extension, never camcli's
+
+
 def read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """The records of a ledger file, and one line per line that is not a JSON record (``file:line: …``)."""
+    """The records of a ledger file, and one line per line that is not a record (``file:line: …``): not JSON
+    (which includes NaN and numbers out of a float's range: records have none), not an object, or no input path."""
     records: list[dict[str, Any]] = []
     bad: list[str] = []
     try:
@@ -160,15 +172,17 @@ def read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
         for number, raw in enumerate(f, 1):
             if not raw.strip():
                 continue
-            try:
-                rec = json.loads(raw)
-            except ValueError as e:  # JSONDecodeError, or bytes that are not UTF-8
+            try:  # JSONDecodeError, bytes that are not UTF-8, NaN, an int of over 4300 digits
+                rec = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_number)
+            except (ValueError, RecursionError) as e:
                 bad.append(f"{path}:{number}: not a JSON record ({str(e)[:80]}); skipped")
                 continue
-            if isinstance(rec, dict):
-                records.append(rec)
-            else:
+            if not isinstance(rec, dict):
                 bad.append(f"{path}:{number}: not a JSON object; skipped")
+            elif not isinstance(rec.get("input"), str):
+                bad.append(f"{path}:{number}: not a camcli record (no input path); skipped")
+            else:
+                records.append(rec)
     return records, bad
 
 
@@ -195,15 +209,18 @@ def merge_manifests(out_dir: Path, stem: str = "manifest") -> tuple[Path, int, i
     ``metrics``: `camcli evaluate`'s ``metrics.shard-*.jsonl`` into ``metrics.jsonl``).
 
     Records are keyed by :data:`RECORD_KEY`; a later record (later in a file, or in a later part) replaces an
-    earlier one; the result is sorted by input. Lines that are not records are skipped and reported. Returns
-    (path, parts read, records written, problems).
+    earlier one; the result is sorted by input. Lines that are not records are skipped and reported. Nothing is
+    written when there is nothing to merge (no such file in ``out_dir``). Returns (path, parts read, records
+    written, problems).
     """
     if not out_dir.is_dir():
         raise UsageError(f"'{out_dir}' is not a folder; pass the --out folder of the runs")
     parts = sorted(out_dir.glob(f"{stem}.shard-*.jsonl"))
     target = out_dir / f"{stem}.jsonl"
+    if not parts and not os.path.lexists(target):
+        return target, 0, 0, []
     with ledger_lock(out_dir):
-        sources = ([target] if target.exists() else []) + parts
+        sources = ([target] if os.path.lexists(target) else []) + parts
         merged: dict[tuple[Any, ...], dict[str, Any]] = {}
         problems: list[str] = []
         for src in sources:
