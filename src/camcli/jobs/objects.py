@@ -132,7 +132,7 @@ class ObjectJob(Job[Objects]):
                 with Image.open(o.mask) as im:  # opaque pixels when it has transparency, else non-zero ones
                     plane = im.getchannel("A") if "A" in im.getbands() else im.convert("L")
                     mask = torch.from_numpy(np.array(plane) > 0)
-            except (OSError, ValueError) as e:
+            except (OSError, ValueError, Image.DecompressionBombError) as e:
                 raise UsageError(f"--mask {o.mask}: cannot read it as a picture ({e})") from None
         self.query = ObjectQuery(
             labels=set(targets) if targets else None,
