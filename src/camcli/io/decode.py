@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, JpegImagePlugin, PngImagePlugin, UnidentifiedImageError
 
 from ..errors import InputError
 from ..options import DEFAULT_MAX_PIXELS
@@ -150,6 +151,77 @@ def _opened(path: Path, max_pixels: int | None) -> Iterator[Image.Image]:
             f"{path}: over the limit of {limit} pixels (decompression-bomb guard); "
             "raise it with --max-pixels if the file is trusted"
         ) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise InputError(f"{path}: truncated or corrupt image ({e})") from None
+
+
+# the header readers used when the size is checked by camcli before anything is decoded (Pillow's global guard,
+# which raises in Image.open, would refuse a large JPEG that its DCT scaling makes small)
+_HEADERS = {b"\xff\xd8\xff": JpegImagePlugin.JpegImageFile, b"\x89PN": PngImagePlugin.PngImageFile}
+
+
+def _header(f: BinaryIO) -> Image.Image:
+    """The picture in ``f`` opened by Pillow (its header read, nothing decoded), whatever size it declares."""
+    plugin = _HEADERS.get(f.read(3))
+    f.seek(0)
+    if plugin is not None:
+        return plugin(f)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(f)
+
+
+def declared_size(path: Path) -> tuple[int, int] | None:
+    """The (width, height) a picture file declares, read from its header; None when it cannot be read."""
+    try:
+        _regular_file_size(path)
+        with open(path, "rb") as f:
+            return _header(f).size
+    except (InputError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+        return None
+
+
+def _jpeg_scale(width: int, height: int, long_side: int, max_decoded: int) -> int:
+    """The DCT scale (1, 2, 4, 8) to decode a JPEG at: the smallest whose result has at most ``max_decoded``
+    pixels, or a larger one while the long side stays at least ``long_side``."""
+    scales = [k for k in (1, 2, 4, 8) if k <= min(width, height)]
+    fits = [k for k in scales if math.ceil(width / k) * math.ceil(height / k) <= max_decoded]
+    sharp = [k for k in scales if max(width // k, height // k) >= long_side]
+    return max(min(fits, default=scales[-1]), max(sharp, default=1))
+
+
+def decode_bounded(path: Path, long_side: int, max_decoded: int) -> Image.Image:
+    """Read a picture as 8-bit RGB, upright, decoding at most ``max_decoded`` pixels, for a copy whose long side
+    is at most ``long_side`` (the caller scales it): the size the header declares is checked before anything is
+    decoded; a JPEG is decoded at a reduced scale (1/2 to 1/8) that fits, any other picture over the bound is
+    refused. Raises :class:`InputError` with the reason (like :func:`decode`)."""
+    size = _regular_file_size(path)
+    try:
+        with open(path, "rb") as f:
+            im = _header(f)
+            w, h = im.size
+            cap = MAX_BYTES_PER_PIXEL * w * h * max(1, getattr(im, "n_frames", 1)) + MAX_EXTRA_BYTES
+            if size > cap:
+                raise InputError(f"{path}: {size:,} bytes is far more than a {w}x{h} image needs")
+            if im.format == "JPEG" and w * h > 0:
+                k = _jpeg_scale(w, h, long_side, max_decoded)
+                if k > 1:
+                    im.draft(im.mode, (w // k, h // k))
+            if im.width * im.height > max_decoded:
+                raise InputError(f"{path}: {w}x{h} is over the {max_decoded:,} pixels decoded for a copy")
+            ImageFile.LOAD_TRUNCATED_IMAGES = False
+            im.load()
+            try:
+                im = ImageOps.exif_transpose(im)
+            except Exception:  # a broken EXIF block must not cost the picture
+                pass
+            return to_rgb(im)
+    except InputError:
+        raise
+    except UnidentifiedImageError:
+        raise InputError(f"{path}: not an image Pillow can read (unknown or corrupt format)") from None
+    except Image.DecompressionBombError:
+        raise InputError(f"{path}: over Pillow's limit of {Image.MAX_IMAGE_PIXELS:,} pixels") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise InputError(f"{path}: truncated or corrupt image ({e})") from None
 

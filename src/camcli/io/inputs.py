@@ -204,6 +204,18 @@ def _digest(path: Path) -> int:
     return int.from_bytes(hashlib.blake2b(os.fsencode(str(path)), digest_size=8).digest(), "big")
 
 
+def content_digest(path: Path) -> str | None:
+    """The SHA-256 of a regular file's bytes (hex), as a run records it (``input_sha256``) so that the report
+    copies only pictures that are the input the run read; None when it cannot be read."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except (OSError, ValueError):
+        return None
+
+
 def input_key(path: Path) -> int:
     """A small key for an input: a 64-bit digest of its resolved path."""
     return _digest(identity(path))

@@ -38,6 +38,8 @@ LOCK_NAME = ".camcli.lock"
 # (no_label: no label reached --threshold)
 DONE = ("ok", "no_detection", "no_match", "empty_mask", "no_label")
 
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # opening a symbolic link fails (ELOOP) instead of opening its target
+
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; concurrent runs into one folder are then not supported
@@ -47,7 +49,13 @@ except ImportError:  # Windows: no advisory locks; concurrent runs into one fold
 @contextmanager
 def ledger_lock(out_dir: Path) -> Iterator[None]:
     """Hold the output folder's ledger lock (exclusive, blocking) for the block."""
-    fd = os.open(out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    lock = out_dir / LOCK_NAME
+    try:  # never through a link: a planted OUT/.camcli.lock must not make camcli create or open a file elsewhere
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        raise UsageError(f"{lock} is a symbolic link; remove it (camcli keeps its own lock file there)") from None
     try:
         if fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -83,7 +91,7 @@ class Manifest:
             ) from None
 
     def _open(self) -> int:
-        return os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+        return os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | _NOFOLLOW, 0o666)
 
     def _cut_torn_line(self) -> int:
         """Drop a last line without its newline (left by a killed run or a full disk); its length in bytes."""
@@ -143,8 +151,14 @@ def manifest_name(shard: Shard | None, stem: str = "manifest") -> str:
 
 
 def _check_regular(path: Path) -> None:
-    """A manifest that exists must be a regular file (not a folder, and not a device that never ends)."""
-    if os.path.lexists(path) and not stat.S_ISREG(os.stat(path).st_mode):  # a broken link: stat raises
+    """A manifest that exists must be a regular file itself (not a folder, not a device that never ends, and not
+    a symbolic link: records are never appended to, nor read from, a file outside the folder)."""
+    if not os.path.lexists(path):
+        return
+    mode = os.lstat(path).st_mode
+    if stat.S_ISLNK(mode):
+        raise OSError(errno.ELOOP, "a symbolic link, not the folder's own file")
+    if not stat.S_ISREG(mode):
         raise OSError(errno.EINVAL, "not a regular file")
 
 

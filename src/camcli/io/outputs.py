@@ -17,6 +17,7 @@ import io
 import json
 import os
 import re
+import stat
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -110,10 +111,14 @@ _written = threading.local()  # the files written by this thread inside all_or_n
 
 
 @contextlib.contextmanager
-def all_or_nothing() -> Iterator[None]:
+def all_or_nothing(inside: Path | None = None) -> Iterator[None]:
     """The files this thread writes with :func:`atomic_write_bytes` inside the block are removed again if the
-    block raises: an image's outputs are all there, or none of them (a full disk half-way through an image)."""
+    block raises: an image's outputs are all there, or none of them (a full disk half-way through an image).
+
+    ``inside`` (the output folder): a file under it is never written through a folder in it that is a symbolic
+    link (an :class:`~camcli.errors.InputError` names the link instead), so no file lands outside it."""
     _written.paths = []
+    _written.inside = inside
     try:
         yield
     except BaseException:
@@ -123,6 +128,30 @@ def all_or_nothing() -> Iterator[None]:
         raise
     finally:
         _written.paths = None
+        _written.inside = None
+
+
+def first_link(root: Path, folder: Path) -> Path | None:
+    """The first folder from ``root`` (exclusive) down to ``folder`` (inclusive) that is a symbolic link, or
+    None (also when ``folder`` is not under ``root`` as written). ``root`` itself is the user's choice."""
+    try:
+        parts = folder.relative_to(root).parts
+    except ValueError:
+        return None
+    at = root
+    for part in parts:
+        at = at / part
+        if os.path.islink(at):
+            return at
+    return None
+
+
+def is_regular(path: Path) -> bool:
+    """``path`` is a regular file itself (not a symbolic link to one, not a folder); False if it is not there."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 _cleaned: set[Path] = set()
@@ -178,6 +207,12 @@ def atomic_write_bytes(target: Path, data: bytes) -> None:
     The temporary file is ``.camcli-HASH.PID.RANDOM.tmp``; the first write into a folder removes the temporary files
     that processes no longer running left there (a run killed with SIGKILL).
     """
+    inside = getattr(_written, "inside", None)
+    if inside is not None and (link := first_link(inside, target.parent)) is not None:
+        raise InputError(
+            f"{link} is a symbolic link inside --out {inside}; camcli does not write through links there: "
+            "remove the link or pick another --out"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale_temps(target.parent)
     # short enough for any name that fits: the file system's limit (255 bytes) applies to the final name

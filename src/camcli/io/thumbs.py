@@ -10,10 +10,12 @@ from pathlib import Path
 
 from PIL import Image
 
-from .outputs import atomic_write_bytes
+from .decode import fitted_size
+from .outputs import atomic_write_bytes, first_link, is_regular
 
 THUMB = 240  # the thumbnail's long side
 VIEW = 1600  # the longest viewing copy made from the input when no overlay gives the size
+MAX_VIEW = 4096  # the long side of a viewing copy at most (the page scales it to the overlay's box)
 FOLDER = ("report", "img")
 
 
@@ -22,6 +24,12 @@ def picture_name(src: Path, kind: str) -> str:
     st = src.stat()
     key = f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}|{kind}"
     return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:20] + ".jpg"
+
+
+def view_size(size: tuple[int, int]) -> tuple[int, int]:
+    """The size of the viewing copy for overlays of ``size``: that size, with its long side at most
+    :data:`MAX_VIEW` (aspect kept), so that a picture declaring a huge size never makes a huge copy."""
+    return fitted_size(*size, MAX_VIEW) or size
 
 
 def save_jpeg(
@@ -41,12 +49,16 @@ def save_jpeg(
 
 def save_input_pictures(src: Path, picture: Image.Image, out: Path) -> None:
     """The thumbnail and the viewing copy (at ``picture``'s size: the overlays' size) of the input ``src``, from
-    its decoded ``picture``; kept when they exist."""
+    its decoded ``picture``; kept when they exist. None are made when ``OUT/report`` or its ``img`` is a link
+    (the report's build at the end refuses to write through it, and says so)."""
     folder = out.joinpath(*FOLDER)
+    if first_link(out, folder) is not None:
+        return
     folder.mkdir(parents=True, exist_ok=True)
     thumb = folder / picture_name(src, "thumb")
-    if not thumb.is_file():
+    if not is_regular(thumb):
         save_jpeg(picture, thumb, long_side=THUMB)
-    view = folder / picture_name(src, f"view{picture.size}")
-    if not view.is_file():
-        save_jpeg(picture, view)
+    size = view_size(picture.size)
+    view = folder / picture_name(src, f"view{size}")
+    if not is_regular(view):
+        save_jpeg(picture, view, size=size)

@@ -232,6 +232,7 @@ class ImageResult:
             :class:`FeatureOutput`); :attr:`outputs` gives them in their JSON shape.
         maps: full-size maps by output path, when asked for (``keep_maps``, Python API).
         records: what went to the manifest (empty if skipped).
+        input_sha256: the SHA-256 of the input file after its outputs were written (in its records).
     """
 
     input: str
@@ -244,6 +245,7 @@ class ImageResult:
     maps: dict[str, np.ndarray] | None = None
     records: list[Record] = field(default_factory=list)
     stop_run: str | None = None  # why the run cannot go on after this input (the disk is full)
+    input_sha256: str | None = None
 
     def files(self) -> list[str]:
         """Every file written for this input, each once (the guided-backprop image is shared by the methods)."""

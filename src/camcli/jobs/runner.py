@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from ..errors import InputError, OutputError
-from ..io.inputs import InputFile, input_key, iter_inputs
+from ..io.inputs import InputFile, content_digest, input_key, iter_inputs
 from ..io.manifest import Manifest, manifest_name, recorded_inputs
 from ..io.outputs import all_or_nothing
 from ..io.picture import Picture
@@ -155,9 +155,14 @@ _OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 def _write_all_or_nothing(job: Job[C], item: InputFile, picture: Picture, computed: C) -> ImageResult:
-    """``job.write`` in a writer thread; when it fails half-way, the files it wrote are removed again."""
-    with all_or_nothing():
-        return job.write(item, picture, computed)
+    """``job.write`` in a writer thread; when it fails half-way, the files it wrote are removed again. Nothing is
+    written through a symbolic link to a folder inside ``--out``. The input's digest goes into its records (the
+    report makes copies only of the inputs whose digest still matches)."""
+    with all_or_nothing(inside=job.options.out):
+        result = job.write(item, picture, computed)
+    if result.ok:
+        result.input_sha256 = content_digest(item.path)
+    return result
 
 
 def _to_device(job: Job[C], tensors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -349,6 +354,9 @@ class Ledger:
         if result.skipped:
             return
         result.records = self.job.records(result)
+        if result.input_sha256 is not None:
+            for r in result.records:
+                r["input_sha256"] = result.input_sha256
         if self.error is None:
             try:
                 self.manifest.write(result.records)

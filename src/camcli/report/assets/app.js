@@ -136,16 +136,17 @@
     }
     if (e.metrics.length) {
       d.appendChild(el("h2", "", "camcli evaluate"));
-      var keys = [];
-      e.metrics.forEach(function (m) { Object.keys(m.scores || {}).forEach(function (k) { if (k.indexOf("@") < 0 && keys.indexOf(k) < 0) keys.push(k); }); });
+      // scores are [name, value] pairs, looked up in a Map: a name such as "__proto__" is just a name
+      var keys = [], scores = e.metrics.map(function (m) { return new Map(m.scores || []); });
+      scores.forEach(function (s) { s.forEach(function (v, k) { if (k.indexOf("@") < 0 && keys.indexOf(k) < 0) keys.push(k); }); });
       var table = el("table", "scores"), head = el("tr");
       ["map", "class"].concat(keys).forEach(function (k) { head.appendChild(el("th", "", k)); });
       table.appendChild(head);
-      e.metrics.forEach(function (m) {
+      e.metrics.forEach(function (m, i) {
         var tr = el("tr");
         tr.appendChild(el("td", "", m.method));
         tr.appendChild(el("td", "", m.class_name));
-        keys.forEach(function (k) { var v = (m.scores || {})[k]; tr.appendChild(el("td", "", typeof v === "number" ? v.toFixed(3) : "—")); });
+        keys.forEach(function (k) { var v = scores[i].get(k); tr.appendChild(el("td", "", typeof v === "number" ? v.toFixed(3) : "—")); });
         table.appendChild(tr);
       });
       d.appendChild(table);
