@@ -8,11 +8,14 @@ SIGTERM, which is turned into the same interrupt so both stop cleanly); 141 stdo
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from types import FrameType
+from typing import Any
 
 import typer
 
@@ -27,17 +30,19 @@ def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
 
 
 @contextmanager
-def guarded(debug: bool) -> Iterator[None]:
+def guarded(debug: bool, quiet: bool = False) -> Iterator[None]:
     """Run a command's body: translate camcli errors, interrupts and unexpected exceptions into exit codes.
 
     ``--debug`` lets exceptions through with their tracebacks. SIGTERM is handled like Ctrl-C while inside.
+    ``quiet`` (``-q``): the libraries camcli drives print no progress bars either (:func:`libraries_quiet`).
     """
     from ..errors import CamcliError
 
     installed = _main_thread()  # signal handlers can only be set from the main thread
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if installed else None
     try:
-        yield
+        with libraries_quiet() if quiet else nullcontext():
+            yield
     except CamcliError as e:
         if debug:
             raise
@@ -65,6 +70,42 @@ def guarded(debug: bool) -> Iterator[None]:
                 _error_stream_line(line)
 
 
+QUIET_ENVIRONMENT = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_VERBOSITY": "error"}
+
+
+@contextmanager
+def libraries_quiet() -> Iterator[None]:
+    """``-q``: transformers' and huggingface_hub's progress bars (transformers' "Loading weights", downloads) and
+    the hub's notices stay off: through their switches when they are imported already, through their environment
+    variables when they are imported inside (those keep the setting for the rest of the process)."""
+    saved = {name: os.environ.get(name) for name in QUIET_ENVIRONMENT}
+    os.environ.update(QUIET_ENVIRONMENT)
+    hub: Any = sys.modules.get("huggingface_hub.utils")
+    bars: Any = sys.modules.get("transformers.utils.logging")
+    hub_bars = hub is not None and not hub.are_progress_bars_disabled()
+    own_bars = bars is not None and bars.is_progress_bar_enabled()
+    verbosity = hub.logging.get_verbosity() if hub is not None else None
+    if hub is not None:
+        hub.disable_progress_bars()
+        hub.logging.set_verbosity_error()
+    if bars is not None:
+        bars.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        if own_bars:
+            bars.enable_progress_bar()  # the hub's too
+        elif hub_bars:
+            hub.enable_progress_bars()
+        if verbosity is not None:
+            hub.logging.set_verbosity(verbosity)
+
+
 def _error(message: str) -> None:
     from . import console
 
@@ -72,16 +113,11 @@ def _error(message: str) -> None:
 
 
 def _error_stream_line(line: str) -> None:
-    import sys
-
     sys.stderr.write(line + "\n")
 
 
 def _silence_stdout() -> None:
     """Point stdout at /dev/null so that flushing it at exit does not fail again."""
-    import os
-    import sys
-
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)

@@ -102,7 +102,7 @@ def evaluate(
     """
     started = time.perf_counter()
     code = EXIT_OK
-    with guarded(run.debug):
+    with guarded(run.debug, run.quiet):
         with phase("import"):
             from ..jobs.evaluate import EvaluateJob
 

@@ -24,7 +24,8 @@ TrustOpt = Annotated[
     bool,
     typer.Option(
         "--trust-checkpoint",
-        help="Allow a checkpoint to run arbitrary code while loading (full unpickling). Only for files you trust.",
+        help="Allow a model to run arbitrary code while loading: full unpickling of a checkpoint or "
+        "pytorch_model.bin, a Hugging Face model's own Python (auto_map). Only for files you trust.",
         rich_help_panel=MODEL,
     ),
 ]

@@ -111,7 +111,7 @@ def cam(
 ) -> None:
     started = time.perf_counter()
     code = EXIT_OK
-    with guarded(run.debug):
+    with guarded(run.debug, run.quiet):
         with phase("import"):
             from ..jobs.objects import cam_job
 
@@ -188,7 +188,7 @@ def features(
     """
     started = time.perf_counter()
     code = EXIT_OK
-    with guarded(run.debug):
+    with guarded(run.debug, run.quiet):
         with phase("import"):
             from ..jobs.features import FeatureJob
 

@@ -60,9 +60,9 @@ def load_model(
     spec = spec.strip()
     folder = folder_model(spec)
     if folder is not None:
-        model = hf_models.load_folder(folder, spec, weights, arch)
+        model = hf_models.load_folder(folder, spec, weights, arch, trust=trust_checkpoint)
     elif spec.lower().startswith(hf_models.PREFIX):
-        model = hf_models.load_hub(spec[len(hf_models.PREFIX) :], weights)
+        model = hf_models.load_hub(spec[len(hf_models.PREFIX) :], weights, trust=trust_checkpoint)
     elif spec.lower().startswith(clip.PREFIX):
         model = clip.load_open_clip(spec[len(clip.PREFIX) :], weights)
     elif spec.lower().startswith(timm_models.PREFIX):

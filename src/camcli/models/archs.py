@@ -210,6 +210,11 @@ def mismatch_report(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str:
         for k in own
         if k in state and tuple(state[k].shape) != tuple(own[k].shape)
     ]
+    return keys_report(missing, unexpected, wrong)
+
+
+def keys_report(missing: list[str], unexpected: list[str], wrong: list[str]) -> str:
+    """Missing, unexpected and wrong-shape keys in one line: the count of each and its first three."""
     parts = []
     for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
         if items:

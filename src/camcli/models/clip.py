@@ -59,14 +59,17 @@ def is_hf_image_text(config: Any) -> bool:
 
 
 def hf_tower(
-    module: Any, source: str | Path, transformers: Any
+    module: Any, source: str | Path, transformers: Any, trust: bool = False
 ) -> tuple[nn.Module, Callable[[list[str]], torch.Tensor]]:
-    """A Hugging Face image–text model's :class:`ImageTower` and its text encoder (the tokenizer saved beside it)."""
+    """A Hugging Face image–text model's :class:`ImageTower` and its text encoder (the tokenizer saved beside it;
+    a tokenizer of its own code, named in ``tokenizer_config.json``, runs only with ``trust``)."""
     parts = [n for n in ("vision_model", "visual_projection") if isinstance(getattr(module, n, None), nn.Module)]
     if "vision_model" not in parts or not hasattr(module, "get_text_features"):
         raise ModelError(f"{source}: an image–text model without vision_model/get_text_features; not supported")
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(str(source), local_files_only=True)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(
+            str(source), local_files_only=True, trust_remote_code=trust
+        )
     except Exception as e:
         raise ModelError(
             f"{source}: its tokenizer cannot be loaded ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "

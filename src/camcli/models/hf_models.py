@@ -13,25 +13,28 @@ What the config's ``architectures`` says decides how it is built, never a guess:
 
 The preprocessing comes from ``preprocessor_config.json`` (or ``processor_config.json``'s image processor):
 input size, mean, std, resampling.
+
+Loading is as strict as a checkpoint's (:mod:`camcli.models.hf_build`): the files are checked before transformers
+reads them, the model's own Python runs only with ``--trust-checkpoint``, and weights that do not fit are one line.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from ..errors import ModelError, UsageError
-from . import clip, timm_models
+from . import clip, hf_build, hf_files, timm_models
 from .base import IMAGENET_MEAN, IMAGENET_STD, LoadedModel
 from .labels import placeholder_names
 
 PREFIX = "hf:"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-PIL_FILTERS = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
+HUB_ID = re.compile(r"[A-Za-z0-9](?:[\w.-]{0,94}[A-Za-z0-9])?/[A-Za-z0-9](?:[\w.-]{0,94}[A-Za-z0-9])?")
 # models that read their class token only: the last block's first norm is the Grad-CAM layer (as for ViT)
 TOKEN_CLASSIFIERS = ("vit", "deit", "beit", "data2vec-vision", "dinov2", "dinov2_with_registers", "vit_msn", "clip")
 # a config's problem_type → how its outputs read (--head)
@@ -40,15 +43,7 @@ PROBLEM_HEADS = {
     "regression": "identity",
     "single_label_classification": "softmax",
 }
-
-
-def require() -> Any:
-    try:
-        import transformers
-    except ImportError:
-        raise ModelError("Hugging Face models need transformers: pip install 'camcli[hf]'") from None
-    transformers.logging.set_verbosity_error()
-    return transformers
+Prep = tuple[tuple[int, int], tuple[float, ...], tuple[float, ...], str]  # input size, mean, std, resampling
 
 
 def pretrained_folder(spec: str) -> Path | None:
@@ -61,21 +56,10 @@ def pretrained_folder(spec: str) -> Path | None:
     return None
 
 
-def _preprocessing(config: Any, processor: dict[str, Any] | None) -> tuple[tuple[int, int], tuple, tuple, str]:
-    vision = getattr(config, "vision_config", None) or config  # an image–text model's image tower says its size
-    p = processor or {}
-    size: Any = p.get("crop_size") if p.get("do_center_crop") else None
-    size = size or p.get("size") or getattr(vision, "image_size", 224)
-    if isinstance(size, dict):
-        side = int(size.get("shortest_edge") or size.get("height") or 224)
-        size = (int(size.get("height", side)), int(size.get("width", side)))
-    elif isinstance(size, list | tuple):
-        size = (int(size[0]), int(size[-1]))
-    else:
-        size = (int(size), int(size))
-    mean = tuple(float(v) for v in p.get("image_mean") or IMAGENET_MEAN)
-    std = tuple(float(v) for v in p.get("image_std") or IMAGENET_STD)
-    return size, mean, std, PIL_FILTERS.get(int(p.get("resample", 2)), "bilinear")
+def weight_files(folder: Path) -> list[Path]:
+    """The weights in a folder: ``model.safetensors``, ``pytorch_model.bin``, or their shards."""
+    found = [*folder.glob("*.safetensors"), *folder.glob("pytorch_model*.bin")]
+    return sorted(f for f in found if f.is_file())
 
 
 def default_layer(module: nn.Module, kind: str) -> str | None:
@@ -88,21 +72,22 @@ def default_layer(module: nn.Module, kind: str) -> str | None:
 
 
 def _loaded(
-    module: nn.Module, label: str, processor: dict[str, Any] | None, weights: str, source: str | Path
-) -> LoadedModel:
+    module: nn.Module, label: str, prep: Prep, weights: str, source: str | Path, *, config_path: Path, trust: bool,
+    notes: list[str], processor_found: bool,
+) -> LoadedModel:  # fmt: skip
     config: Any = module.config
-    size, mean, std, interpolation = _preprocessing(config, processor)
+    size, mean, std, interpolation = prep
     kind = str(getattr(config, "model_type", ""))
-    notes = [f"Hugging Face {kind} ({type(module).__name__})"]
+    notes = [f"Hugging Face {kind} ({type(module).__name__})", *notes]
     if clip.is_hf_image_text(config):
-        tower, encode_text = clip.hf_tower(module, source, require())
+        tower, encode_text = clip.hf_tower(module, source, hf_build.require(), trust)
         preferred = default_layer(tower, kind)
         return LoadedModel(
             label, tower.eval(), size, mean, std, [], None, preferred, notes=notes, weights=weights,
             interpolation=interpolation, prefix_tokens=clip.hf_prefix_tokens(config), embedding=True,
             encode_text=encode_text,
         )  # fmt: skip
-    if _kind(config) == "backbone":
+    if hf_build.kind(config) == "backbone":
         notes.append("no classifier head: its pooled output is an embedding (explain it with --reference IMG)")
         return LoadedModel(
             label, module.eval(), size, mean, std, [], None, default_layer(module, kind), notes=notes,
@@ -115,10 +100,10 @@ def _loaded(
     preferred = default_layer(module, kind)
     inner = getattr(module, "timm_model", None)  # a timm model on the hub, wrapped by transformers
     if isinstance(inner, nn.Module):
-        (size, mean, std), interpolation = timm_models.preprocessing(inner)
+        size, mean, std, interpolation = _timm_preprocessing(inner, config_path)
         layer = timm_models.default_layer(inner)
         preferred = f"timm_model.{layer}" if layer else None
-    elif processor is None:
+    elif not processor_found:
         notes.append(f"no preprocessor_config.json: input {size[0]}×{size[1]} with ImageNet's mean and std")
     return LoadedModel(
         label,
@@ -137,93 +122,123 @@ def _loaded(
     )
 
 
-def _kind(config: Any) -> str:
-    """``image-text`` (CLIP-style), ``backbone`` (its ``architectures`` name only ``…Model`` classes: no head) or
-    ``classifier``."""
-    if clip.is_hf_image_text(config):
-        return "image-text"
-    arches = [str(a) for a in (getattr(config, "architectures", None) or [])]
-    if arches and all(a.endswith("Model") and "For" not in a for a in arches):
-        return "backbone"
-    return "classifier"
+def _timm_preprocessing(inner: nn.Module, config_path: Path) -> Prep:
+    """A wrapped timm model's ``pretrained_cfg`` (written in config.json), checked like a preprocessor_config.json."""
+    cfg = getattr(inner, "pretrained_cfg", None)
+    cfg = cfg if isinstance(cfg, dict) else {}
+    found = cfg.get("input_size") or (3, 224, 224)
+    size = hf_files.input_size(config_path, "pretrained_cfg.input_size", list(found)[-2:] if found else found)
+    mean = hf_files.channels(config_path, "pretrained_cfg.mean", cfg.get("mean"), IMAGENET_MEAN, positive=False)
+    std = hf_files.channels(config_path, "pretrained_cfg.std", cfg.get("std"), IMAGENET_STD, positive=True)
+    return size, mean, std, str(cfg.get("interpolation") or "bilinear")
 
 
-def _auto(source: str | Path, config: Any = None, **kwargs: Any) -> nn.Module:
-    transformers = require()
-    try:
-        if config is None:
-            config = transformers.AutoConfig.from_pretrained(str(source), **kwargs)
-        auto = transformers.AutoModelForImageClassification if _kind(config) == "classifier" else transformers.AutoModel
-        if kwargs.pop("random", False):
-            return auto.from_config(config)
-        return auto.from_pretrained(str(source), config=config, **kwargs)
-    except ValueError as e:  # a config of a model that is not an image model
-        why = str(e).splitlines()[0][:160]
-        raise ModelError(
-            f"{source}: not a Hugging Face image classifier, backbone or image–text model ({why})"
-        ) from None
-
-
-def load_folder(folder: Path, label: str, weights: str | None = None, arch: str | None = None) -> LoadedModel:
+def load_folder(
+    folder: Path, label: str, weights: str | None = None, arch: str | None = None, trust: bool = False
+) -> LoadedModel:
     """A ``save_pretrained`` folder: config.json, the weights, and preprocessor_config.json when present."""
     if (weights or "default").strip().lower() != "default":
         raise UsageError("--weights: a save_pretrained folder holds its own weights; drop --weights")
     if arch:
         raise UsageError("--arch: a save_pretrained folder names its architecture in config.json; drop --arch")
-    if not any((folder / f).is_file() for f in WEIGHT_FILES) and not any(folder.glob("*.safetensors")):
+    files = weight_files(folder)
+    if not files:
         raise ModelError(f"{folder}: has config.json but no weights (model.safetensors or pytorch_model.bin)")
-    module = _auto(folder, local_files_only=True)
-    return _loaded(module, label, _processor(folder), "checkpoint", folder)
+    config_path = folder / "config.json"
+    notes = hf_build.checked_config(config_path, files, trust)
+    processor = hf_files.read_processor(folder)
+    try:
+        config = hf_build.config_of(folder, config_path, trust, local_files_only=True)
+        prep = hf_files.preprocessing(_vision(config), processor, config_path)
+        module = hf_build.build(folder, config, config_path, files, trust, local_files_only=True)
+    except OSError as e:
+        raise ModelError(f"{folder}: transformers cannot read it ({str(e).splitlines()[0][:160]})") from None
+    return _loaded(
+        module, label, prep, "checkpoint", folder, config_path=config_path, trust=trust, notes=notes,
+        processor_found=processor is not None,
+    )  # fmt: skip
 
 
-def _processor(folder: Path) -> dict[str, Any] | None:
-    """The image processor's settings: ``preprocessor_config.json``, or newer transformers' ``processor_config.json``
-    (an image–text model's processor, its image processor inside)."""
-    proc = folder / "preprocessor_config.json"
-    if proc.is_file():
-        return json.loads(proc.read_text())
-    joint = folder / "processor_config.json"
-    if joint.is_file():
-        found = json.loads(joint.read_text()).get("image_processor")
-        return found if isinstance(found, dict) else None
-    return None
+def _vision(config: Any) -> Any:
+    return getattr(config, "vision_config", None) or config  # an image–text model's image tower says its size
 
 
-def load_hub(name: str, weights: str | None) -> LoadedModel:
+def load_hub(name: str, weights: str | None, trust: bool = False) -> LoadedModel:
     """``hf:ORG/NAME`` from the Hugging Face cache, downloading only when the network is allowed."""
     spec = (weights or "default").strip().lower()
     if spec not in ("default", "none"):
         raise UsageError("--weights: a Hugging Face model takes default (its repository's) or none (random)")
     name = name.strip()
-    if "/" not in name.strip("/"):
-        raise UsageError(f"--model hf:{name}: name a Hugging Face repository as hf:ORG/NAME")
+    if not HUB_ID.fullmatch(name) or ".." in name or "--" in name:
+        raise UsageError(
+            f"--model hf:{name}: an hf: id is ORG/NAME (letters, digits, '-', '_', '.'), e.g. "
+            "hf:google/vit-base-patch16-224; pass a folder on disk as its path"
+        )
+    offline = bool(os.environ.get("CAMCLI_OFFLINE")) or os.environ.get("HF_HUB_OFFLINE") == "1"
+    snapshot = _hub_snapshot(name, offline)
+    config_path = snapshot / "config.json"
+    files = _cached_weights(snapshot)
+    notes = hf_build.checked_config(config_path, files or [], trust)
+    processor = hf_files.read_processor(snapshot)
+
+    def build(files: list[Path] | None, **kwargs: Any) -> tuple[nn.Module, Prep]:
+        config = hf_build.config_of(name, config_path, trust, **kwargs)
+        prep = hf_files.preprocessing(_vision(config), processor, config_path)
+        return hf_build.build(name, config, config_path, files, trust, random=spec == "none", **kwargs), prep
+
     try:
-        if spec == "none":  # the architecture from the cached config.json, random weights
-            transformers = require()
-            config = transformers.AutoConfig.from_pretrained(name, local_files_only=True)
-            module = _auto(name, config, random=True)
-        else:
-            module = _auto(name, local_files_only=True)
+        module, prep = build(files, local_files_only=True)
     except OSError:
-        if os.environ.get("CAMCLI_OFFLINE") or os.environ.get("HF_HUB_OFFLINE") == "1":
+        if offline:
             raise ModelError(
-                f"{name} is not in the Hugging Face cache and the network is off (CAMCLI_OFFLINE/HF_HUB_OFFLINE); "
-                "download it once, or pass a save_pretrained folder as --model"
+                f"{name}: not all of its files are in the Hugging Face cache and the network is off "
+                "(CAMCLI_OFFLINE/HF_HUB_OFFLINE); download it once, or pass a save_pretrained folder as --model"
             ) from None
         try:
-            module = _auto(name)
+            module, prep = build(None)
         except OSError as e:
             raise ModelError(
                 f"cannot get {name} from the Hugging Face hub ({str(e).splitlines()[0][:160]}); offline, pass a "
                 "save_pretrained folder as --model"
             ) from None
-    processor = None
-    try:
-        from huggingface_hub import try_to_load_from_cache
+    weights_name = "random" if spec == "none" else "hf " + name
+    return _loaded(
+        module, PREFIX + name, prep, weights_name, name, config_path=config_path, trust=trust, notes=notes,
+        processor_found=processor is not None,
+    )  # fmt: skip
 
-        found = try_to_load_from_cache(name, "preprocessor_config.json")
-        if isinstance(found, str):
-            processor = json.loads(Path(found).read_text())
-    except (ImportError, OSError, ValueError):
-        processor = None
-    return _loaded(module, PREFIX + name, processor, "random" if spec == "none" else "hf " + name, name)
+
+def _cached_weights(snapshot: Path) -> list[Path] | None:
+    """The weights files in a hub snapshot when all of them are there (a sharded model's index lists its shards);
+    None when some are not downloaded yet."""
+    files = weight_files(snapshot)
+    for index in snapshot.glob("*.index.json"):
+        try:
+            shards = set(hf_files.read_json(index).get("weight_map", {}).values())
+        except (ModelError, AttributeError):
+            return None
+        if not all(isinstance(s, str) and (snapshot / s).is_file() for s in shards):
+            return None
+    return files or None
+
+
+def _hub_snapshot(name: str, offline: bool) -> Path:
+    """The cache's folder for ``name`` (its ``config.json`` downloaded first when the network is allowed)."""
+    hf_build.require()  # transformers brings huggingface_hub
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    found = try_to_load_from_cache(name, "config.json")
+    if isinstance(found, str):
+        return Path(found).parent
+    if offline:
+        raise ModelError(
+            f"{name} is not in the Hugging Face cache and the network is off (CAMCLI_OFFLINE/HF_HUB_OFFLINE); "
+            "download it once, or pass a save_pretrained folder as --model"
+        )
+    try:
+        return Path(hf_hub_download(name, "config.json")).parent
+    except Exception as e:  # not found, no network, gated: the hub client's own first line
+        raise ModelError(
+            f"cannot get {name} from the Hugging Face hub ({type(e).__name__}: {str(e).splitlines()[0][:160]}); "
+            "offline, pass a save_pretrained folder as --model"
+        ) from None
