@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import math
-from typing import Protocol
+from typing import Any, Protocol
 
 from .errors import UsageError
 
@@ -24,6 +25,15 @@ def at_most(option: str, value: float | None, high: float) -> None:
 def finite(option: str, value: float) -> None:
     if not math.isfinite(value):
         raise UsageError(f"{option} {value} is not a number; pass a finite value")
+
+
+def json_value(text: str | bytes) -> Any:
+    """``json.loads`` for text a user gave (an option, a file, a picture's tags): nesting too deep for Python's
+    parser (``[[[[…``) is the ValueError any other malformed text gives, not a RecursionError."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 class TargetFields(Protocol):

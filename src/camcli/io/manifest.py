@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ..checks import json_value
 from ..errors import UsageError
 from ..options import Shard
 from .inputs import input_key
@@ -161,7 +162,7 @@ def read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
             if not raw.strip():
                 continue
             try:
-                rec = json.loads(raw)
+                rec = json_value(raw)
             except ValueError as e:  # JSONDecodeError, or bytes that are not UTF-8
                 bad.append(f"{path}:{number}: not a JSON record ({str(e)[:80]}); skipped")
                 continue

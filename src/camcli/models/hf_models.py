@@ -17,16 +17,18 @@ input size, mean, std, resampling.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from ..checks import json_value
 from ..errors import ModelError, UsageError
 from . import clip, timm_models
 from .base import IMAGENET_MEAN, IMAGENET_STD, LoadedModel
+from .ckpt_format import check_zip
+from .custom import said
 from .labels import placeholder_names
 
 PREFIX = "hf:"
@@ -158,7 +160,7 @@ def _auto(source: str | Path, config: Any = None, **kwargs: Any) -> nn.Module:
             return auto.from_config(config)
         return auto.from_pretrained(str(source), config=config, **kwargs)
     except ValueError as e:  # a config of a model that is not an image model
-        why = str(e).splitlines()[0][:160]
+        why = (str(e).splitlines() or [type(e).__name__])[0][:160]
         raise ModelError(
             f"{source}: not a Hugging Face image classifier, backbone or image–text model ({why})"
         ) from None
@@ -172,21 +174,41 @@ def load_folder(folder: Path, label: str, weights: str | None = None, arch: str 
         raise UsageError("--arch: a save_pretrained folder names its architecture in config.json; drop --arch")
     if not any((folder / f).is_file() for f in WEIGHT_FILES) and not any(folder.glob("*.safetensors")):
         raise ModelError(f"{folder}: has config.json but no weights (model.safetensors or pytorch_model.bin)")
-    module = _auto(folder, local_files_only=True)
+    if not isinstance(_json_file(folder / "config.json"), dict):  # read first: transformers' errors are not one line
+        raise ModelError(f"{folder / 'config.json'}: not a JSON object; re-save the model with save_pretrained")
+    for weights_file in sorted(folder.glob("*.bin")):  # torch.save zips, which transformers reads
+        check_zip(weights_file)
+    try:
+        module = _auto(folder, local_files_only=True)
+    except ModelError:
+        raise
+    except Exception as e:  # transformers reading the folder's files: corrupt weights, settings it cannot use
+        why = said(e)
+        raise ModelError(f"{folder}: transformers cannot load it ({why}); re-save it with save_pretrained") from None
     return _loaded(module, label, _processor(folder), "checkpoint", folder)
 
 
 def _processor(folder: Path) -> dict[str, Any] | None:
     """The image processor's settings: ``preprocessor_config.json``, or newer transformers' ``processor_config.json``
     (an image–text model's processor, its image processor inside)."""
-    proc = folder / "preprocessor_config.json"
-    if proc.is_file():
-        return json.loads(proc.read_text())
-    joint = folder / "processor_config.json"
-    if joint.is_file():
-        found = json.loads(joint.read_text()).get("image_processor")
+    for name, key in (("preprocessor_config.json", None), ("processor_config.json", "image_processor")):
+        file = folder / name
+        if not file.is_file():
+            continue
+        found = _json_file(file)
+        if key is not None and isinstance(found, dict):
+            found = found.get(key)
         return found if isinstance(found, dict) else None
     return None
+
+
+def _json_file(file: Path) -> Any:
+    """The JSON in a folder's settings file, or a one-line :class:`ModelError`."""
+    try:
+        return json_value(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # UnicodeDecodeError is a ValueError
+        why = (str(e).splitlines() or [type(e).__name__])[0][:160]
+        raise ModelError(f"{file}: cannot read it as JSON ({why}); fix the file or re-save the model") from None
 
 
 def load_hub(name: str, weights: str | None) -> LoadedModel:
@@ -213,9 +235,10 @@ def load_hub(name: str, weights: str | None) -> LoadedModel:
         try:
             module = _auto(name)
         except OSError as e:
+            why = (str(e).splitlines() or [type(e).__name__])[0][:160]
             raise ModelError(
-                f"cannot get {name} from the Hugging Face hub ({str(e).splitlines()[0][:160]}); offline, pass a "
-                "save_pretrained folder as --model"
+                f"cannot get {name} from the Hugging Face hub ({why}); offline, pass a save_pretrained folder as "
+                "--model"
             ) from None
     processor = None
     try:
@@ -223,7 +246,7 @@ def load_hub(name: str, weights: str | None) -> LoadedModel:
 
         found = try_to_load_from_cache(name, "preprocessor_config.json")
         if isinstance(found, str):
-            processor = json.loads(Path(found).read_text())
+            processor = json_value(Path(found).read_text())
     except (ImportError, OSError, ValueError):
         processor = None
     return _loaded(module, PREFIX + name, processor, "random" if spec == "none" else "hf " + name, name)
