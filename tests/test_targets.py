@@ -225,6 +225,7 @@ def test_an_out_of_memory_retry_keeps_each_half_with_its_inputs():
     class Job:
         batch_inputs = ("a", "b", "c")
         picture_sizes = ((1, 1), (2, 2), (3, 3))
+
         def __init__(self) -> None:
             self.seen: list[tuple[int, tuple[str, ...], int]] = []
 

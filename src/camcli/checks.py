@@ -4,11 +4,12 @@ from outside (a class name, a path) is shown on one line (:func:`one_line`)."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
 import stat
-from typing import Protocol
+from typing import Any, Protocol
 
 from .errors import UsageError
 
@@ -59,6 +60,15 @@ def one_line(text: str) -> str:
     class name or a path from outside, made fit for a caption or a table cell (the records keep the text as it
     is)."""
     return _BREAKS.sub(" ", text)
+
+
+def json_value(text: str | bytes) -> Any:
+    """``json.loads`` for text a user gave (an option, a file, a picture's tags): nesting too deep for Python's
+    parser (``[[[[…``) is the ValueError any other malformed text gives, not a RecursionError."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 class TargetFields(Protocol):

@@ -100,13 +100,32 @@ def resolve_target(value: str | int, categories: Sequence[str], exact: bool = Fa
 
 def resolve_targets(values: Sequence[str | int], categories: Sequence[str]) -> list[int]:
     """Class indices, each once, in the order given (``--target 281 --target tabby`` is one class); ``not:`` is
-    refused (detectors and segmenters explain objects, which have no negative)."""
+    refused (detectors and segmenters explain objects, which have no negative). A model of the user's own whose
+    classes nobody named (no ``categories``) takes any class index: its objects are reported by the numbers it
+    gives them (``class_3``), so those numbers are what a user asks for; one it never predicts is said absent."""
+    if not categories:
+        return list(dict.fromkeys(_unnamed_class(v) for v in values))
     out = [parse_target(v, categories) for v in values]
     if any(t.negate for t in out):
         raise TargetError(
             "--target not:… negates a classifier's score; a detector's or segmenter's objects have no negative"
         )
     return list(dict.fromkeys(t.index for t in out))
+
+
+def _unnamed_class(value: str | int) -> int:
+    """A class index for a model whose class names and count are unknown."""
+    text = str(value).strip()
+    if re.fullmatch(r"\d+", text):
+        return int(text)
+    if text.lower().startswith(NEGATE):
+        raise TargetError(
+            "--target not:… negates a classifier's score; a detector's or segmenter's objects have no negative"
+        )
+    raise TargetError(
+        f"--target {text!r}: this model's classes are unknown (no names, no count), so pass a class index (the "
+        "number it gives the objects, 0 or more), or --labels FILE to use names"
+    )
 
 
 def parse_target(

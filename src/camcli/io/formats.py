@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import Image
 
+from ..checks import json_value
 from .png import encode_png, read_text
 
 EXTENSIONS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
@@ -87,7 +88,7 @@ def read_tags(path: Path) -> dict[str, str]:
     if payload is None:
         return {}
     try:
-        tags = json.loads(payload)
+        tags = json_value(payload)
     except ValueError:
         return {}
     return {str(k): str(v) for k, v in tags.items()} if isinstance(tags, dict) else {}

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..checks import json_value
 from ..errors import InputError, UsageError
 from .formats import encode_picture, read_tags
 from .inputs import InputFile, identity
@@ -300,7 +301,7 @@ def write_answer(target: Path, owner: str, settings: str, said: dict[str, Any]) 
 def answered(target: Path, owner: str, settings: str) -> bool:
     """``target`` is an answer file (:func:`write_answer`) written for this input with these settings."""
     try:
-        said = json.loads(target.read_text())
+        said = json_value(target.read_text())
     except (OSError, ValueError):
         return False
     return isinstance(said, dict) and said.get("input") == owner and said.get("settings") == settings

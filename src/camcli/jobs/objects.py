@@ -145,8 +145,9 @@ class ObjectJob(Job[Objects]):
         )
 
     def header(self) -> str:
+        unknown = "" if self.model.categories else ", classes unknown: named by their numbers"
         return (
-            f"model {self.model.name}{self.weights_note()} ({self.task}) · layer {'+'.join(self.layers)} "
+            f"model {self.model.name}{self.weights_note()} ({self.task}{unknown}) · layer {'+'.join(self.layers)} "
             f"({self.how_layers_chosen()}) · method {', '.join(m.name for m in self.methods)} · device {self.device}"
         )
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..checks import TargetFields, regular_file
+from ..checks import TargetFields, json_value, regular_file
 from ..engine.hooks import eval_mode
 from ..engine.scoring import Scorer, model_logits
 from ..engine.targets import Target, parse_target, parse_targets
@@ -297,7 +296,7 @@ def _rows(text: str, path: str) -> list[tuple[int, str, str]]:
             if not line.strip():
                 continue
             try:
-                rec = json.loads(line)
+                rec = json_value(line)
             except ValueError as e:
                 raise UsageError(f"--targets-file '{path}' line {n} is not JSON ({e})") from None
             if not isinstance(rec, dict) or "input" not in rec or "target" not in rec:

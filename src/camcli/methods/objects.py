@@ -30,6 +30,7 @@ from torch import nn
 from ..engine.hooks import Captured, capture, eval_mode
 from ..engine.layers import resolve
 from ..engine.layouts import to_grid
+from ..engine.targets import check_index
 from ..errors import LayerError, UsageError
 from ..options import Layout
 from .base import CamMethod, Context, normalize
@@ -304,6 +305,8 @@ def explain_segmentation(
         region = _region_mask(query, (h, w), size, x.device)
         if query.labels is not None:
             wanted = sorted(query.labels)
+            if wanted:  # a segmenter of the user's own has its class count said here first, by its output
+                check_index(wanted[-1], logits.shape[1])
         else:
             counts = torch.bincount(pred[region].flatten(), minlength=logits.shape[1])
             counts[0] = 0  # background

@@ -1,17 +1,12 @@
 """User checkpoints: safe loading, unwrapping, prefix stripping, building the model they hold.
 
-Which architecture a state_dict is: :mod:`camcli.models.archs`; class names: :mod:`camcli.models.labels`.
-
-Safety: ``torch.load(..., weights_only=True, map_location="cpu")`` always; there is no automatic fallback to
-full unpickling. A file that needs arbitrary classes is refused with the classes it would import, unless the
-user passes ``--trust-checkpoint``. This module is the only place that deserializes user files.
+Which architecture a state_dict is: :mod:`camcli.models.archs`; class names: :mod:`camcli.models.labels`;
+reading the file (safely, unless ``--trust-checkpoint``): :mod:`camcli.models.ckpt_read`.
 """
 
 from __future__ import annotations
 
-import pickle
-import threading
-import zipfile
+import argparse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +28,8 @@ from .archs import (
     strip_head,
 )
 from .base import LoadedModel, arch_key, set_labels
-from .ckpt_format import SAFE_DATA, SAFE_NAMES, detect_format
-from .custom import build_custom, explain_unpickling, import_path, is_custom_arch
+from .ckpt_read import read_file
+from .custom import build_custom, is_custom_arch
 from .families import family_hint, has_extra
 from .labels import imagenet_categories, placeholder_names
 from .object_archs import identify_objects, load_object
@@ -44,8 +39,6 @@ from .zoo import object_names, preferred_layer
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "module", "network", "weights", "params")
 EMA_KEYS = ("model_ema", "state_dict_ema", "ema_state_dict", "ema", "ema_model", "ema_state")
 PREFIXES = ("module.", "_orig_mod.", "model.", "net.")
-# torch.serialization.safe_globals edits one process-wide list: one load at a time changes it
-_SAFE_LOCK = threading.Lock()
 
 
 @dataclass
@@ -67,76 +60,6 @@ class CheckpointInfo:
     notes: list[str] = field(default_factory=list)
 
 
-def _unsafe_globals(path: Path) -> list[str]:
-    try:
-        return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
-    except Exception:
-        return []
-
-
-def read_file(path: Path, trust: bool, code_path: str | None = None) -> tuple[str, object]:
-    """(format, deserialized object) without ever running code from the file unless ``trust`` (then the classes
-    it names are imported, with ``code_path`` first on the import path)."""
-    if not path.exists():
-        raise UsageError(f"checkpoint '{path}' does not exist; check the path or pass a model name")
-    if path.is_dir():
-        raise UsageError(f"'{path}' is a folder; pass a checkpoint file (.pt, .pth, .ckpt, .safetensors)")
-    size = path.stat().st_size
-    if size == 0:
-        raise CheckpointError(f"{path}: empty file (0 bytes); re-save or re-download it")
-    with path.open("rb") as f:
-        head = f.read(16)
-    fmt = detect_format(path, head)
-    if fmt == "torchscript":
-        raise CheckpointError(
-            f"{path}: a TorchScript archive; hooks cannot be attached to scripted modules. Save the eager "
-            "model's state_dict instead: torch.save(model.state_dict(), 'model.pt')"
-        )
-    if fmt == "safetensors":
-        try:
-            from safetensors.torch import load_file
-        except ImportError:
-            raise CheckpointError(
-                "reading .safetensors needs the safetensors package: pip install safetensors"
-            ) from None
-        try:
-            return fmt, load_file(str(path), device="cpu")
-        except Exception as e:
-            raise CheckpointError(f"{path}: not a valid safetensors file ({e})") from None
-    if code_path and not Path(code_path).expanduser().is_dir():
-        raise UsageError(f"--code-path '{code_path}' is not a folder")
-    try:
-        if trust:
-            with import_path(code_path):
-                return fmt, torch.load(str(path), map_location="cpu", weights_only=False)
-        with _SAFE_LOCK:  # only what is not allowed already: leaving the block takes these away again
-            have = torch.serialization.get_safe_globals()
-            extra = [g for g in SAFE_DATA if g not in have]
-            with torch.serialization.safe_globals(extra):
-                return fmt, torch.load(str(path), map_location="cpu", weights_only=True)
-    except (ModuleNotFoundError, AttributeError) as e:
-        raise explain_unpickling(path, e) from None
-    except pickle.UnpicklingError as e:
-        if trust:
-            raise CheckpointError(f"{path}: cannot unpickle ({e})") from None
-        # the file's own classes first (they are what the user recognises), torch internals last
-        names = sorted(set(_unsafe_globals(path)) - SAFE_NAMES, key=lambda n: (n.startswith("torch."), n))
-        if names:
-            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-            what = f"it would import {len(names)} class(es)/function(s): {shown}"
-            if any(n.split(".")[0] in ("omegaconf", "lightning", "pytorch_lightning", "functools") for n in names):
-                what += " (a training framework's settings beside the weights, e.g. Lightning's hyper_parameters)"
-        else:
-            what = "it needs objects beyond plain tensors"
-        raise CheckpointError(
-            f"{path}: refused to load: {what}, which can run arbitrary code. Re-save it as a state_dict "
-            "(torch.save(model.state_dict(), 'model.pt')) or safetensors, or pass --trust-checkpoint if you "
-            "trust the file"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
-        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({str(e).splitlines()[0][:160]})") from None
-
-
 def _is_state_dict(obj: object) -> TypeGuard[Mapping[object, torch.Tensor]]:
     return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
 
@@ -151,6 +74,8 @@ def unwrap(obj: object, info: CheckpointInfo) -> None:
             raise CheckpointError(f"{info.path}: holds a {type(obj).__name__}, not a state_dict")
         info.extra_keys = [str(k) for k in obj]
         declared = obj.get("arch")
+        if not isinstance(declared, str) and isinstance(obj.get("args"), argparse.Namespace):
+            declared = getattr(obj["args"], "model", None)  # timm's train.py's arguments: --model NAME
         info.declared_arch = declared if isinstance(declared, str) else None
         found = None
         for key in (*WRAPPER_KEYS, *EMA_KEYS):
@@ -264,7 +189,7 @@ def _declared(info: CheckpointInfo) -> CheckpointInfo | None:
     (arch, num) = good[0]
     info.arch, info.num_classes = arch, num
     info.candidates = [info.arch]
-    info.notes.append(f"architecture named in the file ('arch': {name})")
+    info.notes.append(f"architecture named in the file ({name})")
     return info
 
 

@@ -1,5 +1,5 @@
-"""What kind of file a checkpoint is, from its first bytes, and what plain data beside the weights the safe loader
-may build (nothing is deserialized here)."""
+"""What kind of file a checkpoint is, from its first bytes, whether a zip's entries stay within reason, and what
+plain data beside the weights the safe loader may build (nothing is deserialized here)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,28 @@ SAFE_DATA: list[Any] = [  # classes, or (class, the name a pickle gives it)
 SAFE_NAMES = frozenset(g[1] if isinstance(g, tuple) else f"{g.__module__}.{g.__qualname__}" for g in SAFE_DATA)
 
 
+# torch.save (and Lightning's .ckpt, which is torch.save) stores a zip's entries uncompressed: what they expand to
+# is the file's size. A zip whose entries expand to much more (a deflated run of zeros, entries that share their
+# bytes) is refused from its directory, before torch reads and allocates them: at most EXPANSION times the file,
+# or EXPANSION_FLOOR for a small file (a compressed buffer of zeros beside small weights).
+EXPANSION = 20
+EXPANSION_FLOOR = 64 << 20
+
+
+def check_expansion(path: Path, entries: list[zipfile.ZipInfo]) -> None:
+    """A :class:`CheckpointError` when the zip ``path``'s ``entries`` (its central directory) say they expand to
+    more than :data:`EXPANSION` times the file (and more than :data:`EXPANSION_FLOOR`)."""
+    size = path.stat().st_size
+    total = sum(e.file_size for e in entries)
+    if total > max(EXPANSION * size, EXPANSION_FLOOR):
+        packed = sum(e.compress_type != zipfile.ZIP_STORED for e in entries)
+        raise CheckpointError(
+            f"{path}: its {len(entries)} zip entries ({packed} compressed) would expand to {total / 2**20:,.0f} MiB "
+            f"from a {size / 2**20:,.1f} MiB file; refused unread (torch.save stores them uncompressed: re-save "
+            "it with torch.save, not re-zipped)"
+        )
+
+
 def detect_format(path: Path, head: bytes) -> str:
     """The file's format from its first bytes (the suffix decides only for .safetensors, which has no magic)."""
     no_modules = (
@@ -44,9 +66,11 @@ def detect_format(path: Path, head: bytes) -> str:
     if head.startswith(b"PK"):
         try:
             with zipfile.ZipFile(path) as z:
-                names = z.namelist()
-        except zipfile.BadZipFile:
+                entries = z.infolist()
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError):
             raise CheckpointError(f"{path}: truncated or corrupt archive; re-save or re-download it") from None
+        check_expansion(path, entries)
+        names = [e.filename for e in entries]
         if path.suffix.lower() == ".pt2" or any(
             "serialized_exported_program" in n or "archive_format" in n for n in names
         ):

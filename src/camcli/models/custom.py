@@ -13,17 +13,22 @@ import importlib.util
 import json
 import re
 import sys
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from torch import nn
 
+from ..checks import json_value
 from ..errors import CheckpointError, ModelError, UsageError
 
 FORM = "use path/to/file.py:ClassName or package.module:factory"
+GUARD = 'put the code that should run only as a script under `if __name__ == "__main__":`'
+# sys.argv and sys.stdout are the process's: one piece of the user's code runs at a time
+_USER_CODE = threading.RLock()
 
 
 def is_custom_arch(spec: str | None) -> bool:
@@ -50,15 +55,43 @@ def import_path(*folders: str | Path | None) -> Iterator[None]:
                 sys.path.remove(f)
 
 
+@contextmanager
+def user_code(name: str, what: str) -> Iterator[None]:
+    """Run the user's code (importing their file or module, calling their class or factory, unpickling a trusted
+    model that imports their modules) contained: ``sys.argv`` is ``[name]`` alone, so a script that parses its
+    arguments when imported sees none of camcli's; what it prints goes to stderr, so ``--json`` keeps stdout for
+    records; and a ``sys.exit()`` is a one-line :class:`ModelError` (``what`` is its subject), not camcli's exit.
+    Ctrl-C is left alone."""
+    with _USER_CODE:
+        argv = sys.argv
+        sys.argv = [name]
+        try:
+            with redirect_stdout(sys.stderr):
+                yield
+        except SystemExit as e:
+            code = 0 if e.code is None else e.code
+            raise ModelError(f"{what}: its code called sys.exit({code!r}) (a script run on import?); {GUARD}") from None
+        finally:
+            sys.argv = argv
+
+
+def said(e: BaseException) -> str:
+    """``ExcType: its first line`` (shortened): an exception of the user's code, in one line."""
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0][:200]}" if lines else type(e).__name__
+
+
 def parse_arch_args(text: str | None) -> dict[str, Any]:
     if not text:
         return {}
+    shown = repr(text) if len(text) <= 80 else repr(text[:60]) + f"… ({len(text)} characters)"
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise UsageError(f"--arch-args {text!r} is not JSON ({e.msg}); write e.g. '{{\"num_classes\": 7}}'") from None
+        value = json_value(text)
+    except ValueError as e:
+        why = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
+        raise UsageError(f"--arch-args {shown} is not JSON ({why}); write e.g. '{{\"num_classes\": 7}}'") from None
     if not isinstance(value, dict):
-        raise UsageError(f"--arch-args {text!r}: give a JSON object of keyword arguments, e.g. '{{\"a\": 1}}'")
+        raise UsageError(f"--arch-args {shown}: give a JSON object of keyword arguments, e.g. '{{\"a\": 1}}'")
     return value
 
 
@@ -74,15 +107,19 @@ def _import(target: str, code_path: str | None) -> ModuleType:
         if spec is None or spec.loader is None:
             raise UsageError(f"--arch: cannot import '{target}' as Python; {FORM}")
         module = importlib.util.module_from_spec(spec)
-        with import_path(code_path, file.parent):  # the file's own sibling imports work
+        # the file's own sibling imports work
+        with import_path(code_path, file.parent), user_code(str(file), f"--arch: importing {target}"):
             sys.modules[name] = module
             try:
                 spec.loader.exec_module(module)
             except Exception as e:
                 sys.modules.pop(name, None)
-                raise ModelError(f"--arch: running {target} raised {type(e).__name__}: {e}") from None
+                raise ModelError(f"--arch: running {target} raised {said(e)}") from None
+            except BaseException:  # sys.exit() (user_code says it in one line) or Ctrl-C
+                sys.modules.pop(name, None)
+                raise
         return module
-    with import_path(code_path):
+    with import_path(code_path), user_code(target, f"--arch: importing {target}"):
         try:
             return importlib.import_module(target)
         except ModuleNotFoundError as e:
@@ -90,7 +127,7 @@ def _import(target: str, code_path: str | None) -> ModuleType:
                 f"--arch: cannot import '{e.name}'; pass --code-path DIR, the folder that holds it, or install it"
             ) from None
         except Exception as e:
-            raise ModelError(f"--arch: importing {target} raised {type(e).__name__}: {e}") from None
+            raise ModelError(f"--arch: importing {target} raised {said(e)}") from None
 
 
 def build_custom(spec: str, arch_args: str | None = None, code_path: str | None = None) -> nn.Module:
@@ -104,12 +141,15 @@ def build_custom(spec: str, arch_args: str | None = None, code_path: str | None 
         public = sorted(n for n, v in vars(module).items() if isinstance(v, type) and issubclass(v, nn.Module))
         listed = f"; its nn.Module classes: {', '.join(public[:8])}" if public else ""
         raise UsageError(f"--arch: {target} has no '{attr}'{listed}")
+    folder = Path(target).parent if target.endswith(".py") else None
     try:
-        with import_path(code_path, Path(target).parent if target.endswith(".py") else None):
+        with import_path(code_path, folder), user_code(target, f"--arch: calling {attr}() of {target}"):
             built = getattr(module, attr)(**kwargs)
+    except ModelError:
+        raise  # user_code's, for a sys.exit()
     except Exception as e:
         how = f" with --arch-args {json.dumps(kwargs)}" if kwargs else " (pass its arguments with --arch-args JSON)"
-        raise ModelError(f"--arch: {attr}(){how} raised {type(e).__name__}: {e}") from None
+        raise ModelError(f"--arch: {attr}(){how} raised {said(e)}") from None
     if not isinstance(built, nn.Module):
         raise ModelError(f"--arch: {attr}() returned a {type(built).__name__}, not a torch nn.Module")
     return built
@@ -138,4 +178,4 @@ def explain_unpickling(path: Path, error: Exception) -> CheckpointError:
             f"{path}: module '{found.group(2)}' has no '{found.group(1)}' (another version of the code?); pass the "
             "--code-path of the code the model was saved with"
         )
-    return CheckpointError(f"{path}: cannot unpickle ({type(error).__name__}: {text.splitlines()[0][:160]})")
+    return CheckpointError(f"{path}: cannot unpickle ({said(error)})")

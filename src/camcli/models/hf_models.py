@@ -197,9 +197,10 @@ def load_hub(name: str, weights: str | None, trust: bool = False) -> LoadedModel
         try:
             module, prep = build(None)
         except OSError as e:
+            why = (str(e).splitlines() or [type(e).__name__])[0][:160]
             raise ModelError(
-                f"cannot get {name} from the Hugging Face hub ({str(e).splitlines()[0][:160]}); offline, pass a "
-                "save_pretrained folder as --model"
+                f"cannot get {name} from the Hugging Face hub ({why}); offline, pass a save_pretrained folder as "
+                "--model"
             ) from None
     weights_name = "random" if spec == "none" else "hf " + name
     return _loaded(

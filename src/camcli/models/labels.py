@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from ..checks import regular_file
+from ..checks import json_value, regular_file
 from ..errors import UsageError
 
 
@@ -50,7 +49,7 @@ def read_labels(path: str, num_classes: int | None) -> list[str]:
     names: list[str]
     if p.suffix.lower() == ".json" or text.lstrip().startswith(("[", "{")):
         try:
-            data = json.loads(text)
+            data = json_value(text)
         except ValueError as e:
             raise UsageError(f"--labels file '{path}' is not valid JSON ({e})") from None
         if isinstance(data, list):

@@ -9,6 +9,7 @@ from ..engine.hooks import eval_mode
 from ..engine.scoring import model_logits
 from ..errors import ModelError
 from .base import LoadedModel, set_labels
+from .custom import said, user_code
 from .labels import placeholder_names
 
 
@@ -36,15 +37,15 @@ def count_outputs(model: LoadedModel) -> int:
     module = model.module
     device = next((p.device for p in module.parameters()), torch.device("cpu"))
     x = torch.zeros(1, 3, *model.input_size, device=device)
+    blank = f"running it on a blank {model.input_size[0]}×{model.input_size[1]} picture"
     try:
-        with torch.inference_mode(), eval_mode(module):
+        with torch.inference_mode(), eval_mode(module), user_code(model.name, f"{model.name}: {blank}"):
             output = module(x)
             out = model_logits(output, embedding=True)
+    except ModelError:
+        raise
     except Exception as e:
-        raise ModelError(
-            f"{model.name}: running it on a blank {model.input_size[0]}×{model.input_size[1]} picture raised "
-            f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}; check --arch and --arch-args"
-        ) from None
+        raise ModelError(f"{model.name}: {blank} raised {said(e)}; check --arch and --arch-args") from None
     if out.dim() != 2 or out.shape[1] < 1 or not out.is_floating_point():
         raise ModelError(
             f"{model.name}: its output has shape {tuple(out.shape)} ({out.dtype}); camcli explains (batch, N) float "
