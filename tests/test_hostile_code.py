@@ -363,3 +363,11 @@ def test_timm_train_py_checkpoints_load_safely(tmp_path, arch):
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(original(x), loaded.module(x), atol=1e-5)
+
+
+def test_arch_without_a_checkpoint_is_refused_not_ignored(tmp_path):
+    """--arch with a named --model (the default one included) used to be ignored: the bundled model ran instead."""
+    _, file = own_code(tmp_path)
+    for extra in ([], ["--model", "resnet18", "--weights", "none"]):
+        res = invoke("layers", "--arch", f"{file}:Net", *extra)
+        one_line(res, 2, "--arch: for a checkpoint file", "pass your checkpoint as --model FILE")

@@ -59,6 +59,14 @@ def load_model(
     a :class:`LoadedModel` in eval mode on the CPU."""
     spec = spec.strip()
     folder = folder_model(spec)
+    if folder is None and not looks_like_path(spec):  # a named model is its own architecture: never ignored
+        given = [flag for flag, v in (("--arch", arch), ("--arch-args", arch_args), ("--code-path", code_path)) if v]
+        if given:
+            flags = " and ".join(given)
+            raise UsageError(
+                f"{flags}: for a checkpoint file, and --model {spec} is a named model with its own architecture; "
+                f"pass your checkpoint as --model FILE, or drop {flags}"
+            )
     if folder is not None:
         model = hf_models.load_folder(folder, spec, weights, arch, trust=trust_checkpoint)
     elif spec.lower().startswith(hf_models.PREFIX):
