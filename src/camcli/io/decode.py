@@ -63,11 +63,17 @@ def decode(
             wanted = (max(math.ceil(w * s), min_size[0]), max(math.ceil(h * s), min_size[1]))
             im.draft(im.mode, wanted)  # the largest DCT scale whose result is still at least ``wanted``
         im.load()
-        try:
-            im = ImageOps.exif_transpose(im)
-        except Exception:  # a broken EXIF block must not cost the picture
-            pass
-        return to_rgb(im)
+        return upright_rgb(im)
+
+
+def upright_rgb(im: Image.Image) -> Image.Image:
+    """A loaded picture turned upright by its EXIF orientation (a broken EXIF block does not cost the picture), in
+    RGB."""
+    try:
+        im = ImageOps.exif_transpose(im)
+    except Exception:
+        pass
+    return to_rgb(im)
 
 
 def read_mask(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -211,11 +217,7 @@ def decode_bounded(path: Path, long_side: int, max_decoded: int) -> Image.Image:
                 raise InputError(f"{path}: {w}x{h} is over the {max_decoded:,} pixels decoded for a copy")
             ImageFile.LOAD_TRUNCATED_IMAGES = False
             im.load()
-            try:
-                im = ImageOps.exif_transpose(im)
-            except Exception:  # a broken EXIF block must not cost the picture
-                pass
-            return to_rgb(im)
+            return upright_rgb(im)
     except InputError:
         raise
     except UnidentifiedImageError:
