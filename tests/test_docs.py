@@ -44,3 +44,10 @@ def test_the_site_builds_strictly_and_offline(tmp_path: Path):
     for ref in re.findall(r'<(?:link|script)[^>]*(?:href|src)="([^"#?]+)', index):
         assert (site / ref).is_file(), ref  # the theme's CSS and JS are in the built folder
     assert (site / "report.jpg").is_file() and (site / "chelsea.gradcam.png").is_file()
+
+
+def test_the_readme_links_to_files_that_exist():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    targets = [t.split("#")[0] for t in re.findall(r"\]\(([^)\s]+)\)", readme) if "://" not in t]
+    assert sum(t.startswith("docs/") for t in targets) >= 15
+    assert not [t for t in targets if not (ROOT / t).is_file()]
