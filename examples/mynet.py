@@ -1,4 +1,4 @@
-"""A model class of your own, as a training script would define it (used by the README's "Your own model")."""
+"""A model class of your own, as a training script would define it (used by docs/your-own-model.md)."""
 
 import torch
 from torch import nn
