@@ -1,5 +1,8 @@
 """``camcli report OUT``: a static, offline HTML report of an output folder, built from its records.
 
+The page is a small app (``assets/app.js``, no build step) whose every view has an address in the URL's hash
+(``#/``, ``#/image/<id>``, ``#/evaluate``, the filters as a query), so that it works from ``file://``.
+
 ``OUT/index.html`` (rendered by jinja2 with autoescaping) loads ``OUT/report/app.js``, ``style.css`` and the data
 as ``OUT/report/data-<digest>.js`` (a script, not a JSON file: browsers refuse to fetch files from ``file://``).
 Thumbnails (long side 240) and viewing copies of the inputs (the overlays' size, long side at most 4096) are JPEGs

@@ -55,7 +55,7 @@ def read_all(out: Path) -> tuple[list[dict[str, Any]], list[str], list[str]]:
                     try:
                         latest[record_key(rec)] = rec
                     except BAD_RECORD as e:
-                        skipped.append(f"{_shown(rec['input'])}: {_why(e)}")
+                        skipped.append(skip_line(rec, e))
     assert RECORD_KEY  # records are keyed as merge-manifests keys them
     return list(latest.values()), problems, skipped
 
@@ -91,9 +91,14 @@ def url(rel: str) -> str:
     return quote(rel, safe="/,=+@!$'()*;", errors="surrogateescape")
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
     text = value if isinstance(value, str) else repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def skip_line(rec: dict[str, Any], e: BaseException) -> str:
+    """The line that says which record was skipped, and why."""
+    return f"{shown(rec['input'])}: {_why(e)}"
 
 
 def _why(e: BaseException) -> str:
@@ -105,7 +110,7 @@ def _number(value: Any, what: str) -> float:
     if value is None:
         return 0.0
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{what} is not a number ({_shown(value)})")
+        raise ValueError(f"{what} is not a number ({shown(value)})")
     try:
         number = float(value)  # a 400-digit integer: OverflowError
     except OverflowError:
@@ -120,7 +125,7 @@ def _index(value: Any, what: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_INDEX:
-        raise ValueError(f"{what} is not a class index ({_shown(value)})")
+        raise ValueError(f"{what} is not a class index ({shown(value)})")
     return value
 
 
@@ -279,7 +284,7 @@ def build_entries(
         try:
             part = _part(out, rec, found)
         except BAD_RECORD as why:
-            skipped.append(f"{_shown(rec['input'])}: {_why(why)}")
+            skipped.append(skip_line(rec, why))
             continue
         missing += found
         kept.append(rec)

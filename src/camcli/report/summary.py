@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..jobs.eval_summary import ARROWS, SCORES, SUMMARY_METRICS, sanity_rows, summarize
-from .entries import BAD_RECORD, _shown, _text, _why, rel_path
+from .entries import BAD_RECORD, rel_path, shown, skip_line
 
 PLOTS = ("curves*.png", "sanity*.png")  # what evaluate draws in OUT (a shard's own: curves.shard-1-of-2.png)
 
@@ -29,7 +29,7 @@ def evaluate_page(out: Path, records: list[dict[str, Any]], skipped: list[str]) 
             summarize([rec], [str(rec.get("method"))])  # its curves and sanity steps are read as numbers
             key = json.dumps({k: rec.get(k) for k in ("model", "layer", "settings")}, sort_keys=True)
         except BAD_RECORD as why:
-            skipped.append(f"{_shown(rec['input'])}: {_why(why)}")
+            skipped.append(skip_line(rec, why))
             continue
         runs.setdefault(key, []).append(rec)
     if not runs:
@@ -67,11 +67,11 @@ def _run(records: list[dict[str, Any]]) -> dict[str, Any]:
             }
         )
     sanity = sanity_rows(summaries) if any(s.sanity for s in summaries.values()) else None
-    said = [f"model {_text(first.get('model'), 'model')}", f"layer {_text(first.get('layer'), 'layer')}"]
+    said = [f"model {shown(first.get('model'))}", f"layer {shown(first.get('layer'))}"]
     for key in ("metrics", "steps", "baseline", "targets", "head"):
         value = settings.get(key)
         if value not in (None, [], ""):
-            said.append(f"{key} {_shown(', '.join(map(str, value)) if isinstance(value, list) else str(value))}")
+            said.append(f"{key} {shown(', '.join(map(str, value)) if isinstance(value, list) else str(value))}")
     return {
         "title": " · ".join(said),
         "images": len({str(r.get("input")) for r in records}),

@@ -7,7 +7,7 @@
   "use strict";
   var DATA = window.CAMCLI_DATA || { entries: [], methods: [], baselines: [], evaluate: null };
   var PAGE = 120;
-  var DEFAULTS = { q: "", method: "", cls: "", status: "", kind: "", sort: "name", show: "overlays", page: "0" };
+  var DEFAULTS = { q: "", method: "", cls: "", status: "", kind: "", sort: "name", show: "overlays", page: "1" };
   var STATUSES = { ok: "ok", no_detection: "no detection", no_match: "no match", empty_mask: "empty mask",
                    no_label: "no label", error: "failed" };
   var KINDS = { cam: "CAM", objects: "objects", features: "feature grids", evaluate: "evaluate" };
@@ -64,7 +64,7 @@
   function withParam(key, value) {
     var p = Object.assign({}, current.params);
     p[key] = value;
-    if (key !== "page") p.page = "0";
+    if (key !== "page") p.page = "1";
     return p;
   }
 
@@ -112,7 +112,7 @@
       if (s === "ok" || s === "error" || has("statuses", s)) option($("status"), s, STATUSES[s]);
     });
     Object.keys(KINDS).forEach(function (k) { if (has("kinds", k)) option($("kind"), k, KINDS[k]); });
-    $("to-evaluate").hidden = !DATA.evaluate;
+    $("views").hidden = !DATA.evaluate;  // (one view of images: the title leads to it)
     ["method", "cls", "status", "kind", "sort", "show"].forEach(function (key) {
       $(key).onchange = function () { go("grid", null, withParam(key, this.value), current.view === "grid"); };
     });
@@ -133,7 +133,7 @@
   // ------------------------------------------------------------------------------------------------- overview
   function showGrid(p) {
     var list = current.list, pages = Math.max(1, Math.ceil(list.length / PAGE));
-    var page = Math.min(Math.max(0, parseInt(p.page, 10) || 0), pages - 1);
+    var page = Math.min(Math.max(0, (parseInt(p.page, 10) || 1) - 1), pages - 1);  // (the address counts from 1)
     $("shown").textContent = list.length + " of " + DATA.entries.length + " shown";
     var cards = $("cards");
     cards.replaceChildren();
@@ -144,8 +144,8 @@
     if (pages > 1) {
       var prev = el("button", "", "← previous"), next = el("button", "", "next →");
       prev.disabled = page === 0; next.disabled = page >= pages - 1;
-      prev.onclick = function () { go("grid", null, withParam("page", String(page - 1)), false); };
-      next.onclick = function () { go("grid", null, withParam("page", String(page + 1)), false); };
+      prev.onclick = function () { go("grid", null, withParam("page", String(page)), false); };
+      next.onclick = function () { go("grid", null, withParam("page", String(page + 2)), false); };
       pager.append(prev, el("span", "hint", "page " + (page + 1) + " of " + pages), next);
     }
   }
@@ -430,7 +430,10 @@
     if (current.view === "image") {
       var step = ev.key === "ArrowRight" ? 1 : ev.key === "ArrowLeft" ? -1 : 0;
       var next = current.list[current.at + step];
-      if (step && current.at >= 0 && next) { ev.preventDefault(); go("image", next.id, p, true); }
+      if (step && current.at >= 0 && next) {  // (and the page of the overview that shows it, for Esc)
+        ev.preventDefault();
+        go("image", next.id, Object.assign({}, p, { page: String(Math.floor((current.at + step) / PAGE) + 1) }), true);
+      }
       else if (ev.key === "Escape") go("grid", null, p, false);
     } else if (current.view === "evaluate" && ev.key === "Escape") go("grid", null, p, false);
   });
