@@ -182,8 +182,9 @@ def test_the_report_in_a_browser(out, tmp_path):
 
 
 def test_a_run_with_report_makes_the_pictures_itself(tmp_path):
-    """`--report` writes each input's thumbnail and viewing copy (the overlays' size) during the run, so the
-    build at the end finds them all and makes none of its own."""
+    """`--report` writes each input's thumbnail and viewing copy (the overlays' size), and its overlay's
+    thumbnail (the card's picture), during the run, so the build at the end finds them all and makes none of its
+    own."""
     from PIL import Image
 
     from camcli.io.thumbs import picture_name
@@ -196,6 +197,7 @@ def test_a_run_with_report_makes_the_pictures_itself(tmp_path):
         src = SAMPLES / name
         (overlay,) = out.glob(f"{name}.gradcam*.png")
         want |= {picture_name(src, "thumb"), picture_name(src, f"view{Image.open(overlay).size}")}
+        want.add(picture_name(overlay, "thumb"))
     assert {p.name for p in (out / "report" / "img").iterdir()} == want
     assert (out / "index.html").is_file()
 

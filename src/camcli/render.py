@@ -170,7 +170,7 @@ def annotate(picture: Image.Image, caption: str, colormap: str) -> Image.Image:
         room = x0 - 3 * pad - low_w
     else:
         room = w - 2 * pad
-    text = fit_text(draw, caption, font, room)  # cut the end that matters least, visibly
+    text = fit_caption(draw, caption, font, room)  # cut the end that matters least, visibly
     draw.text((pad, h + (strip - size) // 2), text, fill=(255, 255, 255), font=font)
     return canvas
 
@@ -195,6 +195,17 @@ def fit_text(draw: Any, text: str, font: Any, room: float) -> str:
         else:
             hi = mid - 1
     return text[:lo] + "…"
+
+
+def fit_caption(draw: Any, text: str, font: Any, room: float) -> str:
+    """:func:`fit_text` with gaps that read as gaps: the default font's space is a fifth of its size (2 pixels at
+    11), so "281 tabby" and "class_1 0.47" read "281tabby" and "class_10.47"; where a font's space is under a
+    quarter of its size, each space is doubled."""
+    font = font or draw.getfont()
+    size = getattr(font, "size", 0)
+    if size and draw.textlength(" ", font=font) < size / 4:
+        text = text.replace(" ", "  ")
+    return fit_text(draw, text, font, room)
 
 
 def panel(
@@ -226,14 +237,14 @@ def panel(
         x = pad + col * (w + pad)
         y = top + pad + row * (head + h + pad)
         canvas.paste(img.convert("RGB").resize((w, h), Image.Resampling.BILINEAR), (x, y + head))
-        draw.text((x, y + 2), fit_text(draw, text, font, w), fill=(0, 0, 0), font=font)
+        draw.text((x, y + 2), fit_caption(draw, text, font, w), fill=(0, 0, 0), font=font)
 
     for r, maps in enumerate(rows):
         put(picture, f"input · {picture.width}x{picture.height}", 0, r)  # (the default font has no ×)
         for c, (text, img) in enumerate(maps, start=1):
             put(img, text, c, r)
     if title:
-        draw.text((pad, 6), fit_text(draw, title, font, canvas.width - 2 * pad), fill=(0, 0, 0), font=font)
+        draw.text((pad, 6), fit_caption(draw, title, font, canvas.width - 2 * pad), fill=(0, 0, 0), font=font)
     # the colour scale, under the last column
     bar_w, bar_h = min(canvas.width - 2 * pad - 120, 256), 10
     y = canvas.height - foot + (foot - bar_h) // 2
@@ -316,7 +327,7 @@ def feature_grid(
     titled.paste(grid, (0, head))
     draw = ImageDraw.Draw(titled)
     big = _font(size)
-    draw.text((3, 5), fit_text(draw, title, big, grid.width - 6), fill=(0, 0, 0), font=big)
+    draw.text((3, 5), fit_caption(draw, title, big, grid.width - 6), fill=(0, 0, 0), font=big)
     return titled
 
 
@@ -361,7 +372,7 @@ def draw_boxes(picture: Image.Image, boxes: Sequence[tuple[tuple[float, ...], st
         draw.rectangle(box, outline=colour, width=width if highlight else 1)
         if highlight and caption:
             left, top = box[0], max(0.0, box[1] - 12)
-            caption = fit_text(draw, caption, None, max(1.0, picture.width - left - 4))
+            caption = fit_caption(draw, caption, None, max(1.0, picture.width - left - 4))
             text_box = draw.textbbox((left + 2, top), caption)
             draw.rectangle((left, top, text_box[2] + 2, text_box[3] + 1), fill=(0, 0, 0))
             draw.text((left + 2, top), caption, fill=(255, 255, 255))

@@ -38,9 +38,11 @@ def report(
     out: Annotated[Path, typer.Argument(help="An output folder of camcli gradcam, cam, features or evaluate.")],
     debug: DebugOpt = False,
 ) -> None:
-    """Build OUT/index.html: every input with its thumbnail, top class and status (filter, sort), and a view per
-    image with the overlays side by side, an opacity slider, the class probabilities, the feature grids and the
-    evaluate metrics. Static and offline: open it from disk or serve the folder.
+    """Build OUT/index.html: every input as a card with its first overlay, class and status (filter by text,
+    method, class, status and kind; sort), a view per image with the overlays side by side, an opacity slider, the
+    class probabilities, the feature grids and the evaluate metrics, and evaluate's summary with its plots. Each
+    view has its own address (Back, Forward, a copied link); a click shows a picture at full size. Static and
+    offline: open it from disk or serve the folder.
 
     Example: camcli report cams/
     """

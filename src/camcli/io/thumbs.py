@@ -1,6 +1,7 @@
 """The report's copies of an input picture (camcli report): a thumbnail and a viewing copy, as JPEGs in
 ``OUT/report/img/``, named by the input's path, size and modification time so that they are made once: by a run
-with ``--report`` while the picture is decoded anyway, or by ``camcli report`` for inputs it finds without them."""
+with ``--report`` while the picture is decoded anyway, or by ``camcli report`` for inputs it finds without them.
+The thumbnail of an input's first overlay (the report's card shows it) is named the same way, by the overlay."""
 
 from __future__ import annotations
 
@@ -47,10 +48,11 @@ def save_jpeg(
     atomic_write_bytes(target, buf.getvalue())
 
 
-def save_input_pictures(src: Path, picture: Image.Image, out: Path) -> None:
+def save_input_pictures(src: Path, picture: Image.Image, out: Path, overlay: Path | None = None) -> None:
     """The thumbnail and the viewing copy (at ``picture``'s size: the overlays' size) of the input ``src``, from
-    its decoded ``picture``; kept when they exist. None are made when ``OUT/report`` or its ``img`` is a link
-    (the report's build at the end refuses to write through it, and says so)."""
+    its decoded ``picture``, and the thumbnail of its first ``overlay`` (the run's own file, just written); kept
+    when they exist. None are made when ``OUT/report`` or its ``img`` is a link (the report's build at the end
+    refuses to write through it, and says so)."""
     folder = out.joinpath(*FOLDER)
     if first_link(out, folder) is not None:
         return
@@ -62,3 +64,7 @@ def save_input_pictures(src: Path, picture: Image.Image, out: Path) -> None:
     view = folder / picture_name(src, f"view{size}")
     if not is_regular(view):
         save_jpeg(picture, view, size=size)
+    if overlay is not None and not is_regular(thumb := folder / picture_name(overlay, "thumb")):
+        with Image.open(overlay) as im:
+            im.draft("RGB", (THUMB, THUMB))  # a JPEG overlay: decoded at a reduced scale
+            save_jpeg(im, thumb, long_side=THUMB)

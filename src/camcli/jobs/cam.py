@@ -358,8 +358,9 @@ class CamJob(Job[CamMaps]):
             for o in written:
                 if isinstance(o, CamOutput):
                     o.panel = str(panel_path)
-        if self.options.report:
-            save_input_pictures(item.path, image.pil(), self.options.out)
+        if self.options.report:  # the input's pictures, and its first overlay's thumbnail (the report's card)
+            first = next((Path(o.overlay) for o in written if isinstance(o, CamOutput) and o.overlay), None)
+            save_input_pictures(item.path, image.pil(), self.options.out, first)
         return ImageResult(
             item.display, True, size=(image.width, image.height), predictions=preds, written=written, maps=maps
         )

@@ -14,13 +14,21 @@ from typing import Any
 from ..io.manifest import read_records
 from ..io.outputs import atomic_write_bytes
 
-# the columns of the summary: record key, heading, which way is better
+# the scores in a record (ROAD's per percentage too: road_morf@20), for people: name, which way is better, meaning
+SCORES: dict[str, tuple[str, str, str]] = {
+    "deletion_auc": ("deletion AUC", "lower", "the class's probability as the map's top pixels are removed (area)"),
+    "insertion_auc": ("insertion AUC", "higher", "the class's probability as the map's top pixels are revealed (area)"),
+    "avg_drop": ("avg drop", "lower", "how much the probability falls when the input is multiplied by the map"),
+    "increase": ("increase", "higher", "how often the probability rises when the input is multiplied by the map"),
+    "road_combined": ("ROAD", "higher", "(LeRF − MoRF) / 2: removing the least relevant pixels should hurt less"),
+    "road_morf": ("ROAD MoRF", "lower", "change of probability with the most relevant pixels removed and imputed"),
+    "road_lerf": ("ROAD LeRF", "higher", "change of probability with the least relevant pixels removed and imputed"),
+}
+ARROWS = {"lower": "↓", "higher": "↑"}
+# the columns of the summary: record key, heading (with which way is better)
 SUMMARY_METRICS = [
-    ("deletion_auc", "deletion AUC ↓"),
-    ("insertion_auc", "insertion AUC ↑"),
-    ("avg_drop", "avg drop ↓"),
-    ("increase", "increase ↑"),
-    ("road_combined", "ROAD ↑"),
+    (k, f"{SCORES[k][0]} {ARROWS[SCORES[k][1]]}")
+    for k in ("deletion_auc", "insertion_auc", "avg_drop", "increase", "road_combined")
 ]
 SANITY_FAIL = 0.5  # a method whose mean rank correlation stays above this after full randomisation fails
 
@@ -69,8 +77,15 @@ def collect(path: Path, base: dict[str, Any], names: list[str]) -> dict[str, Met
                 str(rec.get("target")),
             )
             latest[key] = rec
+    return summarize(list(latest.values()), names)
+
+
+def summarize(records: list[dict[str, Any]], names: list[str]) -> dict[str, MethodSummary]:
+    """The records (one per input, map and class) of the maps ``names`` grouped by map, in the order of ``names``
+    (also the report's: :mod:`camcli.report.summary`)."""
     out: dict[str, MethodSummary] = {}
-    for (_, method, _, _), rec in latest.items():
+    for rec in records:
+        method = str(rec.get("method"))
         s = out.setdefault(method, MethodSummary(method, bool(rec.get("baseline"))))
         for key, value in (rec.get("scores") or {}).items():
             if isinstance(value, (int, float)) or value is None:  # None: not a number for this image

@@ -3,7 +3,7 @@
 Per batch: one forward and backward pass gives every method's map (:func:`~camcli.methods.explain`); the maps
 are upsampled to the model's input size; every metric's perturbed inputs go through the model ``--batch-size``
 at a time. Per image, method and class one record goes to ``OUT/metrics.jsonl``; the job writes no other file
-per image (the summary table and the plots are made from the records at the end, :mod:`camcli.jobs.report`).
+per image (the summary table and the plots are made from the records at the end, :mod:`camcli.jobs.eval_summary`).
 """
 
 from __future__ import annotations

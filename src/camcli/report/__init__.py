@@ -1,5 +1,8 @@
 """``camcli report OUT``: a static, offline HTML report of an output folder, built from its records.
 
+The page is a small app (``assets/app.js``, no build step) whose every view has an address in the URL's hash
+(``#/``, ``#/image/<id>``, ``#/evaluate``, the filters as a query), so that it works from ``file://``.
+
 ``OUT/index.html`` (rendered by jinja2 with autoescaping) loads ``OUT/report/app.js``, ``style.css`` and the data
 as ``OUT/report/data-<digest>.js`` (a script, not a JSON file: browsers refuse to fetch files from ``file://``).
 Thumbnails (long side 240) and viewing copies of the inputs (the overlays' size, long side at most 4096) are JPEGs
@@ -29,6 +32,7 @@ from ..errors import UsageError
 from ..io.outputs import atomic_write_bytes
 from .entries import build_entries, read_all
 from .pictures import add_pictures
+from .summary import evaluate_page
 
 
 @dataclass
@@ -76,14 +80,24 @@ def build_report(out: Path) -> ReportInfo:
         raise UsageError(f"no records in '{out}' (manifest.jsonl or metrics.jsonl); run camcli there first")
     missing: list[str] = []
     unread = len(skipped)  # not among the records
-    entries = build_entries(out, records, missing, skipped)
+    kept: list[dict[str, Any]] = []
+    entries = build_entries(out, records, missing, skipped, kept)
+    evaluate = evaluate_page(out, kept, skipped)
     problems += _summary("record(s) with a bad value skipped", skipped, "; the report shows the others")
     problems += _summary(
         f"overlay(s) named in the records are not in {out}", missing, ": removed; the report shows the others"
     )
     problems += _summary("picture(s) left out", add_pictures(out, entries), "; the report shows the rest")
-    methods = sorted({m["method"] for e in entries for m in e["maps"] + e["metrics"] if m["method"]})
-    data = {"entries": entries, "methods": methods, "version": __version__}
+    # evaluate's baselines (maps that explain nothing) are shown as such, not among the methods
+    baselines = sorted({m["method"] for e in entries for m in e["metrics"] if m["baseline"]})
+    methods = sorted({m["method"] for e in entries for m in e["maps"] + e["metrics"] if m["method"]} - set(baselines))
+    data = {
+        "entries": entries,
+        "methods": methods,
+        "baselines": baselines,
+        "evaluate": evaluate,
+        "version": __version__,
+    }
     body = _script_json(data)
     data_file = f"data-{hashlib.sha256(body).hexdigest()[:16]}.js"
     folder = out / "report"
@@ -96,10 +110,10 @@ def build_report(out: Path) -> ReportInfo:
     env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
     template = env.from_string((assets / "index.html.j2").read_text(encoding="utf-8"))
     failed = sum(e["status"] == "error" for e in entries)
+    ok = sum(e["status"] == "ok" for e in entries)
     html = template.render(
         title=str(out),
-        counts={"inputs": len(entries), "ok": len(entries) - failed, "failed": failed},
-        methods=methods,
+        counts={"inputs": len(entries), "ok": ok, "failed": failed, "nothing": len(entries) - ok - failed},
         data_file=data_file,
         version=hashlib.sha256((assets / "app.js").read_bytes()).hexdigest()[:8],
         built=time.strftime("%Y-%m-%d %H:%M"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -23,6 +24,17 @@ LEDGERS = ("manifest", "metrics")
 BAD_RECORD = (ValueError, TypeError, OverflowError, AttributeError, KeyError, IndexError, RecursionError, CamcliError)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 MAX_INDEX = 2**53  # integers beyond this are not exact in the page's JavaScript
+# what the page filters by: a record's kind ("objects": a detector's or a segmenter's), and the statuses of an input
+# that was done with nothing to draw (a detector's or a threshold's answer, not a failure)
+KINDS = {
+    "cam": "cam",
+    "features": "features",
+    "evaluate": "evaluate",
+    "detection": "objects",
+    "segmentation": "objects",
+}
+NOTHING = ("no_detection", "no_match", "empty_mask", "no_label")
+_OBJECT = re.compile(r"\.obj(\d+)-[^/]*$")  # an object's number in its overlay's name (…gradcam.obj02-17-cat.png)
 
 
 def read_all(out: Path) -> tuple[list[dict[str, Any]], list[str], list[str]]:
@@ -43,7 +55,7 @@ def read_all(out: Path) -> tuple[list[dict[str, Any]], list[str], list[str]]:
                     try:
                         latest[record_key(rec)] = rec
                     except BAD_RECORD as e:
-                        skipped.append(f"{_shown(rec['input'])}: {_why(e)}")
+                        skipped.append(skip_line(rec, e))
     assert RECORD_KEY  # records are keyed as merge-manifests keys them
     return list(latest.values()), problems, skipped
 
@@ -79,9 +91,14 @@ def url(rel: str) -> str:
     return quote(rel, safe="/,=+@!$'()*;", errors="surrogateescape")
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
     text = value if isinstance(value, str) else repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def skip_line(rec: dict[str, Any], e: BaseException) -> str:
+    """The line that says which record was skipped, and why."""
+    return f"{shown(rec['input'])}: {_why(e)}"
 
 
 def _why(e: BaseException) -> str:
@@ -93,7 +110,7 @@ def _number(value: Any, what: str) -> float:
     if value is None:
         return 0.0
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{what} is not a number ({_shown(value)})")
+        raise ValueError(f"{what} is not a number ({shown(value)})")
     try:
         number = float(value)  # a 400-digit integer: OverflowError
     except OverflowError:
@@ -108,8 +125,37 @@ def _index(value: Any, what: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_INDEX:
-        raise ValueError(f"{what} is not a class index ({_shown(value)})")
+        raise ValueError(f"{what} is not a class index ({shown(value)})")
     return value
+
+
+def _maybe(value: Any, what: str) -> float | None:
+    return None if value is None else _number(value, what)
+
+
+def _box(value: Any) -> list[float] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 4:
+        raise ValueError("target.box is not 4 numbers")
+    return [_number(v, "target.box") for v in value]
+
+
+def _note(rec: dict[str, Any], status: str) -> str:
+    """Why an input done with ``status`` has nothing to draw, as its record says it."""
+    settings, target = _dict(rec.get("settings"), "settings"), _dict(rec.get("target"), "target")
+    score, name = _maybe(settings.get("min_score"), "settings.min_score"), _text(target.get("label_name"), "label")
+    at = f" at score ≥ {score:g}" if score is not None else ""
+    if status == "no_label":
+        return f"no label at or above {_number(rec.get('threshold'), 'threshold'):g}"
+    if status == "no_match":
+        iou, need = _maybe(target.get("iou"), "target.iou"), _maybe(settings.get("iou"), "settings.iou")
+        best = f" (best IoU {iou:g} < {need:g})" if iou is not None and need is not None else at
+        return f"no detection{' of ' + name if name else ''} matched --box {_text(settings.get('box'), 'box')}{best}"
+    if status == "empty_mask":
+        where = "--region" if settings.get("region") else "--mask" if settings.get("mask") else "the picture"
+        return f"class {name} has no pixels in {where}" if name else "no class found in the picture (background only)"
+    return f"no detection{' of ' + name if name else ''}{at}"
 
 
 def _text(value: Any, what: str) -> str:
@@ -148,22 +194,27 @@ def _sha256(value: Any) -> str | None:
 
 def _part(out: Path, rec: dict[str, Any], missing: list[str]) -> dict[str, Any]:
     """What one record adds to its input's entry (a bad value raises one of :data:`BAD_RECORD`)."""
-    part: dict[str, Any] = {"maps": [], "grids": [], "metrics": [], "sha256": _sha256(rec.get("input_sha256"))}
     status = rec.get("status")
-    # a detector's or a threshold's answer (nothing to draw), not a failure
-    if status in ("no_detection", "no_match", "empty_mask", "no_label"):
-        return part
-    if status != "ok":
+    kind = KINDS.get(str(rec.get("kind")), "cam")  # (records of older versions: a CAM run's)
+    part: dict[str, Any] = {"maps": [], "grids": [], "metrics": [], "sha256": _sha256(rec.get("input_sha256"))}
+    part |= {"kind": kind, "status": status if status in NOTHING else "ok", "note": None, "cover": None}
+    if status in NOTHING:  # a detector's or a threshold's answer (nothing to draw), not a failure
+        part["note"] = _note(rec, status)
+        if status != "no_label":
+            return part
+    elif status != "ok":
         part["error"] = _text(rec.get("error"), "error") or "failed"
         return part
     outputs = _dict(rec.get("outputs"), "outputs")
     settings = _dict(rec.get("settings"), "settings")
-    kind = rec.get("kind")
     if kind == "evaluate":
         part["metrics"].append(
             {
                 "method": _text(rec.get("method"), "method"),
+                "baseline": rec.get("baseline") is True,  # random, gaussian, edges: maps that explain nothing
+                "class_index": _index(rec.get("class_index"), "class_index"),
                 "class_name": _text(rec.get("class_name"), "class_name"),
+                "probability": _number(rec.get("probability"), "probability"),
                 "scores": _scores(rec.get("scores")),
             }
         )
@@ -186,16 +237,27 @@ def _part(out: Path, rec: dict[str, Any], missing: list[str]) -> dict[str, Any]:
             for t in top_k
             if isinstance(t, dict)
         ]
+    if status == "no_label":
+        return part
     given = rec.get("target")  # a class ("281", "not:0"), or an object of a detector or segmenter
     target: dict[str, Any] = given if isinstance(given, dict) else {}
-    base = {  # an object of a detector or segmenter: its label, and its score as the detector gave it
+    base: dict[str, Any] = {  # an object of a detector or segmenter: its label, and its score as the detector gave it
         "method": _text(rec.get("method"), "method"),
         "class_index": _index(rec.get("class_index", target.get("label")), "class_index"),
         "class_name": _text(rec.get("class_name") or target.get("label_name"), "class_name"),
         "probability": _number(
-            rec.get("probability", target.get("score") if kind == "detection" else 0.0), "probability"
+            rec.get("probability", target.get("score") if rec.get("kind") == "detection" else 0.0), "probability"
         ),
+        "object": None,
     }
+    if kind == "objects":  # two objects of one class: told apart by their number and box
+        number = _OBJECT.search(outputs["overlay"]) if isinstance(outputs.get("overlay"), str) else None
+        base["object"] = {
+            "number": int(number.group(1)) if number else None,
+            "box": _box(target.get("box")),
+            "pixels": _index(target.get("mask_pixels"), "mask_pixels"),
+        }
+        part["cover"] = rel_path(out, outputs.get("combined"))  # the map of every object: the card's picture
     overlay = rel_path(out, outputs.get("overlay"))
     if overlay is None and isinstance(outputs.get("overlay"), str):
         missing.append(outputs["overlay"])
@@ -210,19 +272,22 @@ def _part(out: Path, rec: dict[str, Any], missing: list[str]) -> dict[str, Any]:
 
 
 def build_entries(
-    out: Path, records: list[dict[str, Any]], missing: list[str], skipped: list[str]
+    out: Path, records: list[dict[str, Any]], missing: list[str], skipped: list[str], kept: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """The page's data per input; the overlays named in records but not found in ``out`` go to ``missing``, the
-    records with a bad value to ``skipped``. An entry's ``sha256`` is the input's digest as its run recorded it."""
+    records with a bad value to ``skipped``, the others to ``kept``. An entry's ``sha256`` is the input's digest as
+    its run recorded it; its ``status`` is ``ok`` when it has something to show, else why not (a failure,
+    ``error``, or a status of :data:`NOTHING`); ``statuses`` and ``kinds`` are what the page filters by."""
     by_input: dict[str, dict[str, Any]] = {}
     for rec in records:
         found: list[str] = []
         try:
             part = _part(out, rec, found)
         except BAD_RECORD as why:
-            skipped.append(f"{_shown(rec['input'])}: {_why(why)}")
+            skipped.append(skip_line(rec, why))
             continue
         missing += found
+        kept.append(rec)
         e = by_input.setdefault(
             rec["input"],
             {
@@ -234,6 +299,10 @@ def build_entries(
                 "grids": [],
                 "metrics": [],
                 "sha256": None,
+                "statuses": [],
+                "kinds": [],
+                "notes": [],
+                "cover": None,
             },
         )
         e["sha256"] = part["sha256"] or e["sha256"]
@@ -243,8 +312,40 @@ def build_entries(
             e["top"], e["values"] = part["top"], part["values"]
         for k in ("maps", "grids", "metrics"):
             e[k] += part[k]
-    # an input that failed in one run and worked in a later one shows its outputs
+        e["cover"] = e["cover"] or part["cover"]
+        for k, value in (("statuses", part["status"]), ("kinds", part["kind"]), ("notes", part["note"])):
+            if value and value not in e[k]:
+                e[k].append(value)
     for e in by_input.values():
-        if e["status"] == "error" and (e["maps"] or e["grids"] or e["metrics"]):
+        shown = bool(e["maps"] or e["grids"] or e["metrics"])
+        nothing = [s for s in e["statuses"] if s in NOTHING]
+        if shown:  # an input that failed in one run and worked in a later one shows its outputs
             e["status"], e["error"] = "ok", None
-    return sorted(by_input.values(), key=lambda e: e["input"])
+        elif nothing:  # done, with nothing to draw: a detector's or a threshold's answer
+            e["status"], e["error"] = nothing[0], None
+        e["statuses"] = sorted({e["status"], *nothing, *(["ok"] if shown else [])})
+    entries = sorted(by_input.values(), key=lambda e: e["input"])
+    for e, ident in zip(entries, _ids([e["input"] for e in entries]), strict=True):
+        e["id"] = ident
+    return entries
+
+
+def _ids(inputs: list[str]) -> list[str]:
+    """A short name per input for the page's addresses (``#/image/coffee.png``): the last part of its path, or as
+    many last parts as tell it from the others (``a/x.png``, ``b/x.png``), URL-quoted."""
+    parts = [[p for p in s.split("/") if p not in ("", ".")] or [s] for s in inputs]
+    depth = [1] * len(inputs)
+    while True:
+        ids = ["/".join(p[-d:]) for p, d in zip(parts, depth, strict=True)]
+        seen = Counter(ids)
+        longer = [i for i, x in enumerate(ids) if seen[x] > 1 and depth[i] < len(parts[i])]
+        if not longer:
+            break
+        for i in longer:
+            depth[i] += 1
+    taken: Counter[str] = Counter()
+    out = []
+    for x in ids:  # still the same (a//b and a/b): numbered
+        taken[x] += 1
+        out.append(url(x if taken[x] == 1 else f"{x}~{taken[x]}"))
+    return out

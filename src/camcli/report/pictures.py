@@ -1,5 +1,6 @@
 """The report's pictures in ``OUT/report/img/``: thumbnails and viewing copies of the inputs, the maps alone (with
-``--save-raw``), and a thumbnail of the first map of an input without a picture.
+``--save-raw``), and a thumbnail of each input's first overlay (the card's picture; the input's thumbnail too when
+there is no picture of the input).
 
 What is copied: a picture of an input (which usually lies outside ``OUT``) is made only when the input's record
 holds the digest its run wrote (``input_sha256``) and the file still has that digest, so an edited record never
@@ -80,12 +81,18 @@ def _pictures_of(out: Path, img: Path, e: dict[str, Any], notes: list[str]) -> N
             name = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:20]
             if _map_picture(raw_path, img / f"{name}.png", colormap or "jet", notes):
                 m["map"] = f"report/img/{name}.png"
-    if e["thumb"] is None:
-        first = e["maps"][0]["overlay"] if e["maps"] else e["grids"][0]["grid"] if e["grids"] else None
-        if first is not None:
-            name = hashlib.sha256(f"{first}|thumb".encode("utf-8", "surrogateescape")).hexdigest()[:20] + ".jpg"
-            if _picture(_in(out, first), img / name, THUMB, None, notes):
-                e["thumb"] = f"report/img/{name}"
+    # the card's picture: the input's first overlay (a detector's: the map of every object), or feature grid
+    cover = e.pop("cover", None)
+    first = cover or (e["maps"][0]["overlay"] if e["maps"] else e["grids"][0]["grid"] if e["grids"] else None)
+    e["card"] = None
+    if first is not None:
+        try:
+            name = picture_name(_in(out, first), "thumb")  # named as a run with --report names it
+        except (OSError, ValueError):
+            name = None
+        if name is not None and _picture(_in(out, first), img / name, THUMB, None, notes):
+            e["card"] = f"report/img/{name}"
+    e["thumb"] = e["thumb"] or e["card"]  # no picture of the input: its overlay's
 
 
 def _in(out: Path, rel: str) -> Path:
