@@ -459,6 +459,9 @@ def bench_report(n: int) -> None:
         Image.open(ROOT / "docs" / "chelsea.gradcam.png").convert("RGB").resize(Image.open(photo).size).save(
             overlays[k]
         )
+    from camcli.io.inputs import content_digest
+
+    digests = {p: content_digest(p) for p in photos}  # as a run records it: the report copies only these inputs
     lines = []
     for i in range(n):
         photo = src / f"{i:05d}.jpg"
@@ -468,7 +471,8 @@ def bench_report(n: int) -> None:
         top = [{"index": 285, "name": "Egyptian cat", "probability": 0.5 + (i % 50) / 100}]
         rec = {"input": str(photo), "kind": "cam", "model": "m", "layer": "l", "settings": {}, "method": "gradcam",
                "status": "ok", "class_index": 285, "class_name": "Egyptian cat", "probability": top[0]["probability"],
-               "top_k": top, "outputs": {"overlay": str(ov)}}  # fmt: skip
+               "top_k": top, "outputs": {"overlay": str(ov)},
+               "input_sha256": digests[photos[i % len(photos)]]}  # fmt: skip
         lines.append(_json.dumps(rec))
     (out / "manifest.jsonl").write_text("\n".join(lines) + "\n")
     cold = build_report(out)  # a folder from runs without --report: the build makes every picture
@@ -478,8 +482,10 @@ def bench_report(n: int) -> None:
 
     decoded = {p: Image.open(p).convert("RGB") for p in photos}
     t = time.perf_counter()
-    for i in range(n):
-        save_input_pictures(src / f"{i:05d}.jpg", decoded[photos[i % len(photos)]], out)
+    for i in range(n):  # the input's thumbnail and view, and the card's thumbnail of its first overlay
+        k = i % len(photos)
+        ov = out / f"{i:05d}.jpg.gradcam.285-Egyptian_cat.png"
+        save_input_pictures(src / f"{i:05d}.jpg", decoded[photos[k]], out, ov)
     in_run = (time.perf_counter() - t) / n
     after_run = build_report(out)
     again = build_report(out)
