@@ -20,6 +20,7 @@ from typing import Any
 import typer
 
 from .. import profiling
+from . import streams
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 INTERRUPTED = "interrupted; outputs finished so far are kept and recorded, no partial files are left"
@@ -41,7 +42,7 @@ def guarded(debug: bool, quiet: bool = False) -> Iterator[None]:
     installed = _main_thread()  # signal handlers can only be set from the main thread
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if installed else None
     try:
-        with libraries_quiet() if quiet else nullcontext():
+        with streams.stdout_for_results(), libraries_quiet() if quiet else nullcontext():
             yield
     except CamcliError as e:
         if debug:
@@ -56,6 +57,12 @@ def guarded(debug: bool, quiet: bool = False) -> Iterator[None]:
         raise typer.Exit(EXIT_BROKEN_PIPE) from None
     except (typer.Exit, SystemExit):
         raise
+    except OSError as e:  # a path the user gave that the system refuses: too long, a folder where a file goes …
+        if debug or e.filename is None:
+            raise
+        named = e.filename2 if e.filename2 is not None else e.filename  # a rename's: where the file was to go
+        _error(f"{_cut(named)}: {e.strerror or e}; check the path (or pick another --out)")
+        raise typer.Exit(EXIT_USAGE) from None
     except Exception as e:  # a bug or a model that fails on its own: one line, the traceback behind --debug
         if debug:
             raise
@@ -112,6 +119,11 @@ def _error(message: str) -> None:
     console.error(message)
 
 
+def _cut(name: object) -> str:
+    text = os.fsdecode(name) if isinstance(name, str | bytes) else str(name)
+    return text if len(text) <= 120 else text[:60] + "…" + text[-40:]
+
+
 def _error_stream_line(line: str) -> None:
     sys.stderr.write(line + "\n")
 
@@ -119,7 +131,7 @@ def _error_stream_line(line: str) -> None:
 def _silence_stdout() -> None:
     """Point stdout at /dev/null so that flushing it at exit does not fail again."""
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    os.dup2(devnull, streams.results().fileno())
     os.close(devnull)
 
 

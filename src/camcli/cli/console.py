@@ -11,7 +11,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import IO, Any, cast
 
 from rich.console import Console
 from rich.progress import (
@@ -26,6 +26,7 @@ from rich.table import Table
 
 from ..checks import one_line
 from ..steps import listening
+from .streams import ResultsFile
 
 _err: Console | None = None
 _out: Console | None = None
@@ -50,7 +51,7 @@ def out_console() -> Console:
     """Console for results (stdout)."""
     global _out
     if _out is None:
-        _out = _Console(width=_width(), highlight=False)  # file=None: follows sys.stdout
+        _out = _Console(file=cast(IO[str], ResultsFile()), width=_width(), highlight=False)  # the results
     return _out
 
 

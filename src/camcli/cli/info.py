@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from . import streams
 from .boundary import guarded
 from .model_opts import ArchArgsOpt, ArchOpt, CodePathOpt, TrustOpt
 from .params import DebugOpt, JsonOpt, ModelArgs, shared_options
@@ -32,7 +32,7 @@ def _methods(json_out: bool) -> None:
     if json_out:
         for n, summary, paper, grad, cost in rows:
             rec = {"name": n, "summary": summary, "paper": paper, "gradients": grad == "yes", "cost": cost}
-            sys.stdout.write(json.dumps(rec) + "\n")
+            streams.results().write(json.dumps(rec) + "\n")
         return
     table = []
     for n, summary, paper, grad, cost in rows:
@@ -92,7 +92,7 @@ def inspect(
             "first_keys": list(info.state_dict)[:5],
         }
         if json_out:
-            sys.stdout.write(json.dumps(rec) + "\n")
+            streams.results().write(json.dumps(rec) + "\n")
             return
         rows = [
             (k, ", ".join(map(str, v)) if isinstance(v, list) else ("-" if v is None else v)) for k, v in rec.items()
@@ -200,7 +200,7 @@ def layers(
                     **({"layout_problem": i.problem} if i.problem else {}),
                     "default": i.name in chosen,
                 }
-                sys.stdout.write(json.dumps(rec) + "\n")
+                streams.results().write(json.dumps(rec) + "\n")
             return
         calls = any(i.calls != 1 for i in shown)  # a column only when some layer runs more than once (or never)
         rows = [
@@ -252,7 +252,7 @@ def models(
         if json_out:
             for e in shown:
                 rec = {"name": e.name, "weights": e.weights, "offline": e.offline, "where": e.where}
-                sys.stdout.write(json.dumps(rec) + "\n")
+                streams.results().write(json.dumps(rec) + "\n")
             return
         offline = sum(e.offline for e in shown)
         console.table(

@@ -7,7 +7,6 @@ records, reports failed inputs, prints the summary and returns the exit code.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ import typer
 
 from ..options import DEFAULT_METHOD, CamOptions, FeatureOptions, RunOptions
 from ..profiling import phase
+from . import streams
 from .boundary import EXIT_OK, EXIT_SOME_FAILED, guarded
 from .cam_opts import ObjectArgs, TargetArgs, method_option, target_option
 from .completion import EXPLAIN, OUTPUT, RUN, SMOOTHING, complete_blend, complete_normalize
@@ -303,8 +303,8 @@ def run_with_report(
         ):
             for result in results:
                 if run.json_out:
-                    sys.stdout.buffer.write(b"".join(encode_record(r) for r in result.records))
-                    sys.stdout.flush()
+                    streams.results().buffer.write(b"".join(encode_record(r) for r in result.records))
+                    streams.results().flush()
                 if not result.ok:
                     console.error(result.error or "failed")
                 summary.add(result)

@@ -132,7 +132,7 @@ def _index(key: Any) -> int | None:
     if isinstance(key, int) and not isinstance(key, bool):
         return key
     text = str(key).strip()
-    return int(text) if text.isdigit() and len(text) < 12 else None
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 12 else None  # "²".isdigit() is true
 
 
 def _shown(value: Any) -> str:
@@ -240,7 +240,7 @@ def input_size(where: Path | str, field: str, value: Any) -> tuple[int, int]:
         sides = [value.get("height", side), value.get("width", side)]
     elif not isinstance(value, list | tuple):
         sides = [value, value]
-    sides = [sides[0], sides[-1]] if len(sides) else []
+    sides = list(sides)  # [h, w]: a list of another length is not an input size (not its first and last items)
     if len(sides) != 2 or not all(_whole(v) and 1 <= v <= MAX_SIDE for v in sides):
         raise ModelError(
             f'{where}: "{field}" {_shown(value)} is not an input size; give a whole number of pixels from 1 to '

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
@@ -9,6 +10,9 @@ from pathlib import Path
 
 from ..checks import json_value, regular_file
 from ..errors import UsageError
+
+INDEX = re.compile(r"[0-9]{1,12}")  # a class index as a JSON key: ASCII digits only ("²".isdigit() is true)
+MAX_CLASSES = 1_000_000  # a --labels file's indices: the names list is as long as the largest index
 
 
 def placeholder(index: int) -> str:
@@ -46,6 +50,8 @@ def read_labels(path: str, num_classes: int | None) -> list[str]:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise UsageError(f"cannot read --labels file '{path}' ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise UsageError(f"--labels file '{path}' is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     names: list[str]
     if p.suffix.lower() == ".json" or text.lstrip().startswith(("[", "{")):
         try:
@@ -57,12 +63,17 @@ def read_labels(path: str, num_classes: int | None) -> list[str]:
         elif isinstance(data, dict):
             pairs = {}
             for k, v in data.items():
-                if str(k).lstrip("-").isdigit():
-                    pairs[int(k)] = str(v)
-                elif isinstance(v, int):
-                    pairs[v] = str(k)
+                if INDEX.fullmatch(k):
+                    index, name = int(k), v
+                elif isinstance(v, int) and not isinstance(v, bool):
+                    index, name = v, k
                 else:
-                    raise UsageError(f"--labels JSON must map indices to names; got '{k}': {v!r}")
+                    raise UsageError(f"--labels JSON must map indices to names; got {k[:40]!r}: {str(v)[:40]!r}")
+                if not 0 <= index < MAX_CLASSES:
+                    raise UsageError(
+                        f"--labels JSON: class index {str(index)[:40]} is not from 0 to {MAX_CLASSES - 1:,}; fix it"
+                    )
+                pairs[index] = str(name)
             names = [pairs.get(i, placeholder(i)) for i in range(max(pairs) + 1)] if pairs else []
         else:
             raise UsageError(f"--labels file '{path}' must hold a JSON list or object")
