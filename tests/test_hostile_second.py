@@ -82,3 +82,16 @@ def test_what_a_models_forward_prints_never_reaches_the_records_on_stdout(tmp_pa
     lines = [line for line in res.stdout.splitlines() if line.strip()]
     assert lines and all(json.loads(line)["input"] for line in lines), res.stdout
     assert "FORWARD SAYS HI" in res.stderr
+
+
+def test_the_report_shows_a_long_text_from_a_record_cut_short(tmp_path):
+    from camcli.report.entries import MAX_TEXT
+
+    out = tmp_path / "out"
+    out.mkdir()
+    record = {"input": str(tmp_path / "a.png"), "kind": "cam", "status": "error", "error": "x" * 3_000_000}
+    (out / "manifest.jsonl").write_text(json.dumps(record) + "\n")
+    res = invoke("report", out)
+    assert res.exit_code == 0, res.output
+    (data,) = (out / "report").glob("data-*.js")
+    assert "x" * MAX_TEXT not in data.read_text() and data.stat().st_size < 100_000

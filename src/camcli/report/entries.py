@@ -158,12 +158,16 @@ def _note(rec: dict[str, Any], status: str) -> str:
     return f"no detection{' of ' + name if name else ''}{at}"
 
 
+MAX_TEXT = 4000  # characters of one text from a record that the page shows
+
+
 def _text(value: Any, what: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, (str, int, float)):
         raise ValueError(f"{what} is not a text")
-    return str(value)
+    text = str(value)  # a page shows a text, not a book: an edited record's 300 MB error is not copied whole
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
 
 
 def _dict(value: Any, what: str) -> dict[str, Any]:
