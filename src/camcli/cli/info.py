@@ -84,8 +84,10 @@ def inspect(
         from .inspect_model import inspect_model, is_model_spec
 
         if is_model_spec(str(checkpoint)):
-            given = {"arch": arch, "arch_args": arch_args, "trust": trust_checkpoint, "code_path": code_path}
-            inspect_model(str(checkpoint), **given, json_out=json_out)
+            inspect_model(
+                str(checkpoint), arch=arch, arch_args=arch_args, trust=trust_checkpoint, code_path=code_path,
+                json_out=json_out,
+            )  # fmt: skip
             return
 
         info = inspect_checkpoint(

@@ -182,8 +182,8 @@ def _list_entries(spec: str) -> Iterator[tuple[Path, str | None, Path]]:
             if not text or text.startswith("#"):
                 continue
             if "\0" in text:
-                where = Path(f"{spec}:{number}")
-                yield where, f"{spec}:{number}: not a path (it holds a NUL byte); a list of paths?", where
+                line = Path(f"{spec}:{number}")
+                yield line, f"{spec}:{number}: not a path (it holds a NUL byte); a list of paths?", line
                 continue
             path = folder / text
             problem = None

@@ -146,7 +146,7 @@ def weights_source(name: str) -> str | None:
         return None
     if cfg.hf_hub_id:
         return hub_endpoint()
-    return cfg.url or None
+    return cfg.url if isinstance(cfg.url, str) and cfg.url else None
 
 
 def weights_text(name: str) -> str:
@@ -155,7 +155,8 @@ def weights_text(name: str) -> str:
     from timm.models import get_pretrained_cfg
 
     cfg = get_pretrained_cfg(name)
-    if cfg is None or not (cfg.hf_hub_id or cfg.url):
+    url = weights_source(name)
+    if cfg is None or url is None:
         return "none published (--weights none only)"
     if cfg.hf_hub_id:
         from huggingface_hub import try_to_load_from_cache
@@ -164,7 +165,7 @@ def weights_text(name: str) -> str:
         cached = any(isinstance(try_to_load_from_cache(cfg.hf_hub_id, f), str) for f in files)
         where = f"{cfg.hf_hub_id} on the Hugging Face hub"
     else:
-        cached, where = _url_cached(cfg.url), cfg.url
+        cached, where = _url_cached(url), url
     return f"{where} ({'cached' if cached else 'not cached: downloaded on first use'})"
 
 
