@@ -278,7 +278,7 @@ def test_cli_panel_is_written_recorded_and_resumed(tmp_path):
     res = invoke("cam", str(SAMPLES / "coffee.png"), "--method", "gradcam", "--method", "eigencam", "--top-k", "2",
                  "--panel", "--out", str(tmp_path), "-q")  # fmt: skip
     assert res.exit_code == 0
-    panel = tmp_path / "coffee.png.panel-gradcam+eigencam.png"
+    panel = tmp_path / "coffee.png.panel-gradcam_eigencam.png"  # the methods joined by "_"
     pic = Image.open(panel)
     assert pic.size[0] == 6 + 3 * (320 + 6)  # the input and two methods, 320 pixels wide each
     recs = [json.loads(line) for line in (tmp_path / "manifest.jsonl").read_text().splitlines()]

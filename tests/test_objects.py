@@ -195,7 +195,8 @@ def test_toy_segmenter_map_is_the_class_channel_inside_the_region():
     )
     (obj,) = objects
     cam = obj.maps["hirescam"]
-    assert obj.status == "ok" and obj.mask_pixels == 10 * 15  # counted at the model's 40 × 60 output
+    # 10 × 15 of the model's 40 × 60 output; counted in the 80 × 120 picture's pixels: the region's 30 × 20
+    assert obj.status == "ok" and obj.mask_pixels == 30 * 20
     outside = cam.clone()
     outside[18:42, 28:62] = 0  # the region, and the one pixel the 2× resize blurs on each side
     assert float(outside.max()) == 0.0  # nothing outside the region
@@ -348,8 +349,8 @@ def test_box_and_region_are_in_the_pixels_of_the_picture_drawn(odd_picture, tmp_
     seg.input_size = (96, 128)
     job, result = run(seg, odd_picture, tmp_path / "seg", targets=["1"], region="116,0,233,151")
     (rec, _) = job.records(result)
-    # the right half of the 233 × 151 picture, counted at the model's 96 × 128 output: about half its pixels
-    assert rec["target"]["mask_pixels"] == pytest.approx(96 * 128 / 2, rel=0.02)
+    # the right half of the 233 × 151 picture, counted in the picture's pixels (not the model's 96 × 128 output)
+    assert rec["target"]["mask_pixels"] == pytest.approx(233 * 151 / 2, rel=0.02)
     _, nothing = run(seg, odd_picture, tmp_path / "none", region="0,0,1,1", mask=None, targets=[])
     assert {o.status for o in nothing.written} <= {"ok", "empty_mask"} and nothing.written
 

@@ -62,6 +62,19 @@ def one_line(text: str) -> str:
     return _BREAKS.sub(" ", text)
 
 
+def first_words(error: BaseException | str, limit: int = 200) -> str:
+    """A library's error as one line for a message of camcli's: its first line, cut at a word (with "…") when it
+    is longer than ``limit`` characters, never in the middle of one; an exception without text: its type."""
+    text = str(error).strip()
+    line = one_line(text.splitlines()[0]) if text else ""
+    if not line:
+        return type(error).__name__ if isinstance(error, BaseException) else ""
+    if len(line) <= limit:
+        return line
+    cut = line[:limit].rsplit(" ", 1)[0].rstrip(" ,;:")
+    return (cut or line[:limit]) + " …"
+
+
 def json_value(text: str | bytes) -> Any:
     """``json.loads`` for text a user gave (an option, a file, a picture's tags): nesting too deep for Python's
     parser (``[[[[…``) is the ValueError any other malformed text gives, not a RecursionError."""

@@ -1,5 +1,5 @@
-"""Progress inside one batch: slow per-image work (Score-CAM's masked batches, smoothing passes) says how far it
-is, and whoever listens (the CLI's progress display) shows it.
+"""Progress inside one batch: slow per-image work (Score-CAM's masked batches, smoothing passes, evaluate's
+perturbed inputs) says how far it is, and whoever listens (the CLI's progress display) shows it.
 
 Torch-free and cheap when nobody listens: :func:`report` is one context-variable lookup.
 """
@@ -30,3 +30,30 @@ def listening(listener: StepListener) -> Iterator[None]:
         yield
     finally:
         _listener.reset(token)
+
+
+_count: ContextVar[list[int] | None] = ContextVar("camcli_step_count", default=None)  # [done, total]
+_count_what: ContextVar[str] = ContextVar("camcli_step_count_what", default="")
+
+
+@contextmanager
+def counting(what: str, total: int) -> Iterator[None]:
+    """Count the units :func:`advance` is told about in this context as ``what``, ``done`` of ``total``: for work
+    whose parts are counted far below the code that knows the whole (evaluate's perturbed inputs, counted as
+    they go through the model). Its end reports the work over."""
+    tally_token, what_token = _count.set([0, max(1, total)]), _count_what.set(what)
+    try:
+        report(what, 0, max(1, total))
+        yield
+    finally:
+        _count.reset(tally_token)
+        _count_what.reset(what_token)
+        report(what, max(1, total), max(1, total))
+
+
+def advance(n: int = 1) -> None:
+    """``n`` more units of the work being counted (:func:`counting`) are done; nothing when none is counted."""
+    tally = _count.get()
+    if tally is not None:
+        tally[0] += n
+        report(_count_what.get(), min(tally[0], tally[1] - 1), tally[1])  # its end says that it is over

@@ -13,6 +13,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
 from . import evaluate, info, report, runs
+from .boundary import GIVEN
 
 
 def _plain(params: list[Any]) -> list[Any]:
@@ -30,6 +31,11 @@ class _Command(TyperCommand):
 
     def get_params(self, ctx: Any) -> list[Any]:
         return _plain(super().get_params(ctx))  # and the --help option click adds
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        given = [info_name or self.name or "", *args]  # before parsing: the interrupt line's resume command
+        GIVEN.set(given)
+        return super().make_context(info_name, args, parent=parent, **extra)
 
 
 class _Group(TyperGroup):

@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from types import FrameType
 from typing import Any
 
@@ -30,12 +31,35 @@ def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+#: the command's name and arguments as given (set by app.py as the command line is parsed)
+GIVEN: ContextVar[list[str] | None] = ContextVar("camcli_given_args", default=None)
+RESUME = "--skip-existing"
+LONGEST_HINT = 1000  # a resume command longer than this (thousands of files from a glob) is described instead
+
+
+def resume_hint() -> str:
+    """How to go on after an interrupted run: the same command with ``--skip-existing`` (``--overwrite`` dropped),
+    quoted for a POSIX shell, or in words when it is not known or too long to be of use."""
+    import shlex
+
+    given = GIVEN.get()
+    words = f"rerun the same command with {RESUME} to resume"
+    if not given:
+        return words
+    name, args = given[0], [a for a in given[1:] if a != "--overwrite"]
+    line = shlex.join(["camcli", name, *args, *([RESUME] if RESUME not in args else [])])
+    if len(line) > LONGEST_HINT:
+        return words
+    return f"resume with: {line}" + (" (the same paths piped in again)" if "-" in args else "")
+
+
 @contextmanager
-def guarded(debug: bool, quiet: bool = False) -> Iterator[None]:
+def guarded(debug: bool, quiet: bool = False, resumable: bool = False) -> Iterator[None]:
     """Run a command's body: translate camcli errors, interrupts and unexpected exceptions into exit codes.
 
     ``--debug`` lets exceptions through with their tracebacks. SIGTERM is handled like Ctrl-C while inside.
     ``quiet`` (``-q``): the libraries camcli drives print no progress bars either (:func:`libraries_quiet`).
+    ``resumable``: a run over inputs, whose interrupt line says how to resume it (:func:`resume_hint`).
     """
     from ..errors import CamcliError
 
@@ -50,7 +74,7 @@ def guarded(debug: bool, quiet: bool = False) -> Iterator[None]:
         _error(str(e))
         raise typer.Exit(e.exit_code) from None
     except KeyboardInterrupt:
-        _error(INTERRUPTED)
+        _error(f"{INTERRUPTED}; {resume_hint()}" if resumable else INTERRUPTED)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except BrokenPipeError:  # `camcli … --json | head`: the reader has what it wanted
         _silence_stdout()

@@ -102,7 +102,7 @@ def evaluate(
     """
     started = time.perf_counter()
     code = EXIT_OK
-    with guarded(run.debug, run.quiet):
+    with guarded(run.debug, run.quiet, resumable=True):
         with phase("import"):
             from ..jobs.evaluate import EvaluateJob
 

@@ -53,7 +53,14 @@ def _methods(json_out: bool) -> None:
 
 
 def inspect(
-    checkpoint: Annotated[Path, typer.Argument(help="A .pt/.pth/.bin/.ckpt/.safetensors file.")],
+    checkpoint: Annotated[
+        Path,
+        typer.Argument(
+            help="A .pt/.pth/.bin/.ckpt/.safetensors file, or a model as --model takes it: a Hugging Face folder, "
+            "timm:NAME, hf:ORG/NAME, a torchvision name.",
+            metavar="CHECKPOINT|MODEL",
+        ),
+    ],
     arch: ArchOpt = None,
     arch_args: ArchArgsOpt = None,
     trust_checkpoint: TrustOpt = False,
@@ -61,7 +68,9 @@ def inspect(
     json_out: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Show what a checkpoint holds: format, where the weights are, architecture found, classes, keys.
+    """Show what a checkpoint holds: format, where the weights are, architecture found, classes, keys; or what a
+    model --model names is (a Hugging Face folder, timm:NAME, hf:ORG/NAME …): task, classes, preprocessing,
+    default layers, size, and where its default weights are (nothing is downloaded).
 
     Nothing in the file is executed (weights-only loading) unless --trust-checkpoint is given.
 
@@ -72,6 +81,14 @@ def inspect(
 
         from ..models.checkpoints import inspect_checkpoint
         from . import console
+        from .inspect_model import inspect_model, is_model_spec
+
+        if is_model_spec(str(checkpoint)):
+            inspect_model(
+                str(checkpoint), arch=arch, arch_args=arch_args, trust=trust_checkpoint, code_path=code_path,
+                json_out=json_out,
+            )  # fmt: skip
+            return
 
         info = inspect_checkpoint(
             str(checkpoint), arch=arch, trust=trust_checkpoint, code_path=code_path, arch_args=arch_args
@@ -229,8 +246,8 @@ def models(
     json_out: JsonOpt = False,
 ) -> None:
     """List the model names --model accepts: the bundled offline model first, then torchvision's classifiers,
-    detectors and segmenters, each with its default weights and whether it runs offline (weights bundled or
-    already cached). timm:NAME and hf:ORG/NAME models are not listed.
+    detectors and segmenters, each with its task (classifier, detector, segmenter), its default weights and
+    whether it runs offline (weights bundled or already cached). timm:NAME and hf:ORG/NAME models are not listed.
 
     Example: camcli models resnet
     """
@@ -251,14 +268,14 @@ def models(
             raise typer.Exit(1)
         if json_out:
             for e in shown:
-                rec = {"name": e.name, "weights": e.weights, "offline": e.offline, "where": e.where}
+                rec = {"name": e.name, "task": e.task, "weights": e.weights, "offline": e.offline, "where": e.where}
                 streams.results().write(json.dumps(rec) + "\n")
             return
         offline = sum(e.offline for e in shown)
         console.table(
             f"models: {len(shown)}, {offline} offline with their weights (any of them with --weights none)",
-            ["name", "default weights", "weights file"],
-            [(e.name, e.weights or "-", e.where) for e in shown],
+            ["name", "task", "default weights", "weights file"],
+            [(e.name, e.task, e.weights or "-", e.where) for e in shown],
             stdout=True,
             keep=("name",),
         )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -23,12 +22,11 @@ from .cam_opts import ObjectArgs, TargetArgs, method_option, target_option
 from .completion import EXPLAIN, OUTPUT, RUN, SMOOTHING, complete_blend, complete_normalize
 from .params import BatchArgs, ColormapOpt, GridLayerOpt, InputsArg, LayerOpt, ModelArgs, shared_options
 from .report import ReportOpt, build_and_tell
+from .summary import Summary
 
 if TYPE_CHECKING:
     from ..jobs.job import C, Job
     from ..jobs.results import ImageResult
-
-SUMMARY_ROWS = 20  # a per-image table in the summary for runs of up to this many images
 
 
 @shared_options
@@ -111,7 +109,7 @@ def cam(
 ) -> None:
     started = time.perf_counter()
     code = EXIT_OK
-    with guarded(run.debug, run.quiet):
+    with guarded(run.debug, run.quiet, resumable=True):
         with phase("import"):
             from ..jobs.objects import cam_job
 
@@ -188,7 +186,7 @@ def features(
     """
     started = time.perf_counter()
     code = EXIT_OK
-    with guarded(run.debug, run.quiet):
+    with guarded(run.debug, run.quiet, resumable=True):
         with phase("import"):
             from ..jobs.features import FeatureJob
 
@@ -286,7 +284,7 @@ def run_with_report(
                 f"note: {job.model.name} has random weights (--weights none): its classes and maps say nothing "
                 "about a trained model"
             )
-    summary = _Summary(value=job.value_label())
+    summary = Summary(job)
 
     def show_summary() -> None:
         if not run.quiet:
@@ -320,52 +318,3 @@ def run_with_report(
         raise UsageError("no image paths came on standard input; pipe one path per line into '-'")
     show_summary()
     return EXIT_SOME_FAILED if summary.failed else EXIT_OK
-
-
-FILES_LISTED = 12  # a run of one image lists the files it wrote, up to this many
-
-
-@dataclass
-class _Summary:
-    """Counts of a run and the first results, for the closing table and line."""
-
-    done: int = 0
-    failed: int = 0
-    skipped: int = 0
-    first: list[ImageResult] = field(default_factory=list)
-    value: str = "probability"  # what the number beside a class is (a similarity, a raw value)
-
-    def add(self, result: ImageResult) -> None:
-        if result.skipped:
-            self.skipped += 1
-        elif result.ok:
-            self.done += 1
-            if len(self.first) <= SUMMARY_ROWS:
-                self.first.append(result)
-        else:
-            self.failed += 1
-
-    def show(self, seconds: float, setup: float, out: Path, manifest: str) -> None:
-        from . import console
-
-        table = self.first
-        if 0 < len(table) <= SUMMARY_ROWS and self.done <= SUMMARY_ROWS:
-            if any(r.explained for r in table) and not any(r.files() for r in table):  # evaluate: no files
-                pairs = [(r.input, "; ".join(r.explained)) for r in table]
-                console.table("explained per image", ["image", f"class ({self.value})"], pairs)
-            elif any(r.explained for r in table):
-                rows = [(r.input, "; ".join(r.explained), len(r.files())) for r in table]
-                console.table("explained per image", ["image", f"class ({self.value})", "files"], rows)
-            else:
-                console.table("outputs per image", ["image", "files"], [(r.input, len(r.files())) for r in table])
-        if self.done == 1 and len(table) == 1 and table[0].files():
-            files = table[0].files()
-            more = f" … and {len(files) - FILES_LISTED} more" if len(files) > FILES_LISTED else ""
-            console.info("wrote " + ", ".join(files[:FILES_LISTED]) + more)
-        work = max(seconds - setup, 0.0)
-        rate = f", then {console.rate_text(self.done / work).strip()}" if self.done and work > 0 else ""
-        skipped = f", {self.skipped} skipped (outputs exist)" if self.skipped else ""
-        console.info(
-            f"{self.done} done, {self.failed} failed{skipped} in {seconds:.1f}s (set-up {setup:.1f}s{rate}); "
-            f"outputs and {manifest} in {out}"
-        )

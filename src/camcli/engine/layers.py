@@ -220,6 +220,20 @@ def spatial_neighbours(infos: list[LayerInfo], name: str, n: int = 3) -> list[st
     return [i.name for i in spatial[:n]]
 
 
+def once_neighbours(infos: list[LayerInfo], name: str, n: int = 3) -> list[str]:
+    """The layers ``--layer`` takes nearest to ``name`` (a module that runs several times per forward pass): the
+    closest block that contains it, the layers inside it, then the closest by position in the forward pass."""
+    usable = hookable(infos)
+    by_name = {i.name: i for i in usable}
+    parts = name.split(".")
+    parent = next((p for k in range(len(parts) - 1, 0, -1) if (p := ".".join(parts[:k])) in by_name), None)
+    children = [i.name for i in usable if i.name.startswith(name + ".")]
+    target = next((i.order for i in infos if i.name == name), 0)
+    near = [i.name for i in sorted(usable, key=lambda i: abs(i.order - target))]
+    chosen = list(dict.fromkeys([*([parent] if parent else []), *children, *near]))[:n]
+    return [f"{c} (contains it)" if c == parent else c for c in chosen]
+
+
 def choose_layers(
     model: nn.Module,
     infos: list[LayerInfo],
@@ -245,8 +259,11 @@ def choose_layers(
             resolve(model, name, label)
             info = by_name.get(name)
             if info is not None and info.calls > 1:
+                near = ", ".join(once_neighbours(infos, name))
                 raise LayerError(
-                    f"layer '{name}' runs {info.calls} times per forward pass; pick a layer that runs once"
+                    f"layer '{name}' runs {info.calls} times per forward pass (one module used at several places), "
+                    f"so its maps would mix those places; nearest layers that run once: {near or 'none'} "
+                    f"(see: camcli layers --model {label})"
                 )
             if info is not None and info.shape and info.shape[0] != 1:
                 raise LayerError(

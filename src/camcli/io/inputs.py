@@ -156,13 +156,18 @@ def _walk(folder: Path, out: OutputFolder) -> Iterator[Found]:
 _IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF87a", b"GIF89a")
 
 
-def _list_entries(spec: str) -> Iterator[Found]:
-    """Paths from a list file (one per line; blank lines and '#' comments skipped) or from stdin ('-').
+def _list_entries(spec: str) -> Iterator[tuple[Path, str | None, Path]]:
+    """Paths from a list file (one per line; blank lines and '#' comments skipped) or from stdin ('-'), each with
+    the problem that makes it unusable (or None) and the path as written (what its outputs mirror).
 
-    Lines are bytes: names that are not UTF-8 are kept as surrogate escapes (``os.fsdecode``), like any path.
+    A list file's relative paths are read from the list file's folder (a list beside its images works from
+    anywhere); stdin's from the working folder. A relative path found only in the working folder is reported in
+    one line, not guessed at. Lines are bytes: names that are not UTF-8 are kept as surrogate escapes
+    (``os.fsdecode``), like any path.
     """
     import sys
 
+    folder = Path(".") if spec == "-" else Path(spec).parent
     stream = sys.stdin.buffer if spec == "-" else open(spec, "rb")  # noqa: SIM115
     try:
         head = stream.peek(16)[:16] if hasattr(stream, "peek") else b""
@@ -177,9 +182,18 @@ def _list_entries(spec: str) -> Iterator[Found]:
             if not text or text.startswith("#"):
                 continue
             if "\0" in text:
-                yield Path(f"{spec}:{number}"), f"{spec}:{number}: not a path (it holds a NUL byte); a list of paths?"
-            else:
-                yield Path(text), None
+                line = Path(f"{spec}:{number}")
+                yield line, f"{spec}:{number}: not a path (it holds a NUL byte); a list of paths?", line
+                continue
+            path = folder / text
+            problem = None
+            if folder != Path(".") and not os.path.lexists(path) and os.path.lexists(text):
+                problem = (
+                    f"{spec}:{number}: {text} is not in the list file's folder ({path} does not exist) but is in the "
+                    f"working folder; a list's relative paths are read from its own folder: write it as "
+                    f"{identity(Path(text))} or relative to {folder}"
+                )
+            yield path, problem, Path(text)
     finally:
         if spec != "-":
             stream.close()
@@ -237,11 +251,12 @@ def iter_inputs(specs: Sequence[str], out_dir: Path | None = None, shard: Shard 
 
     Files given by name are taken whatever their extension; folders are walked recursively (sorted, lazily)
     for files with an image extension (case-insensitive), skipping hidden entries; globs are expanded; ``.txt``/
-    ``.lst`` files and ``-`` (stdin) list one path per line. Outputs mirror paths relative to the common folder
-    of all inputs; two inputs that would still share output names are reported, not overwritten. The output
-    folder is never scanned (walks and globs). An entry that cannot be used (symlink loop, FIFO, unreadable
-    folder) comes as an :class:`InputFile` with its ``problem``. ``shard=(k, n)`` keeps the inputs whose
-    stable hash of the relative path falls in slice k of n.
+    ``.lst`` files and ``-`` (stdin) list one path per line (relative ones from the list file's folder; stdin's
+    from the working folder). Outputs mirror paths relative to the common folder of all inputs; two inputs that
+    would still share output names are reported, not overwritten. The output folder is never scanned (walks and
+    globs). An entry that cannot be used (symlink loop, FIFO, unreadable folder) comes as an :class:`InputFile`
+    with its ``problem``. ``shard=(k, n)`` keeps the inputs whose stable hash of the relative path falls in slice
+    k of n.
     """
     if not specs:
         raise UsageError("no inputs given; pass image files, folders, globs or a list file")
@@ -257,26 +272,26 @@ def iter_inputs(specs: Sequence[str], out_dir: Path | None = None, shard: Shard 
     for spec, root in roots.items():
         walked = root is not None and Path(spec).is_dir()
         if root is None:
-            found: Iterable[Found] = _list_entries(spec)
+            found: Iterable[tuple[Path, str | None, Path | None]] = _list_entries(spec)
         elif walked:
-            found = _walk(root, out)
+            found = ((path, problem, None) for path, problem in _walk(root, out))
         elif _GLOB_CHARS.search(spec) and not Path(spec).exists():
             matches = sorted(
                 Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file() and not out.contains(Path(p))
             )
             if not matches:
                 raise UsageError(f"no files match '{spec}'; check the pattern (quote it so the shell keeps it)")
-            found = [(m, None) for m in matches]
+            found = [(m, None, None) for m in matches]
         else:
-            found = [(Path(spec), None)]
-        for path, problem in found:
+            found = [(Path(spec), None, None)]
+        for path, problem, written in found:
             key = identity(path)
             key_digest = _digest(key)
             if key_digest in seen:
                 continue
             seen.add(key_digest)
-            if root is None:
-                rel = _list_rel(path)
+            if written is not None:  # a list's entry: mirrored as written
+                rel = _list_rel(written)
             elif base is not None and key.is_relative_to(base):
                 rel = Path(os.path.relpath(key, base))
             else:

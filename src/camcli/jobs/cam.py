@@ -18,7 +18,6 @@ from ..errors import InputError, UsageError
 from ..io.inputs import InputFile
 from ..io.outputs import (
     Setting,
-    answered,
     atomic_save_npy,
     cam_output_path,
     find_cam_outputs,
@@ -34,7 +33,7 @@ from ..methods.guided import gradient_to_image, guided_backprop
 from ..models import LoadedModel
 from ..options import DEFAULT_METHOD, CamOptions
 from .job import Job
-from .overlays import methods_panel_path, overlay_names, overlay_settings
+from .overlays import made_before, methods_panel_path, overlay_names, overlay_settings
 from .results import CamOutput, ImageResult, NoLabel, Output, Record
 from .runner import ResultCallback, run_job
 from .targeting import TargetPlan, plan_targets
@@ -185,17 +184,14 @@ class CamJob(Job[CamMaps]):
             if own is None:
                 return False
             targets = [own]
+        if self.options.panel and not made_before(self, self.methods, item):
+            return False
         if targets:
             paths = [self.output_path(item, tag, t, sfx) for tag, sfx in self._expected() for t in targets]
-            paths += [self.panel_path(item)] if self.options.panel else []
             return all(p.is_file() for p in paths) and all(
                 owned_by(p, owner, made) for p in paths if p.suffix != ".npy"
             )
-        if self.options.panel:
-            panel = self.panel_path(item)
-            if not (panel.is_file() and owned_by(panel, owner, made)):
-                return False
-        if self.plan.threshold is not None and answered(self.answer_path(item), owner, made):
+        if self.plan.threshold is not None and made_before(self, self.methods, item, "labels", ".json"):
             return True
         out = self.options.out
         for tag, sfx in self._expected():

@@ -28,6 +28,7 @@ from ..methods import CamMethod, explain, get_methods, upsample_normalized
 from ..metrics import BASELINE_MAPS, baseline_maps, cascade, deletion_insertion, drop_increase, road
 from ..models import LoadedModel
 from ..options import DEFAULT_METHOD, EvalOptions
+from ..steps import counting
 from .eval_summary import matching_records
 from .job import Job
 from .results import EvalOutput, ImageResult, Record
@@ -192,38 +193,12 @@ class EvaluateJob(Job[EvalScores]):
         scores: dict[str, dict[str, Any]] = {name: {} for name in rows}
         curves: dict[str, dict[str, torch.Tensor]] = {name: {} for name in rows}
         sanity: dict[str, list[dict[str, Any]]] = {}
-        chunk = self.batch_size
         if o.sanity:
             sanity = self._sanity(model, x, ex.classes, ex.signs)
-        else:
-            for name, (m, _) in rows.items():
-                if "deletion" in o.metrics or "insertion" in o.metrics:
-                    c = deletion_insertion(
-                        model,
-                        xs,
-                        m,
-                        classes,
-                        steps=o.steps,
-                        deletion_baseline=o.baseline or "zero",
-                        insertion_baseline=o.baseline or "blur",
-                        chunk=chunk,
-                    )
-                    for metric in ("deletion", "insertion"):
-                        if metric in o.metrics:
-                            scores[name][f"{metric}_auc"] = getattr(c, f"{metric}_auc")
-                            curves[name][metric] = getattr(c, metric)
-                if "drop" in o.metrics:
-                    drop, inc = drop_increase(model, xs, m, classes, chunk)
-                    scores[name]["avg_drop"] = drop
-                    scores[name]["increase"] = inc
-                if "road" in o.metrics:
-                    r = road(model, xs, m, classes, self.percents, noise=o.road_noise, chunk=chunk)
-                    scores[name]["road_morf"] = torch.stack(list(r.morf.values())).mean(0)
-                    scores[name]["road_lerf"] = torch.stack(list(r.lerf.values())).mean(0)
-                    scores[name]["road_combined"] = r.combined
-                    for q in self.percents:
-                        scores[name][f"road_morf@{q}"] = r.morf[q]
-                        scores[name][f"road_lerf@{q}"] = r.lerf[q]
+        else:  # the perturbed inputs are counted as they go through the model: progress inside the batch
+            with counting("perturbed inputs", sum(self.forwards_per_image().values()) * xs.shape[0]):
+                for name, (m, _) in rows.items():
+                    self._measure(model, xs, m, classes, scores[name], curves[name])
         out = []
         for i in range(x.shape[0]):
             outputs = []
@@ -252,6 +227,43 @@ class EvaluateJob(Job[EvalScores]):
                     )
             out.append(EvalScores(ex.probs[i].cpu(), outputs, missing[i]))
         return out
+
+    def _measure(
+        self,
+        model: nn.Module,
+        xs: torch.Tensor,
+        m: torch.Tensor,
+        classes: Slots,
+        scores: dict[str, Any],
+        curves: dict[str, torch.Tensor],
+    ) -> None:
+        """One map's metrics for a batch (a row per image and class): into ``scores`` and ``curves``."""
+        o, chunk = self.options, self.batch_size
+        if "deletion" in o.metrics or "insertion" in o.metrics:
+            c = deletion_insertion(
+                model,
+                xs,
+                m,
+                classes,
+                steps=o.steps,
+                deletion_baseline=o.baseline or "zero",
+                insertion_baseline=o.baseline or "blur",
+                chunk=chunk,
+            )
+            for metric in ("deletion", "insertion"):
+                if metric in o.metrics:
+                    scores[f"{metric}_auc"] = getattr(c, f"{metric}_auc")
+                    curves[metric] = getattr(c, metric)
+        if "drop" in o.metrics:
+            scores["avg_drop"], scores["increase"] = drop_increase(model, xs, m, classes, chunk)
+        if "road" in o.metrics:
+            r = road(model, xs, m, classes, self.percents, noise=o.road_noise, chunk=chunk)
+            scores["road_morf"] = torch.stack(list(r.morf.values())).mean(0)
+            scores["road_lerf"] = torch.stack(list(r.lerf.values())).mean(0)
+            scores["road_combined"] = r.combined
+            for q in self.percents:
+                scores[f"road_morf@{q}"] = r.morf[q]
+                scores[f"road_lerf@{q}"] = r.lerf[q]
 
     def _sanity(
         self, model: nn.Module, x: torch.Tensor, classes: torch.Tensor, signs: torch.Tensor | None

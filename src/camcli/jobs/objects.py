@@ -36,7 +36,7 @@ from ..models import LoadedModel, load_spec
 from ..options import DEFAULT_METHOD, CamOptions, parse_box, parse_layout
 from .cam import CamJob
 from .job import Job
-from .overlays import methods_panel_path, overlay_names, overlay_settings
+from .overlays import made_before, methods_panel_path, overlay_names, overlay_settings
 from .results import ImageResult, ObjectOutput, Record
 
 SEGMENT_KEYS = ("out", "high")  # the backbone features a segmenter's main head reads (not "aux", not "low")
@@ -204,8 +204,7 @@ class ObjectJob(Job[Objects]):
                 drawn = True
             elif not answered(self.answer_path(item, m.name), owner, made):
                 return False
-        panel = self.panel_path(item)
-        return not (self.options.panel and drawn) or (panel.is_file() and owned_by(panel, owner, made))
+        return not (self.options.panel and drawn) or made_before(self, self.methods, item)
 
     # --------------------------------------------------------------------------------------- compute
     def compute(self, x: torch.Tensor) -> list[Objects]:

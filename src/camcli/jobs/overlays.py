@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io.inputs import InputFile
-from ..io.outputs import Setting, panel_output_path
+from ..io.outputs import Setting, answered, owned_by, owner_tag, panel_output_path
 from ..methods import CamMethod
 from ..options import CamOptions
 from .job import Job
@@ -31,10 +31,34 @@ def overlay_names(o: CamOptions) -> list[Setting]:
     return out
 
 
+METHODS_JOIN = "_"  # panel-gradcam_gradcam++_layercam: "," separates the settings that follow, "+" is in names
+OLD_METHODS_JOIN = "+"  # how runs before the "_" named them (panel-gradcam+gradcam+++layercam)
+
+
 def methods_panel_path(
-    job: Job[Any], methods: Sequence[CamMethod], item: InputFile, kind: str = "panel", suffix: str | None = None
+    job: Job[Any],
+    methods: Sequence[CamMethod],
+    item: InputFile,
+    kind: str = "panel",
+    suffix: str | None = None,
+    join: str = METHODS_JOIN,
 ) -> Path:
     """``--panel``: the input's comparison picture, named after the methods and the run's settings (the CAM and
     the object jobs); another ``kind`` of file about all the methods (``labels``: the answer of ``--threshold``)."""
-    tag = f"{kind}-" + "+".join(m.name for m in methods) + job.name_settings
+    tag = f"{kind}-" + join.join(m.name for m in methods) + job.name_settings
     return panel_output_path(job.options.out, item, tag, suffix or job.ext)
+
+
+def made_before(
+    job: Job[Any], methods: Sequence[CamMethod], item: InputFile, kind: str = "panel", suffix: str | None = None
+) -> bool:
+    """``--skip-existing``: that file is on disk, made from this input with these settings, under its name or
+    under the name earlier runs gave it (methods joined by "+"; with one method the names are the same)."""
+    owner, made = owner_tag(item), job.settings_text
+    for join in dict.fromkeys((METHODS_JOIN, OLD_METHODS_JOIN)):
+        path = methods_panel_path(job, methods, item, kind, suffix, join)
+        if path.suffix == ".json" and answered(path, owner, made):
+            return True
+        if path.suffix != ".json" and path.is_file() and owned_by(path, owner, made):
+            return True
+    return False

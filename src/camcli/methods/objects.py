@@ -61,7 +61,7 @@ class ObjectMap:
     score: float | None = None
     box: Box | None = None  # detections, in original picture pixels
     iou: float | None = None  # with --box
-    mask_pixels: int | None = None  # segmentation
+    mask_pixels: int | None = None  # segmentation: the mask's area in the original picture's pixels
     maps: dict[str, torch.Tensor] = field(default_factory=dict)  # method → (H, W) in [0, 1]
     mask: torch.Tensor | None = None  # segmentation: (H, W) bool at the original size
 
@@ -314,9 +314,10 @@ def explain_segmentation(
         objects = [] if wanted else [ObjectMap(-1, "empty_mask", mask_pixels=0)]  # no class anywhere: say so
         for k, c in enumerate(wanted):
             mask = (pred == c) if query.mask is None and query.region is None else region  # the user's own region
-            pixels = int(mask.sum())
-            obj = ObjectMap(c, "ok" if pixels else "empty_mask", mask_pixels=pixels)
+            pixels = int(mask.sum())  # at the model's output, where the class's score is summed
+            obj = ObjectMap(c, "ok" if pixels else "empty_mask")
             obj.mask = _resize_mask(mask, size).cpu()
+            obj.mask_pixels = int(obj.mask.sum())  # what people count: the picture's pixels, as boxes are given
             objects.append(obj)
             if not pixels:
                 continue

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..engine.scoring import Slots
+from ..steps import advance
 
 BASELINES = ("zero", "blur", "mean")
 
@@ -48,6 +49,7 @@ def class_probs(model: nn.Module, x: torch.Tensor, classes: torch.Tensor | Slots
     with torch.inference_mode():
         for i in range(0, x.shape[0], max(1, chunk)):
             out.append(slots[i : i + chunk].probability(model(x[i : i + chunk])).float())
+            advance(out[-1].shape[0])  # evaluate's progress inside an image (camcli.steps.counting)
     return torch.cat(out) if out else torch.empty(0, device=x.device)
 
 

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..steps import report
+
 MapFn = Callable[[nn.Module], torch.Tensor]  # a model → (B, H, W) maps in [0, 1] for the fixed classes
 
 
@@ -110,11 +112,14 @@ def cascade(
     modules = dict(work.named_modules())
     out = []
     done: set[str] = set()
-    for k, group in enumerate(cascade_steps(parameter_layers(work), steps)):
+    groups = cascade_steps(parameter_layers(work), steps)
+    for k, group in enumerate(groups):
+        report("sanity: randomised steps", k, len(groups))
         for i, name in enumerate(group):
             if name not in done:
                 randomize(modules[name], seed + 7919 * k + i)
                 done.add(name)
         now = maps_of(work)
         out.append((group[-1], spearman(original, now), ssim(original, now)))
+    report("sanity: randomised steps", len(groups), len(groups))
     return out

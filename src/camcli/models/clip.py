@@ -15,17 +15,19 @@ to the prompts' embeddings (:class:`camcli.engine.scoring.Scorer`).
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..checks import first_words
 from ..engine.hooks import eval_mode
 from ..errors import ModelError, UsageError
 from .base import LoadedModel
+from .hub import hub_checked
 
 PREFIX = "open_clip:"
 HF_TYPES = ("clip", "siglip", "siglip2", "chinese_clip", "altclip", "metaclip_2")
@@ -131,27 +133,19 @@ def load_open_clip(arch: str, weights: str | None) -> LoadedModel:
     pretrained = None if spec.lower() == "none" else spec
     if pretrained and Path(pretrained).suffix and not Path(pretrained).is_file():
         raise UsageError(f"--weights {pretrained}: no such file")
-    offline = bool(os.environ.get("CAMCLI_OFFLINE")) or os.environ.get("HF_HUB_OFFLINE") == "1"
-    hub: Any = None
-    try:
-        import huggingface_hub.constants as hub
-    except ImportError:
-        pass
-    saved = getattr(hub, "HF_HUB_OFFLINE", None)
-    try:
-        if offline and hub is not None:  # the hub client reads its cache only, at once (not a minute of retries)
-            hub.HF_HUB_OFFLINE = True
-        logging.disable(logging.ERROR)  # open_clip logs to the root logger; camcli says what failed in one line
-        model = open_clip.create_model(name, pretrained=pretrained)
-    except Exception as e:  # a tag open_clip does not know, a download that failed, a file that does not fit
-        why = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
-        if offline and pretrained and not Path(pretrained).is_file():
-            why = "not in the cache and the network is off (CAMCLI_OFFLINE/HF_HUB_OFFLINE); --weights none works"
-        raise ModelError(f"open_clip:{name} with weights {spec}: {why}") from None
-    finally:
-        logging.disable(logging.NOTSET)
-        if hub is not None:
-            hub.HF_HUB_OFFLINE = saved
+    local = not pretrained or Path(pretrained).is_file()
+    # a tag is downloaded from the hub: asked only when it answers (camcli.models.hub), else its cache is read
+    with hub_checked() if not local else nullcontext() as offline:
+        try:
+            logging.disable(logging.ERROR)  # open_clip logs to the root logger; camcli says what failed in one line
+            model = open_clip.create_model(name, pretrained=pretrained)
+        except Exception as e:  # a tag open_clip does not know, a download that failed, a file that does not fit
+            why = f"{type(e).__name__}: {first_words(e)}"
+            if offline:
+                why = f"not in the cache and cannot be downloaded ({offline}); --weights none works"
+            raise ModelError(f"open_clip:{name} with weights {spec}: {why}") from None
+        finally:
+            logging.disable(logging.NOTSET)
     model.eval()
     tokenizer = open_clip.get_tokenizer(name)
     whole: Any = model

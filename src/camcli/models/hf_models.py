@@ -20,16 +20,17 @@ reads them, the model's own Python runs only with ``--trust-checkpoint``, and we
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from ..checks import first_words
 from ..errors import ModelError, UsageError
 from . import clip, hf_build, hf_files, timm_models
 from .base import IMAGENET_MEAN, IMAGENET_STD, LoadedModel
+from .hub import client_scope, offline_reason
 from .labels import placeholder_names
 
 PREFIX = "hf:"
@@ -174,8 +175,19 @@ def load_hub(name: str, weights: str | None, trust: bool = False) -> LoadedModel
             f"--model hf:{name}: an hf: id is ORG/NAME (letters, digits, '-', '_', '.'), e.g. "
             "hf:google/vit-base-patch16-224; pass a folder on disk as its path"
         )
-    offline = bool(os.environ.get("CAMCLI_OFFLINE")) or os.environ.get("HF_HUB_OFFLINE") == "1"
-    snapshot = _hub_snapshot(name, offline)
+    with client_scope():  # the hub client's retries stay quiet; asked only when the cache lacks a file
+        module, prep, config_path, notes, processor = _from_hub(name, spec == "none", trust)
+    weights_name = "random" if spec == "none" else "hf " + name
+    return _loaded(
+        module, PREFIX + name, prep, weights_name, name, config_path=config_path, trust=trust, notes=notes,
+        processor_found=processor is not None,
+    )  # fmt: skip
+
+
+def _from_hub(name: str, random: bool, trust: bool) -> tuple[nn.Module, Prep, Path, list[str], Any]:
+    """(module, preprocessing, config.json, notes, processor) of ``hf:name``: from the cache, else downloaded
+    when the hub can be reached (checked once, in seconds: :mod:`camcli.models.hub`)."""
+    snapshot = _hub_snapshot(name)
     config_path = snapshot / "config.json"
     files = _cached_weights(snapshot)
     notes = hf_build.checked_config(config_path, files or [], trust)
@@ -184,29 +196,25 @@ def load_hub(name: str, weights: str | None, trust: bool = False) -> LoadedModel
     def build(files: list[Path] | None, **kwargs: Any) -> tuple[nn.Module, Prep]:
         config = hf_build.config_of(name, config_path, trust, **kwargs)
         prep = hf_files.preprocessing(_vision(config), processor, config_path)
-        return hf_build.build(name, config, config_path, files, trust, random=spec == "none", **kwargs), prep
+        return hf_build.build(name, config, config_path, files, trust, random=random, **kwargs), prep
 
     try:
         module, prep = build(files, local_files_only=True)
     except OSError:
-        if offline:
+        why = offline_reason()
+        if why:
             raise ModelError(
-                f"{name}: not all of its files are in the Hugging Face cache and the network is off "
-                "(CAMCLI_OFFLINE/HF_HUB_OFFLINE); download it once, or pass a save_pretrained folder as --model"
+                f"{name}: not all of its files are in the Hugging Face cache and they cannot be downloaded ({why}); "
+                "download it once, or pass a save_pretrained folder as --model"
             ) from None
         try:
             module, prep = build(None)
         except OSError as e:
-            why = (str(e).splitlines() or [type(e).__name__])[0][:160]
             raise ModelError(
-                f"cannot get {name} from the Hugging Face hub ({why}); offline, pass a save_pretrained folder as "
-                "--model"
+                f"cannot get {name} from the Hugging Face hub ({first_words(e)}); offline, pass a save_pretrained "
+                "folder as --model"
             ) from None
-    weights_name = "random" if spec == "none" else "hf " + name
-    return _loaded(
-        module, PREFIX + name, prep, weights_name, name, config_path=config_path, trust=trust, notes=notes,
-        processor_found=processor is not None,
-    )  # fmt: skip
+    return module, prep, config_path, notes, processor
 
 
 def _cached_weights(snapshot: Path) -> list[Path] | None:
@@ -223,23 +231,24 @@ def _cached_weights(snapshot: Path) -> list[Path] | None:
     return files or None
 
 
-def _hub_snapshot(name: str, offline: bool) -> Path:
-    """The cache's folder for ``name`` (its ``config.json`` downloaded first when the network is allowed)."""
+def _hub_snapshot(name: str) -> Path:
+    """The cache's folder for ``name`` (its ``config.json`` downloaded first when the hub can be reached)."""
     hf_build.require()  # transformers brings huggingface_hub
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
     found = try_to_load_from_cache(name, "config.json")
     if isinstance(found, str):
         return Path(found).parent
-    if offline:
+    why = offline_reason()
+    if why:
         raise ModelError(
-            f"{name} is not in the Hugging Face cache and the network is off (CAMCLI_OFFLINE/HF_HUB_OFFLINE); "
-            "download it once, or pass a save_pretrained folder as --model"
+            f"{name} is not in the Hugging Face cache and cannot be downloaded ({why}); download it once, or pass "
+            "a save_pretrained folder as --model"
         )
     try:
         return Path(hf_hub_download(name, "config.json")).parent
-    except Exception as e:  # not found, no network, gated: the hub client's own first line
+    except Exception as e:  # not found, gated, the network gone since: the hub client's own first line
         raise ModelError(
-            f"cannot get {name} from the Hugging Face hub ({type(e).__name__}: {str(e).splitlines()[0][:160]}); "
-            "offline, pass a save_pretrained folder as --model"
+            f"cannot get {name} from the Hugging Face hub ({type(e).__name__}: {first_words(e)}); offline, pass a "
+            "save_pretrained folder as --model"
         ) from None

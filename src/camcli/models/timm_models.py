@@ -15,14 +15,18 @@ import difflib
 import os
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import torch
 from torch import nn
 
 from ..caches import package_version, read_json, write_json
+from ..checks import first_words
 from ..errors import ModelError, UsageError
 from .base import LoadedModel, Preprocessing, arch_key
+from .hub import hub_checked, hub_endpoint
 from .labels import imagenet_categories, placeholder_names
 
 PREFIX = "timm:"
@@ -115,15 +119,59 @@ def load(name: str, weights: str | None) -> LoadedModel:
     if spec != "default":
         raise UsageError(f"--weights {weights!r}: timm models take default or none (a tag goes in the name: NAME.TAG)")
     offline = "offline: --weights none (random weights) or a checkpoint file --model path/to/model.pth"
-    if os.environ.get("CAMCLI_OFFLINE"):
-        raise ModelError(f"timm weights for {name} are not loaded when CAMCLI_OFFLINE is set; {offline}")
-    try:
-        module = timm.create_model(name, pretrained=True)
-    except Exception as e:
-        reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
-        raise ModelError(f"cannot get timm weights for {name} ({reason}); {offline}") from None
+    source = weights_source(name)
+    with hub_checked(source) as why:
+        if why and source and source != hub_endpoint() and not _url_cached(source):
+            raise ModelError(f"timm weights for {name} are not cached and cannot be downloaded ({why}); {offline}")
+        try:
+            module = timm.create_model(name, pretrained=True)
+        except Exception as e:
+            if why:  # the hub client read its cache only
+                raise ModelError(
+                    f"timm weights for {name} are not in the Hugging Face cache and cannot be downloaded ({why}); "
+                    f"{offline}"
+                ) from None
+            raise ModelError(f"cannot get timm weights for {name} ({first_words(e)}); {offline}") from None
     tag = getattr(module, "pretrained_cfg", {}).get("tag") or "default"
     return loaded(name, module, PREFIX + name, f"timm {tag}")
+
+
+def weights_source(name: str) -> str | None:
+    """Where timm takes ``name``'s pretrained weights from: the hub's address (they are on the Hugging Face hub),
+    a URL, or None (timm knows of none)."""
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(name)
+    if cfg is None:
+        return None
+    if cfg.hf_hub_id:
+        return hub_endpoint()
+    return cfg.url if isinstance(cfg.url, str) and cfg.url else None
+
+
+def weights_text(name: str) -> str:
+    """Where ``name``'s pretrained weights come from and whether they are here, for ``camcli inspect``:
+    ``timm/resnet18.a1_in1k on the Hugging Face hub (cached)``."""
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(name)
+    url = weights_source(name)
+    if cfg is None or url is None:
+        return "none published (--weights none only)"
+    if cfg.hf_hub_id:
+        from huggingface_hub import try_to_load_from_cache
+
+        files = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else ("model.safetensors", "pytorch_model.bin")
+        cached = any(isinstance(try_to_load_from_cache(cfg.hf_hub_id, f), str) for f in files)
+        where = f"{cfg.hf_hub_id} on the Hugging Face hub"
+    else:
+        cached, where = _url_cached(url), url
+    return f"{where} ({'cached' if cached else 'not cached: downloaded on first use'})"
+
+
+def _url_cached(url: str) -> bool:
+    """A URL's weights file is in timm's cache (torch hub's ``checkpoints`` folder)."""
+    return (Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlsplit(url).path)).is_file()
 
 
 # ------------------------------------------------------------------------------------------ identification

@@ -51,23 +51,29 @@ class ModelEntry:
     weights: str | None  # the default weights' name; None: torchvision has none
     offline: bool  # runs with its default weights without a download
     where: str  # bundled, cached, "download on first use", "none in torchvision"
+    task: str = "classifier"  # what it does: classifier, detector, segmenter
+
+
+TASK_WORDS = {"classification": "classifier", "detection": "detector", "segmentation": "segmenter"}
 
 
 def model_catalog() -> list[ModelEntry]:
     """The bundled model, then every torchvision classifier in natural order, with where its weights are."""
+    objects = object_names()
+    named = [catalog_entry(n, TASK_WORDS[objects.get(n, "classification")]) for n in [*torchvision_names(), *objects]]
+    return [ModelEntry(BUNDLED, "ImageNet-1k", True, "bundled"), *named]
+
+
+def catalog_entry(name: str, task: str = "classifier") -> ModelEntry:
+    """A torchvision model's line of ``camcli models``: its default weights and whether they are cached."""
     from torchvision.models import get_model_weights
 
-    out = [ModelEntry(BUNDLED, "ImageNet-1k", True, "bundled")]
-    for name in [*torchvision_names(), *object_names()]:
-        try:
-            default = get_model_weights(name).DEFAULT
-        except (ValueError, KeyError, AttributeError):
-            out.append(ModelEntry(name, None, False, "none in torchvision"))
-            continue
-        cached = _weights_cache_path(default.url).is_file()
-        where = "cached" if cached else "download on first use"
-        out.append(ModelEntry(name, default.name, cached, where))
-    return out
+    try:
+        default = get_model_weights(name).DEFAULT
+    except (ValueError, KeyError, AttributeError):
+        return ModelEntry(name, None, False, "none in torchvision", task)
+    cached = _weights_cache_path(default.url).is_file()
+    return ModelEntry(name, default.name, cached, "cached" if cached else "download on first use", task)
 
 
 def _weights_cache_path(url: str) -> Path:
