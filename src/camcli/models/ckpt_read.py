@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from ..checks import first_words
 from ..errors import CheckpointError, ModelError, UsageError
 from .ckpt_format import SAFE_DATA, SAFE_NAMES, detect_format
 from .custom import explain_unpickling, import_path, said, user_code
@@ -91,8 +92,7 @@ def read_file(path: Path, trust: bool, code_path: str | None = None) -> tuple[st
             "trust the file"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
-        why = (str(e).splitlines() or [type(e).__name__])[0][:160]
-        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({why})") from None
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({first_words(e, 160)})") from None
     except ModelError:
         raise  # user_code's answer to a sys.exit() in the code a trusted pickle imports
     except Exception as e:  # only a trusted pickle runs code: the code of the classes it imports

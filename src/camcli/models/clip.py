@@ -74,7 +74,7 @@ def hf_tower(
         )
     except Exception as e:
         raise ModelError(
-            f"{source}: its tokenizer cannot be loaded ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]}); "
+            f"{source}: its tokenizer cannot be loaded ({type(e).__name__}: {first_words(e, 120)}); "
             "save it beside the model (processor.save_pretrained(folder))"
         ) from None
     kind = str(getattr(module.config, "model_type", ""))

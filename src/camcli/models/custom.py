@@ -22,7 +22,7 @@ from typing import Any
 
 from torch import nn
 
-from ..checks import json_value
+from ..checks import first_words, json_value
 from ..errors import CheckpointError, ModelError, UsageError
 
 FORM = "use path/to/file.py:ClassName or package.module:factory"
@@ -77,8 +77,8 @@ def user_code(name: str, what: str) -> Iterator[None]:
 
 def said(e: BaseException) -> str:
     """``ExcType: its first line`` (shortened): an exception of the user's code, in one line."""
-    lines = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {lines[0][:200]}" if lines else type(e).__name__
+    line = first_words(e)
+    return type(e).__name__ if line == type(e).__name__ else f"{type(e).__name__}: {line}"
 
 
 def parse_arch_args(text: str | None) -> dict[str, Any]:
