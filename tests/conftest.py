@@ -15,6 +15,13 @@ os.environ["CAMCLI_OFFLINE"] = "1"
 os.environ["CAMCLI_WIDTH"] = "120"
 os.environ.setdefault("COLUMNS", "120")
 
+# one intra-op thread, unless OMP_NUM_THREADS says otherwise (and for the CLI runs in subprocesses too): the
+# tests' tensors are small, and on 2 cores shared with other work torch's two threads kept waiting for each other
+# (measured on such a machine: the whole suite 2× slower; the ROAD peer test 48 s instead of 0.7 s)
+if "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_caches(tmp_path_factory: pytest.TempPathFactory) -> None:

@@ -3,6 +3,7 @@ with --code-path, and the one-line answers for classes defined in a training scr
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -52,17 +53,22 @@ def python(code: str, cwd, *path) -> None:
     subprocess.run([sys.executable, "-c", code], cwd=cwd, check=True, env={"PYTHONPATH": env_path, "PATH": ""})
 
 
+def net_code() -> dict:
+    """The training code's names (Net, make), run here: a state_dict saved from them holds tensors only, the
+    file another process would write (without the seconds a Python that imports torch takes to start)."""
+    names: dict = {}
+    exec(NET, names)
+    return names
+
+
 def run(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def test_own_class_from_a_file_with_arch_args(tmp_path):
     write_code(tmp_path)
-    python(
-        "import torch, train; torch.manual_seed(0); torch.save(train.Net(num_classes=7).state_dict(), 'w.pt')",
-        tmp_path,
-        tmp_path,
-    )
+    torch.manual_seed(0)
+    torch.save(net_code()["Net"](num_classes=7).state_dict(), tmp_path / "w.pt")
     img = SAMPLES / "chelsea.png"
     no_args = run("gradcam", img, "--model", tmp_path / "w.pt", "--arch", f"{tmp_path}/train.py:Net", "-o", tmp_path)
     assert no_args.exit_code == 2 and "head.weight" in no_args.output  # 10 classes built, 7 saved: says which key
@@ -86,7 +92,7 @@ def test_own_class_from_a_file_with_arch_args(tmp_path):
 
 def test_own_factory_from_a_module_on_code_path(tmp_path):
     code = write_code(tmp_path)
-    python("import torch; from mymodels.net import make; torch.save(make(5).state_dict(), 'w.pt')", tmp_path, code)
+    torch.save(net_code()["make"](5).state_dict(), tmp_path / "w.pt")
     args = ["layers", "--model", tmp_path / "w.pt", "--arch", "mymodels.net:make", "--arch-args", '{"num_classes": 5}']
     missing = run(*args)
     assert missing.exit_code == 2 and "--code-path" in missing.output
@@ -108,9 +114,13 @@ def test_bad_arch_forms_are_one_line(tmp_path):
     assert bad_json.exit_code == 2 and "not JSON" in bad_json.output
 
 
-def test_trusted_pickle_of_a_module_class_needs_its_code_path(tmp_path):
+def test_trusted_pickle_of_a_module_class_needs_its_code_path(tmp_path, monkeypatch):
     code = write_code(tmp_path)
-    python("import torch; from mymodels.net import make; torch.save(make(4), 'full.pt')", tmp_path, code)
+    with monkeypatch.context() as m:  # the pickle names mymodels.net.Net; then mymodels is forgotten again
+        m.syspath_prepend(str(code))
+        torch.save(importlib.import_module("mymodels.net").make(4), tmp_path / "full.pt")
+    for name in [n for n in sys.modules if n.split(".")[0] == "mymodels"]:
+        del sys.modules[name]
     img = SAMPLES / "chelsea.png"
     without = run("gradcam", img, "--model", tmp_path / "full.pt", "--trust-checkpoint", "-o", tmp_path / "o")
     assert without.exit_code == 2

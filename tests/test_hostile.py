@@ -192,7 +192,7 @@ def test_bomb_message_quotes_the_limit_in_force(tmp_path):
     p = _png_header_only(tmp_path / "bomb.png", 20000, 20000)  # 400 Mpx: Pillow's own guard fires first
     with pytest.raises(InputError, match=r"over the limit of 89,478,485 pixels") as e:
         decode(p)
-    assert "178" not in str(e.value)  # not Pillow's "twice the limit"
+    assert "178" not in str(e.value).replace(str(p), "")  # not Pillow's "twice the limit" (pytest-178 is a path)
     with pytest.raises(InputError, match=r"over the limit of 1,000"):
         decode(_photo(tmp_path / "x.png", (40, 32)), max_pixels=1000)
 

@@ -231,6 +231,8 @@ def test_cli_detector_offline_and_options_that_do_not_apply(tmp_path, monkeypatc
             "none",
             "--min-score",
             "0",
+            "--max-objects",
+            "1",  # one object is enough to run offline (the default, 10, took 10× as long)
             "--json",
             "-o",
             str(tmp_path),

@@ -58,8 +58,9 @@ def test_binary_against_is_the_map_of_the_negated_logit(binary, method):
     torch.manual_seed(0)
     x = torch.randn(2, 3, 64, 64)
     m = get_method(method)
-    against = explain(binary, x, "layer4", m, targets=[Target(0, True)], score_batch=64)
-    negated = explain(Negated(binary).eval(), x, "inner.layer4", get_method(method), targets=[0], score_batch=64)
+    layer = "layer2" if method == "scorecam" else "layer4"  # Score-CAM: a forward per channel, 128 here, not 512
+    against = explain(binary, x, layer, m, targets=[Target(0, True)], score_batch=64)
+    negated = explain(Negated(binary).eval(), x, f"inner.{layer}", get_method(method), targets=[0], score_batch=64)
     torch.testing.assert_close(against.maps, negated.maps, atol=1e-5, rtol=0)
 
 
@@ -81,8 +82,10 @@ def test_binary_targets_equal_pytorch_grad_cam(binary, target, category):
 def test_scorecam_against_equals_pytorch_grad_cam(binary):
     torch.manual_seed(0)
     x = torch.randn(1, 3, 64, 64)
-    ours = explain(binary, x, "layer4", get_method("scorecam"), targets=[Target(0, True)], score_batch=64).maps[0, 0]
-    with ScoreCAM(binary, [binary.layer4]) as cam:
+    # layer3: half the forwards of layer4 (one per channel, on both sides), and a map that tells the signs apart
+    # better (the logit's own map correlates 0.94 with not:'s here, 0.96 at layer4, 0.996 at layer2)
+    ours = explain(binary, x, "layer3", get_method("scorecam"), targets=[Target(0, True)], score_batch=64).maps[0, 0]
+    with ScoreCAM(binary, [binary.layer3]) as cam:
         cam.batch_size = 64
         theirs = torch.from_numpy(cam(x, [BinaryClassifierOutputTarget(0)])[0])
     ours_up = torch.nn.functional.interpolate(ours[None, None], size=(64, 64), mode="bilinear")[0, 0]
