@@ -218,10 +218,11 @@ def test_smoothing_and_flip_augmentation(peer_models):
 
 
 def test_registry_names_and_unknown_method():
-    assert set(REGISTRY) == {"gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "scorecam", "eigencam", "cam"}
+    cams = {"gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "scorecam", "eigencam", "cam"}
+    assert cams <= set(REGISTRY)
     assert get_method("GradCAM-PP").name == "gradcam++"
     with pytest.raises(UsageError, match="choose one of"):
-        get_method("fullgrad")
+        get_method("nosuchcam")
 
 
 def test_guided_backprop_agrees_with_pytorch_grad_cam(peer_models):

@@ -20,6 +20,7 @@ from .checks import at_most as _at_most
 from .checks import check_target_fields
 from .checks import finite as _finite
 from .errors import UsageError
+from .method_params import MethodParams
 
 BUNDLED = "efficientnet_lite0"  # the offline default model
 # Pillow's own default guard (Image.MAX_IMAGE_PIXELS = 1024 * 1024 * 1024 // 4 // 3), written out so this module
@@ -37,7 +38,19 @@ COMMON_COLORMAPS = ("jet", "turbo", "viridis", "inferno", "magma", "plasma", "gr
 # the cache entry (camcli.caches) with the model names, written by `camcli models`, read by shell completion of
 # --model
 MODEL_NAMES_ENTRY = "model-names.json"
-METHOD_NAMES = ("gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "scorecam", "eigencam", "cam")
+METHOD_NAMES = (
+    # CAMs
+    "gradcam",
+    "gradcam++",
+    "xgradcam",
+    "hirescam",
+    "layercam",
+    "scorecam",
+    "eigencam",
+    "cam",
+    # pixel attribution
+    "saliency",
+)
 MAX_WORKERS = 64  # threads on each side of the model; more only costs memory
 MAX_TILE = 2048  # feature-grid tile side in pixels
 MAX_CHANNELS = 65_536  # channels one --channels may list (no layer has more)
@@ -250,10 +263,13 @@ class CamOptions(RunOptions):
     references: list[str] = field(default_factory=list)  # pictures: explain the similarity to their embedding
     prompts: list[str] = field(default_factory=list)  # texts: explain the similarity to each (CLIP-style models)
     targets_file: str | None = None  # CSV/JSON lines of input,target: one target per image
+    # --steps --baseline --window --stride --masks --samples --seed --signed (pixel attribution, RISE, random)
+    method_params: MethodParams = field(default_factory=MethodParams)
 
     def check(self) -> None:
         super().check()
         check_target_fields(self)
+        self.method_params.check()
         if not 0.0 <= self.alpha <= 1.0:
             raise UsageError(f"--alpha {self.alpha} is out of range; use a value from 0 to 1")
         if self.blend not in BLENDS:
@@ -338,10 +354,14 @@ class EvalOptions(RunOptions):
     targets_file: str | None = None
     top_k: int = 1  # evaluate explains one class per image (or each target)
     threshold: float | None = None  # not offered by evaluate (each label would be a row); kept for the shared rules
+    # the methods' own parameters; in evaluate's CLI --attr-steps and --attr-baseline (--steps and --baseline are
+    # the deletion curve's)
+    method_params: MethodParams = field(default_factory=MethodParams)
 
     def check(self) -> None:
         super().check()
         check_target_fields(self)
+        self.method_params.check()
         unknown = [m for m in self.metrics if m not in METRICS]
         if unknown:
             raise UsageError(f"--metric {unknown[0]!r}: use {', '.join(METRICS)}")

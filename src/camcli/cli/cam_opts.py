@@ -10,7 +10,8 @@ from typing import Annotated, Any
 import typer
 
 from ..checks import HEADS, TargetFields
-from ..options import DEFAULT_METHOD, METHOD_NAMES, CamOptions
+from ..method_params import ATTRIBUTION_BASELINES, MethodParams
+from ..options import DEFAULT_METHOD, METHOD_NAMES, CamOptions, EvalOptions
 from .completion import EXPLAIN, complete_method
 from .params import GROUPS, option
 
@@ -191,3 +192,92 @@ GROUPS[TargetArgs] = [
         None,
     ),
 ]
+
+
+PARAMS = "Method parameters"
+
+
+@dataclass(frozen=True)
+class MethodArgs:
+    """``--steps --baseline --window --stride --masks --samples --seed --signed``: the parameters of the methods that
+    take some (:class:`camcli.method_params.MethodParams`)."""
+
+    attr_steps: int
+    attr_baseline: str
+    window: int
+    stride: int | None
+    masks: int
+    samples: int
+    seed: int
+    signed: bool
+
+    def apply_to(self, options: CamOptions | EvalOptions, noise: float | None = None) -> None:
+        """Set ``options.method_params`` (``noise``: --noise, which SmoothGrad shares with --smooth)."""
+        options.method_params = MethodParams(
+            steps=self.attr_steps,
+            baseline=self.attr_baseline,
+            window=self.window,
+            stride=self.stride,
+            masks=self.masks,
+            samples=self.samples,
+            noise=MethodParams.noise if noise is None else noise,
+            seed=self.seed,
+            signed=self.signed,
+        )
+
+
+@dataclass(frozen=True)
+class EvalMethodArgs(MethodArgs):
+    """:class:`MethodArgs` in ``evaluate``, where ``--steps`` and ``--baseline`` are the deletion curve's: there
+    they are ``--attr-steps`` and ``--attr-baseline`` (the names ``cam`` accepts too)."""
+
+
+def _p(*names: str, help: str, metavar: str | None = None) -> Any:
+    return typer.Option(*names, help=help, metavar=metavar, rich_help_panel=PARAMS)
+
+
+def _method_params(steps: tuple[str, ...], baseline: tuple[str, ...]) -> list[Any]:
+    d = MethodParams()
+    return [
+        option(
+            "attr_steps",
+            Annotated[int, _p(*steps, help="ig: steps on the path from the baseline to the input.")],
+            d.steps,
+        ),
+        option(
+            "attr_baseline",
+            Annotated[
+                str,
+                _p(
+                    *baseline,
+                    metavar="|".join(ATTRIBUTION_BASELINES),
+                    help="ig, occlusion: the reference input (zero: the model input's zeros; black: a black picture; "
+                    "blur: the input blurred).",
+                ),
+            ],
+            d.baseline,
+        ),
+        option(
+            "window", Annotated[int, _p("--window", help="occlusion: patch side, in model-input pixels.")], d.window
+        ),
+        option(
+            "stride",
+            Annotated[int | None, _p("--stride", help="occlusion: patch step. \\[default: half the window]")],
+            None,
+        ),
+        option("masks", Annotated[int, _p("--masks", help="rise: random masks (a forward pass each).")], d.masks),
+        option("samples", Annotated[int, _p("--samples", help="smoothgrad: noisy copies (with --noise).")], d.samples),
+        option("seed", Annotated[int, _p("--seed", help="rise, smoothgrad, random: the random seed.")], d.seed),
+        option(
+            "signed",
+            Annotated[
+                bool,
+                _p("--signed", help="ig, smoothgrad, occlusion: with --save-raw, also the signed attribution (.npy)."),
+            ],
+            d.signed,
+        ),
+    ]
+
+
+GROUPS[MethodArgs] = _method_params(("--steps", "--attr-steps"), ("--baseline", "--attr-baseline"))
+GROUPS[EvalMethodArgs] = _method_params(("--attr-steps",), ("--attr-baseline",))

@@ -10,7 +10,7 @@ import typer
 from ..options import DEFAULT_METHOD, METRICS, PERTURB_BASELINES, EvalOptions
 from ..profiling import phase
 from .boundary import EXIT_OK, guarded
-from .cam_opts import TargetArgs, method_option, target_option
+from .cam_opts import EvalMethodArgs, TargetArgs, method_option, target_option
 from .completion import EXPLAIN, RUN
 from .params import BatchArgs, InputsArg, LayerOpt, ModelArgs, shared_options
 from .report import ReportOpt, build_and_tell
@@ -93,6 +93,7 @@ def evaluate(
         int, typer.Option(help="Masked images per forward pass for scorecam.", rich_help_panel=RUN)
     ] = EvalOptions.score_batch,
     targets: TargetArgs,
+    params: EvalMethodArgs,
     run: BatchArgs,
 ) -> None:
     """Measure how faithful each method's maps are: a table per method (mean ± 95 % interval), a record per
@@ -121,6 +122,7 @@ def evaluate(
             score_batch=score_batch,
         )
         targets.apply_to(options)
+        params.apply_to(options)
         if sanity and metric:
             from ..errors import UsageError
 

@@ -28,26 +28,36 @@ def _methods(json_out: bool) -> None:
     from ..methods import REGISTRY
     from . import console
 
-    rows = [(n, c.summary, c.paper, "yes" if c.needs_grad else "no", c.cost) for n, c in REGISTRY.items()]
+    classes = list(REGISTRY.items())
     if json_out:
-        for n, summary, paper, grad, cost in rows:
-            rec = {"name": n, "summary": summary, "paper": paper, "gradients": grad == "yes", "cost": cost}
+        for n, c in classes:
+            rec = {
+                "name": n,
+                "family": c.family,
+                "summary": c.summary,
+                "paper": c.paper,
+                "gradients": c.needs_grad,
+                "cost": c.cost,
+                "at_layer": c.scope == "layer",
+                "params": list(c.params),
+            }
             streams.results().write(json.dumps(rec) + "\n")
         return
     table = []
-    for n, summary, paper, grad, cost in rows:
-        cite, _, arxiv = paper.partition(", arXiv:")  # the id gets a column of its own, never folded
-        table.append((n, summary, cite, arxiv or "-", grad, cost))
+    for n, c in classes:
+        cite, _, arxiv = c.paper.partition(", arXiv:")  # the id gets a column of its own, never folded
+        table.append((n, c.family, c.summary, cite, arxiv or "-", "yes" if c.needs_grad else "no", c.cost))
     console.table(
-        "CAM methods (camcli cam --method NAME)",
-        ["name", "what", "paper", "arXiv", "gradients", "cost"],
+        f"{len(classes)} methods (camcli cam --method NAME)",
+        ["name", "family", "what", "paper", "arXiv", "gradients", "cost"],
         table,
         stdout=True,
         keep=("name", "arXiv"),
     )
     console.out_console().print(
-        "All methods: --smooth N / --aug-smooth average noisy / mirrored passes; several --layer fuse maps; "
-        "--guided adds guided backprop.",
+        "All methods: --smooth N / --aug-smooth average noisy / mirrored passes; --guided adds guided backprop. "
+        "CAMs: several --layer fuse maps. Pixel attribution and transformer maps are made from the whole model "
+        "(--layer does not apply); their parameters: --steps --baseline --window --stride --masks --samples --seed.",
         markup=False,
     )
 

@@ -18,7 +18,7 @@ from ..options import DEFAULT_METHOD, CamOptions, FeatureOptions, RunOptions
 from ..profiling import phase
 from . import streams
 from .boundary import EXIT_OK, EXIT_SOME_FAILED, guarded
-from .cam_opts import ObjectArgs, TargetArgs, method_option, target_option
+from .cam_opts import MethodArgs, ObjectArgs, TargetArgs, method_option, target_option
 from .completion import EXPLAIN, OUTPUT, RUN, SMOOTHING, complete_blend, complete_normalize
 from .params import BatchArgs, ColormapOpt, GridLayerOpt, InputsArg, LayerOpt, ModelArgs, shared_options
 from .report import ReportOpt, build_and_tell
@@ -94,7 +94,9 @@ def cam(
     ] = CamOptions.smooth,
     noise: Annotated[
         float,
-        typer.Option(help="Noise std for --smooth, as a fraction of the input range.", rich_help_panel=SMOOTHING),
+        typer.Option(
+            help="Noise std for --smooth and smoothgrad, as a fraction of the input range.", rich_help_panel=SMOOTHING
+        ),
     ] = CamOptions.noise,
     aug_smooth: Annotated[
         bool,
@@ -105,6 +107,7 @@ def cam(
     ] = CamOptions.score_batch,
     objects: ObjectArgs,
     targets: TargetArgs,
+    params: MethodArgs,
     run: BatchArgs,
 ) -> None:
     started = time.perf_counter()
@@ -134,6 +137,7 @@ def cam(
         )
         objects.apply_to(options)
         targets.apply_to(options)
+        params.apply_to(options, noise)
         total = complete_and_count(options, model, run, inputs)
         code = run_with_report(cam_job(options), inputs, total, run, started=started)
         if report:

@@ -110,6 +110,7 @@ class CamJob(Job[CamMaps]):
             **overlay_settings(o),
             "annotate": o.annotate,
             **self.plan.settings(),
+            **o.method_params.setting([m.name for m in self.methods]),
         }
 
     def named_settings(self) -> list[Setting]:
@@ -125,6 +126,7 @@ class CamJob(Job[CamMaps]):
         if o.aug_smooth:
             out.append(("aug-smooth", None))
         out += overlay_names(o)
+        out += o.method_params.named([m.name for m in self.methods])
         if o.annotate:
             out.append(("annotate", None))
         return out + self.plan.named()
@@ -167,7 +169,7 @@ class CamJob(Job[CamMaps]):
         (maps only: the guided images have no raw array)."""
         maps = [m.name for m in self.methods]
         if self.options.per_layer and len(self.layers) > 1:
-            maps += [f"{m.name}@{layer}" for m in self.methods for layer in self.layers]
+            maps += [f"{m.name}@{layer}" for m in self.methods if m.scope == "layer" for layer in self.layers]
         suffixes = [self.ext, ".npy"] if self.options.save_raw else [self.ext]
         out = [(tag, sfx) for tag in maps for sfx in suffixes]
         if self.options.guided:
@@ -222,6 +224,7 @@ class CamJob(Job[CamMaps]):
             signs=signs,
             score_batch=o.score_batch,
             layouts=self.layouts,
+            params=o.method_params,
             scorer=self.plan.scorer,
             threshold=self.plan.threshold,
         )

@@ -102,6 +102,7 @@ class EvaluateJob(Job[EvalScores]):
             "sanity_steps": o.sanity_steps if o.sanity else None,
             "targets": [str(t) for t in self.targets],
             **self.plan.settings(),
+            **o.method_params.setting([m.name for m in self.methods]),
         }
 
     def record_base(self) -> dict[str, Any]:
@@ -168,6 +169,7 @@ class EvaluateJob(Job[EvalScores]):
             score_batch=self.options.score_batch,
             layouts=self.layouts,
             scorer=self.plan.scorer,
+            params=self.options.method_params,
         )
         size = (x.shape[-2], x.shape[-1])
         maps = {

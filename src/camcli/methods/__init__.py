@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 from ..errors import UsageError
-from .base import CamMethod, Explanation, explain, explain_smooth, normalize, upsample, upsample_normalized
+from .base import CamMethod, Explanation, normalize, upsample, upsample_normalized
 from .cam import ClassicCAM
 from .eigencam import EigenCAM
+from .explain import explain, explain_smooth
 from .gradcam import GradCAM
 from .gradcampp import GradCAMPlusPlus
 from .hirescam import HiResCAM
 from .layercam import LayerCAM
+from .saliency import Saliency
 from .scorecam import ScoreCAM
 from .xgradcam import XGradCAM
 
 REGISTRY: dict[str, type[CamMethod]] = {
-    cls.name: cls for cls in (GradCAM, GradCAMPlusPlus, XGradCAM, HiResCAM, LayerCAM, ScoreCAM, EigenCAM, ClassicCAM)
+    cls.name: cls
+    for cls in (
+        # CAMs
+        GradCAM,
+        GradCAMPlusPlus,
+        XGradCAM,
+        HiResCAM,
+        LayerCAM,
+        ScoreCAM,
+        EigenCAM,
+        ClassicCAM,
+        # pixel attribution
+        Saliency,
+    )
 }
 _ALIASES = {"gradcampp": "gradcam++", "gradcamplusplus": "gradcam++", "classiccam": "cam"}
 

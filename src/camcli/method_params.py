@@ -1,0 +1,100 @@
+"""The parameters of the methods that have some (pixel attribution, RISE, SmoothGrad, the random map), as a plain
+dataclass: what ``--steps --baseline --window --stride --masks --samples --seed --signed`` set, and what the
+Python API takes as ``CamOptions(method_params=MethodParams(...))``.
+
+Torch-free, like :mod:`camcli.options`. Each method reads only the fields it uses (:data:`USED_BY`), and only
+those of the methods asked for go into output names and records (:meth:`MethodParams.named`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .checks import at_least, at_most, finite
+from .errors import UsageError
+
+#: what an attribution's reference input is (Integrated Gradients' path start, Occlusion's fill): ``zero`` the
+#: model input's zeros (for a model normalised by the dataset's mean and std: the mean colour), ``black`` a black
+#: picture as the model's preprocessing makes it, ``blur`` the input blurred (a Gaussian of σ = 1/20 of its size)
+ATTRIBUTION_BASELINES = ("zero", "black", "blur")
+MAX_STEPS = 4096  # --steps: Integrated Gradients' path (each step is a forward and backward pass)
+MAX_MASKS = 100_000  # --masks: RISE's random masks (each one is a forward pass)
+MAX_SAMPLES = 10_000  # --samples: SmoothGrad's noisy copies (each a forward and backward pass)
+MAX_WINDOW = 4096  # --window, --stride: Occlusion's patch and step, in model-input pixels
+
+
+@dataclass
+class MethodParams:
+    """Parameters of the methods that take some; every method reads the fields it needs (:data:`USED_BY`)."""
+
+    steps: int = 50  # ig: points on the straight path from the baseline to the input (captum's default)
+    baseline: str = "zero"  # ig, occlusion: see ATTRIBUTION_BASELINES
+    window: int = 32  # occlusion: the side of the square patch, in model-input pixels
+    stride: int | None = None  # occlusion: the patch's step; None: half the window
+    masks: int = 2000  # rise: random masks
+    samples: int = 25  # smoothgrad: noisy copies of the input
+    noise: float = 0.15  # smoothgrad: noise std as a fraction of the input's range (max − min)
+    seed: int = 0  # rise, smoothgrad, random: the random numbers' seed (same seed, same map)
+    signed: bool = False  # ig, smoothgrad, occlusion: with --save-raw, also the signed attribution (.signed.npy)
+
+    def check(self) -> None:
+        """Raise :class:`UsageError` for an out-of-range parameter."""
+        at_least("--steps", self.steps, 1)
+        at_most("--steps", self.steps, MAX_STEPS)
+        if self.baseline not in ATTRIBUTION_BASELINES:
+            raise UsageError(f"--baseline {self.baseline!r}: use {', '.join(ATTRIBUTION_BASELINES)}")
+        at_least("--window", self.window, 1)
+        at_most("--window", self.window, MAX_WINDOW)
+        at_least("--stride", self.stride, 1)
+        at_most("--stride", self.stride, MAX_WINDOW)
+        at_least("--masks", self.masks, 1)
+        at_most("--masks", self.masks, MAX_MASKS)
+        at_least("--samples", self.samples, 1)
+        at_most("--samples", self.samples, MAX_SAMPLES)
+        finite("--noise", self.noise)
+        at_least("--noise", self.noise, 0)
+        at_least("--seed", self.seed, 0)
+
+    @property
+    def occlusion_stride(self) -> int:
+        return self.stride if self.stride is not None else max(1, self.window // 2)
+
+    def used(self, methods: list[str]) -> dict[str, object]:
+        """The parameters the named methods read, with their values (for records and the header)."""
+        fields = [f for m in methods for f in USED_BY.get(m, ())]
+        out: dict[str, object] = {}
+        for f in fields:
+            out[f] = self.occlusion_stride if f == "stride" else getattr(self, f)
+        return out
+
+    def setting(self, methods: list[str]) -> dict[str, dict[str, object]]:
+        """``{"method_params": {...}}`` for a run's settings, or nothing when no method asked for takes any (so the
+        settings of runs without such methods stay what they were)."""
+        used = self.used(methods)
+        return {"method_params": used} if used else {}
+
+    def named(self, methods: list[str]) -> list[tuple[str, str]]:
+        """(name, value) of each parameter the methods read that differs from its default (for output names)."""
+        default = MethodParams()
+        out = []
+        for f, value in self.used(methods).items():
+            if f == "signed":
+                continue  # an extra file, not a different picture
+            base = default.occlusion_stride if f == "stride" and default.stride is None else getattr(default, f)
+            if f == "stride" and self.stride is None:
+                continue
+            if value != base:
+                out.append((f, f"{value:g}" if isinstance(value, float) else str(value)))
+        return out
+
+
+#: which parameters each method reads (its class's ``params``, written out here so that options need no torch; a test
+#: keeps the two in step)
+USED_BY: dict[str, tuple[str, ...]] = {
+    "ig": ("steps", "baseline", "signed"),
+    "saliency": (),
+    "smoothgrad": ("samples", "noise", "seed", "signed"),
+    "occlusion": ("window", "stride", "baseline", "signed"),
+    "rise": ("masks", "seed"),
+    "random": ("seed",),
+}
