@@ -79,6 +79,7 @@ class CamMethod:
     cost: str = "≈1 forward"
     scope: str = "layer"  # "layer": made at the chosen layer(s); "model": from the whole model (ModelMethod)
     params: tuple[str, ...] = ()  # the MethodParams fields it reads (camcli.method_params.USED_BY)
+    on_objects: bool = False  # it explains detectors' and segmenters' objects too (camcli.methods.objects)
 
     def weights(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -21,6 +21,7 @@ class EigenCAM(CamMethod):
     name = "eigencam"
     summary = "first principal component of the activations (no gradients, class-agnostic)"
     paper = "Muhammad & Yeasin, IJCNN 2020, arXiv:2008.00299"
+    on_objects = True
     needs_grad = False
     cost = "≈1 forward + an SVD per image"
 

@@ -35,7 +35,6 @@ from ..errors import LayerError, UsageError
 from ..options import Layout
 from .base import CamMethod, Context, normalize
 
-OBJECT_METHODS = ("gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam", "scorecam")
 Box = tuple[float, float, float, float]
 
 
@@ -76,12 +75,19 @@ class Detections:
     objects: list[ObjectMap]
 
 
+def object_methods() -> list[str]:
+    """The methods that explain detectors' and segmenters' objects (``CamMethod.on_objects``)."""
+    from . import REGISTRY
+
+    return [name for name, cls in REGISTRY.items() if cls.on_objects]
+
+
 def check_methods(methods: Sequence[CamMethod]) -> None:
-    bad = [m.name for m in methods if m.name not in OBJECT_METHODS]
+    bad = [m.name for m in methods if not m.on_objects]
     if bad:
         raise UsageError(
             f"--method {bad[0]} needs a classifier's scores or head; on detectors and segmenters use "
-            f"{', '.join(OBJECT_METHODS)}"
+            f"{', '.join(object_methods())}"
         )
 
 

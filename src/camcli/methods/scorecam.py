@@ -28,6 +28,7 @@ class ScoreCAM(CamMethod):
     name = "scorecam"
     summary = "channels weighted by the score of the input masked with each channel (no gradients)"
     paper = "Wang et al., CVPR-W 2020, arXiv:1910.01279"
+    on_objects = True
     needs_grad = False
     cost = "C extra forwards per image (C = channels)"
 
