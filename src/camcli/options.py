@@ -48,6 +48,12 @@ METHOD_NAMES = (
     "scorecam",
     "eigencam",
     "cam",
+    "eigengradcam",
+    "gradcamelementwise",
+    "kpcacam",
+    "shapleycam",
+    "fullgrad",
+    "random",
     # pixel attribution
     "saliency",
 )

@@ -6,13 +6,19 @@ from ..errors import UsageError
 from .base import CamMethod, Explanation, normalize, upsample, upsample_normalized
 from .cam import ClassicCAM
 from .eigencam import EigenCAM
+from .eigengradcam import EigenGradCAM
 from .explain import explain, explain_smooth
+from .fullgrad import FullGrad
 from .gradcam import GradCAM
+from .gradcamelementwise import GradCAMElementWise
 from .gradcampp import GradCAMPlusPlus
 from .hirescam import HiResCAM
+from .kpcacam import KPCACAM
 from .layercam import LayerCAM
+from .randomcam import RandomCAM
 from .saliency import Saliency
 from .scorecam import ScoreCAM
+from .shapleycam import ShapleyCAM
 from .xgradcam import XGradCAM
 
 REGISTRY: dict[str, type[CamMethod]] = {
@@ -27,6 +33,12 @@ REGISTRY: dict[str, type[CamMethod]] = {
         ScoreCAM,
         EigenCAM,
         ClassicCAM,
+        EigenGradCAM,
+        GradCAMElementWise,
+        KPCACAM,
+        ShapleyCAM,
+        FullGrad,
+        RandomCAM,
         # pixel attribution
         Saliency,
     )

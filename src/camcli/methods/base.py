@@ -8,6 +8,7 @@ weighted sum of channels, its raw map). Everything else lives here and there, on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,7 @@ class Context:
     # gave it (not laid out as a grid), both still in the autograd graph, for gradients of their own
     score: torch.Tensor | None = None
     activation: torch.Tensor | None = None
+    grid: Callable[[torch.Tensor], torch.Tensor] | None = None  # a tensor shaped like ``activation`` → (B, C, h, w)
 
     def run(self, x: object) -> object:
         """The model's output for an extra input, with the capture hooks standing aside, under inference mode."""

@@ -4,6 +4,7 @@ made from the whole model (:mod:`camcli.methods.whole`); and smoothing over nois
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -167,6 +168,7 @@ def _at_layers(
                     )
                     if keep_graph:
                         ctx.score, ctx.activation = score, act
+                        ctx.grid = partial(to_grid, layout=lay, input_size=size, module_type=kind)
                     for m in methods:
                         raw[(m.name, name)].append(normalize(m.raw_map(a, grad_grid, ctx)))
     per_layer = {key: torch.stack(v, dim=1).cpu() for key, v in raw.items()}
