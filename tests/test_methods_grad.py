@@ -378,16 +378,16 @@ def test_fullgrad_equals_pytorch_grad_cam(resnet, batch, monkeypatch):
     # of the map); camcli scales them all to 1
     torch.testing.assert_close(ours, ref, atol=5e-3, rtol=0)
     # with pgc's scaling the rest is the same arithmetic
-    monkeypatch.setattr(
-        fullgrad, "scaled", lambda m: (m - _lo(m)) / (1e-7 + (m - _lo(m)).flatten(-2).amax(-1)[..., None, None])
-    )
+    monkeypatch.setattr(fullgrad, "_scale", _pgc_scale)
     same = explain(resnet, batch, [], get_method("fullgrad"), targets=[11]).maps[:, 0]
     torch.testing.assert_close(same, ref, atol=2e-5, rtol=0)
     assert not any(m._forward_hooks for m in resnet.modules())
 
 
-def _lo(m: torch.Tensor) -> torch.Tensor:
-    return m.flatten(-2).amin(-1)[..., None, None]
+def _pgc_scale(maps: torch.Tensor, _rel_eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """pytorch-grad-cam's scale_cam_image: (m - min) / (1e-7 + max(m - min)), as (min, 1 / (1e-7 + span))."""
+    lo, hi = torch.aminmax(maps.flatten(-2), dim=-1)
+    return lo, 1.0 / (1e-7 + hi - lo)
 
 
 def test_fullgrad_removes_its_hooks_after_a_failure(resnet):

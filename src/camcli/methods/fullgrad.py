@@ -30,11 +30,22 @@ def biases(model: nn.Module) -> list[tuple[nn.Module, torch.Tensor]]:
 def scaled(maps: torch.Tensor, rel_eps: float = 1e-6) -> torch.Tensor:
     """Each (h, w) map of ``maps`` (..., h, w) min-max scaled to [0, 1]; a constant map → zeros (the constancy is
     relative, as in :func:`~camcli.methods.base.normalize`)."""
-    flat = maps.flatten(-2)
-    lo = flat.amin(-1)[..., None, None]
-    span = flat.amax(-1)[..., None, None] - lo
-    flat_enough = span <= rel_eps * (lo + span).abs()
-    return torch.where(flat_enough, torch.zeros_like(maps), (maps - lo) / torch.where(flat_enough, 1.0, span))
+    lo, inv = _scale(maps, rel_eps)
+    return (maps - lo[..., None, None]) * inv[..., None, None]
+
+
+def scaled_sum_(maps: torch.Tensor, rel_eps: float = 1e-6) -> torch.Tensor:
+    """``scaled(maps).sum(1)`` for (B, C, h, w) maps, scaling ``maps`` in place (no second (B, C, h, w) tensor)."""
+    lo, inv = _scale(maps, rel_eps)
+    return maps.sub_(lo[..., None, None]).mul_(inv[..., None, None]).sum(1)
+
+
+def _scale(maps: torch.Tensor, rel_eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each map's minimum and 1 / (max − min), 0 for a map whose span is within ``rel_eps`` of its maximum."""
+    lo, hi = torch.aminmax(maps.flatten(-2), dim=-1)
+    span = hi - lo
+    flat_enough = span <= rel_eps * hi.abs()
+    return lo, torch.where(flat_enough, 0.0, 1.0 / torch.where(flat_enough, 1.0, span))
 
 
 class FullGrad(ModelMethod):
@@ -92,7 +103,7 @@ class FullGrad(ModelMethod):
         for (bias, _out), g in zip(outputs, grads[1:], strict=True):
             if g is None:  # a layer the score does not depend on
                 continue
-            per_layer = scaled((g.float() * bias.float().view(1, -1, 1, 1)).abs()).sum(dim=1, keepdim=True)
+            per_layer = scaled_sum_((g.float() * bias.float().view(1, -1, 1, 1)).abs())[:, None]
             # resizing is linear: resizing the channels' sum is the sum of the resized channels
             total += F.interpolate(per_layer, size=size, mode="bilinear", align_corners=False)[:, 0]
         return total
