@@ -21,13 +21,22 @@ def orient(proj: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
 
 def first_component(values: torch.Tensor) -> torch.Tensor:
     """(B, C, h, w) → (B, h, w): each image's (h·w, C) matrix centred over positions and projected on its first
-    right singular vector, oriented by :func:`orient`; in float64, returned as float32."""
+    right singular vector, oriented by :func:`orient`; in float64, returned as float32.
+
+    With ``M = U Σ Vᵀ`` the projection ``M v₁`` is ``σ₁ u₁``: it comes from the eigendecomposition of the smaller of
+    ``M Mᵀ`` (h·w × h·w) and ``Mᵀ M`` (C × C), several times faster than the SVD of the (h·w, C) matrix (a late
+    layer has 49 positions and 2,048 channels) and equal to it within float64 rounding.
+    """
     b, c, h, w = values.shape
     flat = values.reshape(b, c, h * w).transpose(1, 2).double()  # (B, hw, C)
     flat = torch.nan_to_num(flat)  # as pytorch-grad-cam's projection does
     centred = flat - flat.mean(dim=1, keepdim=True)
-    _u, _s, vh = torch.linalg.svd(centred, full_matrices=False)
-    proj = (centred @ vh[:, 0, :, None]).squeeze(-1)  # (B, hw)
+    if h * w <= c:
+        lam, vec = torch.linalg.eigh(centred @ centred.transpose(1, 2))
+        proj = vec[:, :, -1] * lam[:, -1:].clamp_min(0).sqrt()  # σ₁ u₁
+    else:
+        _lam, vec = torch.linalg.eigh(centred.transpose(1, 2) @ centred)
+        proj = (centred @ vec[:, :, -1:]).squeeze(-1)  # M v₁
     return orient(proj, flat).reshape(b, h, w).float()
 
 
