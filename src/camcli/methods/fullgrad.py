@@ -59,13 +59,13 @@ class FullGrad(ModelMethod):
     :math:`\psi` min-max scales each channel's map to [0, 1] and resizes it (bilinearly) to the input.
 
     Srinivas & Fleuret, "Full-Gradient Representation for Neural Network Visualization", NeurIPS 2019
-    (arXiv:1905.00780), eq. 5 with ψ = abs and scale, as pytorch-grad-cam's ``FullGrad`` computes it: the biased
-    layers are the model's ``Conv2d`` and ``BatchNorm2d`` modules (exact types) with a bias, a batch norm's bias is
-    its eval-mode one (:func:`biases`), each input channel and each bias channel is scaled on its own before the
-    sum. Differences on purpose: a map whose values are all equal scales to zeros with a relative tolerance (as
-    camcli's normalisation does) where pytorch-grad-cam divides by ``max + 1e-7`` (which shrinks the maps of a
-    network whose gradients are tiny); a module called several times contributes each call's map. The map is a
-    sum of many scaled maps, not a few peaked values, so no outliers are clipped (``outliers = 0``, as
+    (arXiv:1905.00780), FullGrad saliency with ψ = abs then scale, as pytorch-grad-cam's ``FullGrad`` computes it:
+    the biased layers are the model's ``Conv2d`` and ``BatchNorm2d`` modules (exact types) with a bias, a batch
+    norm's bias is its eval-mode one (:func:`biases`), each input channel and each bias channel is scaled on its own
+    before the sum. Differences on purpose: a map whose values are all equal scales to zeros with a relative
+    tolerance (as camcli's normalisation does) where pytorch-grad-cam divides by ``max + 1e-7`` (which shrinks the
+    maps of a network whose gradients are tiny); a module called several times contributes each call's map. The
+    map is a sum of many scaled maps, not a few peaked values, so no outliers are clipped (``outliers = 0``, as
     pytorch-grad-cam). The absolute values make a ``not:`` target's map the target's own.
     """
 
