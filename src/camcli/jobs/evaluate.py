@@ -111,9 +111,11 @@ class EvaluateJob(Job[EvalScores]):
         return {"kind": "evaluate", "model": self.model.name, "layer": layer, "settings": self.record_settings}
 
     def row_names(self) -> list[str]:
-        """The maps measured: the methods, then the baseline maps."""
+        """The maps measured: the methods, then the baseline maps (the method ``random``, when asked for, is the
+        random row)."""
+        names = [m.name for m in self.methods]
         baselines = list(BASELINE_MAPS) if self.options.baselines and not self.options.sanity else []
-        return [m.name for m in self.methods] + baselines
+        return names + [b for b in baselines if b not in names]
 
     def plot_name(self, kind: str) -> str:
         """``curves.png`` / ``sanity.png``; a shard's own: ``curves.shard-3-of-8.png``."""
@@ -187,11 +189,15 @@ class EvaluateJob(Job[EvalScores]):
         xs = x.repeat_interleave(k, 0)  # one row per image and class
         flat_signs = ex.signs.flatten().to(x.device) if ex.signs is not None else None
         classes = Slots(ex.classes.flatten().to(x.device), flat_signs, self.plan.scorer)
-        rows: dict[str, tuple[torch.Tensor, bool]] = {name: (m, False) for name, m in maps.items()}
+        # the method `random` (random channel weights) is the random-map row, in place of the noise baseline
+        rows: dict[str, tuple[torch.Tensor, bool]] = {name: (m, name in BASELINE_MAPS) for name, m in maps.items()}
         if o.baselines and not o.sanity:
-            h, w = next(iter(ex.by_method.values())).shape[-2:]
-            cells = (h, w) if (h, w) != tuple(x.shape[-2:]) else None  # fused layers: the maps are full size
-            rows |= {name: (baseline_maps(name, xs, cells=cells), True) for name in BASELINE_MAPS}
+            # the noise is drawn at the resolution of the layer methods' maps (fused layers, pixel attribution: the
+            # maps are full size, and the noise is drawn on a CNN's last-stage grid)
+            sizes = [tuple(v.shape[-2:]) for v in ex.by_method.values()]
+            grid = [s for s in sizes if s != tuple(x.shape[-2:])]
+            cells = (int(grid[0][0]), int(grid[0][1])) if grid else None
+            rows |= {name: (baseline_maps(name, xs, cells=cells), True) for name in BASELINE_MAPS if name not in rows}
         scores: dict[str, dict[str, Any]] = {name: {} for name in rows}
         curves: dict[str, dict[str, torch.Tensor]] = {name: {} for name in rows}
         sanity: dict[str, list[dict[str, Any]]] = {}
