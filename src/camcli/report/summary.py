@@ -16,7 +16,8 @@ from typing import Any
 from ..jobs.eval_summary import ARROWS, SCORES, SUMMARY_METRICS, leaderboard, mean_rank, ranks, sanity_rows, summarize
 from .entries import BAD_RECORD, rel_path, shown, skip_line
 
-PLOTS = ("curves*.png", "leaderboard*.png", "sanity*.png")  # what evaluate draws in OUT (a shard's own: curves.shard-1-of-2.png)
+# what evaluate draws in OUT (a shard's own: curves.shard-1-of-2.png)
+PLOTS = ("curves*.png", "leaderboard*.png", "sanity*.png")
 
 
 def evaluate_page(out: Path, records: list[dict[str, Any]], skipped: list[str]) -> dict[str, Any] | None:
