@@ -50,9 +50,9 @@ def test_leaders_are_methods_not_baselines(summaries):
 
 
 def test_table_is_ordered_by_rank_with_costs(summaries):
-    columns, rows = metric_rows(
-        summaries, {"a": 9, "b": 9, "c": 9, "random": 9}, {"a": 1, "b": 1, "c": 129, "random": 1}
-    )
+    for name, forwards in (("a", [1.0, 1.0]), ("b", [1.0, 1.0]), ("c", [129.0, 129.0])):  # from the records
+        summaries[name].values["map_forwards"] = forwards
+    columns, rows = metric_rows(summaries, {"a": 9, "b": 9, "c": 9, "random": 9})
     assert columns == [
         "method",
         "n",
@@ -63,7 +63,7 @@ def test_table_is_ordered_by_rank_with_costs(summaries):
         "metric forwards/img",
     ]
     assert [r[0] for r in rows] == ["b", "c", "a", "random (baseline)"]
-    assert rows[0][4] == "1.8" and rows[1][5] == "129"
+    assert rows[0][4] == "1.8" and rows[1][5] == "129" and rows[3][5] == ""  # a baseline costs no pass of its own
 
 
 def test_plot(tmp_path, summaries):
@@ -74,3 +74,19 @@ def test_plot(tmp_path, summaries):
     assert Image.open(path).size[0] > 300
     assert not plot_leaderboard({"a": summaries["a"]}, tmp_path / "none.png", "one method")
     assert not (tmp_path / "none.png").exists()
+
+
+def test_forward_counter_charges_each_method(resnet18):
+    import torch
+
+    from camcli.methods.costs import SHARED, charged, counting_forwards
+
+    x = torch.randn(2, 3, 32, 32)
+    with counting_forwards(resnet18) as counter:
+        resnet18(x)  # shared: 2 rows
+        with charged("scorecam"):
+            resnet18(torch.randn(5, 3, 32, 32))  # 5 masked copies
+    resnet18(x)  # outside the block: not counted, and no hook is left behind
+    assert counter.rows == {SHARED: 2, "scorecam": 5}
+    assert counter.per_image("scorecam", 2) == 3.5 and counter.per_image("gradcam", 2) == 1
+    assert not resnet18._forward_pre_hooks

@@ -30,6 +30,7 @@ SUMMARY_METRICS = [
     (k, f"{SCORES[k][0]} {ARROWS[SCORES[k][1]]}")
     for k in ("deletion_auc", "insertion_auc", "avg_drop", "increase", "road_combined")
 ]
+FORWARDS = "map_forwards"  # MethodSummary.values' key of the forward passes a map cost per image
 SANITY_FAIL = 0.5  # a method whose mean rank correlation stays above this after full randomisation fails
 
 
@@ -90,6 +91,8 @@ def summarize(records: list[dict[str, Any]], names: list[str]) -> dict[str, Meth
         for key, value in (rec.get("scores") or {}).items():
             if isinstance(value, (int, float)) or value is None:  # None: not a number for this image
                 s.values.setdefault(key, []).append(float("nan") if value is None else float(value))
+        if isinstance(rec.get("forwards"), (int, float)):  # what the map cost (records of methods)
+            s.values.setdefault(FORWARDS, []).append(float(rec["forwards"]))
         curves = rec.get("curves") or {}
         if "deletion" in curves:
             s.deletion.append(curves["deletion"])
@@ -146,13 +149,13 @@ def leaderboard(summaries: dict[str, MethodSummary]) -> list[str]:
     return sorted(summaries, key=lambda n: (not table[n], mean_rank(table[n]) if table[n] else 0.0))
 
 
-def metric_rows(
-    summaries: dict[str, MethodSummary], cost: dict[str, int], method_cost: dict[str, float] | None = None
-) -> tuple[list[str], list[list[str]]]:
+def metric_rows(summaries: dict[str, MethodSummary], cost: dict[str, int]) -> tuple[list[str], list[list[str]]]:
     """The summary table, a leaderboard: a row per method and baseline, ordered by mean rank, ``mean ± interval``
-    per score measured, the mean rank, and the forward passes the map costs and its measuring costs per image."""
+    per score measured, the mean rank, and the forward passes the map costs (counted, from the records) and its
+    measuring costs (``cost``) per image."""
     keys = [(k, head) for k, head in SUMMARY_METRICS if any(k in s.values for s in summaries.values())]
     table = ranks(summaries)
+    method_cost = {name: m[0] for name, s in summaries.items() if (m := s.mean_ci(FORWARDS)) is not None}
     columns = ["method", "n", *[head for _, head in keys], "rank ↓"]
     if method_cost:
         columns.append("map forwards/img")

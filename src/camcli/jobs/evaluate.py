@@ -25,6 +25,7 @@ from ..io.inputs import InputFile, input_key
 from ..io.manifest import manifest_name
 from ..io.picture import Picture
 from ..methods import CamMethod, explain, get_methods, upsample_normalized
+from ..methods.costs import counting_forwards
 from ..metrics import BASELINE_MAPS, baseline_maps, cascade, deletion_insertion, drop_increase, road
 from ..models import LoadedModel
 from ..options import DEFAULT_METHOD, EvalOptions
@@ -158,21 +159,24 @@ class EvaluateJob(Job[EvalScores]):
         methods: list[CamMethod],
         signs: torch.Tensor | None = None,
     ) -> tuple[Any, dict[str, torch.Tensor]]:
-        """Each method's map at the input's size, (B·K, H, W), for ``classes`` (B, K) or the targets/top class."""
-        ex = explain(
-            model,
-            x,
-            self.layers,
-            methods,
-            targets=self.targets or None,
-            top_k=1,
-            classes=classes,
-            signs=signs,
-            score_batch=self.options.score_batch,
-            layouts=self.layouts,
-            scorer=self.plan.scorer,
-            params=self.options.method_params,
-        )
+        """Each method's map at the input's size, (B·K, H, W), for ``classes`` (B, K) or the targets/top class; the
+        forward passes each method cost per image are in ``self.map_forwards``."""
+        with counting_forwards(model) as counter:
+            ex = explain(
+                model,
+                x,
+                self.layers,
+                methods,
+                targets=self.targets or None,
+                top_k=1,
+                classes=classes,
+                signs=signs,
+                score_batch=self.options.score_batch,
+                layouts=self.layouts,
+                scorer=self.plan.scorer,
+                params=self.options.method_params,
+            )
+        self.map_forwards = {m.name: counter.per_image(m.name, x.shape[0]) for m in methods}
         size = (x.shape[-2], x.shape[-1])
         maps = {
             name: torch.stack([upsample_normalized(m, size) for m in v.flatten(0, 1).to(x.device)])
@@ -231,6 +235,7 @@ class EvaluateJob(Job[EvalScores]):
                             ],
                             str(target),
                             self.plan.verdict(ex.probs[i], target),
+                            None if is_baseline else self.map_forwards.get(name),
                         )
                     )
             out.append(EvalScores(ex.probs[i].cpu(), outputs, missing[i]))
