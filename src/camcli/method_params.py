@@ -20,6 +20,7 @@ ATTRIBUTION_BASELINES = ("zero", "black", "blur")
 MAX_STEPS = 4096  # --steps: Integrated Gradients' path (each step is a forward and backward pass)
 MAX_MASKS = 100_000  # --masks: RISE's random masks (each one is a forward pass)
 MAX_SAMPLES = 10_000  # --samples: SmoothGrad's noisy copies (each a forward and backward pass)
+MAX_SEED = 2**32 - 1  # --seed: what every random generator camcli uses accepts
 MAX_WINDOW = 4096  # --window, --stride: Occlusion's patch and step, in model-input pixels
 
 
@@ -37,12 +38,13 @@ class MethodParams:
     seed: int = 0  # rise, smoothgrad, random: the random numbers' seed (same seed, same map)
     signed: bool = False  # ig, smoothgrad, occlusion: with --save-raw, also the signed attribution (.signed.npy)
 
-    def check(self) -> None:
-        """Raise :class:`UsageError` for an out-of-range parameter."""
-        at_least("--steps", self.steps, 1)
-        at_most("--steps", self.steps, MAX_STEPS)
+    def check(self, steps: str = "--steps", baseline: str = "--baseline") -> None:
+        """Raise :class:`UsageError` for an out-of-range parameter (``steps``, ``baseline``: those options' names,
+        which are ``--attr-steps``/``--attr-baseline`` in ``camcli evaluate``)."""
+        at_least(steps, self.steps, 1)
+        at_most(steps, self.steps, MAX_STEPS)
         if self.baseline not in ATTRIBUTION_BASELINES:
-            raise UsageError(f"--baseline {self.baseline!r}: use {', '.join(ATTRIBUTION_BASELINES)}")
+            raise UsageError(f"{baseline} {self.baseline!r}: use {', '.join(ATTRIBUTION_BASELINES)}")
         at_least("--window", self.window, 1)
         at_most("--window", self.window, MAX_WINDOW)
         at_least("--stride", self.stride, 1)
@@ -54,6 +56,7 @@ class MethodParams:
         finite("--noise", self.noise)
         at_least("--noise", self.noise, 0)
         at_least("--seed", self.seed, 0)
+        at_most("--seed", self.seed, MAX_SEED)
 
     @property
     def occlusion_stride(self) -> int:

@@ -229,7 +229,7 @@ class MethodArgs:
 @dataclass(frozen=True)
 class EvalMethodArgs(MethodArgs):
     """:class:`MethodArgs` in ``evaluate``, where ``--steps`` and ``--baseline`` are the deletion curve's: there
-    they are ``--attr-steps`` and ``--attr-baseline`` (the names ``cam`` accepts too)."""
+    they are ``--attr-steps`` and ``--attr-baseline``."""
 
 
 def _p(*names: str, help: str, metavar: str | None = None) -> Any:
@@ -279,5 +279,5 @@ def _method_params(steps: tuple[str, ...], baseline: tuple[str, ...]) -> list[An
     ]
 
 
-GROUPS[MethodArgs] = _method_params(("--steps", "--attr-steps"), ("--baseline", "--attr-baseline"))
+GROUPS[MethodArgs] = _method_params(("--steps",), ("--baseline",))
 GROUPS[EvalMethodArgs] = _method_params(("--attr-steps",), ("--attr-baseline",))
