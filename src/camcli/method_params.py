@@ -21,6 +21,10 @@ MAX_STEPS = 4096  # --steps: Integrated Gradients' path (each step is a forward 
 MAX_MASKS = 100_000  # --masks: RISE's random masks (each one is a forward pass)
 MAX_SAMPLES = 10_000  # --samples: SmoothGrad's noisy copies (each a forward and backward pass)
 MAX_WINDOW = 4096  # --window, --stride: Occlusion's patch and step, in model-input pixels
+#: --finer-base: the layer methods that use gradients (Finer-CAM explains its refined score with one of them)
+FINER_BASES = ("gradcam", "gradcam++", "xgradcam", "hirescam", "layercam")
+#: --refine-base: the layer methods whose maps RefineCAM multiplies across layers
+REFINE_BASES = ("gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "scorecam", "eigencam", "cam")
 
 
 @dataclass
@@ -36,6 +40,10 @@ class MethodParams:
     noise: float = 0.15  # smoothgrad: noise std as a fraction of the input's range (max − min)
     seed: int = 0  # rise, smoothgrad, random: the random numbers' seed (same seed, same map)
     signed: bool = False  # ig, smoothgrad, occlusion: with --save-raw, also the signed attribution (.signed.npy)
+    finer_base: str = "gradcam"  # finercam: the method that explains the refined score (FINER_BASES)
+    finer_alpha: float = 1.0  # finercam: how much of the rivals' scores is taken away (pytorch-grad-cam's α)
+    finer_compare: int = 3  # finercam: the rivals, the classes whose scores are closest to the class's
+    refine_base: str = "gradcam++"  # refinecam: the method whose maps of each layer are multiplied (REFINE_BASES)
 
     def check(self) -> None:
         """Raise :class:`UsageError` for an out-of-range parameter."""
@@ -54,6 +62,15 @@ class MethodParams:
         finite("--noise", self.noise)
         at_least("--noise", self.noise, 0)
         at_least("--seed", self.seed, 0)
+        for flag, base, bases in (
+            ("--finer-base", self.finer_base, FINER_BASES),
+            ("--refine-base", self.refine_base, REFINE_BASES),
+        ):
+            if base not in bases:
+                raise UsageError(f"{flag} {base!r}: use {', '.join(bases)}")
+        finite("--finer-alpha", self.finer_alpha)
+        at_least("--finer-alpha", self.finer_alpha, 0)
+        at_least("--finer-compare", self.finer_compare, 1)
 
     @property
     def occlusion_stride(self) -> int:
@@ -84,7 +101,7 @@ class MethodParams:
             if f == "stride" and self.stride is None:
                 continue
             if value != base:
-                out.append((f, f"{value:g}" if isinstance(value, float) else str(value)))
+                out.append((f.replace("_", "-"), f"{value:g}" if isinstance(value, float) else str(value)))
         return out
 
 
@@ -97,4 +114,6 @@ USED_BY: dict[str, tuple[str, ...]] = {
     "occlusion": ("window", "stride", "baseline", "signed"),
     "rise": ("masks", "seed"),
     "random": ("seed",),
+    "finercam": ("finer_base", "finer_alpha", "finer_compare"),
+    "refinecam": ("refine_base",),
 }
