@@ -81,6 +81,7 @@ ACCEPTED = {
     ("--min-score", "0"),
     ("--iou", "0"),
     ("--threshold", "0"),
+    ("--finer-alpha", "0"),  # Finer-CAM without its rivals: the base method's own map
 }
 
 

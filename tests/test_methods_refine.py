@@ -332,6 +332,8 @@ def test_bases_are_the_registrys_layer_methods():
         (MethodParams(finer_alpha=-1), "--finer-alpha -1 is too small"),
         (MethodParams(finer_alpha=math.nan), "--finer-alpha nan is not a number"),
         (MethodParams(finer_compare=0), "--finer-compare 0 is too small"),
+        (MethodParams(finer_compare=1001), "--finer-compare 1001 is too large; use at most 1000"),
+        (MethodParams(finer_alpha=101), "--finer-alpha 101 is too large; use at most 100"),
     ],
 )
 def test_bad_parameters_are_refused(params, message):

@@ -21,6 +21,8 @@ MAX_STEPS = 4096  # --steps: Integrated Gradients' path (each step is a forward 
 MAX_MASKS = 100_000  # --masks: RISE's random masks (each one is a forward pass)
 MAX_SAMPLES = 10_000  # --samples: SmoothGrad's noisy copies (each a forward and backward pass)
 MAX_WINDOW = 4096  # --window, --stride: Occlusion's patch and step, in model-input pixels
+MAX_FINER_ALPHA = 100.0  # --finer-alpha: the references use 0.6 and 1; far beyond, the class's own score is lost
+MAX_FINER_COMPARE = 1000  # --finer-compare: the rivals (at most the model's other classes in any case)
 #: --finer-base: the layer methods that use gradients (Finer-CAM explains its refined score with one of them)
 FINER_BASES = ("gradcam", "gradcam++", "xgradcam", "hirescam", "layercam")
 #: --refine-base: the layer methods whose maps RefineCAM multiplies across layers
@@ -70,7 +72,9 @@ class MethodParams:
                 raise UsageError(f"{flag} {base!r}: use {', '.join(bases)}")
         finite("--finer-alpha", self.finer_alpha)
         at_least("--finer-alpha", self.finer_alpha, 0)
+        at_most("--finer-alpha", self.finer_alpha, MAX_FINER_ALPHA)
         at_least("--finer-compare", self.finer_compare, 1)
+        at_most("--finer-compare", self.finer_compare, MAX_FINER_COMPARE)
 
     @property
     def occlusion_stride(self) -> int:
