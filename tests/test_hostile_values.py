@@ -84,6 +84,7 @@ ACCEPTED = {
     ("--iou", "0"),
     ("--threshold", "0"),
     ("--seed", "0"),
+    ("--finer-alpha", "0"),  # Finer-CAM without its rivals: the base method's own map
 }
 
 

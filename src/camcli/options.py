@@ -48,6 +48,9 @@ METHOD_NAMES = (
     "scorecam",
     "eigencam",
     "cam",
+    "refinecam",
+    # target refiners
+    "finercam",
     # pixel attribution
     "saliency",
 )

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from ..checks import HEADS, TargetFields
-from ..method_params import ATTRIBUTION_BASELINES, MethodParams
+from ..method_params import ATTRIBUTION_BASELINES, FINER_BASES, REFINE_BASES, MethodParams
 from ..options import DEFAULT_METHOD, METHOD_NAMES, CamOptions, EvalOptions
 from .completion import EXPLAIN, complete_method
 from .params import GROUPS, option
@@ -210,6 +210,10 @@ class MethodArgs:
     samples: int
     seed: int
     signed: bool
+    finer_base: str
+    finer_alpha: float
+    finer_compare: int
+    refine_base: str
 
     def apply_to(self, options: CamOptions | EvalOptions, noise: float | None = None) -> None:
         """Set ``options.method_params`` (``noise``: --noise, which SmoothGrad shares with --smooth)."""
@@ -223,6 +227,10 @@ class MethodArgs:
             noise=MethodParams.noise if noise is None else noise,
             seed=self.seed,
             signed=self.signed,
+            finer_base=self.finer_base,
+            finer_alpha=self.finer_alpha,
+            finer_compare=self.finer_compare,
+            refine_base=self.refine_base,
         )
 
 
@@ -275,6 +283,40 @@ def _method_params(steps: tuple[str, ...], baseline: tuple[str, ...]) -> list[An
                 _p("--signed", help="ig, smoothgrad, occlusion: with --save-raw, also the signed attribution (.npy)."),
             ],
             d.signed,
+        ),
+        option(
+            "finer_base",
+            Annotated[
+                str,
+                _p(
+                    "--finer-base",
+                    metavar="METHOD",
+                    help=f"finercam: the method that explains the refined score: {', '.join(FINER_BASES)}.",
+                ),
+            ],
+            d.finer_base,
+        ),
+        option(
+            "finer_alpha",
+            Annotated[float, _p("--finer-alpha", help="finercam: how much of the rivals' scores is taken away.")],
+            d.finer_alpha,
+        ),
+        option(
+            "finer_compare",
+            Annotated[int, _p("--finer-compare", help="finercam: rivals, the classes scored closest to the class.")],
+            d.finer_compare,
+        ),
+        option(
+            "refine_base",
+            Annotated[
+                str,
+                _p(
+                    "--refine-base",
+                    metavar="METHOD",
+                    help=f"refinecam: the method whose layer maps are multiplied: {', '.join(REFINE_BASES)}.",
+                ),
+            ],
+            d.refine_base,
         ),
     ]
 

@@ -28,7 +28,7 @@ from ..io.outputs import (
 )
 from ..io.picture import DEVICE_INTERPOLATIONS, Picture
 from ..io.thumbs import save_input_pictures
-from ..methods import CamMethod, explain_smooth, get_methods, upsample, upsample_normalized
+from ..methods import CamMethod, check_layers, explain_smooth, get_methods, upsample, upsample_normalized
 from ..methods.guided import gradient_to_image, guided_backprop
 from ..models import LoadedModel
 from ..options import DEFAULT_METHOD, CamOptions
@@ -86,6 +86,7 @@ class CamJob(Job[CamMaps]):
                 )
 
     def prepare_model(self, infos: list[LayerInfo]) -> None:
+        check_layers(self.methods, self.layers)
         self.plan: TargetPlan = plan_targets(self.model, self.options)
         self.targets: list[Target] = self.plan.targets
         if (classes := len(self.plan.names)) and self.options.top_k > classes:

@@ -6,11 +6,13 @@ from ..errors import UsageError
 from .base import CamMethod, Explanation, normalize, upsample, upsample_normalized
 from .cam import ClassicCAM
 from .eigencam import EigenCAM
-from .explain import explain, explain_smooth
+from .explain import check_layers, explain, explain_smooth
+from .finercam import FinerCAM
 from .gradcam import GradCAM
 from .gradcampp import GradCAMPlusPlus
 from .hirescam import HiResCAM
 from .layercam import LayerCAM
+from .refinecam import RefineCAM
 from .saliency import Saliency
 from .scorecam import ScoreCAM
 from .xgradcam import XGradCAM
@@ -27,6 +29,9 @@ REGISTRY: dict[str, type[CamMethod]] = {
         ScoreCAM,
         EigenCAM,
         ClassicCAM,
+        RefineCAM,
+        # target refiners
+        FinerCAM,
         # pixel attribution
         Saliency,
     )
@@ -56,6 +61,7 @@ __all__ = [
     "REGISTRY",
     "CamMethod",
     "Explanation",
+    "check_layers",
     "explain",
     "explain_smooth",
     "get_method",
