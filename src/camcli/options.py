@@ -48,6 +48,10 @@ METHOD_NAMES = (
     "scorecam",
     "eigencam",
     "cam",
+    # transformer
+    "rollout",
+    "gradrollout",
+    "legrad",
     # pixel attribution
     "saliency",
 )

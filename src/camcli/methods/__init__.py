@@ -9,8 +9,11 @@ from .eigencam import EigenCAM
 from .explain import explain, explain_smooth
 from .gradcam import GradCAM
 from .gradcampp import GradCAMPlusPlus
+from .gradrollout import GradRollout
 from .hirescam import HiResCAM
 from .layercam import LayerCAM
+from .legrad import LeGrad
+from .rollout import Rollout
 from .saliency import Saliency
 from .scorecam import ScoreCAM
 from .xgradcam import XGradCAM
@@ -27,6 +30,10 @@ REGISTRY: dict[str, type[CamMethod]] = {
         ScoreCAM,
         EigenCAM,
         ClassicCAM,
+        # transformer
+        Rollout,
+        GradRollout,
+        LeGrad,
         # pixel attribution
         Saliency,
     )
