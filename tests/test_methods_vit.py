@@ -211,11 +211,36 @@ def test_recorded_pass_equals_the_modules_own(family):
     assert getattr(getattr(model, "config", None), "_attn_implementation", None) == impl
     assert torch.is_grad_enabled()  # restored
     assert all(not s.module._forward_hooks and not s.module._forward_pre_hooks for s in sites)
+    assert all("forward" not in s.module.__dict__ for s in sites)  # nn.MultiheadAttention's own forward again
     assert all(p.grad is None for p in model.parameters())
     maps = explain(model, x, [], [get_method(n) for n in ("rollout", "gradrollout", "legrad")]).by_method
     for name, m in maps.items():
         assert m.shape == (2, 1, size // (8 if size == 32 else 14), size // (8 if size == 32 else 14)), name
         assert torch.isfinite(m).all() and (m.flatten(2).amax(-1) > 0).all(), name
+
+
+@pytest.mark.parametrize("family", ["torchvision", "timm vit", "hf vit"])
+def test_an_error_mid_pass_leaves_the_model_as_it_was(family):
+    model = FAMILIES[family][0]()
+    sites = attention_sites(model)
+    flags = [getattr(s.module, "fused_attn", None) for s in sites]
+    impl = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    last = sites[-1].module
+
+    def fail(*_: object) -> None:
+        raise RuntimeError("injected")
+
+    handle = last.register_forward_hook(fail)
+    with torch.no_grad():
+        with pytest.raises(RuntimeError, match="injected"):
+            raw("gradrollout", model, torch.randn(1, 3, 32, 32), [0])
+        assert not torch.is_grad_enabled()  # the caller's no_grad, which the pass had switched off inside
+    handle.remove()
+    assert [getattr(s.module, "fused_attn", None) for s in sites] == flags
+    assert getattr(getattr(model, "config", None), "_attn_implementation", None) == impl
+    assert all(not s.module._forward_hooks and not s.module._forward_pre_hooks for s in sites)
+    assert all("forward" not in s.module.__dict__ for s in sites)
+    assert all(p.grad is None for p in model.parameters())
 
 
 def test_probabilities_equal_independent_computations():
@@ -250,23 +275,12 @@ def test_probabilities_equal_independent_computations():
         torch.testing.assert_close(rec.probs[i], own, rtol=1e-5, atol=1e-6)
 
 
-def reference_timm(model: nn.Module, x: torch.Tensor, cls: torch.Tensor):
-    """A from-scratch forward of a timm ViT (class token, no layer scale) with its attention kept, and the
-    reference rollout (Abnar & Zuidema) and gradient rollout (Chefer et al.'s code: R += cam @ R) per picture."""
-    t = model.norm_pre(model._pos_embed(model.patch_embed(x)))
-    probs = []
-    for blk in model.blocks:
-        b, n, c = t.shape
-        heads = blk.attn.num_heads
-        q, k, v = blk.attn.qkv(blk.norm1(t)).view(b, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
-        a = (q @ k.transpose(-2, -1) * blk.attn.scale).softmax(-1)
-        probs.append(a)
-        t = t + blk.attn.proj((a @ v).transpose(1, 2).reshape(b, n, c))
-        t = t + blk.mlp(blk.norm2(t))
-    y = model.forward_head(model.norm(t)).gather(1, cls[:, None]).sum()
-    grads = torch.autograd.grad(y, probs)
+def reference_rollouts(probs: list[torch.Tensor], grads: tuple[torch.Tensor, ...]):
+    """Rollout (Abnar & Zuidema: heads' mean, + I, rows renormalised, multiplied) and gradient rollout (Chefer et
+    al.'s code: cam = (grad · attn).clamp(min=0).mean(heads); R += cam @ R), picture by picture, class row."""
+    n = probs[0].shape[-1]
     roll, grad_roll = [], []
-    for i in range(x.shape[0]):
+    for i in range(probs[0].shape[0]):
         r = torch.eye(n)
         g = torch.eye(n)
         for a, ga in zip(probs, grads, strict=True):
@@ -275,15 +289,36 @@ def reference_timm(model: nn.Module, x: torch.Tensor, cls: torch.Tensor):
             g = g + (ga[i] * a[i]).clamp(min=0).mean(0) @ g
         roll.append(r[0, 1:])
         grad_roll.append(g[0, 1:])
-    side = int(math.isqrt(n - 1))
+    side = math.isqrt(n - 1)
     return torch.stack(roll).view(-1, side, side).detach(), torch.stack(grad_roll).view(-1, side, side).detach()
 
 
 def test_rollout_and_gradrollout_equal_a_reference_forward():
+    # timm: a from-scratch forward of the ViT (class token, no layer scale) that keeps its attention
     model = timm_model("vit_tiny_patch16_224", patch_size=8)
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     cls = torch.tensor([1, 4])
-    roll, grad_roll = reference_timm(model, x, cls)
+    t = model.norm_pre(model._pos_embed(model.patch_embed(x)))
+    probs = []
+    for blk in model.blocks:
+        b, n, c = t.shape
+        q, k, v = blk.attn.qkv(blk.norm1(t)).view(b, n, 3, blk.attn.num_heads, -1).permute(2, 0, 3, 1, 4)
+        a = (q @ k.transpose(-2, -1) * blk.attn.scale).softmax(-1)
+        probs.append(a)
+        t = t + blk.attn.proj((a @ v).transpose(1, 2).reshape(b, n, c))
+        t = t + blk.mlp(blk.norm2(t))
+    torch.testing.assert_close(model.forward_head(model.norm(t)), model(x), rtol=1e-5, atol=1e-5)
+    y = model.forward_head(model.norm(t)).gather(1, cls[:, None]).sum()
+    roll, grad_roll = reference_rollouts(probs, torch.autograd.grad(y, probs))
+    torch.testing.assert_close(raw("rollout", model, x, [1, 4]), roll, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(raw("gradrollout", model, x, [1, 4]), grad_roll, rtol=1e-4, atol=1e-7)
+    # Hugging Face: the attentions its own output_attentions hands back (eager), and their gradients
+    model = hf_vit()
+    model.config._attn_implementation = "eager"
+    out = model(x, output_attentions=True)
+    probs = list(out.attentions)
+    roll, grad_roll = reference_rollouts(probs, torch.autograd.grad(out.logits.gather(1, cls[:, None]).sum(), probs))
+    model.config._attn_implementation = "sdpa"
     torch.testing.assert_close(raw("rollout", model, x, [1, 4]), roll, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(raw("gradrollout", model, x, [1, 4]), grad_roll, rtol=1e-4, atol=1e-7)
 
@@ -352,7 +387,7 @@ def test_legrad_without_a_known_head_and_masked_attention_are_refused():
     model = VisionTransformer().eval()
     mask = torch.zeros(3, 3, dtype=torch.bool)
     model.encoder.layers[0].forward = lambda x: x + model.encoder.layers[0].self_attention(x, x, x, attn_mask=mask)[0]
-    with pytest.raises(LayerError, match="nn.MultiheadAttention called with a mask"):
+    with pytest.raises(LayerError, match=r"nn\.MultiheadAttention called with a mask"):
         raw("rollout", model, hand_input(), [0])
 
 

@@ -4,10 +4,11 @@ taken) when asked.
 
 Three kinds of attention module are read, each the way that keeps the module's own arithmetic:
 
-* ``nn.MultiheadAttention`` (torchvision's ViT, called with ``need_weights=False``): a forward hook recomputes the
-  output the explicit way from the module's own weights (``in_proj``, the 1/√d scale, softmax, ``out_proj``) and
-  returns it in place of the module's, so the probabilities it keeps are the ones the rest of the network uses.
-  Only self-attention without masks or added key/value biases is recomputed; any other call is refused.
+* ``nn.MultiheadAttention`` (torchvision's ViT, called with ``need_weights=False``): for the pass, the module's
+  ``forward`` is the explicit computation from its own weights (``in_proj``, the 1/√d scale, softmax,
+  ``out_proj``; restored on the way out), so the probabilities kept are the ones the rest of the network uses and
+  the attention is computed once. Only self-attention without masks or added key/value biases is computed so;
+  any other call is refused.
 * timm's attention modules (``Attention``, ``AttentionRope``, ``EvaAttention``: anything with a ``fused_attn``
   flag and an ``attn_drop`` dropout): the flag is switched off for the pass (and restored), so the module runs its
   own explicit path — its q/k norms, rotary embeddings, gates and output norm included — and the probabilities are
@@ -166,6 +167,20 @@ def _switched(sites: list[Site]) -> Iterator[None]:
             config._attn_implementation = previous
 
 
+@contextmanager
+def _forward_replaced(module: nn.Module, forward: Any) -> Iterator[None]:
+    """``module.forward`` is ``forward`` inside the block (an instance attribute, removed or restored after)."""
+    had, before = "forward" in module.__dict__, module.__dict__.get("forward")
+    module.forward = forward
+    try:
+        yield
+    finally:
+        if had:
+            module.__dict__["forward"] = before
+        else:
+            del module.forward
+
+
 def _tokens(output: object) -> torch.Tensor | None:
     if isinstance(output, torch.Tensor):
         return output
@@ -206,16 +221,20 @@ def recording(model: nn.Module, sites: list[Site], *, grad: bool, blocks: bool =
         rec.probs[i] = probs if grad else probs.detach()
         rec.order.append(i)
 
+    def explicit(i: int, site: Site):
+        def forward(*args: Any, **kwargs: Any) -> object:
+            output, probs = _explicit_mha(cast(nn.MultiheadAttention, site.module), args, kwargs)
+            keep(i, site, probs)
+            return output
+
+        return forward
+
     def after(i: int, site: Site):
         def hook(m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: object) -> object:
-            if site.kind == "mha":
-                output, probs = _explicit_mha(m, args, kwargs)  # type: ignore[arg-type]
-                keep(i, site, probs)
-                return output
             if site.kind == "hf":
                 keep(i, site, output[site.index] if isinstance(output, (tuple, list)) else None)
             elif i not in rec.probs:
-                keep(i, site, None)  # a timm module whose explicit path never reached attn_drop
+                keep(i, site, None)  # a timm module whose explicit path never reached attn_drop (or an mha not run)
             return None
 
         return hook
@@ -240,6 +259,8 @@ def recording(model: nn.Module, sites: list[Site], *, grad: bool, blocks: bool =
         for i, s in enumerate(sites):
             handles.append(s.module.register_forward_pre_hook(start_graph, with_kwargs=True))  # type: ignore[arg-type]
             handles.append(s.module.register_forward_hook(after(i, s), with_kwargs=True))
+            if s.kind == "mha":
+                stack.enter_context(_forward_replaced(s.module, explicit(i, s)))
             if s.kind == "timm":
                 dropout = cast(nn.Module, s.module.attn_drop)
                 handles.append(dropout.register_forward_hook(at_dropout(i, s)))

@@ -10,6 +10,7 @@ gradrollout or legrad asks, which rollout then reads too.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import metadata
 
 import torch
 
@@ -17,6 +18,7 @@ from ..engine.attention import Site, attention_sites, checked, recording
 from ..engine.readout import patch_grid, readout_rows
 from ..errors import LayerError
 from .whole import ModelContext, ModelMethod
+
 
 @dataclass
 class AttentionPass:
@@ -52,6 +54,13 @@ def others() -> str:
     return ", ".join(n for n, cls in REGISTRY.items() if cls.family != "transformer")
 
 
+def _transformers_major() -> int:
+    try:
+        return int(metadata.version("transformers").split(".")[0])
+    except (metadata.PackageNotFoundError, ValueError):
+        return 0
+
+
 class TransformerMethod(ModelMethod):
     """Base of the maps made from a vision transformer's attention; subclasses supply :meth:`model_map` from
     :meth:`attention`. Maps are at the patch-token grid; no outliers are clipped (``outliers = 0``)."""
@@ -65,8 +74,11 @@ class TransformerMethod(ModelMethod):
             ctx.cache["attention_sites"] = attention_sites(ctx.model)
         sites: list[Site] = ctx.cache["attention_sites"]
         if not sites:
+            hint = ""
+            if hasattr(getattr(ctx.model, "config", None), "model_type") and _transformers_major() < 5:
+                hint = " (Hugging Face models: transformers 5 or later names their attention modules)"
             raise LayerError(
-                f"{self.name} needs a transformer's attention blocks and {type(ctx.model).__name__} has none; "
+                f"{self.name} needs a transformer's attention blocks and {type(ctx.model).__name__} has none{hint}; "
                 f"on it use {others()}"
             )
         return sites
