@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from camcli.cli import app
 from camcli.engine.attention import attention_sites, recording
+from camcli.engine.readout import patch_grid, readout_rows
 from camcli.errors import LayerError
 from camcli.methods import explain, get_method
 from camcli.methods.whole import ModelContext
@@ -217,6 +218,28 @@ def test_recorded_pass_equals_the_modules_own(family):
     for name, m in maps.items():
         assert m.shape == (2, 1, size // (8 if size == 32 else 14), size // (8 if size == 32 else 14)), name
         assert torch.isfinite(m).all() and (m.flatten(2).amax(-1) > 0).all(), name
+
+
+@pytest.mark.parametrize(
+    ("family", "rows"),
+    [
+        ("torchvision", [1.0, 0, 0, 0, 0]),  # the class token
+        ("timm vit", [1.0, 0, 0, 0, 0]),  # global_pool='token'
+        ("timm deit distilled", [0.5, 0.5, 0, 0, 0, 0]),  # class and distillation heads averaged
+        ("timm eva (rope)", [0, 0.25, 0.25, 0.25, 0.25]),  # global_pool='avg' over the patch tokens
+        ("timm registers", [1.0, 0, 0, 0, 0, 0, 0, 0, 0]),  # class token, 4 registers, 4 patches
+        ("hf vit", [1.0, 0, 0, 0, 0]),
+        ("hf deit teacher", [0.5, 0.5, 0, 0, 0, 0]),
+    ],
+)
+def test_the_rows_the_head_reads(family, rows):
+    model = FAMILIES[family][0]()
+    prefix, grid = patch_grid(model, len(rows), (FAMILIES[family][1],) * 2)
+    assert grid == (2, 2) and prefix == len(rows) - 4
+    assert readout_rows(model, len(rows), prefix).tolist() == rows
+    model.global_pool = ""  # no pooling (timm's features): every row
+    if family.startswith("timm"):
+        assert readout_rows(model, len(rows), prefix).tolist() == pytest.approx([1 / len(rows)] * len(rows))
 
 
 @pytest.mark.parametrize("family", ["torchvision", "timm vit", "hf vit"])

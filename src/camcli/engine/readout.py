@@ -40,23 +40,39 @@ def patch_grid(model: nn.Module, tokens: int, input_size: tuple[int, int]) -> tu
     return prefix, grid
 
 
+def _pooling(model: nn.Module) -> tuple[nn.Module, str | None]:
+    """The module that pools the tokens (timm's ``global_pool``, open_clip's ``pool_type``) and how, or the model
+    and None when none says."""
+    for m in model.modules():
+        if getattr(m, "attn_pool", None) is not None:
+            return m, "map"
+        for attr in ("global_pool", "pool_type"):
+            if isinstance(getattr(m, attr, None), str):
+                return m, str(getattr(m, attr))
+    return model, None
+
+
 def readout_rows(model: nn.Module, tokens: int, prefix: int) -> torch.Tensor:
     """(T,) weights of the token rows the model's head reads, summing to 1: the class token's row; the class and
     distillation tokens' rows averaged (DeiT distilled, whose two heads are averaged); the mean of the patch rows
-    (timm's ``avg``/``max`` pools; for ``max`` the mean stands in for the maximum); the mean of every row (a model
-    without a prefix token, or timm's ``global_pool=''``). A model that pools with attention is refused."""
+    (timm's and open_clip's ``avg`` pools; for ``max`` the mean stands in for the maximum); the mean of every row (a
+    model without a prefix token, or one that does not pool). A model that pools with attention, or in a way not
+    known here, is refused in one line."""
     w = torch.zeros(tokens)
-    pool = getattr(model, "global_pool", None)
-    if getattr(model, "attn_pool", None) is not None or pool == "map":
-        raise LayerError(
-            f"{type(model).__name__} pools its tokens with attention (global_pool='map'), which rollout, gradrollout "
-            "and legrad do not read; use gradcam at a token layer"
-        )
+    pooler, pool = _pooling(model)
+    kind = type(pooler).__name__
     distilled = hasattr(model, "head_dist") or type(model).__name__.endswith("WithTeacher")
-    if isinstance(pool, str) and pool in PATCH_POOLS:
+    if pool == "map":
+        raise LayerError(
+            f"{kind} pools its tokens with attention (an attention-pooling head), which rollout, gradrollout and "
+            "legrad do not read; use gradcam at a token layer"
+        )
+    if pool in PATCH_POOLS:
         w[prefix:] = 1.0
-    elif pool == "" or prefix == 0:
+    elif pool in ("", "none", "avg_all") or prefix == 0:
         w[:] = 1.0
+    elif pool not in (None, "token", "tok"):
+        raise LayerError(f"{kind} pools its tokens as {pool!r}, which rollout, gradrollout and legrad do not read")
     elif distilled and prefix >= 2:
         w[:2] = 1.0
     else:

@@ -19,16 +19,16 @@ class LeGrad(TransformerMethod):
                M = \frac1L \sum_l E^{(l)}_{\mathrm{patches}}
 
     Bousselham et al., "LeGrad: An Explainability Method for Vision Transformers via Feature Formation
-    Sensitivity", arXiv:2404.03214 (2024). Follows torchcam 0.5's ``LeGrad``: the attention is not multiplied into
-    the gradient, the tokens are averaged over all tokens (class token included) before the norm and head
+    Sensitivity", ICCV 2025 (arXiv:2404.03214). Follows torchcam 0.5's ``LeGrad``: the attention is not multiplied
+    into the gradient; the tokens are averaged over all tokens (class token included) before the norm and head
     (torchcam's default for torchvision's ViT, which camcli applies with each library's own norm and head:
-    :func:`camcli.engine.readout.block_head`), and the prefix keys are dropped. camcli uses every block (torchcam
-    takes the blocks it is given).
+    :func:`camcli.engine.readout.block_head`); the prefix keys are dropped. camcli uses every block, as the paper
+    aggregates over all layers (torchcam takes the blocks it is given).
     """
 
     name = "legrad"
     summary = "each block's own class score's positive gradient on its attention, over heads and queries"
-    paper = "Bousselham et al., 2024, arXiv:2404.03214"
+    paper = "Bousselham et al., ICCV 2025, arXiv:2404.03214"
     cost = "1 forward + 1 short backward per block and class"
 
     def model_map(self, ctx: ModelContext) -> torch.Tensor:
