@@ -115,6 +115,9 @@ class MethodParams:
 #: which parameters each method reads (its class's ``params``, written out here so that options need no torch; a test
 #: keeps the two in step)
 USED_BY: dict[str, tuple[str, ...]] = {
+    "rollout": (),
+    "gradrollout": (),
+    "legrad": (),
     "ig": ("steps", "baseline", "signed"),
     "saliency": (),
     "smoothgrad": ("samples", "noise", "seed", "signed"),

@@ -51,6 +51,10 @@ METHOD_NAMES = (
     "refinecam",
     # target refiners
     "finercam",
+    # transformer
+    "rollout",
+    "gradrollout",
+    "legrad",
     # pixel attribution
     "saliency",
 )

@@ -10,9 +10,12 @@ from .explain import check_layers, explain, explain_smooth
 from .finercam import FinerCAM
 from .gradcam import GradCAM
 from .gradcampp import GradCAMPlusPlus
+from .gradrollout import GradRollout
 from .hirescam import HiResCAM
 from .layercam import LayerCAM
+from .legrad import LeGrad
 from .refinecam import RefineCAM
+from .rollout import Rollout
 from .saliency import Saliency
 from .scorecam import ScoreCAM
 from .xgradcam import XGradCAM
@@ -32,6 +35,10 @@ REGISTRY: dict[str, type[CamMethod]] = {
         RefineCAM,
         # target refiners
         FinerCAM,
+        # transformer
+        Rollout,
+        GradRollout,
+        LeGrad,
         # pixel attribution
         Saliency,
     )
