@@ -90,3 +90,22 @@ def test_forward_counter_charges_each_method(resnet18):
     assert counter.rows == {SHARED: 2, "scorecam": 5}
     assert counter.per_image("scorecam", 2) == 3.5 and counter.per_image("gradcam", 2) == 1
     assert not resnet18._forward_pre_hooks
+
+
+def test_explain_charges_each_method_its_own_passes(resnet18):
+    import torch
+
+    from camcli.methods import explain, get_method
+    from camcli.methods.costs import SHARED, counting_forwards
+
+    x = torch.randn(2, 3, 32, 32)
+    methods = [get_method("gradcam"), get_method("scorecam"), get_method("saliency")]
+    with counting_forwards(resnet18) as counter:
+        explain(resnet18, x, "layer1", methods, top_k=2, score_batch=16)
+    assert counter.rows[SHARED] == 2  # the one pass that scores the batch and records the layer
+    assert counter.rows["gradcam"] == 0  # gradients of the shared pass only
+    # saliency: one forward (and backward) of the batch per class slot: 2 slots × 2 images
+    assert counter.rows["saliency"] == 4
+    # Score-CAM: one masked copy per channel of layer1 (64) whose mask is not all zero, per image, shared by the
+    # class slots; all-zero channels cost one pass per image together
+    assert 2 <= counter.rows["scorecam"] <= 2 * 65

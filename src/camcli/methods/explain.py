@@ -20,6 +20,7 @@ from ..method_params import MethodParams
 from ..options import Layout
 from ..steps import report
 from .base import CamMethod, Context, Explanation, normalize
+from .costs import charged
 from .whole import model_maps
 
 
@@ -182,7 +183,8 @@ def _at_layers(
                         ctx.output_scores = logits
                         ctx.grid = partial(to_grid, layout=lay, input_size=size, module_type=kind)
                     for m in methods:
-                        raw[(m.name, name)].append(normalize(m.raw_map(a, grad_grid, ctx)))
+                        with charged(m.name):  # its own forward passes (Score-CAM's masks …), counted for evaluate
+                            raw[(m.name, name)].append(normalize(m.raw_map(a, grad_grid, ctx)))
     per_layer = {key: torch.stack(v, dim=1).cpu() for key, v in raw.items()}
     return logits, chosen, signs, valid, per_layer
 
