@@ -21,7 +21,8 @@ OBJECTS = "Detectors and segmenters"
 def method_option(what: str) -> Any:  # --method (repeatable), its help introduced by ``what``
     return typer.Option(
         "--method",
-        help=f"{what}: {', '.join(METHOD_NAMES)} (camcli methods). \\[default: {DEFAULT_METHOD}]",
+        help=f"{what}: {', '.join(METHOD_NAMES)}, or all: every method that applies to the model (camcli methods). "
+        f"\\[default: {DEFAULT_METHOD}]",
         metavar="METHOD",
         autocompletion=complete_method,
         rich_help_panel=EXPLAIN,

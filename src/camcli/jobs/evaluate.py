@@ -24,7 +24,7 @@ from ..errors import InputError, UsageError
 from ..io.inputs import InputFile, input_key
 from ..io.manifest import manifest_name
 from ..io.picture import Picture
-from ..methods import CamMethod, explain, get_methods, upsample_normalized
+from ..methods import CamMethod, explain, for_model, get_methods, left_out_note, upsample_normalized
 from ..methods.costs import counting_forwards
 from ..metrics import BASELINE_MAPS, baseline_maps, cascade, deletion_insertion, drop_increase, road
 from ..models import LoadedModel
@@ -74,6 +74,7 @@ class EvaluateJob(Job[EvalScores]):
             )
         self.plan: TargetPlan = plan_targets(self.model, self.options)
         self.targets: list[Target] = self.plan.targets
+        self.methods, self.left_out = for_model(self.options.methods, self.methods, self.model.module, self.layers)
 
     def class_name(self, index: int) -> str:
         return self.plan.class_name(index)
@@ -86,7 +87,8 @@ class EvaluateJob(Job[EvalScores]):
         what = "sanity check" if o.sanity else "metrics " + ", ".join(o.metrics)
         return (
             f"model {self.model.name}{self.weights_note()} · layer {'+'.join(self.layers)} "
-            f"({self.how_layers_chosen()}) · method {', '.join(m.name for m in self.methods)} · {what} · "
+            f"({self.how_layers_chosen()}) · method {', '.join(m.name for m in self.methods)}"
+            f"{left_out_note(self.left_out)} · {what} · "
             f"{self.plan.describe()} · device {self.device}"
         )
 

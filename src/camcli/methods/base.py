@@ -95,6 +95,13 @@ class CamMethod:
         w = self.weights(acts, grads)
         return torch.einsum("bc,bchw->bhw", w, acts)
 
+    def refusal(self, model: nn.Module, layers: list[str]) -> str | None:
+        """Why this method cannot explain ``model`` at ``layers`` (for ``--method all``, which leaves it out and says
+        why), or None. Checked without running the model; a method may still refuse later, in one line."""
+        if self.scope == "layer" and len(layers) < self.min_layers:
+            return f"fuses {self.min_layers} or more --layer"
+        return None
+
     def fuse(self, maps: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
         """Several layers' (B, K, h, w) maps in [0, 1] → one (B, K, H, W) map at the input's ``size``: their mean,
         upsampled, normalised again (a method with a fusion rule of its own overrides this)."""

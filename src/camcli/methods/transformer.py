@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from importlib import metadata
 
 import torch
+from torch import nn
 
 from ..engine.attention import Site, attention_sites, checked, recording
 from ..engine.readout import patch_grid, readout_rows
-from ..errors import LayerError
+from ..errors import CamcliError, LayerError
 from .whole import ModelContext, ModelMethod
 
 
@@ -67,6 +68,13 @@ class TransformerMethod(ModelMethod):
 
     family = "transformer"
     outliers = 0.0
+
+    def refusal(self, model: nn.Module, layers: list[str]) -> str | None:
+        try:
+            found = attention_sites(model)
+        except CamcliError as e:
+            return str(e).split(";")[0]
+        return None if found else "needs a transformer's attention blocks"
 
     def sites(self, ctx: ModelContext) -> list[Site]:
         """The model's attention modules; the one-line refusal when it has none."""
