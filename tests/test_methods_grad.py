@@ -447,3 +447,21 @@ def test_on_a_random_detector_through_the_job(tmp_path):
     for o in result.written:
         raw = np.load(o.raw)
         assert o.status == "ok" and raw.shape == (151, 233) and np.isfinite(raw).all() and raw.max() == 1.0
+
+
+def test_method_all_leaves_shapleycam_out_where_torch_has_no_second_derivative():
+    from timm.models.vision_transformer import VisionTransformer
+
+    from camcli.methods import usable
+
+    shapley = get_method("shapleycam")
+    assert shapley.refusal(_model("resnet18"), ["layer4"]) is None
+    assert shapley.refusal(_model("efficientnet_b0"), ["features.7"]) is None
+    why = shapley.refusal(_model("mobilenet_v3_small"), ["features.9"])
+    assert why is not None and "second derivatives" in why and "Hardsigmoid" in why
+    vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2, num_classes=10).eval()
+    assert "fused attention" in (shapley.refusal(vit, ["blocks.0"]) or "")
+    kept, left = usable(get_methods(["gradcam", "shapleycam"]), vit, ["blocks.0"])
+    assert [m.name for m in kept] == ["gradcam"] and "fused attention" in left["shapleycam"]
+    vit.blocks[0].attn.fused_attn = False
+    assert shapley.refusal(vit, ["blocks.0"]) is None

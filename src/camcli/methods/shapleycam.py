@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from ..errors import LayerError
 from .base import CamMethod, Context
+
+
+def lacks_second_derivative(model: nn.Module) -> str | None:
+    """What in ``model`` torch has no second derivative for (hard-sigmoid gates, fused attention kernels), or None.
+    Read from the modules, anywhere in the model (the part after the layer is not known before a pass)."""
+    for m in model.modules():
+        kind = type(m).__name__
+        if "hardsigmoid" in kind.lower():
+            return f"hard-sigmoid ({kind})"
+        if isinstance(m, nn.MultiheadAttention) or getattr(m, "fused_attn", None) is True:
+            return f"fused attention ({kind})"
+        implementation = getattr(getattr(m, "config", None), "_attn_implementation", None)
+        if "Attention" in kind and implementation not in (None, "eager"):
+            return f"fused attention ({kind}, {implementation})"
+    return None
 
 
 class ShapleyCAM(CamMethod):
@@ -32,6 +48,12 @@ class ShapleyCAM(CamMethod):
     paper = "Cai, 2025, arXiv:2501.06261"
     needs_graph = True
     cost = "≈1 forward + a gradient and a Hessian-vector product per class"
+
+    def refusal(self, model: nn.Module, layers: list[str]) -> str | None:
+        lacking = lacks_second_derivative(model)
+        if lacking is not None:
+            return f"needs second derivatives, which torch lacks for {lacking}"
+        return super().refusal(model, layers)
 
     def raw_map(self, acts: torch.Tensor, grads: torch.Tensor, ctx: Context) -> torch.Tensor:
         if ctx.score is None or ctx.activation is None or ctx.grid is None:
