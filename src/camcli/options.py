@@ -49,12 +49,7 @@ METHOD_NAMES = (
     "eigencam",
     "cam",
     "refinecam",
-    "eigengradcam",
-    "gradcamelementwise",
-    "kpcacam",
-    "shapleycam",
-    "fullgrad",
-    "random",
+    *("eigengradcam", "gradcamelementwise", "kpcacam", "shapleycam", "fullgrad", "random"),  # (400-line limit)
     # target refiners
     "finercam",
     # transformer
