@@ -74,9 +74,10 @@ class ModelContext:
 class ModelMethod(CamMethod):
     """A method made from the whole model; subclasses supply :meth:`model_map`.
 
-    ``outliers``: the percentage of the largest values clipped before the map is normalised (captum's
-    ``visualize_image_attr`` clips 2 %: a pixel attribution's few largest values would otherwise leave every other
-    pixel near zero, and the overlay blank); 0 for maps that are not so peaked.
+    ``outliers``: the percentage of the largest values clipped before the map is normalised (at the 98th
+    percentile of the values; captum's ``visualize_image_attr`` clips 2 % too, but of the values' cumulative sum,
+    which clips more on peaked maps): a pixel attribution's few largest values would otherwise leave every other
+    pixel near zero, and the overlay blank; 0 for maps that are not so peaked.
     """
 
     scope = "model"
