@@ -97,4 +97,5 @@ USED_BY: dict[str, tuple[str, ...]] = {
     "occlusion": ("window", "stride", "baseline", "signed"),
     "rise": ("masks", "seed"),
     "random": ("seed",),
+    "sscam": ("seed",),
 }

@@ -46,7 +46,11 @@ METHOD_NAMES = (
     "hirescam",
     "layercam",
     "scorecam",
+    "sscam",
+    "iscam",
+    "ablationcam",
     "eigencam",
+    "segeigencam",
     "cam",
     # pixel attribution
     "saliency",

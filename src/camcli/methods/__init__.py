@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..errors import UsageError
+from .ablationcam import AblationCAM
 from .base import CamMethod, Explanation, normalize, upsample, upsample_normalized
 from .cam import ClassicCAM
 from .eigencam import EigenCAM
@@ -10,9 +11,12 @@ from .explain import explain, explain_smooth
 from .gradcam import GradCAM
 from .gradcampp import GradCAMPlusPlus
 from .hirescam import HiResCAM
+from .iscam import ISCAM
 from .layercam import LayerCAM
 from .saliency import Saliency
 from .scorecam import ScoreCAM
+from .segeigencam import SegEigenCAM
+from .sscam import SSCAM
 from .xgradcam import XGradCAM
 
 REGISTRY: dict[str, type[CamMethod]] = {
@@ -25,7 +29,11 @@ REGISTRY: dict[str, type[CamMethod]] = {
         HiResCAM,
         LayerCAM,
         ScoreCAM,
+        SSCAM,
+        ISCAM,
+        AblationCAM,
         EigenCAM,
+        SegEigenCAM,
         ClassicCAM,
         # pixel attribution
         Saliency,
