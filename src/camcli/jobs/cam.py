@@ -28,7 +28,7 @@ from ..io.outputs import (
 )
 from ..io.picture import DEVICE_INTERPOLATIONS, Picture
 from ..io.thumbs import save_input_pictures
-from ..methods import CamMethod, explain_smooth, get_methods, upsample, upsample_normalized
+from ..methods import CamMethod, explain_smooth, for_model, get_methods, left_out_note, upsample, upsample_normalized
 from ..methods.guided import gradient_to_image, guided_backprop
 from ..models import LoadedModel
 from ..options import DEFAULT_METHOD, CamOptions
@@ -86,6 +86,7 @@ class CamJob(Job[CamMaps]):
                 )
 
     def prepare_model(self, infos: list[LayerInfo]) -> None:
+        self.methods, self.left_out = for_model(self.options.methods, self.methods, self.model.module, self.layers)
         self.plan: TargetPlan = plan_targets(self.model, self.options)
         self.targets: list[Target] = self.plan.targets
         if (classes := len(self.plan.names)) and self.options.top_k > classes:
@@ -96,7 +97,8 @@ class CamJob(Job[CamMaps]):
         return (
             f"model {self.model.name}{self.weights_note()} · "
             f"layer {'+'.join(self.layers)} ({self.how_layers_chosen()}) · "
-            f"method {', '.join(m.name for m in self.methods)} · {self.plan.describe()} · device {self.device}"
+            f"method {', '.join(m.name for m in self.methods)}{left_out_note(self.left_out)} · "
+            f"{self.plan.describe()} · device {self.device}"
         )
 
     # ---------------------------------------------------------------------------------------- names
