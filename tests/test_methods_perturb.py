@@ -532,3 +532,21 @@ def test_registered_with_their_parameters():
         assert name in REGISTRY and name in METHOD_NAMES and REGISTRY[name].on_objects
     assert USED_BY["sscam"] == ("seed",) and "iscam" not in USED_BY and not REGISTRY["ablationcam"].needs_grad
     assert REGISTRY["segeigencam"].needs_grad
+
+
+def test_refinecam_and_finercam_take_them_as_their_base(resnet):
+    from camcli.method_params import MethodParams
+
+    x = torch.randn(1, 3, 64, 64)
+    refined = explain(resnet, x, ["layer3", "layer4"], get_method("refinecam"), targets=[1],
+                      params=MethodParams(refine_base="ablationcam"))  # fmt: skip
+    a3 = explain(resnet, x, "layer3", get_method("ablationcam"), targets=[1]).maps
+    a4 = explain(resnet, x, "layer4", get_method("ablationcam"), targets=[1]).maps
+    from camcli.methods import upsample
+
+    product = normalize(upsample(a3, (64, 64))) * normalize(upsample(a4, (64, 64)))
+    torch.testing.assert_close(refined.maps, normalize(product), atol=1e-5, rtol=0)
+    finer = explain(
+        resnet, x, "layer3", get_method("finercam"), targets=[1], params=MethodParams(finer_base="segeigencam")
+    )
+    assert finer.maps.shape == (1, 1, 4, 4) and float(finer.maps.max()) == 1.0
