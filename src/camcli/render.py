@@ -221,19 +221,16 @@ def panel(
 ) -> Image.Image:
     """One picture that compares maps: a row per class, the input first and then a tile per map (method, layer),
     every tile the same size (``tile`` pixels wide, the input's aspect) with its title above it; ``title`` on
-    top and the colormap's scale (low → high) at the bottom. A class with more than :data:`PANEL_COLUMNS` maps
-    (``--method all``) goes on over several lines, under its input."""
+    top and the colormap's scale (low → high) at the bottom. More than :data:`PANEL_COLUMNS` maps go on over
+    several lines, under the input."""
     from PIL import ImageDraw
 
     w = min(tile, picture.width) if picture.width >= 16 else tile
     h = max(1, round(w * picture.height / picture.width))
     size, pad = 13, 6
     head = size + 8  # a tile's title strip
-    lines = [
-        (start == 0, r[start : start + PANEL_COLUMNS])
-        for r in rows
-        for start in range(0, max(len(r), 1), PANEL_COLUMNS)
-    ]
+    step = PANEL_COLUMNS  # (first line of its class?, its maps)
+    lines = [(i == 0, r[i : i + step]) for r in rows for i in range(0, max(len(r), 1), step)]
     cols = 1 + max((len(r) for _, r in lines), default=0)
     top = size + 14 if title else 0
     foot = 30

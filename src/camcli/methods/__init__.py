@@ -9,20 +9,26 @@ from .ablationcam import AblationCAM
 from .base import CamMethod, Explanation, normalize, upsample, upsample_normalized
 from .cam import ClassicCAM
 from .eigencam import EigenCAM
+from .eigengradcam import EigenGradCAM
 from .explain import check_layers, explain, explain_smooth
 from .finercam import FinerCAM
+from .fullgrad import FullGrad
 from .gradcam import GradCAM
+from .gradcamelementwise import GradCAMElementWise
 from .gradcampp import GradCAMPlusPlus
 from .gradrollout import GradRollout
 from .hirescam import HiResCAM
 from .iscam import ISCAM
+from .kpcacam import KPCACAM
 from .layercam import LayerCAM
 from .legrad import LeGrad
+from .randomcam import RandomCAM
 from .refinecam import RefineCAM
 from .rollout import Rollout
 from .saliency import Saliency
 from .scorecam import ScoreCAM
 from .segeigencam import SegEigenCAM
+from .shapleycam import ShapleyCAM
 from .sscam import SSCAM
 from .xgradcam import XGradCAM
 
@@ -43,6 +49,12 @@ REGISTRY: dict[str, type[CamMethod]] = {
         AblationCAM,
         SegEigenCAM,
         RefineCAM,
+        EigenGradCAM,
+        GradCAMElementWise,
+        KPCACAM,
+        ShapleyCAM,
+        FullGrad,
+        RandomCAM,
         # target refiners
         FinerCAM,
         # transformer
