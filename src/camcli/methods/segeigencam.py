@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .base import CamMethod, Context
+from .eigencam import projection
 
 
 class SegEigenCAM(CamMethod):
@@ -18,7 +19,8 @@ class SegEigenCAM(CamMethod):
     vector; the sign :math:`s` makes the larger end of the projection positive (eq. 10–13). Chung & Ying,
     "Seg-Eigen-CAM: Eigen-Value-Based Visual Explanations for Semantic Segmentation Models", Applied Sciences
     15(13) 7562, 2025 (doi:10.3390/app15137562). As in pytorch-grad-cam 1.5.7's ``SegEigenCAM`` (NaNs set to 0,
-    the same sign rule); camcli takes the SVD in float64.
+    the same sign rule); camcli computes the projection in float64, as Eigen-CAM's
+    (:func:`camcli.methods.eigencam.projection`).
 
     Made for segmenters, where :math:`y^c` is the class's logits summed over its mask (camcli's segmentation
     target); it takes any explained score, so it also runs on detectors' objects and on classifiers.
@@ -31,13 +33,7 @@ class SegEigenCAM(CamMethod):
     cost = "≈1 forward + an SVD per image"
 
     def raw_map(self, acts: torch.Tensor, grads: torch.Tensor, ctx: Context) -> torch.Tensor:
-        b, c, h, w = acts.shape
-        weighted = grads.abs() * acts
-        weighted = torch.where(weighted.isnan(), torch.zeros_like(weighted), weighted)
-        flat = weighted.reshape(b, c, h * w).transpose(1, 2).double()  # (B, hw, C)
-        centred = flat - flat.mean(dim=1, keepdim=True)
-        _u, _s, vh = torch.linalg.svd(centred, full_matrices=False)
-        proj = (centred @ vh[:, 0, :, None]).squeeze(-1)  # (B, hw)
+        b, _c, h, w = acts.shape
+        proj, _rows = projection(grads.abs() * acts)  # (B, hw), float64
         flip = proj.amin(1).abs() > proj.amax(1).abs()
-        proj = torch.where(flip[:, None], -proj, proj)
-        return proj.reshape(b, h, w).float()
+        return torch.where(flip[:, None], -proj, proj).reshape(b, h, w).float()
