@@ -34,6 +34,7 @@ FINER_BASES = (
     "eigengradcam",
     "gradcamelementwise",
     "shapleycam",
+    "segeigencam",
 )
 #: --refine-base: the layer methods whose maps RefineCAM multiplies across layers (not shapleycam: it takes gradients
 #: of its own, from a graph RefineCAM does not keep)
@@ -50,6 +51,10 @@ REFINE_BASES = (
     "gradcamelementwise",
     "kpcacam",
     "random",
+    "sscam",
+    "iscam",
+    "ablationcam",
+    "segeigencam",
 )
 
 
@@ -149,4 +154,5 @@ USED_BY: dict[str, tuple[str, ...]] = {
     "random": ("seed",),
     "finercam": ("finer_base", "finer_alpha", "finer_compare"),
     "refinecam": ("refine_base",),
+    "sscam": ("seed",),
 }

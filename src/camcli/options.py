@@ -48,6 +48,7 @@ METHOD_NAMES = (
     "scorecam",
     "eigencam",
     "cam",
+    *("sscam", "iscam", "ablationcam", "segeigencam"),
     "refinecam",
     *("eigengradcam", "gradcamelementwise", "kpcacam", "shapleycam", "fullgrad", "random"),  # (400-line limit)
     # target refiners

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import UsageError
+from .ablationcam import AblationCAM
 from .base import CamMethod, Explanation, normalize, upsample, upsample_normalized
 from .cam import ClassicCAM
 from .eigencam import EigenCAM
@@ -17,6 +18,7 @@ from .gradcamelementwise import GradCAMElementWise
 from .gradcampp import GradCAMPlusPlus
 from .gradrollout import GradRollout
 from .hirescam import HiResCAM
+from .iscam import ISCAM
 from .kpcacam import KPCACAM
 from .layercam import LayerCAM
 from .legrad import LeGrad
@@ -25,7 +27,9 @@ from .refinecam import RefineCAM
 from .rollout import Rollout
 from .saliency import Saliency
 from .scorecam import ScoreCAM
+from .segeigencam import SegEigenCAM
 from .shapleycam import ShapleyCAM
+from .sscam import SSCAM
 from .xgradcam import XGradCAM
 
 REGISTRY: dict[str, type[CamMethod]] = {
@@ -40,6 +44,10 @@ REGISTRY: dict[str, type[CamMethod]] = {
         ScoreCAM,
         EigenCAM,
         ClassicCAM,
+        SSCAM,
+        ISCAM,
+        AblationCAM,
+        SegEigenCAM,
         RefineCAM,
         EigenGradCAM,
         GradCAMElementWise,

@@ -21,7 +21,15 @@ def orient(proj: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
 
 def first_component(values: torch.Tensor) -> torch.Tensor:
     """(B, C, h, w) → (B, h, w): each image's (h·w, C) matrix centred over positions and projected on its first
-    right singular vector, oriented by :func:`orient`; in float64, returned as float32.
+    right singular vector (:func:`projection`), oriented by :func:`orient`; returned as float32."""
+    b, _c, h, w = values.shape
+    proj, flat = projection(values)
+    return orient(proj, flat).reshape(b, h, w).float()
+
+
+def projection(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, C, h, w) → ((B, h·w) each image's (h·w, C) matrix centred over positions and projected on its first right
+    singular vector, its sign as it comes; (B, h·w, C) the rows, uncentred), in float64.
 
     With ``M = U Σ Vᵀ`` the projection ``M v₁`` is ``σ₁ u₁``: it comes from the eigendecomposition of the smaller of
     ``M Mᵀ`` (h·w × h·w) and ``Mᵀ M`` (C × C), several times faster than the SVD of the (h·w, C) matrix (a late
@@ -37,7 +45,7 @@ def first_component(values: torch.Tensor) -> torch.Tensor:
     else:
         _lam, vec = torch.linalg.eigh(centred.transpose(1, 2) @ centred)
         proj = (centred @ vec[:, :, -1:]).squeeze(-1)  # M v₁
-    return orient(proj, flat).reshape(b, h, w).float()
+    return proj, flat
 
 
 class EigenCAM(CamMethod):

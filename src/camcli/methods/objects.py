@@ -10,11 +10,11 @@ like several ``--layer``s (mean of the normalised maps, normalised again).
 Segmentation: the score of class ``c`` is the sum of its logits (``out``, not ``aux``) over a mask: the pixels
 predicted as ``c`` by default, or the user's mask or region.
 
-Methods: those that weigh channels by gradients (gradcam, gradcam++, xgradcam, hirescam, layercam), eigencam,
-and Score-CAM, whose masked pictures are scored by re-running the model: a detection's score is that of the
-detection in the masked run that overlaps the object's box with IoU ≥ ``--iou`` and has its label (0 when none
-does; never matched by its index), a segmented class's score is its logits summed over the same mask. CAM needs
-a classifier's head and is refused.
+Methods: those that weigh channels by gradients (gradcam, gradcam++, xgradcam, hirescam, layercam, segeigencam),
+eigencam, and those that re-run the model (scorecam, sscam, iscam on masked pictures, ablationcam with a channel
+zeroed): a detection's score is that of the detection in the masked run that overlaps the object's box with
+IoU ≥ ``--iou`` and has its label (0 when none does; never matched by its index), a segmented class's score is its
+logits summed over the same mask. CAM needs a classifier's head and is refused.
 """
 
 from __future__ import annotations
