@@ -281,8 +281,9 @@ def test_help_is_grouped_with_plain_metavars_and_choices():
     assert "<bool>" not in text and "<list" not in text and "<int>" not in text and "<str>" not in text
     for name in ["gradcam++", "layercam", "scorecam", "eigencam"]:
         assert name in text
+    flowing = " ".join(text.replace("│", " ").split())  # a default wrapped onto the next line reads the same
     for default in ["[default: gradcam]", "[default: weighted]", "[default: 8]", "[default: camcli-out]"]:
-        assert default in text, default
+        assert default in flowing, default
     assert "FOLDER" in text and "LAYER" in text and "METHOD" in text
 
 

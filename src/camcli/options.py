@@ -50,6 +50,10 @@ METHOD_NAMES = (
     "cam",
     # pixel attribution
     "saliency",
+    "ig",
+    "smoothgrad",
+    "occlusion",
+    "rise",
 )
 MAX_WORKERS = 64  # threads on each side of the model; more only costs memory
 MAX_TILE = 2048  # feature-grid tile side in pixels
@@ -270,6 +274,8 @@ class CamOptions(RunOptions):
         super().check()
         check_target_fields(self)
         self.method_params.check()
+        if self.method_params.signed and not self.save_raw:
+            raise UsageError("--signed writes the signed attribution beside each map's .npy: add --save-raw")
         if not 0.0 <= self.alpha <= 1.0:
             raise UsageError(f"--alpha {self.alpha} is out of range; use a value from 0 to 1")
         if self.blend not in BLENDS:

@@ -10,9 +10,13 @@ from .explain import explain, explain_smooth
 from .gradcam import GradCAM
 from .gradcampp import GradCAMPlusPlus
 from .hirescam import HiResCAM
+from .ig import IntegratedGradients
 from .layercam import LayerCAM
+from .occlusion import Occlusion
+from .rise import RISE
 from .saliency import Saliency
 from .scorecam import ScoreCAM
+from .smoothgrad import SmoothGrad
 from .xgradcam import XGradCAM
 
 REGISTRY: dict[str, type[CamMethod]] = {
@@ -29,6 +33,10 @@ REGISTRY: dict[str, type[CamMethod]] = {
         ClassicCAM,
         # pixel attribution
         Saliency,
+        IntegratedGradients,
+        SmoothGrad,
+        Occlusion,
+        RISE,
     )
 }
 _ALIASES = {"gradcampp": "gradcam++", "gradcamplusplus": "gradcam++", "classiccam": "cam"}
