@@ -17,6 +17,7 @@ from camcli.errors import UsageError
 from camcli.method_params import MethodParams
 from camcli.methods import explain, get_method
 from camcli.methods import rise as rise_module
+from camcli.methods.ig import gauss_legendre
 from camcli.methods.reference import gaussian_blur, make_reference
 from camcli.methods.rise import rise_masks
 from camcli.methods.whole import ModelContext, ModelMethod
@@ -66,6 +67,19 @@ def test_ig_of_a_linear_model_is_input_times_weights():
     # the zero-baseline values
     ctx = _ctx(model, x, [1], params=MethodParams(steps=5, baseline="black"), mean_std=((0.5,) * 3, (0.25,) * 3))
     torch.testing.assert_close(_method("ig").attribution(ctx)[1][0], torch.tensor([[54.0, 66.0], [78.0, 90.0]]))
+
+
+def test_gauss_legendre_rule_is_captums():
+    # captum's default rule: numpy's leggauss nodes t and weights v mapped to [0, 1] as (1 + t)/2 and v/2
+    for n in (1, 2, 7, 50, 300):
+        alphas, weights = gauss_legendre(n)
+        t, v = np.polynomial.legendre.leggauss(n)
+        np.testing.assert_allclose(alphas.numpy(), 0.5 * (1 + t), rtol=0, atol=1e-7)
+        np.testing.assert_allclose(weights.numpy(), 0.5 * v, rtol=1e-6, atol=1e-9)
+    # n = 2 by hand: nodes ±1/√3, weights 1 → alphas (1 ∓ 1/√3)/2 = 0.2113…, 0.7887…, weights 0.5 each
+    alphas, weights = gauss_legendre(2)
+    torch.testing.assert_close(alphas, torch.tensor([0.5 - 0.5 / math.sqrt(3), 0.5 + 0.5 / math.sqrt(3)]))
+    torch.testing.assert_close(weights, torch.tensor([0.5, 0.5]))
 
 
 def test_smoothgrad_of_a_linear_model_is_the_weights_magnitude():
@@ -159,7 +173,7 @@ def test_references():
     assert torch.equal(make_reference(x, "zero"), torch.zeros_like(x))
     black = make_reference(x, "black", ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)))
     torch.testing.assert_close(black[1, :, 7, 9], torch.tensor([-0.485 / 0.229, -0.456 / 0.224, -0.406 / 0.225]))
-    with pytest.raises(UsageError, match="mean and std"):
+    with pytest.raises(UsageError, match="mean_std"):
         make_reference(x, "black")
     with pytest.raises(UsageError, match="channel"):
         make_reference(x, "black", ((0.5,), (0.5,)))

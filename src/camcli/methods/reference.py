@@ -42,8 +42,8 @@ def make_reference(
     if kind == "black":
         if mean_std is None:
             raise UsageError(
-                "--baseline black needs the model's mean and std: pass explain(..., mean_std=(mean, std)), or use "
-                "--baseline zero"
+                "the black baseline needs the model's preprocessing (mean, std), which was not passed (Python: "
+                "explain(..., mean_std=(mean, std))); use the zero or blur baseline"
             )
         mean = torch.as_tensor(mean_std[0], dtype=x.dtype, device=x.device).flatten()
         std = torch.as_tensor(mean_std[1], dtype=x.dtype, device=x.device).flatten()
