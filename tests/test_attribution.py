@@ -133,3 +133,22 @@ def test_cli_saliency_run_and_bad_parameter(tmp_path):
     assert (out / "coffee.png.saliency.967-espresso.png").is_file()
     bad = CliRunner().invoke(app, ["cam", str(SAMPLES / "coffee.png"), "--method", "saliency", "--steps", "0"])
     assert bad.exit_code == 2 and "--steps 0 is too small" in bad.output
+
+
+def test_method_all_keeps_what_applies_and_says_why_not(resnet18):
+    from camcli.methods import REGISTRY, for_model, get_methods, left_out_note
+
+    every = get_methods(["all"])
+    assert [m.name for m in every] == list(REGISTRY)
+    kept, left = for_model(["all"], every, resnet18, ["layer4"])
+    # a CNN has no attention blocks; one layer is too few for a method that multiplies layers' maps
+    assert {"rollout", "gradrollout", "legrad"} <= set(left) and left["refinecam"].startswith("fuses 2 or more")
+    assert "gradcam" in [m.name for m in kept] and not set(left) & {m.name for m in kept}
+    note = left_out_note(left)
+    assert note.startswith(" · left out: ") and "rollout, gradrollout, legrad (needs a transformer" in note
+    kept2, left2 = for_model(["all"], every, resnet18, ["layer3", "layer4"])
+    assert "refinecam" in [m.name for m in kept2] and "refinecam" not in left2
+    with pytest.raises(UsageError, match="give it alone"):
+        get_methods(["all", "gradcam"])
+    objects = get_methods(["all"], objects=True)
+    assert objects and all(m.on_objects for m in objects)

@@ -58,7 +58,9 @@ def _numeric_options() -> list[tuple[str, str, bool]]:
             option = next((e for e in extras if isinstance(e, typer.models.OptionInfo)), None)
             if base not in (int, float) or option is None:
                 continue
-            longs = [d for d in option.param_decls or () if d.startswith("--")]
+            # with Annotated, typer takes the first name as the option's ``default``
+            names = (option.default, *(option.param_decls or ()))
+            longs = [d for d in names if isinstance(d, str) and d.startswith("--")]
             out.append((str(info.name), longs[0] if longs else "--" + p.name.replace("_", "-"), base is int))
     return out
 
@@ -81,6 +83,8 @@ ACCEPTED = {
     ("--min-score", "0"),
     ("--iou", "0"),
     ("--threshold", "0"),
+    ("--seed", "0"),
+    ("--finer-alpha", "0"),  # Finer-CAM without its rivals: the base method's own map
 }
 
 

@@ -451,15 +451,17 @@ def test_an_evaluate_only_folder(browser, evaluated, tmp_path):
     page.locator("#to-evaluate").click()
     assert p.hash() == "#/evaluate"
     heads = page.eval_on_selector_all("#evaluate table.summary th", "els => els.map(e => e.textContent)")
-    assert heads == ["map", "n", "deletion AUC ↓", "avg drop ↓", "increase ↑"]
+    assert heads == ["map", "n", "deletion AUC ↓", "avg drop ↓", "increase ↑", "rank ↓"]
     rows = page.eval_on_selector_all("#evaluate table.summary tr", "els => els.map(e => e.innerText)")
-    assert [r.split("\t")[0] for r in rows[1:]] == [
-        "gradcam",
-        "eigencam",
-        "random (baseline)",
-        "gaussian (baseline)",
+    assert sorted(r.split("\t")[0] for r in rows[1:]) == [
         "edges (baseline)",
+        "eigencam",
+        "gaussian (baseline)",
+        "gradcam",
+        "random (baseline)",
     ]
+    ranked = [float(r.split("\t")[-1]) for r in rows[1:]]  # the leaderboard: by mean rank
+    assert ranked == sorted(ranked) and 1 <= ranked[0] <= ranked[-1] <= 5
     assert re.search(r"\d\.\d{3} ± \d\.\d{3}", rows[1])
     assert page.locator("#evaluate td.best").count() >= 1
     legend = page.inner_text("#evaluate .legend")

@@ -20,7 +20,14 @@ ATTRIBUTION_BASELINES = ("zero", "black", "blur")
 MAX_STEPS = 4096  # --steps: Integrated Gradients' path (each step is a forward and backward pass)
 MAX_MASKS = 100_000  # --masks: RISE's random masks (each one is a forward pass)
 MAX_SAMPLES = 10_000  # --samples: SmoothGrad's noisy copies (each a forward and backward pass)
+MAX_SEED = 2**32 - 1  # --seed: what every random generator camcli uses accepts
 MAX_WINDOW = 4096  # --window, --stride: Occlusion's patch and step, in model-input pixels
+MAX_FINER_ALPHA = 100.0  # --finer-alpha: the references use 0.6 and 1; far beyond, the class's own score is lost
+MAX_FINER_COMPARE = 1000  # --finer-compare: the rivals (at most the model's other classes in any case)
+#: --finer-base: the layer methods that use gradients (Finer-CAM explains its refined score with one of them)
+FINER_BASES = ("gradcam", "gradcam++", "xgradcam", "hirescam", "layercam")
+#: --refine-base: the layer methods whose maps RefineCAM multiplies across layers
+REFINE_BASES = ("gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "scorecam", "eigencam", "cam")
 
 
 @dataclass
@@ -36,13 +43,18 @@ class MethodParams:
     noise: float = 0.15  # smoothgrad: noise std as a fraction of the input's range (max − min)
     seed: int = 0  # rise, smoothgrad, random: the random numbers' seed (same seed, same map)
     signed: bool = False  # ig, smoothgrad, occlusion: with --save-raw, also the signed attribution (.signed.npy)
+    finer_base: str = "gradcam"  # finercam: the method that explains the refined score (FINER_BASES)
+    finer_alpha: float = 1.0  # finercam: how much of the rivals' scores is taken away (pytorch-grad-cam's α)
+    finer_compare: int = 3  # finercam: the rivals, the classes whose scores are closest to the class's
+    refine_base: str = "gradcam++"  # refinecam: the method whose maps of each layer are multiplied (REFINE_BASES)
 
-    def check(self) -> None:
-        """Raise :class:`UsageError` for an out-of-range parameter."""
-        at_least("--steps", self.steps, 1)
-        at_most("--steps", self.steps, MAX_STEPS)
+    def check(self, steps: str = "--steps", baseline: str = "--baseline") -> None:
+        """Raise :class:`UsageError` for an out-of-range parameter (``steps``, ``baseline``: those options' names,
+        which are ``--attr-steps``/``--attr-baseline`` in ``camcli evaluate``)."""
+        at_least(steps, self.steps, 1)
+        at_most(steps, self.steps, MAX_STEPS)
         if self.baseline not in ATTRIBUTION_BASELINES:
-            raise UsageError(f"--baseline {self.baseline!r}: use {', '.join(ATTRIBUTION_BASELINES)}")
+            raise UsageError(f"{baseline} {self.baseline!r}: use {', '.join(ATTRIBUTION_BASELINES)}")
         at_least("--window", self.window, 1)
         at_most("--window", self.window, MAX_WINDOW)
         at_least("--stride", self.stride, 1)
@@ -54,6 +66,18 @@ class MethodParams:
         finite("--noise", self.noise)
         at_least("--noise", self.noise, 0)
         at_least("--seed", self.seed, 0)
+        at_most("--seed", self.seed, MAX_SEED)
+        for flag, base, bases in (
+            ("--finer-base", self.finer_base, FINER_BASES),
+            ("--refine-base", self.refine_base, REFINE_BASES),
+        ):
+            if base not in bases:
+                raise UsageError(f"{flag} {base!r}: use {', '.join(bases)}")
+        finite("--finer-alpha", self.finer_alpha)
+        at_least("--finer-alpha", self.finer_alpha, 0)
+        at_most("--finer-alpha", self.finer_alpha, MAX_FINER_ALPHA)
+        at_least("--finer-compare", self.finer_compare, 1)
+        at_most("--finer-compare", self.finer_compare, MAX_FINER_COMPARE)
 
     @property
     def occlusion_stride(self) -> int:
@@ -84,17 +108,22 @@ class MethodParams:
             if f == "stride" and self.stride is None:
                 continue
             if value != base:
-                out.append((f, f"{value:g}" if isinstance(value, float) else str(value)))
+                out.append((f.replace("_", "-"), f"{value:g}" if isinstance(value, float) else str(value)))
         return out
 
 
 #: which parameters each method reads (its class's ``params``, written out here so that options need no torch; a test
 #: keeps the two in step)
 USED_BY: dict[str, tuple[str, ...]] = {
+    "rollout": (),
+    "gradrollout": (),
+    "legrad": (),
     "ig": ("steps", "baseline", "signed"),
     "saliency": (),
     "smoothgrad": ("samples", "noise", "seed", "signed"),
     "occlusion": ("window", "stride", "baseline", "signed"),
     "rise": ("masks", "seed"),
     "random": ("seed",),
+    "finercam": ("finer_base", "finer_alpha", "finer_compare"),
+    "refinecam": ("refine_base",),
 }

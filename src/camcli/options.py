@@ -48,6 +48,13 @@ METHOD_NAMES = (
     "scorecam",
     "eigencam",
     "cam",
+    "refinecam",
+    # target refiners
+    "finercam",
+    # transformer
+    "rollout",
+    "gradrollout",
+    "legrad",
     # pixel attribution
     "saliency",
     "ig",
@@ -367,7 +374,7 @@ class EvalOptions(RunOptions):
     def check(self) -> None:
         super().check()
         check_target_fields(self)
-        self.method_params.check()
+        self.method_params.check("--attr-steps", "--attr-baseline")
         unknown = [m for m in self.metrics if m not in METRICS]
         if unknown:
             raise UsageError(f"--metric {unknown[0]!r}: use {', '.join(METRICS)}")

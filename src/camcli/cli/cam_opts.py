@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from ..checks import HEADS, TargetFields
-from ..method_params import ATTRIBUTION_BASELINES, MethodParams
+from ..method_params import ATTRIBUTION_BASELINES, FINER_BASES, REFINE_BASES, MethodParams
 from ..options import DEFAULT_METHOD, METHOD_NAMES, CamOptions, EvalOptions
 from .completion import EXPLAIN, complete_method
 from .params import GROUPS, option
@@ -21,7 +21,8 @@ OBJECTS = "Detectors and segmenters"
 def method_option(what: str) -> Any:  # --method (repeatable), its help introduced by ``what``
     return typer.Option(
         "--method",
-        help=f"{what}: {', '.join(METHOD_NAMES)} (camcli methods). \\[default: {DEFAULT_METHOD}]",
+        help=f"{what}: {', '.join(METHOD_NAMES)}, or all: every method that applies to the model (camcli methods). "
+        f"\\[default: {DEFAULT_METHOD}]",
         metavar="METHOD",
         autocompletion=complete_method,
         rich_help_panel=EXPLAIN,
@@ -210,6 +211,10 @@ class MethodArgs:
     samples: int
     seed: int
     signed: bool
+    finer_base: str
+    finer_alpha: float
+    finer_compare: int
+    refine_base: str
 
     def apply_to(self, options: CamOptions | EvalOptions, noise: float | None = None) -> None:
         """Set ``options.method_params`` (``noise``: --noise, which SmoothGrad shares with --smooth)."""
@@ -223,13 +228,17 @@ class MethodArgs:
             noise=MethodParams.noise if noise is None else noise,
             seed=self.seed,
             signed=self.signed,
+            finer_base=self.finer_base,
+            finer_alpha=self.finer_alpha,
+            finer_compare=self.finer_compare,
+            refine_base=self.refine_base,
         )
 
 
 @dataclass(frozen=True)
 class EvalMethodArgs(MethodArgs):
     """:class:`MethodArgs` in ``evaluate``, where ``--steps`` and ``--baseline`` are the deletion curve's: there
-    they are ``--attr-steps`` and ``--attr-baseline`` (the names ``cam`` accepts too)."""
+    they are ``--attr-steps`` and ``--attr-baseline``."""
 
 
 def _p(*names: str, help: str, metavar: str | None = None) -> Any:
@@ -276,8 +285,42 @@ def _method_params(steps: tuple[str, ...], baseline: tuple[str, ...]) -> list[An
             ],
             d.signed,
         ),
+        option(
+            "finer_base",
+            Annotated[
+                str,
+                _p(
+                    "--finer-base",
+                    metavar="METHOD",
+                    help=f"finercam: the method that explains the refined score: {', '.join(FINER_BASES)}.",
+                ),
+            ],
+            d.finer_base,
+        ),
+        option(
+            "finer_alpha",
+            Annotated[float, _p("--finer-alpha", help="finercam: how much of the rivals' scores is taken away.")],
+            d.finer_alpha,
+        ),
+        option(
+            "finer_compare",
+            Annotated[int, _p("--finer-compare", help="finercam: rivals, the classes scored closest to the class.")],
+            d.finer_compare,
+        ),
+        option(
+            "refine_base",
+            Annotated[
+                str,
+                _p(
+                    "--refine-base",
+                    metavar="METHOD",
+                    help=f"refinecam: the method whose layer maps are multiplied: {', '.join(REFINE_BASES)}.",
+                ),
+            ],
+            d.refine_base,
+        ),
     ]
 
 
-GROUPS[MethodArgs] = _method_params(("--steps", "--attr-steps"), ("--baseline", "--attr-baseline"))
+GROUPS[MethodArgs] = _method_params(("--steps",), ("--baseline",))
 GROUPS[EvalMethodArgs] = _method_params(("--attr-steps",), ("--attr-baseline",))

@@ -139,7 +139,15 @@ def evaluate(
 def _summarize(job: object, *, quiet: bool) -> None:
     """The table(s) on stderr and the plots in --out, from every record of this run's settings."""
     from ..io.manifest import manifest_name
-    from ..jobs.eval_summary import collect, metric_rows, plot_curves, plot_sanity, sanity_rows
+    from ..jobs.eval_summary import (
+        collect,
+        leaders_line,
+        metric_rows,
+        plot_curves,
+        plot_leaderboard,
+        plot_sanity,
+        sanity_rows,
+    )
     from ..jobs.evaluate import EvaluateJob
     from . import console
 
@@ -157,8 +165,13 @@ def _summarize(job: object, *, quiet: bool) -> None:
     else:
         columns, rows = metric_rows(summaries, job.forwards_per_image())
         plotted = plot_curves(summaries, o.out / job.plot_name("curves"), title)
-        what = "mean ± 95 % interval over n (image, class) pairs"
+        ranked = plot_leaderboard(summaries, o.out / job.plot_name("leaderboard"), title)
+        what = "mean ± 95 % interval over n (image, class) pairs; rank: mean rank over the scores (1 = best)"
     if not quiet:
         console.table(f"{what}:", columns, rows, keep=("method",))
+        if not o.sanity and (line := leaders_line(summaries)):
+            console.info(line)
         if plotted:
             console.info(f"plot: {o.out / job.plot_name('sanity' if o.sanity else 'curves')}")
+        if not o.sanity and ranked:
+            console.info(f"leaderboard: {o.out / job.plot_name('leaderboard')}")

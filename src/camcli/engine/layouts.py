@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
 
 from ..errors import LayerError
 from ..options import Layout
@@ -195,3 +196,22 @@ def to_grid(
         return t.permute(0, 3, 1, 2)
     prefix = shape[1] - h * w
     return t[:, prefix:, :].transpose(1, 2).reshape(shape[0], shape[2], h, w)
+
+
+def declared_prefix_tokens(module: nn.Module) -> int | None:
+    """The prefix tokens (class, distillation, registers) a model declares: timm's ``num_prefix_tokens``, a
+    Hugging Face config's model type, torchvision ViT's class token; None when it declares none."""
+    declared = getattr(module, "num_prefix_tokens", None)
+    if isinstance(declared, int):
+        return declared
+    inner = getattr(module, "timm_model", None)  # a timm model wrapped by transformers
+    if isinstance(getattr(inner, "num_prefix_tokens", None), int):
+        return int(inner.num_prefix_tokens)  # type: ignore[union-attr]
+    if type(module).__name__ == "VisionTransformer" and hasattr(module, "class_token"):
+        return 1  # torchvision
+    config = getattr(module, "config", None)
+    kind = getattr(config, "model_type", None)
+    if kind in ("vit", "beit", "data2vec-vision", "vit_msn", "dinov2", "dinov2_with_registers", "deit"):
+        extra = int(getattr(config, "num_register_tokens", 0) or 0)
+        return (2 if kind == "deit" else 1) + extra
+    return None

@@ -28,7 +28,7 @@ from ..io.outputs import (
 )
 from ..io.picture import DEVICE_INTERPOLATIONS, Picture
 from ..io.thumbs import save_input_pictures
-from ..methods import CamMethod, explain_smooth, get_methods, upsample, upsample_normalized
+from ..methods import CamMethod, explain_smooth, for_model, get_methods, left_out_note, upsample, upsample_normalized
 from ..methods.guided import gradient_to_image, guided_backprop
 from ..models import LoadedModel
 from ..options import DEFAULT_METHOD, CamOptions
@@ -87,6 +87,7 @@ class CamJob(Job[CamMaps]):
                 )
 
     def prepare_model(self, infos: list[LayerInfo]) -> None:
+        self.methods, self.left_out = for_model(self.options.methods, self.methods, self.model.module, self.layers)
         self.plan: TargetPlan = plan_targets(self.model, self.options)
         self.targets: list[Target] = self.plan.targets
         if (classes := len(self.plan.names)) and self.options.top_k > classes:
@@ -97,7 +98,8 @@ class CamJob(Job[CamMaps]):
         return (
             f"model {self.model.name}{self.weights_note()} · "
             f"layer {'+'.join(self.layers)} ({self.how_layers_chosen()}) · "
-            f"method {', '.join(m.name for m in self.methods)} · {self.plan.describe()} · device {self.device}"
+            f"method {', '.join(m.name for m in self.methods)}{left_out_note(self.left_out)} · "
+            f"{self.plan.describe()} · device {self.device}"
         )
 
     # ---------------------------------------------------------------------------------------- names
@@ -278,13 +280,10 @@ class CamJob(Job[CamMaps]):
                 picture = Image.fromarray(picture.cpu().numpy(), "RGB")
             picture = render.annotate(picture, caption, o.colormap)
         self.save_picture(path, picture, owner)
-        if maps is None and not o.save_raw:
-            return None
-        array = cam.cpu().numpy()
         if maps is not None:
-            maps[str(path)] = array
+            maps[str(path)] = cam.cpu().numpy()
         if o.save_raw:
-            atomic_save_npy(path.with_suffix(".npy"), array.astype(np.float32, copy=False))
+            atomic_save_npy(path.with_suffix(".npy"), cam.cpu().numpy().astype(np.float32, copy=False))
         return str(path.with_suffix(".npy")) if o.save_raw else None
 
     def write(self, item: InputFile, image: Picture, computed: CamMaps) -> ImageResult:

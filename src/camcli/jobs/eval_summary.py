@@ -30,6 +30,7 @@ SUMMARY_METRICS = [
     (k, f"{SCORES[k][0]} {ARROWS[SCORES[k][1]]}")
     for k in ("deletion_auc", "insertion_auc", "avg_drop", "increase", "road_combined")
 ]
+FORWARDS = "map_forwards"  # MethodSummary.values' key of the forward passes a map cost per image
 SANITY_FAIL = 0.5  # a method whose mean rank correlation stays above this after full randomisation fails
 
 
@@ -90,6 +91,8 @@ def summarize(records: list[dict[str, Any]], names: list[str]) -> dict[str, Meth
         for key, value in (rec.get("scores") or {}).items():
             if isinstance(value, (int, float)) or value is None:  # None: not a number for this image
                 s.values.setdefault(key, []).append(float("nan") if value is None else float(value))
+        if isinstance(rec.get("forwards"), (int, float)):  # what the map cost (records of methods)
+            s.values.setdefault(FORWARDS, []).append(float(rec["forwards"]))
         curves = rec.get("curves") or {}
         if "deletion" in curves:
             s.deletion.append(curves["deletion"])
@@ -102,12 +105,64 @@ def summarize(records: list[dict[str, Any]], names: list[str]) -> dict[str, Meth
     return {name: out[name] for name in names if name in out}
 
 
+def ranks(summaries: dict[str, MethodSummary]) -> dict[str, dict[str, float]]:
+    """Each map's rank on each summary score it was measured on, among every map measured on it (baselines too, so
+    a method below the random map shows it): 1 is the best mean; equal means share their mean rank."""
+    out: dict[str, dict[str, float]] = {name: {} for name in summaries}
+    for key, _ in SUMMARY_METRICS:
+        means = {name: m[0] for name, s in summaries.items() if (m := s.mean_ci(key)) is not None}
+        better = SCORES[key][1]
+        order = sorted(means, key=lambda n: means[n], reverse=better == "higher")
+        i = 0
+        while i < len(order):
+            j = i
+            while j + 1 < len(order) and means[order[j + 1]] == means[order[i]]:
+                j += 1
+            for name in order[i : j + 1]:
+                out[name][key] = (i + j) / 2 + 1
+            i = j + 1
+    return out
+
+
+def mean_rank(rank: dict[str, float]) -> float:
+    return sum(rank.values()) / len(rank) if rank else float("nan")
+
+
+def leaders(summaries: dict[str, MethodSummary]) -> dict[str, list[str]]:
+    """For each summary score: the method(s) (not baselines) with the best mean."""
+    table = ranks({name: s for name, s in summaries.items() if not s.baseline})
+    out: dict[str, list[str]] = {}
+    for key, _ in SUMMARY_METRICS:
+        best = [
+            name
+            for name, r in table.items()
+            if r.get(key) is not None and r[key] == min((v[key] for v in table.values() if key in v), default=math.inf)
+        ]
+        if best:
+            out[key] = best
+    return out
+
+
+def leaderboard(summaries: dict[str, MethodSummary]) -> list[str]:
+    """The maps ordered by mean rank over the scores (the leaderboard; a map without scores last)."""
+    table = ranks(summaries)
+    return sorted(summaries, key=lambda n: (not table[n], mean_rank(table[n]) if table[n] else 0.0))
+
+
 def metric_rows(summaries: dict[str, MethodSummary], cost: dict[str, int]) -> tuple[list[str], list[list[str]]]:
-    """The summary table: a row per method and baseline, ``mean ± interval`` per metric measured."""
+    """The summary table, a leaderboard: a row per method and baseline, ordered by mean rank, ``mean ± interval``
+    per score measured, the mean rank, and the forward passes the map costs (counted, from the records) and its
+    measuring costs (``cost``) per image."""
     keys = [(k, head) for k, head in SUMMARY_METRICS if any(k in s.values for s in summaries.values())]
-    columns = ["method", "n", *[head for _, head in keys], "forwards/img"]
+    table = ranks(summaries)
+    method_cost = {name: m[0] for name, s in summaries.items() if (m := s.mean_ci(FORWARDS)) is not None}
+    columns = ["method", "n", *[head for _, head in keys], "rank ↓"]
+    if method_cost:
+        columns.append("map forwards/img")
+    columns.append("metric forwards/img")
     rows = []
-    for name, s in summaries.items():
+    for name in leaderboard(summaries):
+        s = summaries[name]
         cells = []
         n = 0
         for key, _ in keys:
@@ -115,8 +170,25 @@ def metric_rows(summaries: dict[str, MethodSummary], cost: dict[str, int]) -> tu
             n = max(n, m[2] if m else 0)
             cells.append("—" if m is None else f"{m[0]:.3f} ± {m[1]:.3f}" if math.isfinite(m[1]) else f"{m[0]:.3f}")
         label = f"{name} (baseline)" if s.baseline else name
-        rows.append([label, str(n), *cells, str(cost.get(name, ""))])
+        rank = f"{mean_rank(table[name]):.1f}" if table[name] else "—"
+        extra = [_count(method_cost.get(name))] if method_cost else []
+        rows.append([label, str(n), *cells, rank, *extra, str(cost.get(name, ""))])
     return columns, rows
+
+
+def _count(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
+
+
+def leaders_line(summaries: dict[str, MethodSummary]) -> str:
+    """``leads: deletion AUC ↓ gradcam · insertion AUC ↑ scorecam · …`` (empty with fewer than two methods)."""
+    if sum(not s.baseline for s in summaries.values()) < 2:
+        return ""
+    heads = dict(SUMMARY_METRICS)
+    parts = [f"{heads[key]} {', '.join(names)}" for key, names in leaders(summaries).items()]
+    return "leads: " + " · ".join(parts) if parts else ""
 
 
 def sanity_rows(summaries: dict[str, MethodSummary]) -> tuple[list[str], list[list[str]]]:
@@ -210,5 +282,32 @@ def plot_sanity(summaries: dict[str, MethodSummary], path: Path, title: str) -> 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
+    _save(fig, path)
+    return True
+
+
+def plot_leaderboard(summaries: dict[str, MethodSummary], path: Path, title: str) -> bool:
+    """The ranks as a table of colours: a row per map (ordered by mean rank), a column per score and the mean rank,
+    each cell its rank (1 = best) → ``path``; False with fewer than two methods."""
+    if sum(not s.baseline for s in summaries.values()) < 2:
+        return False
+    table = ranks(summaries)
+    keys = [(k, head) for k, head in SUMMARY_METRICS if any(k in r for r in table.values())]
+    if not keys:
+        return False
+    order = leaderboard(summaries)
+    grid = [[table[n].get(k, math.nan) for k, _ in keys] + [mean_rank(table[n])] for n in order]
+    fig = _figure(1.6 + 1.1 * (len(keys) + 1), 1.0 + 0.32 * len(order))
+    ax = fig.subplots()
+    ax.imshow(grid, cmap="RdYlGn_r", aspect="auto", vmin=1, vmax=max(len(order), 2))
+    for i, row in enumerate(grid):
+        for j, value in enumerate(row):
+            if math.isfinite(value):
+                ax.text(j, i, f"{value:g}" if j < len(keys) else f"{value:.1f}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(keys) + 1), [head for _, head in keys] + ["mean rank ↓"], rotation=20, ha="right")
+    labels = [f"{n} (baseline)" if summaries[n].baseline else n for n in order]
+    ax.set_yticks(range(len(order)), labels, fontsize=8)
+    ax.tick_params(length=0)
+    fig.suptitle(f"{title}: rank per score (1 = best)", fontsize=10)
     _save(fig, path)
     return True

@@ -24,7 +24,8 @@ from ..errors import InputError, UsageError
 from ..io.inputs import InputFile, input_key
 from ..io.manifest import manifest_name
 from ..io.picture import Picture
-from ..methods import CamMethod, explain, get_methods, upsample_normalized
+from ..methods import CamMethod, explain, for_model, get_methods, left_out_note, upsample_normalized
+from ..methods.costs import counting_forwards
 from ..metrics import BASELINE_MAPS, baseline_maps, cascade, deletion_insertion, drop_increase, road
 from ..models import LoadedModel
 from ..options import DEFAULT_METHOD, EvalOptions
@@ -73,6 +74,7 @@ class EvaluateJob(Job[EvalScores]):
             )
         self.plan: TargetPlan = plan_targets(self.model, self.options)
         self.targets: list[Target] = self.plan.targets
+        self.methods, self.left_out = for_model(self.options.methods, self.methods, self.model.module, self.layers)
 
     def class_name(self, index: int) -> str:
         return self.plan.class_name(index)
@@ -85,7 +87,8 @@ class EvaluateJob(Job[EvalScores]):
         what = "sanity check" if o.sanity else "metrics " + ", ".join(o.metrics)
         return (
             f"model {self.model.name}{self.weights_note()} · layer {'+'.join(self.layers)} "
-            f"({self.how_layers_chosen()}) · method {', '.join(m.name for m in self.methods)} · {what} · "
+            f"({self.how_layers_chosen()}) · method {', '.join(m.name for m in self.methods)}"
+            f"{left_out_note(self.left_out)} · {what} · "
             f"{self.plan.describe()} · device {self.device}"
         )
 
@@ -111,9 +114,11 @@ class EvaluateJob(Job[EvalScores]):
         return {"kind": "evaluate", "model": self.model.name, "layer": layer, "settings": self.record_settings}
 
     def row_names(self) -> list[str]:
-        """The maps measured: the methods, then the baseline maps."""
+        """The maps measured: the methods, then the baseline maps (the method ``random``, when asked for, is the
+        random row)."""
+        names = [m.name for m in self.methods]
         baselines = list(BASELINE_MAPS) if self.options.baselines and not self.options.sanity else []
-        return [m.name for m in self.methods] + baselines
+        return names + [b for b in baselines if b not in names]
 
     def plot_name(self, kind: str) -> str:
         """``curves.png`` / ``sanity.png``; a shard's own: ``curves.shard-3-of-8.png``."""
@@ -156,21 +161,24 @@ class EvaluateJob(Job[EvalScores]):
         methods: list[CamMethod],
         signs: torch.Tensor | None = None,
     ) -> tuple[Any, dict[str, torch.Tensor]]:
-        """Each method's map at the input's size, (B·K, H, W), for ``classes`` (B, K) or the targets/top class."""
-        ex = explain(
-            model,
-            x,
-            self.layers,
-            methods,
-            targets=self.targets or None,
-            top_k=1,
-            classes=classes,
-            signs=signs,
-            score_batch=self.options.score_batch,
-            layouts=self.layouts,
-            scorer=self.plan.scorer,
-            params=self.options.method_params,
-        )
+        """Each method's map at the input's size, (B·K, H, W), for ``classes`` (B, K) or the targets/top class; the
+        forward passes each method cost per image are in ``self.map_forwards``."""
+        with counting_forwards(model) as counter:
+            ex = explain(
+                model,
+                x,
+                self.layers,
+                methods,
+                targets=self.targets or None,
+                top_k=1,
+                classes=classes,
+                signs=signs,
+                score_batch=self.options.score_batch,
+                layouts=self.layouts,
+                scorer=self.plan.scorer,
+                params=self.options.method_params,
+            )
+        self.map_forwards = {m.name: counter.per_image(m.name, x.shape[0]) for m in methods}
         size = (x.shape[-2], x.shape[-1])
         maps = {
             name: torch.stack([upsample_normalized(m, size) for m in v.flatten(0, 1).to(x.device)])
@@ -187,11 +195,15 @@ class EvaluateJob(Job[EvalScores]):
         xs = x.repeat_interleave(k, 0)  # one row per image and class
         flat_signs = ex.signs.flatten().to(x.device) if ex.signs is not None else None
         classes = Slots(ex.classes.flatten().to(x.device), flat_signs, self.plan.scorer)
-        rows: dict[str, tuple[torch.Tensor, bool]] = {name: (m, False) for name, m in maps.items()}
+        # the method `random` (random channel weights) is the random-map row, in place of the noise baseline
+        rows: dict[str, tuple[torch.Tensor, bool]] = {name: (m, name in BASELINE_MAPS) for name, m in maps.items()}
         if o.baselines and not o.sanity:
-            h, w = next(iter(ex.by_method.values())).shape[-2:]
-            cells = (h, w) if (h, w) != tuple(x.shape[-2:]) else None  # fused layers: the maps are full size
-            rows |= {name: (baseline_maps(name, xs, cells=cells), True) for name in BASELINE_MAPS}
+            # the noise is drawn at the resolution of the layer methods' maps (fused layers, pixel attribution: the
+            # maps are full size, and the noise is drawn on a CNN's last-stage grid)
+            sizes = [tuple(v.shape[-2:]) for v in ex.by_method.values()]
+            grid = [s for s in sizes if s != tuple(x.shape[-2:])]
+            cells = (int(grid[0][0]), int(grid[0][1])) if grid else None
+            rows |= {name: (baseline_maps(name, xs, cells=cells), True) for name in BASELINE_MAPS if name not in rows}
         scores: dict[str, dict[str, Any]] = {name: {} for name in rows}
         curves: dict[str, dict[str, torch.Tensor]] = {name: {} for name in rows}
         sanity: dict[str, list[dict[str, Any]]] = {}
@@ -225,6 +237,7 @@ class EvaluateJob(Job[EvalScores]):
                             ],
                             str(target),
                             self.plan.verdict(ex.probs[i], target),
+                            None if is_baseline else self.map_forwards.get(name),
                         )
                     )
             out.append(EvalScores(ex.probs[i].cpu(), outputs, missing[i]))

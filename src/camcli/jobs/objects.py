@@ -68,7 +68,7 @@ class ObjectJob(Job[Objects]):
 
     def prepare_options(self) -> None:
         o = self.options
-        self.methods = get_methods(o.methods or [DEFAULT_METHOD])
+        self.methods = get_methods(o.methods or [DEFAULT_METHOD], objects=True)
         check_methods(self.methods)
         for flag, given in (
             ("--smooth", o.smooth),

@@ -169,13 +169,15 @@ class EvalOutput:
     sanity: list[dict[str, Any]] = field(default_factory=list)  # per randomisation step: layer, spearman, ssim
     target: str | None = None  # what was explained: "281", "not:0" (engine.targets.Target)
     verdict: dict[str, Any] = field(default_factory=dict)  # --targets-file: the model's own answer, correct or not
+    forwards: float | None = None  # the model's forward passes the map cost per image (counted; methods only)
 
     def paths(self) -> list[str]:
         return []
 
     def as_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k != "verdict"}
-        return {**{k: v for k, v in out.items() if v != [] and v != {}}, **self.verdict}
+        kept = {k: v for k, v in out.items() if v != [] and v != {} and not (k == "forwards" and v is None)}
+        return {**kept, **self.verdict}
 
     def record(self, base: Record) -> Record:
         return {**base, "status": "ok", **self.as_dict()}

@@ -8,6 +8,7 @@ weighted sum of channels, its raw map). Everything else lives here and there, on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,10 @@ class Context:
     # gave it (not laid out as a grid), both still in the autograd graph, for gradients of their own
     score: torch.Tensor | None = None
     activation: torch.Tensor | None = None
+    # and (also for them) the (B, N) scores, still in the graph, and what lays out a tensor shaped like the layer's
+    # output as its (B, C, h, w) grid (a gradient of the activation); Finer-CAM refines the explained scalar with them
+    output_scores: torch.Tensor | None = None
+    grid: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def run(self, x: object) -> object:
         """The model's output for an extra input, with the capture hooks standing aside, under inference mode."""
@@ -80,6 +85,7 @@ class CamMethod:
     scope: str = "layer"  # "layer": made at the chosen layer(s); "model": from the whole model (ModelMethod)
     params: tuple[str, ...] = ()  # the MethodParams fields it reads (camcli.method_params.USED_BY)
     on_objects: bool = False  # it explains detectors' and segmenters' objects too (camcli.methods.objects)
+    min_layers: int = 1  # the layers it needs at once (a method that fuses layers its own way: see fuse)
 
     def weights(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -88,6 +94,18 @@ class CamMethod:
         """(B, C, h, w) activations and gradients → (B, h, w) map before ReLU and normalisation."""
         w = self.weights(acts, grads)
         return torch.einsum("bc,bchw->bhw", w, acts)
+
+    def refusal(self, model: nn.Module, layers: list[str]) -> str | None:
+        """Why this method cannot explain ``model`` at ``layers`` (for ``--method all``, which leaves it out and says
+        why), or None. Checked without running the model; a method may still refuse later, in one line."""
+        if self.scope == "layer" and len(layers) < self.min_layers:
+            return f"fuses {self.min_layers} or more --layer"
+        return None
+
+    def fuse(self, maps: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        """Several layers' (B, K, h, w) maps in [0, 1] → one (B, K, H, W) map at the input's ``size``: their mean,
+        upsampled, normalised again (a method with a fusion rule of its own overrides this)."""
+        return normalize(torch.stack([upsample(m, size) for m in maps]).mean(0))
 
 
 @dataclass

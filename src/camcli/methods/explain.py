@@ -4,6 +4,7 @@ made from the whole model (:mod:`camcli.methods.whole`); and smoothing over nois
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -18,7 +19,8 @@ from ..errors import LayerError
 from ..method_params import MethodParams
 from ..options import Layout
 from ..steps import report
-from .base import CamMethod, Context, Explanation, normalize, upsample
+from .base import CamMethod, Context, Explanation, normalize
+from .costs import charged
 from .whole import model_maps
 
 
@@ -27,6 +29,15 @@ def as_pairs(targets: Sequence[Target | int] | None) -> list[tuple[int, bool]] |
     if not targets:
         return None
     return [(t.index, t.negate) if isinstance(t, Target) else (int(t), False) for t in targets]
+
+
+def check_layers(methods: Sequence[CamMethod], layers: Sequence[str]) -> None:
+    """A :class:`LayerError` when a method that fuses layers its own way (RefineCAM) is given too few."""
+    for m in methods:
+        if m.scope == "layer" and len(layers) < m.min_layers:
+            raise LayerError(
+                f"{m.name} fuses the maps of several layers: give {m.min_layers} or more --layer (see: camcli layers)"
+            )
 
 
 def explain(
@@ -59,7 +70,8 @@ def explain(
     (:func:`camcli.engine.layouts.to_grid`), or a :class:`LayerError` when the shape cannot tell.
 
         Several layers: each layer's normalised map is upsampled to the input's size, the maps are averaged and
-        normalised again (the fused map); each layer's own map is kept in ``per_layer``.
+        normalised again (the fused map; a method with a rule of its own says so in :meth:`CamMethod.fuse`); each
+        layer's own map is kept in ``per_layer``.
 
         Methods made from the whole model (``scope == "model"``: pixel attribution, attention rollout) ignore the
         layers and run after the layer methods, on the same classes, with ``params`` (:class:`MethodParams`);
@@ -72,7 +84,9 @@ def explain(
     whole = [m for m in methods if m.scope != "layer"]
     if not methods or (at_layer and not layers):
         raise LayerError("explain needs at least one layer and one method")
+    check_layers(at_layer, layers)
     params = params or MethodParams()
+    params.check()
     scorer = scorer or Scorer()
     given = (classes, signs) if classes is not None else None
     if at_layer:
@@ -94,8 +108,7 @@ def explain(
         if len(layers) == 1:
             by_method[m.name] = per_layer[(m.name, layers[0])]
         else:
-            stack = torch.stack([upsample(per_layer[(m.name, n)], size) for n in layers])
-            by_method[m.name] = normalize(stack.mean(0))
+            by_method[m.name] = m.fuse([per_layer[(m.name, n)] for n in layers], size)
     if whole:
         made, signed = model_maps(whole, model, x, chosen, signs, scorer, score_batch, params, mean_std)
         by_method = {m.name: by_method[m.name] if m.scope == "layer" else made[m.name] for m in methods}
@@ -171,8 +184,11 @@ def _at_layers(
                     )
                     if keep_graph:
                         ctx.score, ctx.activation = score, act
+                        ctx.output_scores = logits
+                        ctx.grid = partial(to_grid, layout=lay, input_size=size, module_type=kind)
                     for m in methods:
-                        raw[(m.name, name)].append(normalize(m.raw_map(a, grad_grid, ctx)))
+                        with charged(m.name):  # its own forward passes (Score-CAM's masks …), counted for evaluate
+                            raw[(m.name, name)].append(normalize(m.raw_map(a, grad_grid, ctx)))
     per_layer = {key: torch.stack(v, dim=1).cpu() for key, v in raw.items()}
     return logits, chosen, signs, valid, per_layer
 

@@ -21,6 +21,7 @@ from ..engine.hooks import eval_mode
 from ..engine.scoring import Scorer
 from ..method_params import MethodParams
 from .base import CamMethod, normalize
+from .costs import charged
 
 
 @dataclass
@@ -121,7 +122,7 @@ def model_maps(
         for m in methods:
             if not isinstance(m, ModelMethod):
                 raise TypeError(f"{m.name} is made at a layer")
-            with torch.no_grad():
+            with torch.no_grad(), charged(m.name):
                 made, attribution = m.attribution(ctx)
             out[m.name].append(normalize(clip_outliers(made.detach().float(), m.outliers)).cpu())
             if params.signed and attribution is not None:

@@ -13,10 +13,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..jobs.eval_summary import ARROWS, SCORES, SUMMARY_METRICS, sanity_rows, summarize
+from ..jobs.eval_summary import ARROWS, SCORES, SUMMARY_METRICS, leaderboard, mean_rank, ranks, sanity_rows, summarize
 from .entries import BAD_RECORD, rel_path, shown, skip_line
 
-PLOTS = ("curves*.png", "sanity*.png")  # what evaluate draws in OUT (a shard's own: curves.shard-1-of-2.png)
+# what evaluate draws in OUT (a shard's own: curves.shard-1-of-2.png)
+PLOTS = ("curves*.png", "leaderboard*.png", "sanity*.png")
 
 
 def evaluate_page(out: Path, records: list[dict[str, Any]], skipped: list[str]) -> dict[str, Any] | None:
@@ -48,22 +49,27 @@ def evaluate_page(out: Path, records: list[dict[str, Any]], skipped: list[str]) 
 
 
 def _run(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """One run's tables: a row per map (the methods, then the baselines), a cell per metric measured."""
+    """One run's tables: a row per map in the leaderboard's order (mean rank over the scores, baselines ranked with
+    the methods), a cell per metric measured, and the mean rank."""
     first = records[0]
     settings: dict[str, Any] = first["settings"] if isinstance(first.get("settings"), dict) else {}
     methods = [str(r.get("method")) for r in records if r.get("baseline") is not True]
     baselines = [str(r.get("method")) for r in records if r.get("baseline") is True]
     summaries = summarize(records, list(dict.fromkeys(methods + baselines)))
     keys = [k for k, _ in SUMMARY_METRICS if any(k in s.values for s in summaries.values())]
+    table = ranks(summaries)
     rows = []
-    for name, s in summaries.items():
+    for name in leaderboard(summaries):
+        s = summaries[name]
         cells = [s.mean_ci(k) for k in keys]
+        rank = mean_rank(table[name])
         rows.append(
             {
                 "method": name,
                 "baseline": s.baseline,
                 "n": max((c[2] for c in cells if c), default=0),
                 "cells": [_cell(c) for c in cells],
+                "rank": rank if math.isfinite(rank) else None,
             }
         )
     sanity = sanity_rows(summaries) if any(s.sanity for s in summaries.values()) else None

@@ -320,12 +320,14 @@
     v.append(back, title);
     if (!ev) { v.appendChild(el("p", "hint", "This folder has no records of camcli evaluate.")); return; }
     v.appendChild(el("p", "hint", "Mean ± 95 % interval over the (image, class) pairs measured. ↓: lower is better, ↑: higher is better; "
-      + "the best method of each column in bold. Baselines (" + (DATA.baselines.join(", ") || "none") + ") are maps that explain nothing, shown below the methods."));
+      + "the best method of each column in bold. Rank: the mean of each map's rank on the scores (1 = best), the order of the rows. "
+      + "Baselines (" + (DATA.baselines.join(", ") || "none") + ") are maps that explain nothing, ranked with the methods: a method below them explains less than nothing would."));
     ev.runs.forEach(function (run) {
       v.appendChild(el("h3", "", run.title + " · " + run.images + " image(s)"));
       var table = el("table", "scores summary"), head = el("tr");
       head.append(el("th", "", "map"), el("th", "", "n"));
       run.keys.forEach(function (k) { head.appendChild(scoreHead(k)); });
+      head.appendChild(el("th", "", "rank ↓"));
       table.appendChild(head);
       var rows = run.rows.filter(function (r) { return byMethod(r, p); });
       var best = run.keys.map(function (k, j) {
@@ -340,6 +342,7 @@
           var td = el("td", c && !r.baseline && c[0] === best[j] ? "best" : "", c ? c[0].toFixed(3) + (c[1] === null ? "" : " ± " + c[1].toFixed(3)) : "—");
           tr.appendChild(td);
         });
+        tr.appendChild(el("td", "", r.rank === null || r.rank === undefined ? "—" : r.rank.toFixed(1)));
         table.appendChild(tr);
       });
       v.appendChild(table);
