@@ -191,6 +191,17 @@ def test_references():
     torch.testing.assert_close(gaussian_blur(flat, 9 / 20, 30 / 20), flat)
 
 
+def test_the_model_is_left_as_it_was(resnet18):
+    # a model in training mode stays in it, no parameter gets a .grad, and every method reads eval-mode outputs
+    resnet18.train()
+    x = torch.randn(1, 3, 32, 32)
+    p = MethodParams(steps=2, samples=2, masks=2, window=16)
+    for name in ("ig", "smoothgrad", "occlusion", "rise"):
+        _method(name).attribution(_ctx(resnet18, x, [3], params=p))
+        assert resnet18.training and all(m.training for m in resnet18.modules()), name
+        assert all(q.grad is None and q.requires_grad for q in resnet18.parameters()), name
+
+
 # ----------------------------------------------------------------------------------------------- captum
 @pytest.fixture()
 def attr():
