@@ -280,9 +280,7 @@ class CamOptions(RunOptions):
     def check(self) -> None:
         super().check()
         check_target_fields(self)
-        self.method_params.check()
-        if self.method_params.signed and not self.save_raw:
-            raise UsageError("--signed writes the signed attribution beside each map's .npy: add --save-raw")
+        self.method_params.check(save_raw=self.save_raw)
         if not 0.0 <= self.alpha <= 1.0:
             raise UsageError(f"--alpha {self.alpha} is out of range; use a value from 0 to 1")
         if self.blend not in BLENDS:
