@@ -80,7 +80,13 @@ def _variants(
     ]  # fmt: skip
 
 
-def bench_pixel(times: Times, where: str, device: str = "cpu", memory_size: int | None = 1024) -> None:
+def bench_pixel(
+    times: Times,
+    where: str,
+    device: str = "cpu",
+    memory_size: int | None = 1024,
+    models: tuple[str, ...] = ("resnet18", "resnet50"),
+) -> None:
     """The time table, then (unless ``memory_size`` is None) the memory table at ``memory_size``²."""
     s = _settings(device)
     print(f"\n## Pixel attribution beside captum ({where}, one 224×224 image, random weights)\n")
@@ -92,7 +98,7 @@ def bench_pixel(times: Times, where: str, device: str = "cpu", memory_size: int 
     )
     print("| model | method | camcli s/image | captum s/image | camcli ÷ captum |")
     print("| --- | --- | --- | --- | --- |")
-    for name in ("resnet18", "resnet50"):
+    for name in models:
         torch.manual_seed(0)
         model = getattr(torchvision.models, name)(weights=None).eval().to(device)
         x = torch.randn(1, 3, 224, 224, device=device)
@@ -208,7 +214,8 @@ if __name__ == "__main__":
     ap.add_argument("--one", nargs=2, metavar=("METHOD", "HOW"))  # a memory variant, in this process
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--window", type=int, default=256)
-    ap.add_argument("--model", default="resnet18")
+    ap.add_argument("--model", default="resnet18")  # the memory variants' model
+    ap.add_argument("--models", default="resnet18,resnet50")  # the time table's
     a = ap.parse_args()
     if a.one:
         _one(a.one[0], a.one[1], a.device, a.memory_size, a.steps, a.window, a.model)
@@ -217,4 +224,5 @@ if __name__ == "__main__":
         if a.memory_only:
             bench_pixel_memory(where, a.device, a.memory_size)
         else:
-            bench_pixel(_median_times(a.rounds, a.best), where, a.device, None if a.time_only else a.memory_size)
+            memory = None if a.time_only else a.memory_size
+            bench_pixel(_median_times(a.rounds, a.best), where, a.device, memory, tuple(a.models.split(",")))
