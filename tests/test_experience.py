@@ -310,7 +310,7 @@ def test_shell_completion_scripts_and_values():
     line = f"{CAMCLI[0]} --show-completion; exit $?"  # two commands: bash does not exec, it stays the parent
     res = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "_CAMCLI_COMPLETE=complete_bash" in res.stdout, res.stderr
-    assert _complete("camcli gradcam --method grad") == ["gradcam", "gradcam++", "gradrollout"]
+    assert _complete("camcli gradcam --method grad") == ["gradcam", "gradcam++", "gradcamelementwise", "gradrollout"]
     assert "viridis" in _complete("camcli gradcam --colormap vir")
     invoke("layers")  # a listing (or a run) remembers the layer names: completion then needs no model
     assert "_blocks.10._project_conv" in _complete("camcli gradcam --layer _blocks.10._p")

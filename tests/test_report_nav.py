@@ -169,11 +169,16 @@ def test_the_data_of_objects_baselines_and_statuses(detected, evaluated, mixed):
     data = _data(evaluated)
     assert data["methods"] == ["eigencam", "gradcam"] and data["baselines"] == ["edges", "gaussian", "random"]
     (run,) = data["evaluate"]["runs"]
-    assert [r["method"] for r in run["rows"]] == ["gradcam", "eigencam", "random", "gaussian", "edges"]
-    assert [r["baseline"] for r in run["rows"]] == [False, False, True, True, True]
+    # the rows are the leaderboard: by mean rank over the scores, baselines ranked with the methods
+    by_name = {r["method"]: r for r in run["rows"]}
+    assert set(by_name) == {"gradcam", "eigencam", "random", "gaussian", "edges"}
+    assert [r["rank"] for r in run["rows"]] == sorted(r["rank"] for r in run["rows"])
+    assert [n for n, r in by_name.items() if r["baseline"]] == [
+        n for n in by_name if n in ("random", "gaussian", "edges")
+    ]
     assert run["keys"] == ["deletion_auc", "avg_drop", "increase"] and all(r["n"] == 2 for r in run["rows"])
     assert data["evaluate"]["scores"]["deletion_auc"]["better"] == "lower"
-    assert [p["name"] for p in data["evaluate"]["plots"]] == ["curves.png"]
+    assert [p["name"] for p in data["evaluate"]["plots"]] == ["curves.png", "leaderboard.png"]
     assert (evaluated / "index.html").is_file()
     data = _data(mixed)
     assert data["baselines"] == ["random"] and "random" not in data["methods"]

@@ -25,9 +25,32 @@ MAX_WINDOW = 4096  # --window, --stride: Occlusion's patch and step, in model-in
 MAX_FINER_ALPHA = 100.0  # --finer-alpha: the references use 0.6 and 1; far beyond, the class's own score is lost
 MAX_FINER_COMPARE = 1000  # --finer-compare: the rivals (at most the model's other classes in any case)
 #: --finer-base: the layer methods that use gradients (Finer-CAM explains its refined score with one of them)
-FINER_BASES = ("gradcam", "gradcam++", "xgradcam", "hirescam", "layercam")
-#: --refine-base: the layer methods whose maps RefineCAM multiplies across layers
-REFINE_BASES = ("gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "scorecam", "eigencam", "cam")
+FINER_BASES = (
+    "gradcam",
+    "gradcam++",
+    "xgradcam",
+    "hirescam",
+    "layercam",
+    "eigengradcam",
+    "gradcamelementwise",
+    "shapleycam",
+)
+#: --refine-base: the layer methods whose maps RefineCAM multiplies across layers (not shapleycam: it takes gradients
+#: of its own, from a graph RefineCAM does not keep)
+REFINE_BASES = (
+    "gradcam",
+    "gradcam++",
+    "xgradcam",
+    "hirescam",
+    "layercam",
+    "scorecam",
+    "eigencam",
+    "cam",
+    "eigengradcam",
+    "gradcamelementwise",
+    "kpcacam",
+    "random",
+)
 
 
 @dataclass

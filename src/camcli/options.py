@@ -49,6 +49,7 @@ METHOD_NAMES = (
     "eigencam",
     "cam",
     "refinecam",
+    *("eigengradcam", "gradcamelementwise", "kpcacam", "shapleycam", "fullgrad", "random"),  # (400-line limit)
     # target refiners
     "finercam",
     # transformer
@@ -57,10 +58,7 @@ METHOD_NAMES = (
     "legrad",
     # pixel attribution
     "saliency",
-    "ig",
-    "smoothgrad",
-    "occlusion",
-    "rise",
+    *("ig", "smoothgrad", "occlusion", "rise"),  # (400-line limit)
 )
 MAX_WORKERS = 64  # threads on each side of the model; more only costs memory
 MAX_TILE = 2048  # feature-grid tile side in pixels

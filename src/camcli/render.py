@@ -208,6 +208,9 @@ def fit_caption(draw: Any, text: str, font: Any, room: float) -> str:
     return fit_text(draw, text, font, room)
 
 
+PANEL_COLUMNS = 7  # maps per line of a --panel picture (more go on the next line)
+
+
 def panel(
     picture: Image.Image,
     rows: list[list[tuple[str, Image.Image]]],
@@ -218,18 +221,21 @@ def panel(
 ) -> Image.Image:
     """One picture that compares maps: a row per class, the input first and then a tile per map (method, layer),
     every tile the same size (``tile`` pixels wide, the input's aspect) with its title above it; ``title`` on
-    top and the colormap's scale (low → high) at the bottom."""
+    top and the colormap's scale (low → high) at the bottom. More than :data:`PANEL_COLUMNS` maps go on over
+    several lines, under the input."""
     from PIL import ImageDraw
 
     w = min(tile, picture.width) if picture.width >= 16 else tile
     h = max(1, round(w * picture.height / picture.width))
     size, pad = 13, 6
     head = size + 8  # a tile's title strip
-    cols = 1 + max((len(r) for r in rows), default=0)
+    step = PANEL_COLUMNS  # (first line of its class?, its maps)
+    lines = [(i == 0, r[i : i + step]) for r in rows for i in range(0, max(len(r), 1), step)]
+    cols = 1 + max((len(r) for _, r in lines), default=0)
     top = size + 14 if title else 0
     foot = 30
     width = max(pad + cols * (w + pad), 400)  # at least wide enough for the colour scale
-    canvas = Image.new("RGB", (width, top + len(rows) * (head + h + pad) + pad + foot), "white")
+    canvas = Image.new("RGB", (width, top + len(lines) * (head + h + pad) + pad + foot), "white")
     draw = ImageDraw.Draw(canvas)
     font = _font(size)
 
@@ -239,8 +245,9 @@ def panel(
         canvas.paste(img.convert("RGB").resize((w, h), Image.Resampling.BILINEAR), (x, y + head))
         draw.text((x, y + 2), fit_caption(draw, text, font, w), fill=(0, 0, 0), font=font)
 
-    for r, maps in enumerate(rows):
-        put(picture, f"input · {picture.width}x{picture.height}", 0, r)  # (the default font has no ×)
+    for r, (first, maps) in enumerate(lines):
+        if first:
+            put(picture, f"input · {picture.width}x{picture.height}", 0, r)  # (the default font has no ×)
         for c, (text, img) in enumerate(maps, start=1):
             put(img, text, c, r)
     if title:

@@ -55,9 +55,10 @@ def _methods(json_out: bool) -> None:
         keep=("name", "arXiv"),
     )
     console.out_console().print(
-        "All methods: --smooth N / --aug-smooth average noisy / mirrored passes; --guided adds guided backprop. "
-        "CAMs: several --layer fuse maps. Pixel attribution and transformer maps are made from the whole model "
-        "(--layer does not apply); their parameters: --steps --baseline --window --stride --masks --samples --seed.",
+        "All methods: --smooth N / --aug-smooth average noisy / mirrored passes; --guided adds guided backprop; "
+        "--method all runs every method that applies to the model. CAMs: several --layer fuse maps. Pixel "
+        "attribution and transformer maps are made from the whole model (--layer does not apply). Methods' "
+        "parameters: camcli cam --help, 'Method parameters'.",
         markup=False,
     )
 

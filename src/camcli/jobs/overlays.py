@@ -3,6 +3,7 @@ settings in their records and names, and the name of the ``--panel`` picture."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ def save_signed(path: Path, signed: dict[str, torch.Tensor] | None, method: str,
 
 
 METHODS_JOIN = "_"  # panel-gradcam_gradcam++_layercam: "," separates the settings that follow, "+" is in names
+LONGEST_METHODS = 100  # methods' names longer than this, joined, are named by their count and a digest
 OLD_METHODS_JOIN = "+"  # how runs before the "_" named them (panel-gradcam+gradcam+++layercam)
 
 
@@ -64,7 +66,12 @@ def methods_panel_path(
 ) -> Path:
     """``--panel``: the input's comparison picture, named after the methods and the run's settings (the CAM and
     the object jobs); another ``kind`` of file about all the methods (``labels``: the answer of ``--threshold``)."""
-    tag = f"{kind}-" + join.join(m.name for m in methods) + job.name_settings
+    names = join.join(m.name for m in methods)
+    if [n.strip().lower() for n in getattr(job.options, "methods", [])] == ["all"]:
+        names = "all"  # --method all: panel-all (the methods are in the record)
+    elif len(names) > LONGEST_METHODS:  # a name must stay well inside the file system's 255 bytes
+        names = f"{len(methods)}-methods-{hashlib.sha256(names.encode()).hexdigest()[:8]}"
+    tag = f"{kind}-" + names + job.name_settings
     return panel_output_path(job.options.out, item, tag, suffix or job.ext)
 
 

@@ -8,21 +8,27 @@ from ..errors import UsageError
 from .base import CamMethod, Explanation, normalize, upsample, upsample_normalized
 from .cam import ClassicCAM
 from .eigencam import EigenCAM
+from .eigengradcam import EigenGradCAM
 from .explain import check_layers, explain, explain_smooth
 from .finercam import FinerCAM
+from .fullgrad import FullGrad
 from .gradcam import GradCAM
+from .gradcamelementwise import GradCAMElementWise
 from .gradcampp import GradCAMPlusPlus
 from .gradrollout import GradRollout
 from .hirescam import HiResCAM
 from .ig import IntegratedGradients
+from .kpcacam import KPCACAM
 from .layercam import LayerCAM
 from .legrad import LeGrad
 from .occlusion import Occlusion
+from .randomcam import RandomCAM
 from .refinecam import RefineCAM
 from .rise import RISE
 from .rollout import Rollout
 from .saliency import Saliency
 from .scorecam import ScoreCAM
+from .shapleycam import ShapleyCAM
 from .smoothgrad import SmoothGrad
 from .xgradcam import XGradCAM
 
@@ -39,6 +45,12 @@ REGISTRY: dict[str, type[CamMethod]] = {
         EigenCAM,
         ClassicCAM,
         RefineCAM,
+        EigenGradCAM,
+        GradCAMElementWise,
+        KPCACAM,
+        ShapleyCAM,
+        FullGrad,
+        RandomCAM,
         # target refiners
         FinerCAM,
         # transformer

@@ -1,10 +1,43 @@
-"""Eigen-CAM."""
+"""Eigen-CAM, and the principal-component projection it shares with Eigen-Grad-CAM and KPCA-CAM."""
 
 from __future__ import annotations
 
 import torch
 
 from .base import CamMethod, Context
+
+
+def orient(proj: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``proj`` (B, n) with each row's sign chosen so that it correlates positively (or not negatively) with the
+    channel sum of ``values`` (B, n, C), the rows it was projected from.
+
+    A principal component's sign is arbitrary (``v`` and ``-v`` are both eigenvectors); this makes the map
+    highlight where the channels add up to most, rather than wherever LAPACK's sign happens to point.
+    """
+    total = values.sum(dim=2)
+    corr = ((proj - proj.mean(1, keepdim=True)) * (total - total.mean(1, keepdim=True))).sum(1)
+    return proj * torch.where(corr < 0, -1.0, 1.0).to(proj.dtype)[:, None]
+
+
+def first_component(values: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) → (B, h, w): each image's (h·w, C) matrix centred over positions and projected on its first
+    right singular vector, oriented by :func:`orient`; in float64, returned as float32.
+
+    With ``M = U Σ Vᵀ`` the projection ``M v₁`` is ``σ₁ u₁``: it comes from the eigendecomposition of the smaller of
+    ``M Mᵀ`` (h·w × h·w) and ``Mᵀ M`` (C × C), several times faster than the SVD of the (h·w, C) matrix (a late
+    layer has 49 positions and 2,048 channels) and equal to it within float64 rounding.
+    """
+    b, c, h, w = values.shape
+    flat = values.reshape(b, c, h * w).transpose(1, 2).double()  # (B, hw, C)
+    flat = torch.nan_to_num(flat)  # as pytorch-grad-cam's projection does
+    centred = flat - flat.mean(dim=1, keepdim=True)
+    if h * w <= c:
+        lam, vec = torch.linalg.eigh(centred @ centred.transpose(1, 2))
+        proj = vec[:, :, -1] * lam[:, -1:].clamp_min(0).sqrt()  # σ₁ u₁
+    else:
+        _lam, vec = torch.linalg.eigh(centred.transpose(1, 2) @ centred)
+        proj = (centred @ vec[:, :, -1:]).squeeze(-1)  # M v₁
+    return orient(proj, flat).reshape(b, h, w).float()
 
 
 class EigenCAM(CamMethod):
@@ -29,14 +62,6 @@ class EigenCAM(CamMethod):
         cached = ctx.cache.get(self.name)
         if cached is not None:  # class-agnostic: the same map for every class slot
             return cached
-        b, c, h, w = acts.shape
-        flat = acts.reshape(b, c, h * w).transpose(1, 2).double()  # (B, hw, C)
-        centred = flat - flat.mean(dim=1, keepdim=True)
-        _u, _s, vh = torch.linalg.svd(centred, full_matrices=False)
-        proj = (centred @ vh[:, 0, :, None]).squeeze(-1)  # (B, hw)
-        energy = flat.sum(dim=2)
-        corr = ((proj - proj.mean(1, keepdim=True)) * (energy - energy.mean(1, keepdim=True))).sum(1)
-        sign = torch.where(corr < 0, -1.0, 1.0).to(proj.dtype)[:, None]
-        out = (proj * sign).reshape(b, h, w).float()
+        out = first_component(acts)
         ctx.cache[self.name] = out
         return out
