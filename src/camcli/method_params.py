@@ -76,9 +76,12 @@ class MethodParams:
     finer_compare: int = 3  # finercam: the rivals, the classes whose scores are closest to the class's
     refine_base: str = "gradcam++"  # refinecam: the method whose maps of each layer are multiplied (REFINE_BASES)
 
-    def check(self, steps: str = "--steps", baseline: str = "--baseline") -> None:
+    def check(self, steps: str = "--steps", baseline: str = "--baseline", save_raw: bool | None = None) -> None:
         """Raise :class:`UsageError` for an out-of-range parameter (``steps``, ``baseline``: those options' names,
-        which are ``--attr-steps``/``--attr-baseline`` in ``camcli evaluate``)."""
+        which are ``--attr-steps``/``--attr-baseline`` in ``camcli evaluate``; ``save_raw``: whether the run writes
+        .npy files, which ``--signed`` needs; None: not known)."""
+        if self.signed and save_raw is False:
+            raise UsageError("--signed writes the signed attribution beside each map's .npy: add --save-raw")
         at_least(steps, self.steps, 1)
         at_most(steps, self.steps, MAX_STEPS)
         if self.baseline not in ATTRIBUTION_BASELINES:

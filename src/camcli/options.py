@@ -59,6 +59,7 @@ METHOD_NAMES = (
     "legrad",
     # pixel attribution
     "saliency",
+    *("ig", "smoothgrad", "occlusion", "rise"),  # (400-line limit)
 )
 MAX_WORKERS = 64  # threads on each side of the model; more only costs memory
 MAX_TILE = 2048  # feature-grid tile side in pixels
@@ -278,7 +279,7 @@ class CamOptions(RunOptions):
     def check(self) -> None:
         super().check()
         check_target_fields(self)
-        self.method_params.check()
+        self.method_params.check(save_raw=self.save_raw)
         if not 0.0 <= self.alpha <= 1.0:
             raise UsageError(f"--alpha {self.alpha} is out of range; use a value from 0 to 1")
         if self.blend not in BLENDS:

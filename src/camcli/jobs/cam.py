@@ -33,7 +33,7 @@ from ..methods.guided import gradient_to_image, guided_backprop
 from ..models import LoadedModel
 from ..options import DEFAULT_METHOD, CamOptions
 from .job import Job
-from .overlays import made_before, methods_panel_path, overlay_names, overlay_settings
+from .overlays import made_before, methods_panel_path, overlay_names, overlay_settings, save_signed, signed_files
 from .results import CamOutput, ImageResult, NoLabel, Output, Record
 from .runner import ResultCallback, run_job
 from .targeting import TargetPlan, plan_targets
@@ -49,6 +49,7 @@ class CamMaps:
     per_layer: dict[tuple[str, str], torch.Tensor]  # (method, layer) → (K, h, w), with --per-layer
     guided: torch.Tensor | None  # (K, 3, H, W) guided-backprop gradients, with --guided
     missing: bool = False  # --targets-file names no target for this image
+    signed: dict[str, torch.Tensor] | None = None  # --signed: method → (K, H, W) (the model input's size)
 
 
 class CamJob(Job[CamMaps]):
@@ -173,7 +174,7 @@ class CamJob(Job[CamMaps]):
         if self.options.per_layer and len(self.layers) > 1:
             maps += [f"{m.name}@{layer}" for m in self.methods if m.scope == "layer" for layer in self.layers]
         suffixes = [self.ext, ".npy"] if self.options.save_raw else [self.ext]
-        out = [(tag, sfx) for tag in maps for sfx in suffixes]
+        out = [(tag, sfx) for tag in maps for sfx in suffixes] + signed_files(self.options, self.methods)
         if self.options.guided:
             out += [(tag, self.ext) for tag in ["guided-backprop"] + [f"guided-{m.name}" for m in self.methods]]
         return out
@@ -227,6 +228,7 @@ class CamJob(Job[CamMaps]):
             score_batch=o.score_batch,
             layouts=self.layouts,
             params=o.method_params,
+            mean_std=(self.model.mean, self.model.std),
             scorer=self.plan.scorer,
             threshold=self.plan.threshold,
         )
@@ -244,6 +246,7 @@ class CamJob(Job[CamMaps]):
                     per_layer={k: v[i][slots] for k, v in ex.per_layer.items()} if o.per_layer else {},
                     guided=guided[i][slots] if guided is not None else None,
                     missing=missing[i],
+                    signed={m: v[i][slots] for m, v in ex.signed.items()},
                 )
             )
         return out
@@ -277,16 +280,11 @@ class CamJob(Job[CamMaps]):
                 picture = Image.fromarray(picture.cpu().numpy(), "RGB")
             picture = render.annotate(picture, caption, o.colormap)
         self.save_picture(path, picture, owner)
-        if maps is None and not o.save_raw:
-            return None
-        array = cam.cpu().numpy()
         if maps is not None:
-            maps[str(path)] = array
-        if not o.save_raw:
-            return None
-        raw = path.with_suffix(".npy")
-        atomic_save_npy(raw, array.astype(np.float32, copy=False))
-        return str(raw)
+            maps[str(path)] = cam.cpu().numpy()
+        if o.save_raw:
+            atomic_save_npy(path.with_suffix(".npy"), cam.cpu().numpy().astype(np.float32, copy=False))
+        return str(path.with_suffix(".npy")) if o.save_raw else None
 
     def write(self, item: InputFile, image: Picture, computed: CamMaps) -> ImageResult:
         size = (image.height, image.width)
@@ -336,6 +334,7 @@ class CamJob(Job[CamMaps]):
                 caption = f"{said} · {m.name} @ {layer}"
                 tile = f"{m.name} · {said}"
                 out.raw = self._save_map(path, image, base, full, maps, owner, caption, tiles, tile)
+                out.signed = save_signed(path.with_suffix(".signed.npy"), computed.signed, m.name, k)
                 for (method, one), per in computed.per_layer.items():
                     if method == m.name:
                         layer_path = self.output_path(item, f"{m.name}@{one}", target, rank=rank)

@@ -177,6 +177,7 @@ class EvaluateJob(Job[EvalScores]):
                 layouts=self.layouts,
                 scorer=self.plan.scorer,
                 params=self.options.method_params,
+                mean_std=(self.model.mean, self.model.std),
             )
         self.map_forwards = {m.name: counter.per_image(m.name, x.shape[0]) for m in methods}
         size = (x.shape[-2], x.shape[-1])

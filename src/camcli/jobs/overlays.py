@@ -8,8 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..io.inputs import InputFile
-from ..io.outputs import Setting, answered, owned_by, owner_tag, panel_output_path
+from ..io.outputs import Setting, answered, atomic_save_npy, owned_by, owner_tag, panel_output_path
 from ..methods import CamMethod
 from ..options import CamOptions
 from .job import Job
@@ -30,6 +32,23 @@ def overlay_names(o: CamOptions) -> list[Setting]:
     if o.blend != d.blend:
         out.append(("blend", o.blend))
     return out
+
+
+def signed_files(o: CamOptions, methods: Sequence[CamMethod]) -> list[tuple[str, str]]:
+    """(tag, suffix) of the signed attributions written per class with ``--save-raw --signed`` (the methods that
+    have one: ig, smoothgrad, occlusion)."""
+    if not (o.save_raw and o.method_params.signed):
+        return []
+    return [(m.name, ".signed.npy") for m in methods if "signed" in m.params]
+
+
+def save_signed(path: Path, signed: dict[str, torch.Tensor] | None, method: str, k: int) -> str | None:
+    """``--save-raw --signed``: write ``method``'s signed attribution of slot ``k`` (float32, the model input's size,
+    not normalised) at ``path``; None when it has none."""
+    if not signed or method not in signed:
+        return None
+    atomic_save_npy(path, signed[method][k].float().numpy())
+    return str(path)
 
 
 METHODS_JOIN = "_"  # panel-gradcam_gradcam++_layercam: "," separates the settings that follow, "+" is in names

@@ -33,6 +33,7 @@ class CamOutput:
     probability: float
     overlay: str
     raw: str | None = None  # --save-raw
+    signed: str | None = None  # --save-raw --signed: the signed attribution (.signed.npy)
     per_layer: dict[str, str] = field(default_factory=dict)  # --per-layer: layer → overlay
     guided_backprop: str | None = None  # --guided
     guided_cam: str | None = None
@@ -44,6 +45,8 @@ class CamOutput:
         out: dict[str, Any] = {"overlay": self.overlay}
         if self.raw is not None:
             out["raw"] = self.raw
+        if self.signed is not None:
+            out["signed"] = self.signed
         if self.per_layer:
             out["per_layer"] = dict(self.per_layer)
         if self.guided_backprop is not None:
@@ -74,7 +77,7 @@ class CamOutput:
         per_layer = list(self.per_layer.values())
         if self.raw is not None:
             per_layer += [str(Path(p).with_suffix(".npy")) for p in self.per_layer.values()]
-        optional = [self.raw, self.guided_backprop, self.guided_cam, self.panel]
+        optional = [self.raw, self.signed, self.guided_backprop, self.guided_cam, self.panel]
         return [self.overlay, *per_layer, *(p for p in optional if p is not None)]
 
     def as_dict(self) -> dict[str, Any]:

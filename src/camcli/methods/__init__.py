@@ -18,17 +18,21 @@ from .gradcamelementwise import GradCAMElementWise
 from .gradcampp import GradCAMPlusPlus
 from .gradrollout import GradRollout
 from .hirescam import HiResCAM
+from .ig import IntegratedGradients
 from .iscam import ISCAM
 from .kpcacam import KPCACAM
 from .layercam import LayerCAM
 from .legrad import LeGrad
+from .occlusion import Occlusion
 from .randomcam import RandomCAM
 from .refinecam import RefineCAM
+from .rise import RISE
 from .rollout import Rollout
 from .saliency import Saliency
 from .scorecam import ScoreCAM
 from .segeigencam import SegEigenCAM
 from .shapleycam import ShapleyCAM
+from .smoothgrad import SmoothGrad
 from .sscam import SSCAM
 from .xgradcam import XGradCAM
 
@@ -63,6 +67,10 @@ REGISTRY: dict[str, type[CamMethod]] = {
         LeGrad,
         # pixel attribution
         Saliency,
+        IntegratedGradients,
+        SmoothGrad,
+        Occlusion,
+        RISE,
     )
 }
 _ALIASES = {"gradcampp": "gradcam++", "gradcamplusplus": "gradcam++", "classiccam": "cam"}

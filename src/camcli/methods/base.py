@@ -119,6 +119,8 @@ class Explanation:
         by_method: (B, K, h, w) maps in [0, 1] per method name, in the order asked for (float32, CPU): at the
             layer's resolution for one layer; at the input's resolution when several layers are fused.
         per_layer: {(method, layer): (B, K, h, w)} each layer's own map (several layers only).
+        signed: {method: (B, K, H, W)} with ``MethodParams.signed``: a pixel attribution's signed values summed
+            over the colour channels, at the input's resolution, not normalised (ig, smoothgrad, occlusion).
     """
 
     logits: torch.Tensor
@@ -128,6 +130,7 @@ class Explanation:
     per_layer: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict)
     signs: torch.Tensor | None = None  # (B, K) −1 where the slot's target is negated; None: none is
     valid: torch.Tensor | None = None  # (B, K) False for slots that only pad a batch (--threshold); None: all are
+    signed: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def maps(self) -> torch.Tensor:

@@ -55,6 +55,7 @@ def explain(
     scorer: Scorer | None = None,
     threshold: float | None = None,
     params: MethodParams | None = None,
+    mean_std: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> Explanation:
     """Run one or more methods on a batch ``x`` (preprocessed, on the model's device) at one or more layers.
 
@@ -74,7 +75,8 @@ def explain(
 
         Methods made from the whole model (``scope == "model"``: pixel attribution, attention rollout) ignore the
         layers and run after the layer methods, on the same classes, with ``params`` (:class:`MethodParams`);
-        their maps are at their own resolution (the input's, or the token grid's).
+        their maps are at their own resolution (the input's, or the token grid's). ``mean_std``: the model's
+        preprocessing (mean, std per channel), for ``--baseline black``.
     """
     layers = [layer] if isinstance(layer, str) else list(layer)
     methods = [method] if isinstance(method, CamMethod) else list(method)
@@ -100,6 +102,7 @@ def explain(
         else:
             chosen, signs, valid = choose(logits, scorer, as_pairs(targets), top_k, threshold)
     by_method: dict[str, torch.Tensor] = {}
+    signed: dict[str, torch.Tensor] = {}
     size = (int(x.shape[-2]), int(x.shape[-1]))
     for m in at_layer:
         if len(layers) == 1:
@@ -107,7 +110,7 @@ def explain(
         else:
             by_method[m.name] = m.fuse([per_layer[(m.name, n)] for n in layers], size)
     if whole:
-        made = model_maps(whole, model, x, chosen, signs, scorer, score_batch, params)
+        made, signed = model_maps(whole, model, x, chosen, signs, scorer, score_batch, params, mean_std)
         by_method = {m.name: by_method[m.name] if m.scope == "layer" else made[m.name] for m in methods}
     logits = logits.detach().float()
     return Explanation(
@@ -118,6 +121,7 @@ def explain(
         per_layer if len(layers) > 1 else {},
         signs.cpu(),
         valid.cpu() if valid is not None else None,
+        signed,
     )
 
 
@@ -213,6 +217,7 @@ def explain_smooth(
         return base
     kwargs = {k: v for k, v in kwargs.items() if k not in ("targets", "top_k", "classes", "signs", "threshold")}
     sums = {name: m.clone() for name, m in base.by_method.items()}
+    signed_sums = {name: m.clone() for name, m in base.signed.items()}
     layer_sums = {key: m.clone() for key, m in base.per_layer.items()}
     passes = 1
     gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -234,8 +239,11 @@ def explain_smooth(
             sums[name] += torch.flip(m, dims=[-1]) if flipped else m
         for key, m in ex.per_layer.items():
             layer_sums[key] += torch.flip(m, dims=[-1]) if flipped else m
+        for name, m in ex.signed.items():
+            signed_sums[name] += torch.flip(m, dims=[-1]) if flipped else m
         passes += 1
     report("smoothing passes", total, total)
     by_method = {name: normalize(s / passes) for name, s in sums.items()}
     per_layer = {key: normalize(s / passes) for key, s in layer_sums.items()}
-    return Explanation(base.logits, base.probs, base.classes, by_method, per_layer, base.signs, base.valid)
+    signed = {name: s / passes for name, s in signed_sums.items()}
+    return Explanation(base.logits, base.probs, base.classes, by_method, per_layer, base.signs, base.valid, signed)

@@ -39,6 +39,9 @@ class ModelContext:
     score_batch: int = 32  # inputs per extra forward pass (--score-batch)
     params: MethodParams = field(default_factory=MethodParams)
     cache: dict[str, Any] = field(default_factory=dict)  # shared by the K class slots of one batch
+    # the model's preprocessing, (mean, std) per channel, for a baseline made in picture space (--baseline black);
+    # None: not known (a model called from Python without it)
+    mean_std: tuple[Sequence[float], Sequence[float]] | None = None
 
     def output(self, x: torch.Tensor) -> object:
         """The model's raw output for ``x``, in eval mode, with gradients where enabled."""
@@ -88,6 +91,11 @@ class ModelMethod(CamMethod):
         """(B, h, w) map before ReLU and normalisation, for the class slot ``ctx`` describes."""
         raise NotImplementedError
 
+    def attribution(self, ctx: ModelContext) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(map (B, h, w) before ReLU and normalisation, the signed attribution summed over the colour channels
+        (B, H, W) or None): what :func:`model_maps` calls; by default :meth:`model_map`'s map and no signed one."""
+        return self.model_map(ctx), None
+
     def raw_map(self, acts: torch.Tensor, grads: torch.Tensor, ctx: Any) -> torch.Tensor:
         raise TypeError(f"{self.name} is made from the whole model, not at a layer")
 
@@ -101,20 +109,27 @@ def model_maps(
     scorer: Scorer,
     score_batch: int,
     params: MethodParams,
-) -> dict[str, torch.Tensor]:
-    """Each whole-model method's maps for the batch: {name: (B, K, h, w) in [0, 1], float32 on the CPU}."""
+    mean_std: tuple[Sequence[float], Sequence[float]] | None = None,
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Each whole-model method's maps for the batch: {name: (B, K, h, w) in [0, 1], float32 on the CPU}; and with
+    ``params.signed``, each one's signed attribution summed over the colour channels, where it has one: {name:
+    (B, K, H, W) float32 on the CPU, not normalised}."""
     out: dict[str, list[torch.Tensor]] = {m.name: [] for m in methods}
+    signed: dict[str, list[torch.Tensor]] = {m.name: [] for m in methods}
     cache: dict[str, Any] = {}
     signs = signs.to(classes.device) if signs is not None else torch.ones(classes.shape, device=classes.device)
     for k in range(classes.shape[1]):
-        ctx = ModelContext(model, x, classes[:, k], signs[:, k], scorer, score_batch, params, cache)
+        ctx = ModelContext(model, x, classes[:, k], signs[:, k], scorer, score_batch, params, cache, mean_std)
         for m in methods:
             if not isinstance(m, ModelMethod):
                 raise TypeError(f"{m.name} is made at a layer")
             with torch.no_grad(), charged(m.name):
-                made = m.model_map(ctx).detach().float()
-            out[m.name].append(normalize(clip_outliers(made, m.outliers)).cpu())
-    return {name: torch.stack(maps, dim=1) for name, maps in out.items()}
+                made, attribution = m.attribution(ctx)
+            out[m.name].append(normalize(clip_outliers(made.detach().float(), m.outliers)).cpu())
+            if params.signed and attribution is not None:
+                signed[m.name].append(attribution.detach().float().cpu())
+    maps = {name: torch.stack(v, dim=1) for name, v in out.items()}
+    return maps, {name: torch.stack(v, dim=1) for name, v in signed.items() if v}
 
 
 def clip_outliers(maps: torch.Tensor, percent: float) -> torch.Tensor:
