@@ -37,6 +37,24 @@ def bundled():
     return load_bundled()
 
 
+def calibrated(name: str, size: int = 64) -> nn.Module:
+    """A torchvision model with random weights (seed 0) whose BatchNorm statistics are calibrated on one random batch
+    of ``size``² inputs, so activations keep a sane scale (uncalibrated random mobilenet_v3 activations shrink to 1e-8
+    by the last block) and batch norms have biases of their own; in eval mode."""
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(name, weights=None)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average: one pass sets the batch statistics
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(8, 3, size, size))
+    return model.eval()
+
+
 @pytest.fixture()
 def resnet18():
     import torchvision

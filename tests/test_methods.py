@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torchvision
 from torch import nn
 
 from camcli.errors import LayerError, UsageError
 from camcli.methods import REGISTRY, explain, explain_smooth, get_method, normalize
+from tests.conftest import calibrated
 
 
 class SpatialNet(nn.Module):
@@ -80,18 +80,7 @@ PEERS = {
 
 
 def _model(name):
-    """Random weights, with BatchNorm statistics calibrated on random data so activations keep a sane scale
-    (uncalibrated random mobilenet_v3 activations shrink to 1e-8 by the last block)."""
-    torch.manual_seed(0)
-    model = torchvision.models.get_model(name, weights=None)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average: one pass sets the batch statistics
-    model.train()
-    with torch.no_grad():
-        model(torch.randn(8, 3, 96, 96))
-    return model.eval()
+    return calibrated(name, 96)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torchvision
 from torch import nn
 
 from camcli.errors import LayerError
@@ -16,6 +15,7 @@ from camcli.methods.eigencam import orient
 from camcli.methods.fullgrad import biases
 from camcli.methods.kpcacam import DENSE_UP_TO, kernel_component
 from camcli.methods.objects import ObjectQuery, explain_detections
+from tests.conftest import calibrated
 
 from .test_objects import BoxDetector
 
@@ -189,17 +189,7 @@ def test_fullgrad_by_hand():
 
 # ----------------------------------------------------------------------------------------- pytorch-grad-cam
 def _model(name: str) -> nn.Module:
-    """Random weights, batch-norm statistics calibrated on random data (so batch norms have biases of their own)."""
-    torch.manual_seed(0)
-    model = torchvision.models.get_model(name, weights=None)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None
-    model.train()
-    with torch.no_grad():
-        model(torch.randn(8, 3, 64, 64))
-    return model.eval()
+    return calibrated(name)
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from camcli.methods import REGISTRY, explain, get_method, get_methods, normalize
 from camcli.methods.ablationcam import channel_dim
 from camcli.methods.base import Context
 from camcli.methods.objects import ObjectQuery, explain_detections, explain_segmentation
+from tests.conftest import calibrated
 
 from .test_objects import BoxDetector, ChannelSegmenter
 
@@ -148,17 +149,7 @@ def test_segeigencam_hand_computed():
 
 # ------------------------------------------------------------------------------------------- the peers
 def _resnet18():
-    """Random weights, BatchNorm statistics calibrated on random data (activations of a sane scale)."""
-    torch.manual_seed(0)
-    model = torchvision.models.resnet18(weights=None)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None
-    model.train()
-    with torch.no_grad():
-        model(torch.randn(8, 3, 64, 64))
-    return model.eval()
+    return calibrated("resnet18")
 
 
 @pytest.fixture(scope="module")
