@@ -615,6 +615,11 @@ def main() -> None:
         "report",
         "identify",
         "targets",
+        "grad",
+        "refine",
+        "perturb",
+        "pixel",
+        "vit",
     ]
     ap.add_argument("--only", choices=sections, default=None)
     ap.add_argument("--full", action="store_true", help="include Score-CAM on resnet50 (minutes)")
@@ -659,6 +664,32 @@ def main() -> None:
         from targets import bench_targets
 
         bench_targets(lambda fns: median_times(fns, 3 if args.quick else 5), args.batch, _where())
+    # issue 26's methods beside their references (each section also runs alone: python bench/NAME.py)
+    few = 3 if args.quick else 5
+
+    def peer_times(fns: dict[str, Callable[[], object]]) -> dict[str, float]:
+        return median_times(fns, few, warmup=1, pre_call=False)
+
+    if args.only in (None, "grad"):
+        from grad import bench_grad
+
+        bench_grad(peer_times, _where())
+    if args.only in (None, "refine"):
+        from refine import bench_refine
+
+        bench_refine(peer_times, _where(), args.batch, str(DEVICE))
+    if args.only in (None, "perturb"):
+        from perturb import bench_perturb
+
+        bench_perturb(peer_times, _where())
+    if args.only in (None, "pixel"):
+        from pixel import bench_pixel
+
+        bench_pixel(peer_times, _where(), str(DEVICE))
+    if args.only in (None, "vit"):
+        from vit import bench_vit
+
+        bench_vit(peer_times, _where())
 
 
 if __name__ == "__main__":

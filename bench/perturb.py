@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torchvision
 
+from camcli.method_params import MethodParams
 from camcli.methods import explain, get_method
 
 Times = Callable[[dict[str, Callable[[], object]]], dict[str, float]]
@@ -37,11 +38,12 @@ def bench_perturb(times: Times, where: str) -> None:
         cls = int(model(x).argmax())
     targets = [ClassifierOutputTarget(cls)]
 
-    def ours(name: str, layer: str, **attrs: Any) -> Callable[[], object]:
+    def ours(name: str, layer: str, split: bool | None = None, **params: Any) -> Callable[[], object]:
         method = get_method(name)
-        for key, value in attrs.items():
-            setattr(method, key, value)
-        return lambda: explain(model, x, layer, method, targets=[cls], score_batch=32)
+        if split is not None:
+            method.split = split  # type: ignore[attr-defined]  # ablationcam: the whole model on every copy
+        given = MethodParams(**params)
+        return lambda: explain(model, x, layer, method, targets=[cls], score_batch=32, params=given)
 
     def pgc_run(cls_name: str, layer: str, **kw: Any) -> Callable[[], object]:
         """The peer made, called and its hooks released in every call: none of them stays on the model while
@@ -76,9 +78,9 @@ def bench_perturb(times: Times, where: str) -> None:
          pgc_run("AblationCAM", "layer3", batch_size=32)),
         ("segeigencam", "layer4", {"": ours("segeigencam", "layer4")}, "pgc SegEigenCAM",
          pgc_run("SegEigenCAM", "layer4")),
-        ("sscam", "layer2", {", 2 samples": ours("sscam", "layer2", samples=2)}, "torchcam SSCAM, 2 samples",
+        ("sscam", "layer2", {", 2 samples": ours("sscam", "layer2", sscam_samples=2)}, "torchcam SSCAM, 2 samples",
          torchcam_run("SSCAM", "layer2", num_samples=2)),
-        ("iscam", "layer2", {", 2 steps": ours("iscam", "layer2", steps=2)}, "torchcam ISCAM, 2 steps",
+        ("iscam", "layer2", {", 2 steps": ours("iscam", "layer2", iscam_steps=2)}, "torchcam ISCAM, 2 steps",
          torchcam_run("ISCAM", "layer2", num_samples=2)),
     ]  # fmt: skip
     for name, layer, variants, peer, run in rows:

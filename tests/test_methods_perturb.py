@@ -13,6 +13,7 @@ import torchvision
 from torch import nn
 
 from camcli.errors import LayerError
+from camcli.method_params import MethodParams
 from camcli.methods import REGISTRY, explain, get_method, get_methods, normalize
 from camcli.methods.ablationcam import channel_dim
 from camcli.methods.base import Context
@@ -47,8 +48,8 @@ def _map(w0: float, w1: float) -> torch.Tensor:
     return normalize(w0 * X0 + w1 * X1)
 
 
-def _maps(method, targets):
-    ex = explain(ChannelNet().eval(), X, "feat", method, targets=targets)
+def _maps(method, targets, **params):
+    ex = explain(ChannelNet().eval(), X, "feat", method, targets=targets, params=MethodParams(**params))
     return ex.maps[0, 0]
 
 
@@ -109,10 +110,8 @@ def test_iscam_hand_computed():
     w1 = 1 / (1 + math.exp(2.2 * (4 / 3 - 5 / 4)))
     torch.testing.assert_close(_maps(get_method("iscam"), [0]), _map(w1, 1 - w1), atol=1e-6, rtol=0)
     # with one step (a = 1) it is Score-CAM: softmax([5/4, 4/3]), another map
-    one = get_method("iscam")
-    one.steps = 1  # type: ignore[attr-defined]
     w1 = 1 / (1 + math.exp(4 / 3 - 5 / 4))
-    torch.testing.assert_close(_maps(one, [0]), _map(w1, 1 - w1), atol=1e-6, rtol=0)
+    torch.testing.assert_close(_maps(get_method("iscam"), [0], iscam_steps=1), _map(w1, 1 - w1), atol=1e-6, rtol=0)
     torch.testing.assert_close(_maps(get_method("scorecam"), [0]), _map(w1, 1 - w1), atol=1e-6, rtol=0)
 
 
@@ -340,8 +339,8 @@ def test_iscam_agrees_with_torchcam(resnet):
     torch.manual_seed(6)
     x = torch.randn(2, 3, 64, 64)
     m = get_method("iscam")
-    m.steps = 2  # type: ignore[attr-defined]  # fewer steps than the default 10, for the test's speed
-    ours = explain(resnet, x, "layer2", m, targets=[7], score_batch=64)
+    few = MethodParams(iscam_steps=2)  # fewer steps than the default 10, for the test's speed
+    ours = explain(resnet, x, "layer2", m, targets=[7], score_batch=64, params=few)
     ref = _torchcam("ISCAM", resnet, "layer2", x, [7, 7], num_samples=2, batch_size=64)
     torch.testing.assert_close(ours.maps[:, 0], normalize(ref), atol=1e-4, rtol=0)
 
@@ -352,14 +351,13 @@ def test_sscam_agrees_with_torchcam_seeded_alike(resnet):
     torch.manual_seed(7)
     x = torch.randn(1, 3, 64, 64)
     m = get_method("sscam")
-    m.samples = 3  # type: ignore[attr-defined]  # fewer samples than the default 35, for the test's speed
-    ours = explain(resnet, x, "layer2", m, targets=[4], score_batch=48)
+    few = MethodParams(sscam_samples=3)  # fewer samples than the default 35, for the test's speed
+    ours = explain(resnet, x, "layer2", m, targets=[4], score_batch=48, params=few)
     ref = _torchcam("SSCAM", resnet, "layer2", x, [4], seed=0, num_samples=3, batch_size=64)
     torch.testing.assert_close(ours.maps[:, 0], normalize(ref), atol=1e-4, rtol=0)
 
 
 def test_sscam_map_of_an_image_does_not_depend_on_its_batch_and_follows_the_seed():
-    from camcli.method_params import MethodParams
 
     net = ChannelNet().eval()
     m = get_method("sscam")
@@ -467,14 +465,14 @@ def test_ablationcam_sscam_iscam_explain_a_detection(split, monkeypatch):
     names = ["ablationcam", "sscam", "iscam"]
     methods = get_methods(names)
     methods[0].split = split  # type: ignore[attr-defined]
-    methods[1].samples = 2  # type: ignore[attr-defined]
     prefixes = []
     real = ablationcam._prefix
     monkeypatch.setattr(ablationcam, "_prefix", lambda *a: prefixes.append(real(*a)) or prefixes[-1])
     weights = []
     real_map = methods[0].raw_map
     monkeypatch.setattr(methods[0], "raw_map", lambda a, g, c: weights.append(c.cache) or real_map(a, g, c))
-    found = explain_detections(model, picture, ["backbone.body"], methods, ObjectQuery(min_score=0))
+    query = ObjectQuery(min_score=0, params=MethodParams(sscam_samples=2, iscam_steps=2))
+    found = explain_detections(model, picture, ["backbone.body"], methods, query)
     (obj,) = found.objects
     assert obj.status == "ok" and [p is not None for p in prefixes] == ([True] if split else [])
     seen: dict[str, torch.Tensor] = {}
@@ -521,12 +519,33 @@ def test_registered_with_their_parameters():
 
     for name in ("ablationcam", "sscam", "iscam", "segeigencam"):
         assert name in REGISTRY and name in METHOD_NAMES and REGISTRY[name].on_objects
-    assert USED_BY["sscam"] == ("seed",) and "iscam" not in USED_BY and not REGISTRY["ablationcam"].needs_grad
-    assert REGISTRY["segeigencam"].needs_grad
+    assert USED_BY["sscam"] == ("sscam_samples", "seed") and USED_BY["iscam"] == ("iscam_steps",)
+    assert REGISTRY["sscam"].params == USED_BY["sscam"] and REGISTRY["iscam"].params == USED_BY["iscam"]
+    assert not REGISTRY["ablationcam"].needs_grad and REGISTRY["segeigencam"].needs_grad
+    assert MethodParams(sscam_samples=4, iscam_steps=3).named(["sscam", "iscam", "gradcam"]) == [
+        ("sscam-samples", "4"),
+        ("iscam-steps", "3"),
+    ]
+
+
+@pytest.mark.parametrize("name, field", [("sscam", "sscam_samples"), ("iscam", "iscam_steps")])
+def test_their_samples_reach_them_on_images_and_on_detections(monkeypatch, name, field):
+    """--sscam-samples / --iscam-steps: the noisy copies or path points each channel's mask is scored with, on a
+    classifier (explain's params) and on a detector (the object query's params)."""
+    import importlib
+
+    module = importlib.import_module(f"camcli.methods.{name}")
+    seen = []
+    real = module.masked_scores
+    monkeypatch.setattr(module, "masked_scores", lambda *a, **k: seen.append(a[3]) or real(*a, **k))
+    _maps(get_method(name), [0], **{field: 3})
+    query = ObjectQuery(min_score=0, params=MethodParams(**{field: 2}))
+    explain_detections(EveryImageBoxDetector((40, 10, 60, 30)).eval(), torch.rand(3, 100, 150),
+                       ["backbone.body"], get_methods([name]), query)  # fmt: skip
+    assert seen == [3, 2]
 
 
 def test_refinecam_and_finercam_take_them_as_their_base(resnet):
-    from camcli.method_params import MethodParams
 
     x = torch.randn(1, 3, 64, 64)
     refined = explain(resnet, x, ["layer3", "layer4"], get_method("refinecam"), targets=[1],
@@ -541,3 +560,20 @@ def test_refinecam_and_finercam_take_them_as_their_base(resnet):
         resnet, x, "layer3", get_method("finercam"), targets=[1], params=MethodParams(finer_base="segeigencam")
     )
     assert finer.maps.shape == (1, 1, 4, 4) and float(finer.maps.max()) == 1.0
+
+
+def test_cli_sscam_samples_and_iscam_steps_are_named_shown_and_checked(tmp_path):
+    from typer.testing import CliRunner
+
+    from camcli.cli import app
+    from tests.conftest import SAMPLES
+
+    out = tmp_path / "out"
+    args = ["cam", str(SAMPLES / "coffee.png"), "--method", "sscam", "--method", "iscam", "--layer", "_blocks.0"]
+    result = CliRunner().invoke(app, [*args, "--sscam-samples", "1", "--iscam-steps", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "sscam-samples 1, iscam-steps 2" in result.output  # the header says what was set
+    for m in ("sscam", "iscam"):
+        assert (out / f"coffee.png.{m},layer=_blocks.0,sscam-samples=1,iscam-steps=2.967-espresso.png").is_file()
+    bad = CliRunner().invoke(app, [*args, "--sscam-samples", "0"])
+    assert bad.exit_code == 2 and "--sscam-samples 0 is too small" in bad.output, bad.output

@@ -326,6 +326,7 @@ def test_cli_smoothgrad_and_rise(tmp_path):
     out = tmp_path / "out"
     result = _cam("--method", "smoothgrad", "--method", "rise", "--samples", "2", "--masks", "6", "--out", str(out))
     assert result.exit_code == 0, result.output
+    assert "no layer (whole-model methods) · method smoothgrad, rise · samples 2, masks 6 ·" in result.output
     for m in ("smoothgrad", "rise"):
         assert (out / f"coffee.png.{m},samples=2,masks=6.967-espresso.png").is_file()
 

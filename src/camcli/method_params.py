@@ -19,7 +19,7 @@ from .errors import UsageError
 ATTRIBUTION_BASELINES = ("zero", "black", "blur")
 MAX_STEPS = 4096  # --steps: Integrated Gradients' path (each step is a forward and backward pass)
 MAX_MASKS = 100_000  # --masks: RISE's random masks (each one is a forward pass)
-MAX_SAMPLES = 10_000  # --samples: SmoothGrad's noisy copies (each a forward and backward pass)
+MAX_SAMPLES = 10_000  # --samples, --sscam-samples, --iscam-steps: noisy copies or path points (each costs forwards)
 MAX_SEED = 2**32 - 1  # --seed: what every random generator camcli uses accepts
 MAX_WINDOW = 4096  # --window, --stride: Occlusion's patch and step, in model-input pixels
 MAX_FINER_ALPHA = 100.0  # --finer-alpha: the references use 0.6 and 1; far beyond, the class's own score is lost
@@ -75,6 +75,8 @@ class MethodParams:
     finer_alpha: float = 1.0  # finercam: how much of the rivals' scores is taken away (pytorch-grad-cam's α)
     finer_compare: int = 3  # finercam: the rivals, the classes whose scores are closest to the class's
     refine_base: str = "gradcam++"  # refinecam: the method whose maps of each layer are multiplied (REFINE_BASES)
+    sscam_samples: int = 35  # sscam: noisy copies of every mask (torchcam's num_samples; C forwards each)
+    iscam_steps: int = 10  # iscam: points on the path of growing masks (torchcam's num_samples; C forwards each)
 
     def check(self, steps: str = "--steps", baseline: str = "--baseline", save_raw: bool | None = None) -> None:
         """Raise :class:`UsageError` for an out-of-range parameter (``steps``, ``baseline``: those options' names,
@@ -94,6 +96,10 @@ class MethodParams:
         at_most("--masks", self.masks, MAX_MASKS)
         at_least("--samples", self.samples, 1)
         at_most("--samples", self.samples, MAX_SAMPLES)
+        at_least("--sscam-samples", self.sscam_samples, 1)
+        at_most("--sscam-samples", self.sscam_samples, MAX_SAMPLES)
+        at_least("--iscam-steps", self.iscam_steps, 1)
+        at_most("--iscam-steps", self.iscam_steps, MAX_SAMPLES)
         finite("--noise", self.noise)
         at_least("--noise", self.noise, 0)
         at_least("--seed", self.seed, 0)
@@ -128,6 +134,11 @@ class MethodParams:
         used = self.used(methods)
         return {"method_params": used} if used else {}
 
+    def note(self, methods: list[str]) -> str:
+        """`` · sscam-samples 2, masks 500`` for a run's header: the parameters set away from their defaults."""
+        named = self.named(methods)
+        return " · " + ", ".join(f"{k} {v}" for k, v in named) if named else ""
+
     def named(self, methods: list[str]) -> list[tuple[str, str]]:
         """(name, value) of each parameter the methods read that differs from its default (for output names)."""
         default = MethodParams()
@@ -157,5 +168,6 @@ USED_BY: dict[str, tuple[str, ...]] = {
     "random": ("seed",),
     "finercam": ("finer_base", "finer_alpha", "finer_compare"),
     "refinecam": ("refine_base",),
-    "sscam": ("seed",),
+    "sscam": ("sscam_samples", "seed"),
+    "iscam": ("iscam_steps",),
 }

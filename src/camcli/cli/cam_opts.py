@@ -215,6 +215,8 @@ class MethodArgs:
     finer_alpha: float
     finer_compare: int
     refine_base: str
+    sscam_samples: int
+    iscam_steps: int
 
     def apply_to(self, options: CamOptions | EvalOptions, noise: float | None = None) -> None:
         """Set ``options.method_params`` (``noise``: --noise, which SmoothGrad shares with --smooth)."""
@@ -232,6 +234,8 @@ class MethodArgs:
             finer_alpha=self.finer_alpha,
             finer_compare=self.finer_compare,
             refine_base=self.refine_base,
+            sscam_samples=self.sscam_samples,
+            iscam_steps=self.iscam_steps,
         )
 
 
@@ -318,6 +322,16 @@ def _method_params(steps: tuple[str, ...], baseline: tuple[str, ...]) -> list[An
                 ),
             ],
             d.refine_base,
+        ),
+        option(
+            "sscam_samples",
+            Annotated[int, _p("--sscam-samples", help="sscam: noisy copies of every mask (each costs C forwards).")],
+            d.sscam_samples,
+        ),
+        option(
+            "iscam_steps",
+            Annotated[int, _p("--iscam-steps", help="iscam: points on the path of growing masks (C forwards each).")],
+            d.iscam_steps,
         ),
     ]
 

@@ -97,8 +97,9 @@ class CamJob(Job[CamMaps]):
     def header(self) -> str:
         return (
             f"model {self.model.name}{self.weights_note()} · "
-            f"layer {'+'.join(self.layers)} ({self.how_layers_chosen()}) · "
-            f"method {', '.join(m.name for m in self.methods)}{left_out_note(self.left_out)} · "
+            f"{self.layer_note(self.methods)} · "
+            f"method {', '.join(m.name for m in self.methods)}{left_out_note(self.left_out)}"
+            f"{self.options.method_params.note([m.name for m in self.methods])} · "
             f"{self.plan.describe()} · device {self.device}"
         )
 

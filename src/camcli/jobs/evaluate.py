@@ -86,9 +86,9 @@ class EvaluateJob(Job[EvalScores]):
         o = self.options
         what = "sanity check" if o.sanity else "metrics " + ", ".join(o.metrics)
         return (
-            f"model {self.model.name}{self.weights_note()} · layer {'+'.join(self.layers)} "
-            f"({self.how_layers_chosen()}) · method {', '.join(m.name for m in self.methods)}"
-            f"{left_out_note(self.left_out)} · {what} · "
+            f"model {self.model.name}{self.weights_note()} · {self.layer_note(self.methods)} · "
+            f"method {', '.join(m.name for m in self.methods)}"
+            f"{left_out_note(self.left_out)}{o.method_params.note([m.name for m in self.methods])} · {what} · "
             f"{self.plan.describe()} · device {self.device}"
         )
 

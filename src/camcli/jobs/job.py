@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -160,6 +161,13 @@ class Job(ABC, Generic[C]):
 
     def how_layers_chosen(self) -> str:
         return "auto: last spatial layer" if self.layer_chosen else "from --layer"
+
+    def layer_note(self, methods: Sequence[Any] = ()) -> str:
+        """``layer layer4 (from --layer)`` for the header; a run whose methods all work on the whole model
+        (pixel attribution, attention rollout) reads no layer and says so."""
+        if methods and all(m.scope == "model" for m in methods):
+            return "no layer (whole-model methods)"
+        return f"layer {'+'.join(self.layers)} ({self.how_layers_chosen()})"
 
     @abstractmethod
     def header(self) -> str:

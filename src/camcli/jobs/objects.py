@@ -142,13 +142,16 @@ class ObjectJob(Job[Objects]):
             iou=o.iou,
             mask=mask,
             region=parse_box("--region", o.region),
+            params=o.method_params,
         )
 
     def header(self) -> str:
         unknown = "" if self.model.categories else ", classes unknown: named by their numbers"
+        names = [m.name for m in self.methods]
         return (
             f"model {self.model.name}{self.weights_note()} ({self.task}{unknown}) · layer {'+'.join(self.layers)} "
-            f"({self.how_layers_chosen()}) · method {', '.join(m.name for m in self.methods)} · device {self.device}"
+            f"({self.how_layers_chosen()}) · method {', '.join(names)}{self.options.method_params.note(names)} · "
+            f"device {self.device}"
         )
 
     # ---------------------------------------------------------------------------------------- names

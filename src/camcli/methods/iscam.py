@@ -19,22 +19,21 @@ class ISCAM(ScoreCAM):
     (arXiv:2010.03023). camcli follows torchcam 0.5's ``ISCAM``, where the paper's sum leaves the path open: the
     mask :math:`M_k` is channel k min-max normalised at the layer's resolution, then upsampled to the input's
     (bilinear, ``align_corners=False``); step i multiplies the masked input by the running sum
-    :math:`\alpha_i` above (so the last steps scale it up to :math:`(N+1)/2`), :math:`N = 10` (the class
-    attribute ``steps``); torchcam subtracts the input's own score from every masked score, which the softmax over
-    channels ignores. Cost: N × C extra forwards per image (channels whose mask is all zero: once), shared by
-    every class slot.
+    :math:`\alpha_i` above (so the last steps scale it up to :math:`(N+1)/2`), :math:`N = 10` (``--iscam-steps``);
+    torchcam subtracts the input's own score from every masked score, which the softmax over channels ignores.
+    Cost: N × C extra forwards per image (channels whose mask is all zero: once), shared by every class slot.
     """
 
     name = "iscam"
     summary = "Score-CAM with scores integrated over masks of growing strength (no gradients)"
     paper = "Naidu et al., arXiv 2020, arXiv:2010.03023"
-    cost = "10 × C extra forwards per image (C = channels)"
-    steps = 10  # points on the path (torchcam's num_samples)
+    cost = "10 × C extra forwards per image (C = channels; --iscam-steps sets the 10)"
+    params = ("iscam_steps",)
 
     def channel_scores(self, acts: torch.Tensor, ctx: Context) -> torch.Tensor:
         with torch.inference_mode():
             masks = normalized_masks(acts, tuple(ctx.x.shape[-2:]), ctx.x.dtype)  # type: ignore[arg-type]
-        n = self.steps
+        n = ctx.params.iscam_steps
         alphas = [sum((j + 1) / n for j in range(i + 1)) for i in range(n)]  # torchcam's running coefficient
 
         def scaled(m: torch.Tensor, _b: int, step: int) -> torch.Tensor:

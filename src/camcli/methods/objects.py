@@ -32,6 +32,7 @@ from ..engine.layers import resolve
 from ..engine.layouts import to_grid
 from ..engine.targets import check_index
 from ..errors import LayerError, UsageError
+from ..method_params import MethodParams
 from ..options import Layout
 from .base import CamMethod, Context, normalize
 
@@ -49,6 +50,7 @@ class ObjectQuery:
     iou: float = 0.5
     mask: torch.Tensor | None = None  # segmentation: (H, W) bool at the model input's size
     region: Box | None = None  # segmentation: a box, in original picture pixels
+    params: MethodParams = field(default_factory=MethodParams)  # --seed, --sscam-samples … of the methods
 
 
 @dataclass
@@ -196,6 +198,7 @@ def _detection_context(
         iou=query.iou,
         valid=valid,
         labels=max(count, obj.label + 1),
+        params=query.params,
     )
 
 
@@ -336,7 +339,9 @@ def explain_segmentation(
                 grads = torch.autograd.grad(score, acts, retain_graph=k < len(wanted) - 1, allow_unused=True)
 
             def context(name: str, c: int = c, mask: torch.Tensor = mask) -> Context:
-                return MaskScores(model, x, name, torch.tensor([c]), score_batch, {}, cap, mask=mask.float())
+                return MaskScores(
+                    model, x, name, torch.tensor([c]), score_batch, {}, cap, mask=mask.float(), params=query.params
+                )
 
             with torch.no_grad():
                 levels = _level_maps(x, layers, acts, grads, methods, layouts or {}, context)

@@ -20,8 +20,8 @@ class SSCAM(ScoreCAM):
     (arXiv:2006.14255). Where the paper leaves choices open camcli follows torchcam 0.5's ``SSCAM``: the mask
     :math:`M_k` is channel k min-max normalised at the layer's resolution, then upsampled to the input's
     (bilinear, ``align_corners=False``); the noise is drawn at the input's resolution, :math:`N = 35` samples of
-    :math:`\sigma = 2` (on masks in [0, 1]: the class attributes ``samples`` and ``std``); torchcam subtracts the
-    input's own score from every masked score, which the softmax over channels ignores.
+    :math:`\sigma = 2` (on masks in [0, 1]; N is ``--sscam-samples``, σ the class attribute ``std``); torchcam
+    subtracts the input's own score from every masked score, which the softmax over channels ignores.
 
     On purpose, camcli draws each image's noise from a generator of its own seeded with ``--seed`` (sample after
     sample, channel after channel), so an image's map does not depend on the batch it came in; torchcam draws
@@ -32,9 +32,8 @@ class SSCAM(ScoreCAM):
     name = "sscam"
     summary = "Score-CAM with noisy masks, scores averaged over noisy samples (no gradients)"
     paper = "Wang et al., arXiv 2020, arXiv:2006.14255"
-    cost = "35 × C extra forwards per image (C = channels)"
-    params = ("seed",)
-    samples = 35  # noisy copies of every mask (torchcam's num_samples)
+    cost = "35 × C extra forwards per image (C = channels; --sscam-samples sets the 35)"
+    params = ("sscam_samples", "seed")
     std = 2.0  # the noise's standard deviation, on masks in [0, 1] (torchcam's std)
 
     def channel_scores(self, acts: torch.Tensor, ctx: Context) -> torch.Tensor:
@@ -49,4 +48,6 @@ class SSCAM(ScoreCAM):
             noise = torch.randn(m.shape, generator=drawn[b], dtype=torch.float32) * self.std
             return m + noise.to(m.device, m.dtype)
 
-        return masked_scores(ctx, masks, f"sscam masks at {ctx.layer}", self.samples, noisy, zero_stays=False)
+        return masked_scores(
+            ctx, masks, f"sscam masks at {ctx.layer}", ctx.params.sscam_samples, noisy, zero_stays=False
+        )
