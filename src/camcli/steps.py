@@ -13,10 +13,29 @@ from contextvars import ContextVar
 StepListener = Callable[[str, int, int], None]  # (what, done, total)
 
 _listener: ContextVar[StepListener | None] = ContextVar("camcli_step_listener", default=None)
+_stop = [False]  # a stop was asked for (SIGTERM): see request_stop
+
+
+def request_stop() -> None:
+    """A stop was asked for (the CLI's SIGTERM handler, which also raises KeyboardInterrupt where the signal
+    lands). Python drops an exception raised inside some callbacks (an import lock's, a finaliser: "Exception
+    ignored in …"), so the request is also kept, and the next :func:`check_stop` raises it again."""
+    _stop[0] = True
+
+
+def clear_stop() -> None:
+    _stop[0] = False
+
+
+def check_stop() -> None:
+    """Raise KeyboardInterrupt when a stop was asked for (called between batches and by :func:`report`)."""
+    if _stop[0]:
+        raise KeyboardInterrupt
 
 
 def report(what: str, done: int, total: int) -> None:
     """``done`` of ``total`` units of ``what`` are finished (``done == total``: that work is over)."""
+    check_stop()
     listener = _listener.get()
     if listener is not None:
         listener(what, done, total)

@@ -21,6 +21,7 @@ from typing import Any
 import typer
 
 from .. import profiling
+from ..steps import check_stop, clear_stop, request_stop
 from . import streams
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
@@ -28,6 +29,7 @@ INTERRUPTED = "interrupted; outputs finished so far are kept and recorded, no pa
 
 
 def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    request_stop()  # kept too: raised inside an import lock's callback, the interrupt would be dropped
     raise KeyboardInterrupt
 
 
@@ -65,9 +67,11 @@ def guarded(debug: bool, quiet: bool = False, resumable: bool = False) -> Iterat
 
     installed = _main_thread()  # signal handlers can only be set from the main thread
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if installed else None
+    clear_stop()
     try:
         with streams.stdout_for_results(), libraries_quiet() if quiet else nullcontext():
             yield
+            check_stop()  # a SIGTERM whose interrupt Python dropped: the run still ends as interrupted
     except CamcliError as e:
         if debug:
             raise

@@ -30,6 +30,7 @@ from ..io.manifest import Manifest, manifest_name, recorded_inputs
 from ..io.outputs import all_or_nothing
 from ..io.picture import Picture
 from ..options import DEFAULT_MAX_PIXELS
+from ..steps import check_stop
 from .job import C, Job
 from .prepare import Decoded, decode_and_prepare, prepare_on_device
 from .results import ImageResult
@@ -256,6 +257,7 @@ def process_inputs(
                 queued.append(slot)
             if not queued:
                 break
+            check_stop()  # a SIGTERM's interrupt that Python dropped (see camcli.steps.request_stop)
             ready: list[Slot] = []  # taken in order until batch_size of them are decoded
             while queued and len(ready) < job.batch_size:
                 slot = queued.popleft()
