@@ -8,7 +8,7 @@ from importlib import resources
 from typing import Any, Literal
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from .checks import one_line
 from .errors import UsageError
@@ -143,8 +143,6 @@ def annotate(picture: Image.Image, caption: str, colormap: str) -> Image.Image:
     """The picture with a caption strip underneath: ``caption`` on the left, the colormap's scale (low → high)
     on the right. The picture itself is not covered; the strip is about 1/20 of the width high (at least 21
     pixels)."""
-    from PIL import ImageDraw
-
     w, h = picture.size
     size = max(11, min(40, round(w / 40)))
     strip = round(size * 1.9)
@@ -223,8 +221,6 @@ def panel(
     every tile the same size (``tile`` pixels wide, the input's aspect) with its title above it; ``title`` on
     top and the colormap's scale (low → high) at the bottom. More than :data:`PANEL_COLUMNS` maps go on over
     several lines, under the input."""
-    from PIL import ImageDraw
-
     w = min(tile, picture.width) if picture.width >= 16 else tile
     h = max(1, round(w * picture.height / picture.width))
     size, pad = 13, 6
@@ -252,17 +248,22 @@ def panel(
             put(img, text, c, r)
     if title:
         draw.text((pad, 6), fit_caption(draw, title, font, canvas.width - 2 * pad), fill=(0, 0, 0), font=font)
-    # the colour scale, under the last column
-    bar_w, bar_h = min(canvas.width - 2 * pad - 120, 256), 10
+    colour_scale(canvas, colormap, pad, foot)
+    return canvas
+
+
+def colour_scale(canvas: Image.Image, colormap: str, pad: int, foot: int) -> None:
+    """The colormap's scale (low → high) in the bottom ``foot`` pixels of ``canvas`` (400 or more wide), at most 256
+    wide, right-aligned, shortened to leave room for "map: NAME" at the left: the foot of --panel and of sheets."""
+    draw, small = ImageDraw.Draw(canvas), _font(11)
+    bar_w, bar_h = min(canvas.width - 2 * pad - 82 - int(draw.textlength(f"map: {colormap}", font=small)), 256), 10
     y = canvas.height - foot + (foot - bar_h) // 2
     x = canvas.width - pad - bar_w - 40
     ramp = colorize(np.tile(np.linspace(0.0, 1.0, bar_w, dtype=np.float32), (bar_h, 1)), colormap)
     canvas.paste(Image.fromarray(ramp), (x, y))
-    small = _font(11)
     draw.text((x - 8 - draw.textlength("low", font=small), y - 2), "low", fill=(60, 60, 60), font=small)
     draw.text((x + bar_w + 8, y - 2), "high", fill=(60, 60, 60), font=small)
     draw.text((pad, y - 2), f"map: {colormap}", fill=(60, 60, 60), font=small)
-    return canvas
 
 
 def _font(size: int) -> Any:
@@ -272,6 +273,9 @@ def _font(size: int) -> Any:
         return ImageFont.load_default(size=size)
     except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
         return ImageFont.load_default()
+
+
+text_font = _font  # its public name, for the pictures drawn outside this module (camcli.sheets)
 
 
 def feature_grid(
@@ -299,7 +303,6 @@ def feature_grid(
     import math
 
     import torch
-    from PIL import ImageDraw
 
     m = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))
     if normalize == "layer":
@@ -370,8 +373,6 @@ def gradient_picture(rgb01: np.ndarray, size: tuple[int, int]) -> Image.Image:
 def draw_boxes(picture: Image.Image, boxes: Sequence[tuple[tuple[float, ...], str, bool]]) -> Image.Image:
     """Boxes (x1, y1, x2, y2) on ``picture``, each with its caption: the highlighted ones thick, with the caption
     on a dark band, the others thin and uncaptioned."""
-    from PIL import ImageDraw
-
     draw = ImageDraw.Draw(picture)
     width = max(2, round(max(picture.size) / 250))
     for box, caption, highlight in sorted(boxes, key=lambda b: b[2]):  # the highlighted last, on top

@@ -129,7 +129,7 @@ def _opened(path: Path, max_pixels: int | None) -> Iterator[Image.Image]:
     """``path`` opened by Pillow (header read, size guards passed); every failure becomes an :class:`InputError`
     with its reason."""
     _allow_pillow(max_pixels)
-    size = _regular_file_size(path)
+    size = regular_file_size(path)
     try:
         with open(path, "rb") as f, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -180,7 +180,7 @@ def _header(f: BinaryIO) -> Image.Image:
 def declared_size(path: Path) -> tuple[int, int] | None:
     """The (width, height) a picture file declares, read from its header; None when it cannot be read."""
     try:
-        _regular_file_size(path)
+        regular_file_size(path)
         with open(path, "rb") as f:
             return _header(f).size
     except (InputError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
@@ -201,7 +201,7 @@ def decode_bounded(path: Path, long_side: int, max_decoded: int) -> Image.Image:
     is at most ``long_side`` (the caller scales it): the size the header declares is checked before anything is
     decoded; a JPEG is decoded at a reduced scale (1/2 to 1/8) that fits, any other picture over the bound is
     refused. Raises :class:`InputError` with the reason (like :func:`decode`)."""
-    size = _regular_file_size(path)
+    size = regular_file_size(path)
     try:
         with open(path, "rb") as f:
             im = _header(f)
@@ -243,8 +243,9 @@ def fit_long_side(image: Image.Image, max_side: int | None) -> Image.Image:
     return image if size is None else image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
 
 
-def _regular_file_size(path: Path) -> int:
-    """The size of ``path`` if it is a non-empty regular file (symlinks followed); an :class:`InputError` else.
+def regular_file_size(path: Path, kind: str = "image") -> int:
+    """The size of ``path`` if it is a non-empty regular file (symlinks followed); an :class:`InputError` else
+    (``kind``: what the file should hold, for the message).
 
     Checked before anything is opened, so a FIFO never blocks the run and a device is never read.
     """
@@ -256,9 +257,9 @@ def _regular_file_size(path: Path) -> int:
         reason = "a symbolic link loop" if e.errno == errno.ELOOP else f"cannot read ({e.strerror or e})"
         raise InputError(f"{path}: {reason}") from None
     if stat.S_ISDIR(st.st_mode):
-        raise InputError(f"{path}: is a folder, not an image")
+        raise InputError(f"{path}: is a folder, not {'an' if kind[0] in 'aeiou' else 'a'} {kind}")
     if not stat.S_ISREG(st.st_mode):
-        raise InputError(f"{path}: not a regular file (a FIFO, socket or device); pass image files")
+        raise InputError(f"{path}: not a regular file (a FIFO, socket or device); pass {kind} files")
     if st.st_size == 0:
         raise InputError(f"{path}: empty file (0 bytes)")
     return st.st_size

@@ -203,10 +203,20 @@ def ensure_writable_folder(folder: Path) -> None:
 
 
 def atomic_write_bytes(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` through a temporary file in the same folder and a rename.
+    """Write ``data`` to ``target`` through a temporary file in the same folder and a rename (:func:`atomic_file`)."""
+    with atomic_file(target) as tmp, open(tmp, "wb") as f:
+        f.write(data)
 
-    The temporary file is ``.camcli-HASH.PID.RANDOM.tmp``; the first write into a folder removes the temporary files
-    that processes no longer running left there (a run killed with SIGKILL).
+
+@contextlib.contextmanager
+def atomic_file(target: Path) -> Iterator[Path]:
+    """A temporary path in ``target``'s folder to write ``target`` at: when the block ends without an exception
+    it is renamed to ``target`` (``os.replace``), else removed, so ``target`` is never a partial file. For writers
+    that want a file name (a video muxer); :func:`atomic_write_bytes` for bytes in memory.
+
+    The temporary file is ``.camcli-HASH.PID.RANDOM.tmp`` (the name says nothing of its format: pass the format
+    to the writer); the first write into a folder removes the temporary files that processes no longer running
+    left there (a run killed with SIGKILL).
     """
     inside = getattr(_written, "inside", None)
     if inside is not None and (link := first_link(inside, target.parent)) is not None:
@@ -219,18 +229,16 @@ def atomic_write_bytes(target: Path, data: bytes) -> None:
     # short enough for any name that fits: the file system's limit (255 bytes) applies to the final name
     stem = hashlib.blake2b(os.fsencode(target.name), digest_size=6).hexdigest()
     fd, tmp = tempfile.mkstemp(prefix=f".camcli-{stem}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; outputs get the usual permissions
         os.replace(tmp, target)
         if getattr(_written, "paths", None) is not None:
             _written.paths.append(target)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
 
 
