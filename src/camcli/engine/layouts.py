@@ -47,7 +47,7 @@ Size = tuple[int, int]
 SQUARE_LIKE: Size = (4096, 4096)
 
 
-def _fit(h: int, w: int, input_size: Size) -> int:
+def grid_fit(h: int, w: int, input_size: Size) -> int:
     """How well an (h, w) grid follows the input's (H, W): 2 the same proportions, 1 one cell off (strides
     that round), 0 not a grid of this input."""
     big_h, big_w = input_size
@@ -66,7 +66,7 @@ def token_grid(n: int, input_size: Size, exact: bool = False) -> Size | None:
     best: tuple[int, Size] | None = None
     for h in (guess, guess - 1, guess + 1):
         if h >= 1 and n % h == 0:
-            fit = _fit(h, n // h, input_size)
+            fit = grid_fit(h, n // h, input_size)
             if fit and (best is None or fit > best[0]):
                 best = (fit, (h, n // h))
     if best is None or (exact and best[0] < 2):
@@ -113,12 +113,12 @@ def infer_layout(
         kinds = _grown(shape, taller)
         if not kinds:
             return None, ""
-        if kinds == ["nchw"] and _fit(shape[2], shape[3], input_size):
+        if kinds == ["nchw"] and grid_fit(shape[2], shape[3], input_size):
             return NCHW, ""
-        if kinds == ["nhwc"] and _fit(shape[1], shape[2], input_size):
+        if kinds == ["nhwc"] and grid_fit(shape[1], shape[2], input_size):
             return NHWC, ""
     if len(shape) == 4:
-        first, last = _fit(shape[2], shape[3], input_size), _fit(shape[1], shape[2], input_size)
+        first, last = grid_fit(shape[2], shape[3], input_size), grid_fit(shape[1], shape[2], input_size)
         if first > last:
             return NCHW, ""
         if last > first:
@@ -150,9 +150,9 @@ def infer_layout(
 
 def grid_shape(shape: tuple[int, ...], layout: Layout, input_size: Size) -> Size:
     """(h, w) of an output of ``shape`` read with ``layout``; a :class:`LayerError` when it does not fit."""
-    if layout.kind == "nchw" and len(shape) == 4 and _fit(shape[2], shape[3], input_size):
+    if layout.kind == "nchw" and len(shape) == 4 and grid_fit(shape[2], shape[3], input_size):
         return shape[2], shape[3]
-    if layout.kind == "nhwc" and len(shape) == 4 and _fit(shape[1], shape[2], input_size):
+    if layout.kind == "nhwc" and len(shape) == 4 and grid_fit(shape[1], shape[2], input_size):
         return shape[1], shape[2]
     if layout.kind == "tokens" and len(shape) == 3:
         prefix = layout.prefix

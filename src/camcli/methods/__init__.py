@@ -34,6 +34,7 @@ from .segeigencam import SegEigenCAM
 from .shapleycam import ShapleyCAM
 from .smoothgrad import SmoothGrad
 from .sscam import SSCAM
+from .volume import explain_volume, volume_methods
 from .xgradcam import XGradCAM
 
 REGISTRY: dict[str, type[CamMethod]] = {
@@ -147,6 +148,7 @@ __all__ = [
     "check_layers",
     "explain",
     "explain_smooth",
+    "explain_volume",
     "for_model",
     "get_method",
     "get_methods",
@@ -155,4 +157,5 @@ __all__ = [
     "upsample",
     "upsample_normalized",
     "usable",
+    "volume_methods",
 ]

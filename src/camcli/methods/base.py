@@ -86,6 +86,10 @@ class CamMethod:
     params: tuple[str, ...] = ()  # the MethodParams fields it reads (camcli.method_params.USED_BY)
     on_objects: bool = False  # it explains detectors' and segmenters' objects too (camcli.methods.objects)
     min_layers: int = 1  # the layers it needs at once (a method that fuses layers its own way: see fuse)
+    # it explains a video's or volume's (B, C, D, H, W) layers too (camcli.methods.volume): its map is made from the
+    # layer's grid alone (sums, means, products and principal components over positions), so it is the same formula
+    # on a grid folded to (B, C, D·H, W); False for methods that need the input's 2-D size (masks, ablation)
+    volumes: bool = False
 
     def weights(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -117,8 +121,10 @@ class Explanation:
         probs: (B, N) the scores as the head reads them (softmax, sigmoid or the values themselves).
         classes: (B, K) class index explained in each slot.
         by_method: (B, K, h, w) maps in [0, 1] per method name, in the order asked for (float32, CPU): at the
-            layer's resolution for one layer; at the input's resolution when several layers are fused.
-        per_layer: {(method, layer): (B, K, h, w)} each layer's own map (several layers only).
+            layer's resolution for one layer; at the input's resolution when several layers are fused. A video's or
+            volume's (:func:`~camcli.methods.volume.explain_volume`): (B, K, D, H, W) at the input's resolution.
+        per_layer: {(method, layer): (B, K, h, w)} each layer's own map (several layers only; a video's or volume's
+            (B, K, d, h, w) layer map always).
         signed: {method: (B, K, H, W)} with ``MethodParams.signed``: a pixel attribution's signed values summed
             over the colour channels, at the input's resolution, not normalised (ig, smoothgrad, occlusion).
     """

@@ -23,6 +23,7 @@ class ClassicCAM(CamMethod):
     summary = "classifier weights of a global-pool + linear head (no gradients)"
     paper = "Zhou et al., CVPR 2016, arXiv:1512.04150"
     needs_grad = False
+    volumes = True
 
     def raw_map(self, acts: torch.Tensor, grads: torch.Tensor, ctx: Context) -> torch.Tensor:
         if ctx.scorer.concepts is not None:

@@ -63,6 +63,7 @@ class EigenCAM(CamMethod):
     summary = "first principal component of the activations (no gradients, class-agnostic)"
     paper = "Muhammad & Yeasin, IJCNN 2020, arXiv:2008.00299"
     on_objects = True
+    volumes = True
     needs_grad = False
     cost = "≈1 forward + an SVD per image"
 

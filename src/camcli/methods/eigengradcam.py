@@ -28,6 +28,7 @@ class EigenGradCAM(CamMethod):
     summary = "first principal component of gradients × activations"
     paper = "Muhammad & Yeasin, IJCNN 2020 (gradient variant: pytorch-grad-cam), arXiv:2008.00299"
     on_objects = True
+    volumes = True
     cost = "≈1 forward + an SVD per image and class"
 
     def raw_map(self, acts: torch.Tensor, grads: torch.Tensor, ctx: Context) -> torch.Tensor:

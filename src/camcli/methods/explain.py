@@ -3,7 +3,7 @@ made from the whole model (:mod:`camcli.methods.whole`); and smoothing over nois
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -22,6 +22,10 @@ from ..steps import report
 from .base import CamMethod, Context, Explanation, normalize
 from .costs import charged
 from .whole import model_maps
+
+#: (layer name, its captured output, its module's type) → what lays out a tensor shaped like that output as its
+#: (B, C, h, w) grid (the output itself, its gradient)
+LayOut = Callable[[str, torch.Tensor, str], Callable[[torch.Tensor], torch.Tensor]]
 
 
 def as_pairs(targets: Sequence[Target | int] | None) -> list[tuple[int, bool]] | None:
@@ -90,7 +94,7 @@ def explain(
     scorer = scorer or Scorer()
     given = (classes, signs) if classes is not None else None
     if at_layer:
-        logits, chosen, signs, valid, per_layer = _at_layers(
+        logits, chosen, signs, valid, per_layer = at_layers(
             model, x, layers, at_layer, given, (targets, top_k, threshold), score_batch, layouts, scorer, params
         )
     else:
@@ -125,7 +129,7 @@ def explain(
     )
 
 
-def _at_layers(
+def at_layers(
     model: nn.Module,
     x: torch.Tensor,
     layers: list[str],
@@ -136,8 +140,13 @@ def _at_layers(
     layouts: Mapping[str, Layout | None] | None,
     scorer: Scorer,
     params: MethodParams,
+    lay_out: LayOut | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, dict[tuple[str, str], torch.Tensor]]:
-    """The layer methods of :func:`explain`: (logits, classes, signs, valid, {(method, layer): (B, K, h, w)})."""
+    """The layer methods of :func:`explain`: (logits, classes, signs, valid, {(method, layer): (B, K, h, w)}).
+
+    ``lay_out`` (layer name, its captured output, its module's type) → what lays out a tensor shaped like that output
+    as a (B, C, h, w) grid; None: :func:`~camcli.engine.layouts.to_grid` with ``layouts`` (a video's or volume's
+    layers are folded to such a grid by :mod:`camcli.methods.volume`)."""
     modules = {name: resolve(model, name) for name in layers}
     need_grad = any(m.needs_grad for m in methods)
     keep_graph = any(m.needs_graph for m in methods)
@@ -160,9 +169,17 @@ def _at_layers(
         else:
             chosen, signs, valid = choose(logits.detach(), scorer, as_pairs(choice[0]), choice[1], choice[2])
         size = (int(x.shape[-2]), int(x.shape[-1]))
-        shapes = [(layouts or {}).get(n) for n in layers]
         kinds = [type(modules[n]).__name__ for n in layers]  # a conv's output is channels first, whatever its shape
-        grids = [to_grid(a.detach(), lay, size, k).float() for a, lay, k in zip(acts, shapes, kinds, strict=True)]
+        gridders: list[Callable[[torch.Tensor], torch.Tensor]]
+        if lay_out is None:
+            shapes = [(layouts or {}).get(n) for n in layers]
+            gridders = [
+                partial(to_grid, layout=lay, input_size=size, module_type=k)
+                for lay, k in zip(shapes, kinds, strict=True)
+            ]
+        else:
+            gridders = [lay_out(n, a, k) for n, a, k in zip(layers, acts, kinds, strict=True)]
+        grids = [grid_of(a.detach()).float() for a, grid_of in zip(acts, gridders, strict=True)]
         cache: dict[str, dict[str, Any]] = {n: {} for n in layers}
         k_total = chosen.shape[1]
         for k in range(k_total):
@@ -175,17 +192,17 @@ def _at_layers(
                 retain = keep_graph or k < k_total - 1
                 grads = torch.autograd.grad(score, acts, retain_graph=retain, allow_unused=True)
             with torch.no_grad():
-                for name, a, act, g, lay, kind in zip(layers, grids, acts, grads, shapes, kinds, strict=True):
+                for name, a, act, g, grid_of in zip(layers, grids, acts, grads, gridders, strict=True):
                     if g is None and need_grad:
                         raise LayerError(f"the class score does not depend on layer '{name}'")
-                    grad_grid = to_grid(g, lay, size, kind).float() if g is not None else torch.zeros(0)
+                    grad_grid = grid_of(g).float() if g is not None else torch.zeros(0)
                     ctx = Context(
                         model, x, name, chosen[:, k], score_batch, cache[name], cap, scorer, signs[:, k], params
                     )
                     if keep_graph:
                         ctx.score, ctx.activation = score, act
                         ctx.output_scores = logits
-                        ctx.grid = partial(to_grid, layout=lay, input_size=size, module_type=kind)
+                        ctx.grid = grid_of
                     for m in methods:
                         with charged(m.name):  # its own forward passes (Score-CAM's masks …), counted for evaluate
                             raw[(m.name, name)].append(normalize(m.raw_map(a, grad_grid, ctx)))

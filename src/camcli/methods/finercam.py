@@ -68,6 +68,7 @@ class FinerCAM(CamMethod):
     paper = "Zhang et al., CVPR 2025, arXiv:2501.11309"
     family = "target refiner"
     needs_graph = True
+    volumes = True
     cost = "≈1 forward (+1 backward to each layer)"
     params = ("finer_base", "finer_alpha", "finer_compare")
 

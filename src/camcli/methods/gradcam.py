@@ -21,6 +21,7 @@ class GradCAM(CamMethod):
     summary = "channels weighted by the spatial mean of the class-score gradient"
     paper = "Selvaraju et al., ICCV 2017, arXiv:1610.02391"
     on_objects = True
+    volumes = True
 
     def weights(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
         return grads.mean(dim=(2, 3))

@@ -23,6 +23,7 @@ class GradCAMElementWise(CamMethod):
     summary = "sum over channels of ReLU(gradient × activation)"
     paper = "Draelos & Carin, 2020 (element-wise variant: pytorch-grad-cam), arXiv:2011.08891"
     on_objects = True
+    volumes = True
 
     def raw_map(self, acts: torch.Tensor, grads: torch.Tensor, ctx: Context) -> torch.Tensor:
         return (grads * acts).clamp_min(0).sum(dim=1)

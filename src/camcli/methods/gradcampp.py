@@ -23,6 +23,7 @@ class GradCAMPlusPlus(CamMethod):
     summary = "Grad-CAM with per-position weights α (better for several instances)"
     paper = "Chattopadhyay et al., WACV 2018, arXiv:1710.11063"
     on_objects = True
+    volumes = True
 
     def weights(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
         g2 = grads.pow(2)

@@ -20,6 +20,7 @@ class HiResCAM(CamMethod):
     summary = "element-wise gradient × activation: faithful to what the model computes"
     paper = "Draelos & Carin, 2020, arXiv:2011.08891"
     on_objects = True
+    volumes = True
 
     def raw_map(self, acts: torch.Tensor, grads: torch.Tensor, ctx: Context) -> torch.Tensor:
         return (grads * acts).sum(dim=1)

@@ -64,6 +64,7 @@ class KPCACAM(CamMethod):
     summary = "first kernel principal component of the activations (sigmoid kernel; class-agnostic)"
     paper = "Karmani et al., 2024, arXiv:2410.00267"
     needs_grad = False
+    volumes = True
     cost = "≈1 forward + an (h·w)² kernel eigenproblem per image"
 
     def raw_map(self, acts: torch.Tensor, grads: torch.Tensor, ctx: Context) -> torch.Tensor:
@@ -73,7 +74,7 @@ class KPCACAM(CamMethod):
         h, w = acts.shape[-2:]
         if h * w > MAX_POSITIONS:
             raise LayerError(
-                f"kpcacam compares every pair of a layer's positions: layer '{ctx.layer}' has {h}×{w} = {h * w} "
+                f"kpcacam compares every pair of a layer's positions: layer '{ctx.layer}' has {h * w} "
                 f"(at most {MAX_POSITIONS}); pick a deeper layer (see: camcli layers)"
             )
         out = kernel_component(acts)

@@ -20,6 +20,7 @@ class LayerCAM(CamMethod):
     summary = "positive gradients as per-position weights; good on early layers"
     paper = "Jiang et al., IEEE TIP 2021"
     on_objects = True
+    volumes = True
 
     def raw_map(self, acts: torch.Tensor, grads: torch.Tensor, ctx: Context) -> torch.Tensor:
         return (grads.clamp_min(0) * acts).sum(dim=1)

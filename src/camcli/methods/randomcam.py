@@ -28,6 +28,7 @@ class RandomCAM(CamMethod):
     summary = "channels weighted by random numbers in [-1, 1] (--seed), a baseline"
     paper = "baseline: pytorch-grad-cam's RandomCAM"
     needs_grad = False
+    volumes = True
     params = ("seed",)
     cost = "≈1 forward"
 

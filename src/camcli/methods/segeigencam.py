@@ -30,6 +30,7 @@ class SegEigenCAM(CamMethod):
     summary = "first principal component of the activations weighted by |gradient| (segmentation)"
     paper = "Chung & Ying, Applied Sciences 2025"
     on_objects = True
+    volumes = True
     cost = "≈1 forward + an SVD per image"
 
     def raw_map(self, acts: torch.Tensor, grads: torch.Tensor, ctx: Context) -> torch.Tensor:

@@ -47,6 +47,7 @@ class ShapleyCAM(CamMethod):
     summary = "Grad-CAM weights minus half the Hessian-vector product with the activations"
     paper = "Cai, 2025, arXiv:2501.06261"
     needs_graph = True
+    volumes = True
     cost = "≈1 forward + a gradient and a Hessian-vector product per class"
 
     def refusal(self, model: nn.Module, layers: list[str]) -> str | None:

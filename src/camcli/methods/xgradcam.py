@@ -20,6 +20,7 @@ class XGradCAM(CamMethod):
     summary = "weights from activation-weighted gradients (sensitivity/conservation axioms)"
     paper = "Fu et al., BMVC 2020, arXiv:2008.02312"
     on_objects = True
+    volumes = True
 
     def weights(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
         return (grads * acts).sum(dim=(2, 3)) / (acts.sum(dim=(2, 3)) + 1e-7)
