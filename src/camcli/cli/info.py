@@ -194,6 +194,7 @@ def layers(
 
         from ..caches import remember_layer_names
         from ..engine.layers import hookable, trace
+        from ..errors import LayerError
         from ..jobs.objects import default_layers
         from ..models import folder_model, is_bundled, load_spec, looks_like_path
         from ..options import ModelSpec
@@ -212,8 +213,12 @@ def layers(
             loaded.layer_key,
             loaded.prefix_tokens,
             loaded.task != "detection",
+            loaded.sample_shape()[:-2],  # a clip's frames, a volume's channels and slices
         )
-        chosen = default_layers(loaded, infos)
+        try:
+            chosen, why = default_layers(loaded, infos), ""
+        except LayerError as e:  # still list the layers, to pick one with --layer
+            chosen, why = [], str(e)
         remember_layer_names(spec.model, [i.name for i in hookable(infos)])
         shown = [i for i in infos if i.spatial or i.problem] if spatial else infos
         if json_out:
@@ -241,9 +246,9 @@ def layers(
             )
             for i in shown
         ]
+        marked = f"* = default layer{'s' if len(chosen) > 1 else ''}: {', '.join(chosen)}" if chosen else why
         console.table(
-            f"{loaded.name}: layers for a 1×3×{loaded.input_size[0]}×{loaded.input_size[1]} input "
-            f"(* = default layer{'s' if len(chosen) > 1 else ''}: {', '.join(chosen)})",
+            f"{loaded.name}: layers for a {'×'.join(map(str, (1, *loaded.sample_shape())))} input ({marked})",
             ["layer", "type", "output shape", "layout", *(["calls"] if calls else [])],
             rows,
             stdout=True,
@@ -256,9 +261,9 @@ def models(
     pattern: Annotated[str | None, typer.Argument(help="Only names containing this text.", metavar="TEXT")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """List the model names --model accepts: the bundled offline model first, then torchvision's classifiers,
-    detectors and segmenters, each with its task (classifier, detector, segmenter), its default weights and
-    whether it runs offline (weights bundled or already cached). timm:NAME and hf:ORG/NAME models are not listed.
+    """List the model names --model accepts: the bundled offline model first, then torchvision's classifiers, video
+    classifiers, detectors and segmenters, each with its task, its default weights and whether it runs offline
+    (weights bundled or already cached). timm:NAME, hf:ORG/NAME and monai:NAME models are not listed.
 
     Example: camcli models resnet
     """

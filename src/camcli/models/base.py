@@ -13,6 +13,7 @@ from torch import nn
 
 from ..caches import package_version
 from ..engine.layouts import declared_prefix_tokens
+from ..errors import UsageError
 from ..options import BUNDLED
 from .labels import class_name, read_labels, split_binary
 
@@ -50,6 +51,16 @@ class LoadedModel:
         prefix_tokens: how many class/distillation/register tokens come before the grid in token layers, when
             the model says (timm's ``num_prefix_tokens``, a Hugging Face config, torchvision ViT's class token);
             ``None``: read from each layer's shape (:mod:`camcli.engine.layouts`).
+        kind: what one input sample is: ``image`` (C, H, W), ``video`` (C, T, H, W: a clip of ``clip_length``
+            frames; torchvision's video classifiers and checkpoints of them) or ``volume`` (C, D, H, W: a 3-D
+            network, the user's own or MONAI's).
+        in_channels: the channels of one sample (3 for pictures and clips; a 3-D network's first convolution's).
+        clip_length: ``video``: frames per clip the weights were evaluated with (torchvision's ``clip_len`` in
+            the weights' documentation: 16 for r3d_18, 32 for swin3d_t, 128 for s3d); None otherwise.
+        clip_fps: ``video``: the frame rate those clips were sampled at (the weights' ``frame_rate``); None when
+            not said or not a video model.
+        volume_size: ``volume``: (D, H, W) the network takes (``--input-size``, or its own ``img_size``);
+            ``input_size`` is then its (H, W).
     """
 
     name: str
@@ -76,6 +87,11 @@ class LoadedModel:
     embedding: bool = False
     #: texts → (T, D) embeddings in the image embeddings' space (CLIP-style models); None: no text tower
     encode_text: Callable[[list[str]], torch.Tensor] | None = None
+    kind: str = "image"  # image (C, H, W), video (C, T, H, W) or volume (C, D, H, W)
+    in_channels: int = 3
+    clip_length: int | None = None  # video: frames per clip
+    clip_fps: float | None = None  # video: the frame rate of the clips the weights were evaluated on
+    volume_size: tuple[int, int, int] | None = None  # volume: (D, H, W)
 
     def __post_init__(self) -> None:
         if self.prefix_tokens is None:
@@ -91,6 +107,18 @@ class LoadedModel:
 
     def class_name(self, index: int) -> str:
         return class_name(self.categories, index)
+
+    def sample_shape(self) -> tuple[int, ...]:
+        """One input's shape, without the batch: (C, H, W), (C, T, H, W) for a clip, (C, D, H, W) for a volume."""
+        if self.kind == "video":
+            return (self.in_channels, self.clip_length or 16, *self.input_size)
+        if self.kind == "volume":
+            if self.volume_size is None:
+                raise UsageError(
+                    f"{self.name} is a 3-D network whose input size it does not say; pass --input-size D,H,W"
+                )
+            return (self.in_channels, *self.volume_size)
+        return (self.in_channels, *self.input_size)
 
 
 def preprocess(image: Image.Image, model: LoadedModel) -> torch.Tensor:

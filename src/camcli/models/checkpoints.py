@@ -7,7 +7,7 @@ reading the file (safely, unless ``--trust-checkpoint``): :mod:`camcli.models.ck
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeGuard
@@ -29,12 +29,15 @@ from .archs import (
 )
 from .base import LoadedModel, arch_key, set_labels
 from .ckpt_read import read_file
-from .custom import build_custom, is_custom_arch
+from .custom import build_custom, is_custom_arch, parse_arch_args
 from .families import family_hint, has_extra
 from .labels import imagenet_categories, placeholder_names
+from .monai_nets import build_spec, is_monai
 from .object_archs import identify_objects, load_object
 from .outputs import with_outputs
-from .zoo import object_names, preferred_layer
+from .shapes import is_3d, with_input_size
+from .video import as_video, clip_categories
+from .zoo import object_names, preferred_layer, video_names
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "module", "network", "weights", "params")
 EMA_KEYS = ("model_ema", "state_dict_ema", "ema_state_dict", "ema", "ema_model", "ema_state")
@@ -119,8 +122,8 @@ def inspect_checkpoint(
     unwrap(obj, info)
     if arch is not None:
         key = arch.strip() if is_custom_arch(arch) else arch.strip().lower().replace("-", "_")
-        if is_custom_arch(key):
-            info.built = build_custom(key, arch_args, code_path)
+        if is_custom_arch(key):  # the user's class, or a MONAI network (built the same way, from --arch-args)
+            info.built = build_spec(key, arch_args) if is_monai(key) else build_custom(key, arch_args, code_path)
             sig = {k: tuple(v.shape) for k, v in info.built.state_dict().items()}
         elif key in object_names():  # a detector or segmenter: its heads may have any class count
             found = identify_objects(info.state_dict, only=key)
@@ -202,11 +205,13 @@ def load_checkpoint_model(
     arch_args: str | None = None,
     code_path: str | None = None,
     task: str | None = None,
+    input_size: str | Sequence[int] | None = None,
 ) -> LoadedModel:
     """A :class:`~camcli.models.LoadedModel` from a checkpoint file (strict loading). A classifier whose class
     count the file does not say (the user's own class) has its outputs counted, unless ``task`` says it is not
-    one."""
+    one; a 3-D network's input is ``input_size`` (D, H, W) when it says none itself."""
     loaded = _load_checkpoint(path, arch, labels, trust, arch_args, code_path)
+    with_input_size(loaded, input_size, parse_arch_args(arch_args) if is_custom_arch(arch) else None)
     if loaded.task == "classification" and task in (None, "classification"):
         return with_outputs(loaded, labels)  # --labels checked against the outputs counted
     if labels and not loaded.categories:
@@ -284,9 +289,9 @@ def _load_checkpoint(
     else:
         size, mean, std = arch_preprocessing(arch_name) if info.built is None else arch_preprocessing("")
         preferred = preferred_layer(arch_name, module)
-        if info.built is not None:
+        if info.built is not None and not is_3d(module):
             notes.append("input 224×224 with ImageNet's mean and std (your class declares no preprocessing)")
-    names = imagenet_categories() if num == 1000 and not labels else []
+    names = [] if labels else imagenet_categories() if num == 1000 else clip_categories(arch_name, num)
     loaded = LoadedModel(
         path,
         module,
@@ -301,6 +306,8 @@ def _load_checkpoint(
         interpolation=interpolation,
         embedding=num == 0,
     )
+    if arch_name in video_names():
+        as_video(loaded, arch_name)
     if num == 0:
         return loaded
     if labels:

@@ -32,12 +32,15 @@ def with_outputs(model: LoadedModel, labels: str | None) -> LoadedModel:
 
 
 def count_outputs(model: LoadedModel) -> int:
-    """How many values the model returns for one picture (a blank input at its size, on the CPU)."""
+    """How many values the model returns for one input (a blank picture, clip or volume at its size, on the
+    CPU)."""
 
     module = model.module
     device = next((p.device for p in module.parameters()), torch.device("cpu"))
-    x = torch.zeros(1, 3, *model.input_size, device=device)
-    blank = f"running it on a blank {model.input_size[0]}×{model.input_size[1]} picture"
+    shape = model.sample_shape()
+    x = torch.zeros(1, *shape, device=device)
+    what = {"video": "clip", "volume": "volume"}.get(model.kind, "picture")
+    blank = f"running it on a blank {'×'.join(map(str, shape[1:]))} {what}"
     try:
         with torch.inference_mode(), eval_mode(module), user_code(model.name, f"{model.name}: {blank}"):
             output = module(x)

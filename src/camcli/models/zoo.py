@@ -34,6 +34,13 @@ def torchvision_names() -> list[str]:
     return sorted(torchvision.models.list_models(module=torchvision.models), key=natural_key)
 
 
+def video_names() -> list[str]:
+    """torchvision's video classifiers (:mod:`camcli.models.video`), in natural order."""
+    import torchvision
+
+    return sorted(torchvision.models.list_models(module=torchvision.models.video), key=natural_key)
+
+
 def object_names() -> dict[str, str]:
     """torchvision's detectors and segmenters: name → task (``detection``, ``segmentation``)."""
     from torchvision.models import detection, list_models, segmentation
@@ -51,16 +58,22 @@ class ModelEntry:
     weights: str | None  # the default weights' name; None: torchvision has none
     offline: bool  # runs with its default weights without a download
     where: str  # bundled, cached, "download on first use", "none in torchvision"
-    task: str = "classifier"  # what it does: classifier, detector, segmenter
+    task: str = "classifier"  # what it does: classifier, video classifier, detector, segmenter
 
 
 TASK_WORDS = {"classification": "classifier", "detection": "detector", "segmentation": "segmenter"}
+VIDEO_CLASSIFIER = "video classifier"
 
 
 def model_catalog() -> list[ModelEntry]:
-    """The bundled model, then every torchvision classifier in natural order, with where its weights are."""
+    """The bundled model, then torchvision's classifiers, video classifiers, detectors and segmenters (each in
+    natural order), with where their weights are."""
     objects = object_names()
-    named = [catalog_entry(n, TASK_WORDS[objects.get(n, "classification")]) for n in [*torchvision_names(), *objects]]
+    named = [
+        *(catalog_entry(n) for n in torchvision_names()),
+        *(catalog_entry(n, VIDEO_CLASSIFIER) for n in video_names()),
+        *(catalog_entry(n, TASK_WORDS[task]) for n, task in objects.items()),
+    ]
     return [ModelEntry(BUNDLED, "ImageNet-1k", True, "bundled"), *named]
 
 
