@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from camcli.cli import app
 from camcli.io.inputs import iter_inputs, shard_of
 from camcli.jobs import prepare as prepare_mod
-from camcli.jobs.cam import explain_files
+from camcli.jobs.api import explain_files
 from camcli.jobs.runner import compute_with_retry
 from camcli.models import LoadedModel
 from camcli.options import Options

@@ -23,7 +23,7 @@ _LAZY = {
     "EvaluateJob": "camcli.jobs.evaluate",
     "evaluate_files": "camcli.jobs.evaluate",
     "CamJob": "camcli.jobs.cam",
-    "explain_files": "camcli.jobs.cam",
+    "explain_files": "camcli.jobs.api",
     "FeatureJob": "camcli.jobs.features",
     "feature_files": "camcli.jobs.features",
     "ImageResult": "camcli.jobs.results",

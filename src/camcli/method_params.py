@@ -13,6 +13,31 @@ from dataclasses import dataclass
 from .checks import at_least, at_most, finite
 from .errors import UsageError
 
+#: the names --method takes (camcli.methods.REGISTRY's, in its order; here so that --help needs no torch, and a
+#: test keeps the two in step)
+METHOD_NAMES = (
+    # CAMs
+    "gradcam",
+    "gradcam++",
+    "xgradcam",
+    "hirescam",
+    "layercam",
+    "scorecam",
+    "eigencam",
+    "cam",
+    *("sscam", "iscam", "ablationcam", "segeigencam"),
+    "refinecam",
+    *("eigengradcam", "gradcamelementwise", "kpcacam", "shapleycam", "fullgrad", "random"),
+    # target refiners
+    "finercam",
+    # transformer
+    "rollout",
+    "gradrollout",
+    "legrad",
+    # pixel attribution
+    "saliency",
+    *("ig", "smoothgrad", "occlusion", "rise"),
+)
 #: what an attribution's reference input is (Integrated Gradients' path start, Occlusion's fill): ``zero`` the
 #: model input's zeros (for a model normalised by the dataset's mean and std: the mean colour), ``black`` a black
 #: picture as the model's preprocessing makes it, ``blur`` the input blurred (a Gaussian of σ = 1/20 of its size)

@@ -20,6 +20,8 @@ from .checks import at_most as _at_most
 from .checks import check_target_fields
 from .checks import finite as _finite
 from .errors import UsageError
+from .media_options import MediaOptions
+from .method_params import METHOD_NAMES as METHOD_NAMES  # (re-exported: the CLI and tests read it here)
 from .method_params import MethodParams
 
 BUNDLED = "efficientnet_lite0"  # the offline default model
@@ -31,36 +33,11 @@ BLENDS = ("weighted", "uniform")  # how a map is laid over the picture (camcli.r
 OUTPUT_FORMATS = ("png", "jpg", "webp")  # pictures (maps stay .npy)
 MIN_MAX_SIZE = 16  # --max-size: the smallest long side a written picture may be given
 DEFAULT_METHOD = "gradcam"
-# the method names --method takes (camcli.methods.REGISTRY, listed here so that --help needs no torch; a test
-# keeps the two in step)
 # colormaps offered by shell completion (any matplotlib name works)
 COMMON_COLORMAPS = ("jet", "turbo", "viridis", "inferno", "magma", "plasma", "gray", "hot", "coolwarm")
 # the cache entry (camcli.caches) with the model names, written by `camcli models`, read by shell completion of
 # --model
 MODEL_NAMES_ENTRY = "model-names.json"
-METHOD_NAMES = (
-    # CAMs
-    "gradcam",
-    "gradcam++",
-    "xgradcam",
-    "hirescam",
-    "layercam",
-    "scorecam",
-    "eigencam",
-    "cam",
-    *("sscam", "iscam", "ablationcam", "segeigencam"),
-    "refinecam",
-    *("eigengradcam", "gradcamelementwise", "kpcacam", "shapleycam", "fullgrad", "random"),  # (400-line limit)
-    # target refiners
-    "finercam",
-    # transformer
-    "rollout",
-    "gradrollout",
-    "legrad",
-    # pixel attribution
-    "saliency",
-    *("ig", "smoothgrad", "occlusion", "rise"),  # (400-line limit)
-)
 MAX_WORKERS = 64  # threads on each side of the model; more only costs memory
 MAX_TILE = 2048  # feature-grid tile side in pixels
 MAX_CHANNELS = 65_536  # channels one --channels may list (no layer has more)
@@ -115,7 +92,8 @@ def parse_channels(spec: str) -> list[int]:
     return out
 
 
-LAYOUT_KINDS = ("nchw", "nhwc", "tokens")  # how a layer's output lays out its grid (camcli.engine.layouts)
+# how a layer's output lays out its grid (camcli.engine.layouts; ncdhw/ndhwc: a clip's or volume's, engine.volumes)
+LAYOUT_KINDS = ("nchw", "nhwc", "tokens", "ncdhw", "ndhwc")
 
 
 @dataclass(frozen=True)
@@ -136,7 +114,9 @@ def parse_layout(text: str | None) -> Layout | None:
     if text is None:
         return None
     kind, _, count = text.strip().lower().partition(":")
-    fix = "use nchw, nhwc, tokens or tokens:N (N class/register tokens before the grid)"
+    fix = (
+        "use nchw, nhwc, tokens or tokens:N (N class/register tokens before the grid); ncdhw or ndhwc (videos, volumes)"
+    )
     if kind not in LAYOUT_KINDS or (count and kind != "tokens"):
         raise UsageError(f"--layout {text!r}: {fix}")
     if not count:
@@ -170,6 +150,7 @@ class ModelFields(Protocol):
     trust_checkpoint: bool
     code_path: str | None
     task: str | None
+    input_size: str | None
 
 
 TASKS = ("classification", "detection", "segmentation")  # --task
@@ -187,6 +168,7 @@ class ModelSpec:
     arch_args: str | None = None  # JSON keyword arguments of a user's --arch class or factory
     code_path: str | None = None  # a folder put on the import path for --arch and trusted pickles
     task: str | None = None  # what the model does, when camcli cannot tell (a class of your own); None: told
+    input_size: str | None = None  # "D,H,W": a 3-D network's input, when camcli cannot read it from the model
 
 
 @dataclass
@@ -220,6 +202,7 @@ class RunOptions:
     arch_args: str | None = None  # JSON keyword arguments of a user's --arch class or factory
     code_path: str | None = None  # a folder put on the import path for --arch and trusted pickles
     task: str | None = None  # what the model does, when camcli cannot tell (a class of your own); None: told
+    input_size: str | None = None  # "D,H,W": a 3-D network's input (--input-size), when the model does not say
     layout: str | None = None  # --layout: where the chosen layers' grid is (nchw, nhwc, tokens[:N]); None: told
 
     def check(self) -> None:
@@ -275,11 +258,13 @@ class CamOptions(RunOptions):
     targets_file: str | None = None  # CSV/JSON lines of input,target: one target per image
     # --steps --baseline --window --stride --masks --samples --seed --signed (pixel attribution, RISE, random)
     method_params: MethodParams = field(default_factory=MethodParams)
+    media: MediaOptions = field(default_factory=MediaOptions)  # videos and volumes
 
     def check(self) -> None:
         super().check()
         check_target_fields(self)
         self.method_params.check(save_raw=self.save_raw)
+        self.media.check()
         if not 0.0 <= self.alpha <= 1.0:
             raise UsageError(f"--alpha {self.alpha} is out of range; use a value from 0 to 1")
         if self.blend not in BLENDS:

@@ -59,3 +59,12 @@ TaskOpt = Annotated[
         rich_help_panel=MODEL,
     ),
 ]
+InputSizeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--input-size",
+        help="A 3-D network's input as D,H,W (a volume is resized to it), when camcli cannot read it from the model.",
+        metavar="D,H,W",
+        rich_help_panel=MODEL,
+    ),
+]

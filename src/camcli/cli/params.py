@@ -32,7 +32,7 @@ from .completion import (
     complete_layout,
     complete_model,
 )
-from .model_opts import ArchArgsOpt, ArchOpt, CodePathOpt, TaskOpt, TrustOpt
+from .model_opts import ArchArgsOpt, ArchOpt, CodePathOpt, InputSizeOpt, TaskOpt, TrustOpt
 
 # ----------------------------------------------------------------- options a command lists in its own signature
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.", rich_help_panel=RUN)]
@@ -83,6 +83,7 @@ class ModelArgs:
     trust_checkpoint: bool
     code_path: str | None
     task: str | None
+    input_size: str | None
 
     def apply_to(self, spec: ModelFields) -> None:
         spec.model = self.model
@@ -93,6 +94,7 @@ class ModelArgs:
         spec.trust_checkpoint = self.trust_checkpoint
         spec.code_path = self.code_path
         spec.task = self.task
+        spec.input_size = self.input_size
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,7 @@ GROUPS: dict[type, list[inspect.Parameter]] = {
         option("trust_checkpoint", TrustOpt, False),
         option("code_path", CodePathOpt, None),
         option("task", TaskOpt, None),
+        option("input_size", InputSizeOpt, None),
     ],
     BatchArgs: [
         option(

@@ -20,6 +20,7 @@ from . import streams
 from .boundary import EXIT_OK, EXIT_SOME_FAILED, guarded
 from .cam_opts import MethodArgs, ObjectArgs, TargetArgs, method_option, target_option
 from .completion import EXPLAIN, OUTPUT, RUN, SMOOTHING, complete_blend, complete_normalize
+from .media_opts import MediaArgs
 from .params import BatchArgs, ColormapOpt, GridLayerOpt, InputsArg, LayerOpt, ModelArgs, shared_options
 from .report import ReportOpt, build_and_tell
 from .summary import Summary
@@ -108,6 +109,7 @@ def cam(
     objects: ObjectArgs,
     targets: TargetArgs,
     params: MethodArgs,
+    media: MediaArgs,
     run: BatchArgs,
 ) -> None:
     started = time.perf_counter()
@@ -138,6 +140,7 @@ def cam(
         objects.apply_to(options)
         targets.apply_to(options)
         params.apply_to(options, noise)
+        media.apply_to(options)
         total = complete_and_count(options, model, run, inputs)
         code = run_with_report(cam_job(options), inputs, total, run, started=started)
         if report:
@@ -247,7 +250,8 @@ def complete_and_count(options: RunOptions, model: ModelArgs, run: BatchArgs, in
     run.apply_to(options)
     options.check()
     ensure_writable_folder(options.out)
-    total = count_inputs(inputs, options.out, options.shard)  # also refuses an --out that is an input folder
+    media = isinstance(options, CamOptions)  # videos and volumes: gradcam and cam (camcli.jobs.media)
+    total = count_inputs(inputs, options.out, options.shard, media)  # also refuses an --out that is an input folder
     if total == 0 and options.shard is None:
         exts = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
         raise UsageError(f"no images found in the inputs (extensions: {exts})")

@@ -15,6 +15,7 @@ from ..errors import LayerError
 from ..options import Layout
 from .hooks import eval_mode
 from .layouts import grid_shape, infer_layout, resolved
+from .volumes import infer_volume_layout
 
 
 @dataclass
@@ -36,9 +37,12 @@ class LayerInfo:
         return self.layout is not None
 
 
-def classify(infos: list[LayerInfo], input_size: tuple[int, int], prefix: int | None = None) -> list[LayerInfo]:
+def classify(
+    infos: list[LayerInfo], input_size: tuple[int, int], prefix: int | None = None, lead: tuple[int, ...] = (3,)
+) -> list[LayerInfo]:
     """Fill in each layer's layout (see :func:`camcli.engine.layouts.infer_layout`); ``prefix``: the prefix
-    tokens the model declares."""
+    tokens the model declares; ``lead``: the input's dimensions before (H, W) — (C, T) for a clip or (C, D) for a
+    volume, whose 5-D layers are read by :func:`camcli.engine.volumes.infer_volume_layout`."""
     # token counts of the model's sequences: a 4-D output whose last two sides are one of them is an attention map
     # (B, heads, T, T), not a grid of the picture
     tokens = {i.shape[1] for i in infos if i.shape is not None and len(i.shape) == 3}
@@ -47,6 +51,11 @@ def classify(infos: list[LayerInfo], input_size: tuple[int, int], prefix: int | 
         if not i.shape or i.shape[0] != 1:  # a scalar, or windows/heads folded into the batch: not one grid
             continue
         if len(i.shape) == 4 and i.shape[2] == i.shape[3] in tokens and i.shape[2] > 4:
+            continue
+        if len(lead) == 2:  # a clip or a volume: its grids are 5-D
+            if len(i.shape) == 5:
+                kind, i.problem = infer_volume_layout(i.shape, (lead[1], *input_size), i.type)
+                i.layout = Layout(kind) if kind else None
             continue
         i.layout, i.problem = infer_layout(i.shape, input_size, prefix, i.type, i.taller)
     return infos
@@ -101,7 +110,7 @@ def trace(
                     LayerInfo(n, t, None if s is None else tuple(s), c, o, taller=None if g is None else tuple(g))
                     for n, t, s, c, o, g in cached
                 ]
-                return classify(infos, input_size, prefix)
+                return classify(infos, input_size, prefix, lead)
             except (TypeError, ValueError):
                 pass  # an entry of another shape: trace again and replace it
     infos = _trace_model(model, input_size, builder, lead)
@@ -129,7 +138,7 @@ def trace(
                 for i in infos
             ],
         )
-    return classify(infos, input_size, prefix)
+    return classify(infos, input_size, prefix, lead)
 
 
 def _cache_entry(cache_key: str, input_size: tuple[int, int], lead: tuple[int, ...] = (3,)) -> str:
@@ -209,7 +218,7 @@ def default_layer(infos: list[LayerInfo], preferred: str | None = None) -> str:
     if not ran:
         raise LayerError("no layer of this model has a spatial output; pick one with --layer")
     last = max(ran, key=lambda i: i.order)
-    conv = [i for i in ran if i.shape is not None and len(i.shape) == 4]
+    conv = [i for i in ran if i.shape is not None and len(i.shape) in (4, 5)]
     if last.layout is not None and last.layout.kind == "tokens" and last.layout.prefix == 0:
         return last.name
     return max(conv or ran, key=lambda i: i.order).name

@@ -22,6 +22,16 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".jfif"}
 )
 _GLOB_CHARS = re.compile(r"[*?\[]")
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm")  # camcli.io.video reads them
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+VOLUME_SUFFIXES = (*NIFTI_SUFFIXES, ".npy")  # camcli.io.volume reads them (a .npy only when named: see below)
+
+
+def media_name(path: Path, walked: bool = False) -> bool:
+    """``path`` names a video or a volume; ``walked`` (found in a folder): a ``.npy`` is not taken for a volume
+    there (camcli's own maps are .npy files), only when it is named."""
+    name = path.name.lower()
+    return name.endswith(VIDEO_EXTENSIONS + (NIFTI_SUFFIXES if walked else VOLUME_SUFFIXES))
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,7 @@ class InputFile:
     path: Path
     rel: Path
     problem: str | None = None
+    media: bool = False  # a video or volume, explained whole (camcli.jobs.media)
 
     @property
     def display(self) -> str:
@@ -125,7 +136,7 @@ def _describe_unusable(path: Path) -> str:
     return f"{path}: {kind}, not a regular file; skipped"
 
 
-def _walk(folder: Path, out: OutputFolder) -> Iterator[Found]:
+def _walk(folder: Path, out: OutputFolder, media: bool = False) -> Iterator[Found]:
     """Image files under ``folder`` in sorted order, each with the problem that makes it unusable (or None).
 
     Hidden entries (names starting with '.', which includes macOS ``._*`` files) are skipped; the output folder
@@ -143,9 +154,9 @@ def _walk(folder: Path, out: OutputFolder) -> Iterator[Found]:
         try:
             if entry.is_dir(follow_symlinks=False):
                 if not out.is_(path):
-                    yield from _walk(path, out)
+                    yield from _walk(path, out, media)
                 continue
-            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            if path.suffix.lower() not in IMAGE_EXTENSIONS and not (media and media_name(path, walked=True)):
                 continue
             usable = entry.is_file()
         except OSError:
@@ -246,7 +257,9 @@ def check_output_folder(specs: Sequence[str], out_dir: Path) -> None:
             )
 
 
-def iter_inputs(specs: Sequence[str], out_dir: Path | None = None, shard: Shard | None = None) -> Iterator[InputFile]:
+def iter_inputs(
+    specs: Sequence[str], out_dir: Path | None = None, shard: Shard | None = None, media: bool = False
+) -> Iterator[InputFile]:
     """Input images, lazily, in sorted order per input, each once, with the path its outputs mirror.
 
     Files given by name are taken whatever their extension; folders are walked recursively (sorted, lazily)
@@ -256,7 +269,7 @@ def iter_inputs(specs: Sequence[str], out_dir: Path | None = None, shard: Shard 
     would still share output names are reported, not overwritten. The output folder is never scanned (walks and
     globs). An entry that cannot be used (symlink loop, FIFO, unreadable folder) comes as an :class:`InputFile`
     with its ``problem``. ``shard=(k, n)`` keeps the inputs whose stable hash of the relative path falls in slice
-    k of n.
+    k of n. ``media``: videos and volumes are inputs too (folders are walked for them; ``InputFile.media``).
     """
     if not specs:
         raise UsageError("no inputs given; pass image files, folders, globs or a list file")
@@ -274,7 +287,7 @@ def iter_inputs(specs: Sequence[str], out_dir: Path | None = None, shard: Shard 
         if root is None:
             found: Iterable[tuple[Path, str | None, Path | None]] = _list_entries(spec)
         elif walked:
-            found = ((path, problem, None) for path, problem in _walk(root, out))
+            found = ((path, problem, None) for path, problem in _walk(root, out, media))
         elif _GLOB_CHARS.search(spec) and not Path(spec).exists():
             matches = sorted(
                 Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file() and not out.contains(Path(p))
@@ -305,11 +318,13 @@ def iter_inputs(specs: Sequence[str], out_dir: Path | None = None, shard: Shard 
                     "Give the files different names or folders, or explain them in separate runs"
                 )
             taken.add(rel_digest)
-            yield InputFile(path, rel, problem)
+            yield InputFile(path, rel, problem, media and media_name(path))
 
 
-def count_inputs(specs: Sequence[str], out_dir: Path | None = None, shard: Shard | None = None) -> int | None:
+def count_inputs(
+    specs: Sequence[str], out_dir: Path | None = None, shard: Shard | None = None, media: bool = False
+) -> int | None:
     """How many inputs :func:`iter_inputs` will give (names only, nothing decoded); None when reading stdin."""
     if "-" in specs:
         return None
-    return sum(1 for _ in iter_inputs(specs, out_dir, shard))
+    return sum(1 for _ in iter_inputs(specs, out_dir, shard, media))

@@ -20,9 +20,9 @@ import numpy as np
 from ..errors import InputError, UsageError
 from ..options import DEFAULT_MAX_PIXELS
 from .decode import fitted_size, regular_file_size
+from .inputs import VIDEO_EXTENSIONS
 from .outputs import atomic_file
 
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 # the container written for each extension, and its encoders in order of preference
 _CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".avi": "avi", ".mkv": "matroska", ".webm": "webm"}
 _ENCODERS = {".webm": ("libvpx-vp9", "libvpx")}

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, UsageError
+from .inputs import NIFTI_SUFFIXES, VOLUME_SUFFIXES
 from .outputs import atomic_save_npy, atomic_write_bytes
 
 _gzip: Any = gzip
@@ -36,8 +37,6 @@ try:  # the same gzip format, about twice as fast as Python's at the same level
 except ImportError:  # pragma: no cover - a platform without its wheel
     pass
 
-VOLUME_SUFFIXES = (".nii", ".nii.gz", ".npy")
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
 # the most values (voxels × channels) a volume may hold: 2**28, 1 GiB as float32 (a 512×512×1024 CT fits); a
 # header that declares more is refused before any voxel is read (a few bytes of gzip can declare terabytes)
 DEFAULT_MAX_VOXELS = 1 << 28

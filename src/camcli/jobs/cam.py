@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,9 +32,9 @@ from ..methods.guided import gradient_to_image, guided_backprop
 from ..models import LoadedModel
 from ..options import DEFAULT_METHOD, CamOptions
 from .job import Job
+from .media import explain_media, media_outputs_exist
 from .overlays import made_before, methods_panel_path, overlay_names, overlay_settings, save_signed, signed_files
 from .results import CamOutput, ImageResult, NoLabel, Output, Record
-from .runner import ResultCallback, run_job
 from .targeting import TargetPlan, plan_targets
 
 
@@ -60,6 +59,7 @@ class CamJob(Job[CamMaps]):
     # Pillow; ``make bench`` compares)
     gpu_render = True
     gpu_decode = True
+    media = True  # videos and volumes too (camcli.jobs.media)
 
     def __init__(self, options: CamOptions, model: LoadedModel | None = None) -> None:
         self.options = options
@@ -209,6 +209,12 @@ class CamJob(Job[CamMaps]):
             if len(found) < wanted or not all(owned_by(p, owner, made) for p in pictures):
                 return False
         return True
+
+    def explain_media(self, item: InputFile) -> ImageResult:
+        return explain_media(self, item)
+
+    def media_done(self, item: InputFile) -> bool:
+        return media_outputs_exist(self, item)
 
     # --------------------------------------------------------------------------------------- compute
     def compute(self, x: torch.Tensor) -> list[CamMaps]:
@@ -376,25 +382,3 @@ class CamJob(Job[CamMaps]):
                 {**base, "method": "+".join(m.name for m in self.methods), "status": "error", "error": result.error}
             ]
         return [o.record(base, result.predictions) for o in result.written if isinstance(o, (CamOutput, NoLabel))]
-
-
-def explain_files(
-    inputs: Sequence[str],
-    options: CamOptions | None = None,
-    *,
-    on_result: ResultCallback | None = None,
-    on_error: ResultCallback | None = None,
-    model: LoadedModel | None = None,
-) -> Iterator[ImageResult]:
-    """Python API: explain files/folders/globs/list files; yields results as their outputs are written.
-
-    Example::
-
-        from pathlib import Path
-        from camcli import CamOptions, explain_files
-
-        for r in explain_files(["photos/"], CamOptions(out=Path("cams"), methods=["gradcam", "layercam"])):
-            print(r.input, r.predictions[0].name if r.ok else r.error)
-    """
-    job = CamJob(options or CamOptions(), model)
-    yield from run_job(job, inputs, on_result=on_result, on_error=on_error)

@@ -46,6 +46,7 @@ class Job(ABC, Generic[C]):
     #: the device that decodes the JPEG inputs and scales their pictures (a GPU's nvjpeg); None: Pillow, in threads
     decode_on: torch.device | None = None
     manifest_stem = "manifest"  # the records go to OUT/manifest.jsonl
+    media = False  # it explains videos and volumes too (explain_media); folders are then walked for them
 
     def __init__(self, options: RunOptions, model: LoadedModel | None = None) -> None:
         with phase("check options"):
@@ -186,6 +187,14 @@ class Job(ABC, Generic[C]):
     @abstractmethod
     def write(self, item: InputFile, picture: Picture, computed: C) -> ImageResult:
         """Render and write one image's outputs (runs in a writer thread)."""
+
+    def explain_media(self, item: InputFile) -> ImageResult:
+        """A video or volume, whole (jobs with ``media``; camcli.jobs.media)."""
+        return ImageResult.failed(item.display, f"{item.path}: videos and volumes are explained by gradcam and cam")
+
+    def media_done(self, item: InputFile) -> bool:
+        """``--skip-existing`` for a video or volume: its outputs are all on disk."""
+        return False
 
     @abstractmethod
     def records(self, result: ImageResult) -> list[Record]:

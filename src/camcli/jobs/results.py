@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 Record = dict[str, Any]  # one JSON line of the manifest / --json
+MEDIA_FILES = ("sheet", "map")  # a video's contact sheet, a volume's map aligned on its scan (camcli.jobs.media)
 
 
 @dataclass
@@ -40,9 +41,13 @@ class CamOutput:
     panel: str | None = None  # --panel: the input's comparison picture (shared by its records)
     target: str | None = None  # what was explained: "281", "not:0" (engine.targets.Target)
     verdict: dict[str, Any] = field(default_factory=dict)  # --targets-file: the model's own answer, correct or not
+    #: a video's or volume's (camcli.jobs.media): its other files (``sheet``, ``map``) and what was explained
+    #: (``kind``, ``frames``, ``times``, ``fps``, ``clips``; ``shape``, ``intensity`` …)
+    media: dict[str, Any] = field(default_factory=dict)
 
     def files(self) -> dict[str, Any]:
         out: dict[str, Any] = {"overlay": self.overlay}
+        out.update({k: v for k, v in self.media.items() if k in MEDIA_FILES})
         if self.raw is not None:
             out["raw"] = self.raw
         if self.signed is not None:
@@ -68,9 +73,14 @@ class CamOutput:
             "probability": self.probability,
             **({"target": self.target} if self.target is not None else {}),
             **self.verdict,
+            **({"media": self.sample()} if self.media else {}),
             "top_k": [asdict(p) for p in predictions],
             "outputs": self.files(),
         }
+
+    def sample(self) -> dict[str, Any]:
+        """What a video's or volume's maps are about (its files aside)."""
+        return {k: v for k, v in self.media.items() if k not in MEDIA_FILES}
 
     def paths(self) -> list[str]:
         """Every file written for this output (with --save-raw, each per-layer overlay has its .npy too)."""
@@ -78,6 +88,7 @@ class CamOutput:
         if self.raw is not None:
             per_layer += [str(Path(p).with_suffix(".npy")) for p in self.per_layer.values()]
         optional = [self.raw, self.signed, self.guided_backprop, self.guided_cam, self.panel]
+        optional += [v for k, v in self.media.items() if k in MEDIA_FILES]
         return [self.overlay, *per_layer, *(p for p in optional if p is not None)]
 
     def as_dict(self) -> dict[str, Any]:

@@ -251,6 +251,10 @@ def process_inputs(
                     slot.result = ImageResult.failed(item.display, item.problem)
                 elif skip is not None and skip(item):
                     slot.result = ImageResult.skipped_existing(item.display)
+                elif item.media:  # a video or volume: explained whole, here (its files all written or none)
+                    slot.result = job.explain_media(item)
+                    if slot.result.ok:
+                        slot.result.input_sha256 = content_digest(item.path)
                 else:
                     on_device = job.decode_on is not None
                     slot.decoding = decoder.submit(decode_and_prepare, item, job.model, max_pixels, max_size, on_device)
@@ -302,7 +306,7 @@ def run_job(
     Raises :class:`~camcli.errors.OutputError` after the run when the ledger could not be written (a full
     disk): the run stops there, and the files of the images it could not record were removed."""
     options = job.options
-    items = iter_inputs(inputs, options.out, options.shard)
+    items = iter_inputs(inputs, options.out, options.shard, media=job.media)
     ledger = Ledger(job)
     if ledger.manifest.repaired and on_note is not None:
         on_note(
@@ -350,7 +354,8 @@ class Ledger:
     def already_done(self, item: InputFile) -> bool:
         """Resume: skip only an input whose outputs all exist *and* whose last record says ok (outputs left by a
         killed run without a record are made again, and recorded)."""
-        return input_key(item.path) in self.done and self.job.outputs_exist(item)
+        done = self.job.media_done(item) if item.media else self.job.outputs_exist(item)
+        return input_key(item.path) in self.done and done
 
     def record(self, result: ImageResult) -> None:
         if result.skipped:

@@ -1,0 +1,332 @@
+"""Videos and volumes in ``camcli gradcam``/``cam``: an input that holds many frames or one volume, explained whole
+(:func:`explain_media`), its files all written or none, its records in the manifest like a picture's.
+
+* A video with a picture model: the frames chosen (``--every``/``--fps``, at most ``--max-frames``) go through the
+  model in batches like pictures; the class explained is the one most probable on average over the frames (or
+  ``--target``), the same in every frame, so that the overlay video shows one question answered over time.
+* A video with a video classifier (``LoadedModel.kind == "video"``: torchvision's r3d_18 …): consecutive clips of
+  the model's length (the last one padded with its last frame, whose maps are dropped), each frame resized whole
+  to the model's input (no crop: the map covers the frame); the class most probable on average over the clips;
+  a spatio-temporal map per clip (:func:`camcli.methods.volume.explain_volume`), upsampled to its frames.
+* A volume (NIfTI, ``.npy``) with a 3-D network (``kind == "volume"``): intensities scaled to [0, 1] (a window or
+  percentiles), resized (trilinear) to the network's input; the map resized back to the scan's voxels.
+
+Outputs per method and class, named as a picture's are (``OUT/<input>.<method>.<class>…``): for a video, the
+overlay video (``.mp4``, H.264; the chosen frames at their rate), a contact sheet (``.sheet.png``: up to
+:data:`SHEET_FRAMES` frames with the class and time under each) and with ``--save-raw`` the maps as ``.npy``
+(T, H, W) at the frames' size; for a volume, the map aligned on the scan (``.nii.gz`` with the scan's affine and
+header; ``.npy`` for a ``.npy`` scan) and a montage picture (axial, coronal and sagittal slices through the map's
+peak and a projection, :mod:`camcli.montage`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .. import render
+from ..engine.targets import Target
+from ..errors import CamcliError, InputError, UsageError
+from ..io.inputs import InputFile
+from ..io.outputs import all_or_nothing, atomic_save_npy, find_cam_outputs, owner_tag
+from ..io.video import is_video, read_video, write_video
+from ..io.volume import is_volume, map_suffix, read_volume, scale_intensity, write_map_nifti
+from ..media_options import MediaOptions
+from ..methods import explain_smooth, upsample, upsample_normalized
+from ..methods.volume import check_volume_methods, explain_volume, upsample_volume
+from ..models import preprocess
+from ..montage import montage_tiles
+from ..sheets import captioned_sheet
+from .results import CamOutput, ImageResult, Output
+
+if TYPE_CHECKING:
+    from .cam import CamJob
+
+SHEET_FRAMES = 12  # frames on a video's contact sheet (evenly spaced over the frames explained)
+
+
+def media_kind(path: Path) -> str | None:
+    """``video``, ``volume`` or None (a picture) for an input, by its name."""
+    if is_video(path):
+        return "video"
+    if is_volume(path):
+        return "volume"
+    return None
+
+
+@dataclass
+class _Explained:
+    """One input's maps: the mean probabilities, what was explained, and per method (K, T, h, w) maps."""
+
+    probs: torch.Tensor
+    targets: list[Target]
+    maps: dict[str, torch.Tensor]
+
+
+def explain_media(job: CamJob, item: InputFile) -> ImageResult:
+    """Explain one video or volume and write its outputs (none of them when anything fails); a file that cannot
+    be read, or a model that cannot take it, is one failed input with a one-line reason."""
+    kind = media_kind(item.path)
+    try:
+        with all_or_nothing(inside=job.options.out):
+            if kind == "video":
+                return _video(job, item)
+            return _volume(job, item)
+    except CamcliError as e:
+        text = str(e)
+        return ImageResult.failed(item.display, text if str(item.path) in text else f"{item.path}: {text}")
+
+
+def media_outputs_exist(job: CamJob, item: InputFile) -> bool:
+    """``--skip-existing``: every method has its main file for this input (a video's overlay video, a volume's
+    montage); the files of one input are written all or none, and its record says ok (the ledger checks)."""
+    suffix = ".mp4" if media_kind(item.path) == "video" else ".montage" + job.ext
+    return all(find_cam_outputs(job.options.out, item, m.name + job.name_settings, suffix, False) for m in job.methods)
+
+
+# ------------------------------------------------------------------------------------------------ shared
+def _chosen(job: CamJob, probs: torch.Tensor) -> list[Target]:
+    """``--target``'s classes, or the class most probable on average."""
+    if job.targets:
+        return list(job.targets)
+    return [Target(int(probs.argmax()))]
+
+
+def _class_tensors(targets: list[Target], batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    classes = torch.tensor([[t.index for t in targets]] * batch)
+    signs = torch.tensor([[-1.0 if t.negate else 1.0 for t in targets]] * batch)
+    return classes, signs
+
+
+def _refuse_options(job: CamJob) -> None:
+    o = job.options
+    if o.references or o.prompts or o.targets_file or o.threshold is not None:
+        raise UsageError("videos and volumes take --target or their most probable class (not --reference, "
+                         "--prompt, --targets-file or --threshold)")  # fmt: skip
+
+
+def _record(job: CamJob, method: str, target: Target, probs: torch.Tensor, files: dict[str, Any]) -> CamOutput:
+    return CamOutput(
+        method=method,
+        class_index=target.index,
+        class_name=job.target_name(target),
+        probability=round(float(probs[target.index]), 6),
+        overlay=files.pop("overlay"),
+        raw=files.pop("raw", None),
+        target=str(target) if target.negate else None,
+        media=files,
+    )
+
+
+# ------------------------------------------------------------------------------------------------ videos
+def _video(job: CamJob, item: InputFile) -> ImageResult:
+    o, model = job.options, job.model
+    _refuse_options(job)
+    m: MediaOptions = o.media
+    video = read_video(item.path, m.every, m.fps, m.max_frames, o.max_pixels, o.max_size)
+    frames = video.frames
+    with torch.inference_mode():
+        inputs = torch.stack([preprocess(Image.fromarray(f), model) for f in frames])
+    explained = _video_clips(job, inputs) if model.kind == "video" else _video_frames(job, inputs)
+    rate = float(m.fps) if m.fps else video.fps / (m.every or 1)
+    info = {"kind": "video", "frames": video.indices, "times": [round(t, 4) for t in video.times],
+            "fps": round(rate, 4), "source_frames": video.frame_count}  # fmt: skip
+    if model.kind == "video":
+        length = model.clip_length or 16
+        info["clips"] = [[video.indices[i], video.indices[min(i + length, len(frames)) - 1]]
+                         for i in range(0, len(frames), length)]  # fmt: skip
+    written: list[Output] = []
+    owner = owner_tag(item)
+    size = (frames.shape[1], frames.shape[2])
+    for name, maps in explained.maps.items():
+        for k, target in enumerate(explained.targets):
+            files = _write_video(job, item, name, target, frames, maps[k], size, rate, video.times, owner)
+            written.append(_record(job, name, target, explained.probs, {**files, **info}))
+    return ImageResult(
+        item.display, True, size=(size[1], size[0]), predictions=job.predictions(explained.probs), written=written
+    )
+
+
+def _scores(job: CamJob, batches: Iterator[torch.Tensor]) -> torch.Tensor:
+    """The mean probabilities over every row of every batch (no gradients)."""
+    total, n = None, 0
+    with torch.inference_mode():
+        for x in batches:
+            probs = job.plan.scorer.probabilities(job.plan.scorer.scores(job.model.module(x.to(job.device))))
+            total = probs.sum(0) if total is None else total + probs.sum(0)
+            n += probs.shape[0]
+    assert total is not None
+    return (total / n).float().cpu()
+
+
+def _video_frames(job: CamJob, inputs: torch.Tensor) -> _Explained:
+    """A picture model: the frames in batches, one map per frame at the layer's grid (or the input's size)."""
+    o, b = job.options, job.batch_size
+    probs = _scores(job, (inputs[i : i + b] for i in range(0, len(inputs), b)))
+    targets = _chosen(job, probs)
+    parts: dict[str, list[torch.Tensor]] = {}
+    for i in range(0, len(inputs), b):
+        x = inputs[i : i + b].to(job.device)
+        classes, signs = _class_tensors(targets, x.shape[0])
+        ex = explain_smooth(job.model.module, x, job.layers, job.methods, smooth=o.smooth, noise=o.noise,
+                            aug=o.aug_smooth, classes=classes.to(job.device), signs=signs.to(job.device),
+                            score_batch=o.score_batch, layouts=job.layouts, params=o.method_params,
+                            mean_std=(job.model.mean, job.model.std), scorer=job.plan.scorer)  # fmt: skip
+        for name, v in ex.by_method.items():
+            parts.setdefault(name, []).append(v.transpose(0, 1).cpu())  # (K, B, h, w)
+    return _Explained(probs, targets, {name: torch.cat(v, 1) for name, v in parts.items()})
+
+
+def _video_clips(job: CamJob, inputs: torch.Tensor) -> _Explained:
+    """A video classifier: clips of its length (the last padded with its last frame), a map per clip."""
+    o = job.options
+    _one_layer(job)
+    length = job.model.clip_length or 16
+    t = inputs.shape[0]
+    clips = []
+    for i in range(0, t, length):
+        clip = inputs[i : i + length]
+        if clip.shape[0] < length:  # the last clip: its last frame repeated (those frames' maps are dropped)
+            clip = torch.cat([clip, clip[-1:].expand(length - clip.shape[0], *clip.shape[1:])])
+        clips.append(clip.transpose(0, 1))  # (3, L, H, W)
+    batch = torch.stack(clips)
+    b = job.batch_size
+    probs = _scores(job, (batch[i : i + b] for i in range(0, len(batch), b)))
+    targets = _chosen(job, probs)
+    parts: dict[str, list[torch.Tensor]] = {}
+    for i in range(0, len(batch), b):
+        x = batch[i : i + b].to(job.device)
+        classes, signs = _class_tensors(targets, x.shape[0])
+        ex = explain_volume(job.model.module, x, job.layers[0], job.methods, classes=classes.to(job.device),
+                            signs=signs.to(job.device), score_batch=o.score_batch,
+                            layout=job.layouts.get(job.layers[0]),
+                            scorer=job.plan.scorer, params=o.method_params)  # fmt: skip
+        for name, v in ex.by_method.items():  # (B, K, L, H, W) → (K, B·L, H, W)
+            parts.setdefault(name, []).append(v.permute(1, 0, 2, 3, 4).flatten(1, 2).cpu())
+    return _Explained(probs, targets, {name: torch.cat(v, 1)[:, :t] for name, v in parts.items()})
+
+
+def _one_layer(job: CamJob) -> None:
+    if len(job.layers) != 1:
+        raise UsageError("a video classifier or 3-D network is explained at one --layer (several are for pictures)")
+    check_volume_methods(job.methods, job.options.method_params)
+
+
+def _write_video(
+    job: CamJob,
+    item: InputFile,
+    method: str,
+    target: Target,
+    frames: np.ndarray,
+    maps: torch.Tensor,
+    size: tuple[int, int],
+    rate: float,
+    times: list[float],
+    owner: str,
+) -> dict[str, Any]:
+    """The overlay video, its contact sheet and (--save-raw) the maps of one method and class."""
+    o = job.options
+    path = job.output_path(item, method, target, ".mp4")
+    # (H, W) each at the frames' size: a picture model's frame normalised on its own, as a picture's map is; a video
+    # classifier's maps keep their clip's normalisation (a frame with less evidence stays darker)
+    resize = upsample if job.model.kind == "video" else upsample_normalized
+    full = [resize(maps[i], size) for i in range(len(frames))]
+
+    def overlays() -> Iterator[np.ndarray]:
+        for frame, cam in zip(frames, full, strict=True):
+            yield np.asarray(render.overlay(Image.fromarray(frame), cam.numpy(), o.colormap, o.alpha, o.blend))
+
+    codec = write_video(path, overlays(), rate)
+    files: dict[str, Any] = {"overlay": str(path), "codec": codec}
+    shown = np.unique(np.linspace(0, len(frames) - 1, min(SHEET_FRAMES, len(frames))).round().astype(int))
+    tiles = [render.overlay(Image.fromarray(frames[i]), full[i].numpy(), o.colormap, o.alpha, o.blend) for i in shown]
+    name = job.target_name(target)
+    captions = [f"{target.index} {name} · {times[i]:.2f} s" for i in shown]
+    title = f"{item.rel} · {method} · {job.model.name} · {len(shown)} of {len(frames)} frames"
+    sheet = path.with_name(path.name[: -len(".mp4")] + ".sheet" + job.ext)
+    job.save_picture(sheet, captioned_sheet(tiles, captions, title=title, colormap=o.colormap), owner)
+    files["sheet"] = str(sheet)
+    if o.save_raw:
+        raw = path.with_suffix(".npy")
+        atomic_save_npy(raw, torch.stack(full).numpy().astype(np.float32, copy=False))
+        files["raw"] = str(raw)
+    return files
+
+
+# ------------------------------------------------------------------------------------------------ volumes
+def _volume(job: CamJob, item: InputFile) -> ImageResult:
+    o, model = job.options, job.model
+    _refuse_options(job)
+    if model.kind != "volume":
+        raise UsageError(
+            f"{model.name} takes pictures{' or videos' if model.kind == 'video' else ''}, not volumes; give a 3-D "
+            "network (--model net.pt --arch file.py:Class --input-size D,H,W, or --arch monai:NAME)"
+        )
+    _one_layer(job)
+    vol = read_volume(item.path)
+    m: MediaOptions = o.media
+    window = MediaOptions.pair("--intensity-window", m.window) if m.window else None
+    scan01, how = scale_intensity(vol.data, window, MediaOptions.pair("--intensity-percentiles", m.percentiles))
+    x = torch.from_numpy(np.ascontiguousarray(scan01, dtype=np.float32))[None]  # (1, C, D, H, W)
+    want = model.in_channels
+    if x.shape[1] != want:
+        if x.shape[1] != 1:
+            raise InputError(f"{item.path}: the scan has {x.shape[1]} channels, the model takes {want}")
+        x = x.expand(1, want, *x.shape[2:])
+    shape = (int(x.shape[2]), int(x.shape[3]), int(x.shape[4]))
+    size = model.volume_size or shape
+    if tuple(size) != shape:
+        x = F.interpolate(x, size=tuple(size), mode="trilinear", align_corners=False)
+    if len(model.mean) == want:
+        x = (x - torch.tensor(model.mean).view(1, -1, 1, 1, 1)) / torch.tensor(model.std).view(1, -1, 1, 1, 1)
+    x = x.to(job.device)
+    targets = list(job.targets)
+    classes = signs = None
+    if targets:
+        classes, signs = (t.to(job.device) for t in _class_tensors(targets, 1))
+    ex = explain_volume(model.module, x, job.layers[0], job.methods, top_k=1, classes=classes, signs=signs,
+                        score_batch=o.score_batch, layout=job.layouts.get(job.layers[0]), scorer=job.plan.scorer,
+                        params=o.method_params)  # fmt: skip
+    probs = ex.probs[0].float().cpu()
+    if not targets:
+        targets = [Target(int(ex.classes[0, 0]))]
+    owner, written = owner_tag(item), list[Output]()
+    shown = scan01.mean(0)  # the channels' mean, drawn under the map
+    info = {"kind": "volume", "shape": list(shape), "input_size": list(size), "intensity": how, "axes": vol.axes}
+    for name, maps in ex.by_method.items():
+        for k, target in enumerate(targets):
+            cam = upsample_volume(maps[0, k : k + 1].float().cpu(), shape)[0].numpy()
+            files = _write_volume(job, item, name, target, cam, shown, vol, owner)
+            written.append(_record(job, name, target, probs, {**files, **info}))
+    return ImageResult(item.display, True, size=(shape[2], shape[1]), predictions=job.predictions(probs),
+                       written=written)  # fmt: skip
+
+
+def _write_volume(
+    job: CamJob, item: InputFile, method: str, target: Target, cam: np.ndarray, scan: np.ndarray, vol: Any, owner: str
+) -> dict[str, Any]:
+    """The map aligned on the scan, its montage and (--save-raw, NIfTI scans) the map as .npy."""
+    o = job.options
+    suffix = map_suffix(vol)
+    path = job.output_path(item, method, target, suffix)
+    write_map_nifti(path, cam.astype(np.float32, copy=False), vol)
+    stem = path.name[: -len(suffix)]
+    montage = path.with_name(stem + ".montage" + job.ext)
+    views = montage_tiles(scan, cam, o.colormap, o.alpha, affine=vol.geometry)
+    title = f"{item.rel} · {method} · {target.index} {job.target_name(target)}"
+    sheet = captioned_sheet([v for _, v in views], [c for c, _ in views], columns=len(views), title=title,
+                            colormap=o.colormap)  # fmt: skip
+    job.save_picture(montage, sheet, owner)
+    files: dict[str, Any] = {"overlay": str(montage), "map": str(path)}
+    if o.save_raw and suffix != ".npy":
+        raw = path.with_name(stem + ".npy")
+        atomic_save_npy(raw, cam.astype(np.float32, copy=False))
+        files["raw"] = str(raw)
+    return files

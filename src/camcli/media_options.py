@@ -1,0 +1,53 @@
+"""The options of videos and volumes, as a plain dataclass: which frames of a video (``--every --fps
+--max-frames``) and how a scan's intensities are scaled (``--intensity-window --intensity-percentiles``); the
+Python API takes them as ``CamOptions(media=MediaOptions(...))``.
+
+Torch-free, like :mod:`camcli.options`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .checks import at_least, at_most, finite
+from .errors import UsageError
+
+MAX_FRAMES = 100_000  # --max-frames: frames of one video held (as decoded pictures) at once
+
+
+@dataclass
+class MediaOptions:
+    """Videos and volumes (``camcli gradcam clip.mp4``, ``scan.nii.gz``): which frames, and how a scan's intensities
+    are scaled to [0, 1] before the model's own normalisation."""
+
+    every: int | None = None  # videos: every N-th frame
+    fps: float | None = None  # videos: the frames nearest to this rate's times
+    max_frames: int = 300  # videos: at most this many frames (the first ones)
+    window: str | None = None  # volumes: "LOW,HIGH" in the scan's units (CT: -1000,400); None: percentiles
+    percentiles: str = "0.5,99.5"  # volumes: scaled between these percentiles of the scan
+
+    def check(self) -> None:
+        if self.every is not None and self.fps is not None:
+            raise UsageError("--every and --fps both choose frames: give one")
+        at_least("--every", self.every, 1)
+        if self.fps is not None:
+            finite("--fps", self.fps)
+            if self.fps <= 0:
+                raise UsageError(f"--fps {self.fps:g} is too small; use a positive rate")
+        at_least("--max-frames", self.max_frames, 1)
+        at_most("--max-frames", self.max_frames, MAX_FRAMES)
+        for flag, text in (("--intensity-window", self.window), ("--intensity-percentiles", self.percentiles)):
+            if text is not None:
+                self.pair(flag, text)
+
+    @staticmethod
+    def pair(flag: str, text: str) -> tuple[float, float]:
+        """``"-1000,400"`` → (-1000.0, 400.0), low below high, or a :class:`UsageError` naming ``flag``."""
+        try:
+            low, high = (float(v) for v in text.split(","))
+        except ValueError:
+            raise UsageError(f"{flag} {text!r}: give two numbers, LOW,HIGH") from None
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise UsageError(f"{flag} {text!r}: LOW must be below HIGH (both finite)")
+        return low, high
