@@ -56,6 +56,11 @@ def test_a_video_with_a_picture_model_gives_an_overlay_video_a_sheet_and_each_fr
     assert r["status"] == "ok" and r["class_name"] == "Egyptian cat" and r["media"]["kind"] == "video"
     assert r["media"]["frames"] == list(range(0, 24, 3)) and r["media"]["fps"] == 4.0  # 12 fps, every 3rd frame
     files = r["outputs"]
+    assert Path(files["overlay"]).name == "clip.mp4.gradcam,every=3.285-Egyptian_cat.mp4"  # frames chosen: named
+    again = runner.invoke(
+        app, ["gradcam", str(media / "clip.mp4"), "--every", "3", "--out", str(out), "--skip-existing"]
+    )
+    assert again.exit_code == 0 and "1 skipped" in again.output, again.output
     written = read_video(Path(files["overlay"]))
     assert written.frames.shape[:3] == (8, 120, 200) and written.fps == 4.0
     assert Path(files["sheet"]).is_file() and Image.open(files["sheet"]).width > 400

@@ -16,6 +16,7 @@ from camcli.engine.volumes import NCDHW, NDHWC, infer_volume_layout, volume_layo
 from camcli.errors import LayerError, UsageError
 from camcli.method_params import FINER_BASES
 from camcli.methods import REGISTRY, explain, explain_volume, get_method, normalize, upsample, volume_methods
+from tests.test_gradcam import _same_state, _state
 
 VOLUME_METHODS = [
     "gradcam",
@@ -461,23 +462,6 @@ def test_methods_made_from_the_input_size_are_refused_in_one_line(name):
 def test_a_batch_that_is_not_5d_is_refused():
     with pytest.raises(UsageError, match=r"\(B, C, D, H, W\); got shape \[1, 2, 8, 8\]"):
         explain_volume(Small3d(), torch.randn(1, 2, 8, 8), "feat", get_method("gradcam"))
-
-
-def _state(model: nn.Module):
-    return (
-        [m.training for m in model.modules()],
-        [p.requires_grad for p in model.parameters()],
-        [None if p.grad is None else p.grad.clone() for p in model.parameters()],
-        [(len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks)) for m in model.modules()],
-    )
-
-
-def _same_state(a, b):
-    assert a[0] == b[0], "training flags changed"
-    assert a[1] == b[1], "requires_grad flags changed"
-    for ga, gb in zip(a[2], b[2], strict=True):
-        assert (ga is None and gb is None) or torch.equal(ga, gb), ".grad changed"
-    assert a[3] == b[3], "a hook survived"
 
 
 def _touched() -> nn.Module:

@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from .checks import at_least, at_most, finite
 from .errors import UsageError
 
+DEFAULT_MAX_FRAMES = 300
 MAX_FRAMES = 100_000  # --max-frames: frames of one video held (as decoded pictures) at once
+MAX_EVERY = 10**9  # --every: beyond any video's frame count (only its first frame is kept)
+MAX_FPS = 1000.0  # --fps: beyond any video's rate (every frame is kept)
 
 
 @dataclass
@@ -23,7 +26,7 @@ class MediaOptions:
 
     every: int | None = None  # videos: every N-th frame
     fps: float | None = None  # videos: the frames nearest to this rate's times
-    max_frames: int = 300  # videos: at most this many frames (the first ones)
+    max_frames: int = DEFAULT_MAX_FRAMES  # videos: at most this many frames (the first ones)
     window: str | None = None  # volumes: "LOW,HIGH" in the scan's units (CT: -1000,400); None: percentiles
     percentiles: str = "0.5,99.5"  # volumes: scaled between these percentiles of the scan
 
@@ -31,10 +34,12 @@ class MediaOptions:
         if self.every is not None and self.fps is not None:
             raise UsageError("--every and --fps both choose frames: give one")
         at_least("--every", self.every, 1)
+        at_most("--every", self.every, MAX_EVERY)
         if self.fps is not None:
             finite("--fps", self.fps)
             if self.fps <= 0:
                 raise UsageError(f"--fps {self.fps:g} is too small; use a positive rate")
+            at_most("--fps", self.fps, MAX_FPS)
         at_least("--max-frames", self.max_frames, 1)
         at_most("--max-frames", self.max_frames, MAX_FRAMES)
         for flag, text in (("--intensity-window", self.window), ("--intensity-percentiles", self.percentiles)):

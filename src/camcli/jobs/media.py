@@ -38,7 +38,7 @@ from ..io.inputs import InputFile
 from ..io.outputs import all_or_nothing, atomic_save_npy, find_cam_outputs, owner_tag
 from ..io.video import is_video, read_video, write_video
 from ..io.volume import is_volume, map_suffix, read_volume, scale_intensity, write_map_nifti
-from ..media_options import MediaOptions
+from ..media_options import DEFAULT_MAX_FRAMES, MediaOptions
 from ..methods import explain_smooth, upsample, upsample_normalized
 from ..methods.volume import check_volume_methods, explain_volume, upsample_volume
 from ..models import preprocess
@@ -87,8 +87,21 @@ def explain_media(job: CamJob, item: InputFile) -> ImageResult:
 def media_outputs_exist(job: CamJob, item: InputFile) -> bool:
     """``--skip-existing``: every method has its main file for this input (a video's overlay video, a volume's
     montage); the files of one input are written all or none, and its record says ok (the ledger checks)."""
-    suffix = ".mp4" if media_kind(item.path) == "video" else ".montage" + job.ext
-    return all(find_cam_outputs(job.options.out, item, m.name + job.name_settings, suffix, False) for m in job.methods)
+    video = media_kind(item.path) == "video"
+    suffix = ".mp4" if video else ".montage" + job.ext
+    extra = _frames_tag(job.options.media) if video else ""
+    out = job.options.out
+    return all(find_cam_outputs(out, item, m.name + extra + job.name_settings, suffix, False) for m in job.methods)
+
+
+def _frames_tag(m: MediaOptions) -> str:
+    """The frame options that differ from the defaults, for a video's output names (``,every=2``)."""
+    named = [
+        ("every", m.every),
+        ("fps", m.fps),
+        ("max-frames", m.max_frames if m.max_frames != DEFAULT_MAX_FRAMES else None),
+    ]
+    return "".join(f",{k}={v:g}" for k, v in named if v is not None)
 
 
 # ------------------------------------------------------------------------------------------------ shared
@@ -233,7 +246,7 @@ def _write_video(
 ) -> dict[str, Any]:
     """The overlay video, its contact sheet and (--save-raw) the maps of one method and class."""
     o = job.options
-    path = job.output_path(item, method, target, ".mp4")
+    path = job.output_path(item, method + _frames_tag(o.media), target, ".mp4")
     # (H, W) each at the frames' size: a picture model's frame normalised on its own, as a picture's map is; a video
     # classifier's maps keep their clip's normalisation (a frame with less evidence stays darker)
     resize = upsample if job.model.kind == "video" else upsample_normalized
