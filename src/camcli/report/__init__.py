@@ -3,7 +3,8 @@
 The page is a small app (``assets/app.js``, no build step) whose every view has an address in the URL's hash
 (``#/``, ``#/image/<id>``, ``#/evaluate``, the filters as a query), so that it works from ``file://``.
 
-``OUT/index.html`` (rendered by jinja2 with autoescaping) loads ``OUT/report/app.js``, ``style.css`` and the data
+``OUT/index.html`` (rendered by jinja2 with autoescaping) loads ``OUT/report/app.js`` (``media.js``: the tiles of
+videos and volumes, :mod:`camcli.report.media`), ``style.css`` and the data
 as ``OUT/report/data-<digest>.js`` (a script, not a JSON file: browsers refuse to fetch files from ``file://``).
 Thumbnails (long side 240) and viewing copies of the inputs (the overlays' size, long side at most 4096) are JPEGs
 in ``OUT/report/img/`` (:mod:`camcli.io.thumbs`): a run with ``--report`` makes them while each picture is decoded
@@ -33,6 +34,8 @@ from ..io.outputs import atomic_write_bytes
 from .entries import build_entries, read_all
 from .pictures import add_pictures
 from .summary import evaluate_page
+
+ASSETS = ("app.js", "media.js", "style.css")  # copied into OUT/report/
 
 
 @dataclass
@@ -103,7 +106,7 @@ def build_report(out: Path) -> ReportInfo:
     folder = out / "report"
     atomic_write_bytes(folder / data_file, body)
     assets = resources.files("camcli.report") / "assets"
-    for name in ("app.js", "style.css"):
+    for name in ASSETS:
         atomic_write_bytes(folder / name, (assets / name).read_bytes())
     from jinja2 import Environment, select_autoescape
 
@@ -115,7 +118,7 @@ def build_report(out: Path) -> ReportInfo:
         title=str(out),
         counts={"inputs": len(entries), "ok": ok, "failed": failed, "nothing": len(entries) - ok - failed},
         data_file=data_file,
-        version=hashlib.sha256((assets / "app.js").read_bytes()).hexdigest()[:8],
+        version=hashlib.sha256(b"".join((assets / name).read_bytes() for name in ASSETS)).hexdigest()[:8],
         built=time.strftime("%Y-%m-%d %H:%M"),
     )
     atomic_write_bytes(out / "index.html", html.encode("utf-8", "replace"))

@@ -18,14 +18,16 @@ from urllib.parse import quote
 from .. import render
 from ..errors import CamcliError
 from ..io.manifest import RECORD_KEY, read_records, record_key
+from .media import input_kind, media_map
 
 LEDGERS = ("manifest", "metrics")
 # what a bad value in a record raises while its entry is built: the record is skipped
 BAD_RECORD = (ValueError, TypeError, OverflowError, AttributeError, KeyError, IndexError, RecursionError, CamcliError)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 MAX_INDEX = 2**53  # integers beyond this are not exact in the page's JavaScript
-# what the page filters by: a record's kind ("objects": a detector's or a segmenter's), and the statuses of an input
-# that was done with nothing to draw (a detector's or a threshold's answer, not a failure)
+# what the page filters by: a record's kind ("objects": a detector's or a segmenter's; a CAM of a video or a volume:
+# "video", "volume"), and the statuses of an input that was done with nothing to draw (a detector's or a threshold's
+# answer, not a failure)
 KINDS = {
     "cam": "cam",
     "features": "features",
@@ -200,6 +202,8 @@ def _part(out: Path, rec: dict[str, Any], missing: list[str]) -> dict[str, Any]:
     """What one record adds to its input's entry (a bad value raises one of :data:`BAD_RECORD`)."""
     status = rec.get("status")
     kind = KINDS.get(str(rec.get("kind")), "cam")  # (records of older versions: a CAM run's)
+    if kind == "cam":  # a video's or a volume's (also when it failed: by the input's name)
+        kind = input_kind(Path(rec["input"])) or "cam"
     part: dict[str, Any] = {"maps": [], "grids": [], "metrics": [], "sha256": _sha256(rec.get("input_sha256"))}
     part |= {"kind": kind, "status": status if status in NOTHING else "ok", "note": None, "cover": None}
     if status in NOTHING:  # a detector's or a threshold's answer (nothing to draw), not a failure
@@ -265,13 +269,19 @@ def _part(out: Path, rec: dict[str, Any], missing: list[str]) -> dict[str, Any]:
     overlay = rel_path(out, outputs.get("overlay"))
     if overlay is None and isinstance(outputs.get("overlay"), str):
         missing.append(outputs["overlay"])
+    # a video's overlay video with its contact sheet (the card's picture), a volume's montage with its map
+    media = media_map(rec, outputs, lambda path: rel_path(out, path))
     if overlay:
-        raw = rel_path(out, outputs.get("raw"))
-        part["maps"].append({**base, "overlay": overlay, "layer": None, "raw": raw, "colormap": _colormap(settings)})
+        raw = None if media else rel_path(out, outputs.get("raw"))  # (a video's or volume's maps are not drawn)
+        colormap = _colormap(settings)
+        part["maps"].append(
+            {**base, "overlay": overlay, "layer": None, "raw": raw, "colormap": colormap, "media": media}
+        )
+        part["cover"] = part["cover"] or (media or {}).get("sheet")
     for layer, path in _dict(outputs.get("per_layer"), "outputs.per_layer").items():
         rel = rel_path(out, path)
         if rel:
-            part["maps"].append({**base, "overlay": rel, "layer": layer, "raw": None, "colormap": None})
+            part["maps"].append({**base, "overlay": rel, "layer": layer, "raw": None, "colormap": None, "media": None})
     return part
 
 

@@ -1,5 +1,6 @@
-"""The report's pictures in ``OUT/report/img/``: thumbnails and viewing copies of the inputs, the maps alone (with
-``--save-raw``), and a thumbnail of each input's first overlay (the card's picture; the input's thumbnail too when
+"""The report's pictures in ``OUT/report/img/``: thumbnails and viewing copies of the inputs (of a video: its first
+frame; of a volume: its middle axial slice, :mod:`camcli.report.media`), the maps alone (with ``--save-raw``), and a
+thumbnail of each input's first overlay (the card's picture, a video's contact sheet; the input's thumbnail too when
 there is no picture of the input).
 
 What is copied: a picture of an input (which usually lies outside ``OUT``) is made only when the input's record
@@ -27,6 +28,7 @@ from ..io.decode import declared_size, decode_bounded
 from ..io.inputs import content_digest
 from ..io.outputs import atomic_write_bytes, is_regular
 from ..io.thumbs import MAX_VIEW, THUMB, VIEW, picture_name, save_jpeg, view_size
+from .media import NOTES, input_kind, input_pictures
 
 MAX_DECODE = 50_000_000  # pixels decoded for one picture at most (about 150 MB as 8-bit RGB)
 
@@ -45,8 +47,52 @@ def add_pictures(out: Path, entries: list[dict[str, Any]]) -> list[str]:
 
 
 def _pictures_of(out: Path, img: Path, e: dict[str, Any], notes: list[str]) -> None:
-    e["thumb"] = e["view"] = None
+    e["thumb"] = e["view"] = e["view_note"] = None
     sha256 = e.pop("sha256", None)
+    src = Path(e["input"])
+    kind = input_kind(src)
+    if kind is None:
+        _input_pictures(out, img, e, sha256, notes)
+    else:  # a video's first frame, a volume's middle slice: made when the input is still the file its run read
+        try:
+            made = all(is_regular(img / picture_name(src, k)) for k in ("thumb", f"view-{kind}"))
+        except (OSError, ValueError):
+            made = False
+        if made or (sha256 is not None and content_digest(src) == sha256):
+            thumb, view = input_pictures(src, kind, img, notes)
+            e["thumb"], e["view"] = (f"report/img/{thumb}" if thumb else None), (f"report/img/{view}" if view else None)
+            e["view_note"] = NOTES[kind] if view else None
+    for m in e["maps"]:  # with --save-raw: the map alone, so that the page blends it over the input itself
+        raw, m["map"] = m.pop("raw", None), None
+        colormap = m.pop("colormap", None)
+        if raw is not None and e["view"] is not None:
+            raw_path = _in(out, raw)
+            try:
+                key = f"{raw}|{raw_path.stat().st_mtime_ns}|{colormap}"
+            except OSError:
+                continue
+            name = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+            if _map_picture(raw_path, img / f"{name}.png", colormap or "jet", notes):
+                m["map"] = f"report/img/{name}.png"
+    # the card's picture: the input's first overlay (a detector's: the map of every object; a video's: its contact
+    # sheet; a volume's: its montage), or feature grid
+    cover = e.pop("cover", None)
+    pictures = [m["overlay"] for m in e["maps"] if (m["media"] or {}).get("kind") != "video"]
+    first = cover or (pictures[0] if pictures else e["grids"][0]["grid"] if e["grids"] else None)
+    e["card"] = None
+    if first is not None:
+        card: str | None
+        try:
+            card = picture_name(_in(out, first), "thumb")  # named as a run with --report names it
+        except (OSError, ValueError):
+            card = None
+        if card is not None and _picture(_in(out, first), img / card, THUMB, None, notes):
+            e["card"] = f"report/img/{card}"
+    e["thumb"] = e["thumb"] or e["card"]  # no picture of the input: its overlay's
+
+
+def _input_pictures(out: Path, img: Path, e: dict[str, Any], sha256: str | None, notes: list[str]) -> None:
+    """A picture input's thumbnail and viewing copy (at its first overlay's size)."""
     size = None
     if e["maps"]:
         declared = declared_size(_in(out, e["maps"][0]["overlay"]))
@@ -69,30 +115,6 @@ def _pictures_of(out: Path, img: Path, e: dict[str, Any], notes: list[str]) -> N
                 continue
         if _picture(src, img / name, long_side, at, notes):
             e[key] = f"report/img/{name}"
-    for m in e["maps"]:  # with --save-raw: the map alone, so that the page blends it over the input itself
-        raw, m["map"] = m.pop("raw", None), None
-        colormap = m.pop("colormap", None)
-        if raw is not None and e["view"] is not None:
-            raw_path = _in(out, raw)
-            try:
-                key = f"{raw}|{raw_path.stat().st_mtime_ns}|{colormap}"
-            except OSError:
-                continue
-            name = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:20]
-            if _map_picture(raw_path, img / f"{name}.png", colormap or "jet", notes):
-                m["map"] = f"report/img/{name}.png"
-    # the card's picture: the input's first overlay (a detector's: the map of every object), or feature grid
-    cover = e.pop("cover", None)
-    first = cover or (e["maps"][0]["overlay"] if e["maps"] else e["grids"][0]["grid"] if e["grids"] else None)
-    e["card"] = None
-    if first is not None:
-        try:
-            name = picture_name(_in(out, first), "thumb")  # named as a run with --report names it
-        except (OSError, ValueError):
-            name = None
-        if name is not None and _picture(_in(out, first), img / name, THUMB, None, notes):
-            e["card"] = f"report/img/{name}"
-    e["thumb"] = e["thumb"] or e["card"]  # no picture of the input: its overlay's
 
 
 def _in(out: Path, rel: str) -> Path:

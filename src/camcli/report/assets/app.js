@@ -10,7 +10,7 @@
   var DEFAULTS = { q: "", method: "", cls: "", status: "", kind: "", sort: "name", show: "overlays", page: "1" };
   var STATUSES = { ok: "ok", no_detection: "no detection", no_match: "no match", empty_mask: "empty mask",
                    no_label: "no label", error: "failed" };
-  var KINDS = { cam: "CAM", objects: "objects", features: "feature grids", evaluate: "evaluate" };
+  var KINDS = { cam: "CAM", video: "videos", volume: "volumes", objects: "objects", features: "feature grids", evaluate: "evaluate" };
   var BY_ID = new Map(DATA.entries.map(function (e) { return [e.id, e]; }));
   // what each score means, in a Map: a score named "constructor" is not a property of every object
   var SCORES = new Map(Object.entries(DATA.evaluate ? DATA.evaluate.scores : {}));
@@ -245,14 +245,16 @@
     bar.appendChild(label);
     if (!e.view) bar.appendChild(el("span", "hint", "(the original picture was not found when the report was built)"));
     else if (!own) bar.appendChild(el("span", "hint", "(fades the written overlay in; runs with --save-raw blend the map itself)"));
-    if (maps.length) d.appendChild(bar);
+    if (maps.some(function (m) { return !m.media; })) d.appendChild(bar);  // (a video's or volume's map: its own tile)
     var tiles = el("div", "tiles");
     if (e.view) {
       var t0 = el("div", "tile");
-      t0.append(el("div", "title", "input"), zoomable(img(e.view, e.input), e.view, "input · " + e.input));
+      var what = "input" + (e.view_note ? " · " + e.view_note : "");  // a video's first frame, a volume's middle slice
+      t0.append(el("div", "title", what), zoomable(img(e.view, e.input), e.view, what + " · " + e.input));
       tiles.appendChild(t0);
     }
     maps.forEach(function (m) {
+      if (m.media) { tiles.appendChild(window.CAMCLI_MEDIA.tile({ el: el, img: img, zoomable: zoomable }, m, mapTitle(m))); return; }
       var t = el("div", "tile"), stack = el("div", "stack"), name = mapTitle(m);
       t.appendChild(el("div", "title", name));
       if (e.view) stack.appendChild(img(e.view, e.input));
