@@ -131,6 +131,17 @@ def test_files_that_cannot_be_decoded_are_one_failed_input_each_and_the_rest_goe
     assert "takes pictures, not volumes" in records["broken.nii.gz"]["error"]  # refused before it is read
 
 
+def test_a_video_classifier_reads_a_scan_as_a_clip_when_its_channels_fit(media, tmp_path):
+    out = tmp_path / "out"
+    args = ["gradcam", str(media / "scan.nii.gz"), "--model", "r3d_18", "--weights", "none"]
+    res = runner.invoke(app, [*args, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    (r,) = _records(out)
+    assert r["media"]["input_size"] == [16, 112, 112] and r["media"]["shape"] == [32, 40, 36]
+    written = nib.load(r["outputs"]["map"])
+    assert written.shape == (32, 40, 36) and float(np.asarray(written.dataobj).max()) == pytest.approx(1.0)
+
+
 def test_methods_that_cannot_explain_a_video_classifier_say_so_in_one_line(media, tmp_path):
     args = ["cam", str(media / "clip.mp4"), "--model", "r3d_18", "--weights", "none", "--method", "scorecam"]
     res = runner.invoke(app, [*args, "--out", str(tmp_path / "out")])

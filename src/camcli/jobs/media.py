@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .. import render
+from ..engine.hooks import eval_mode
 from ..engine.targets import Target
 from ..errors import CamcliError, InputError, UsageError
 from ..io.inputs import InputFile
@@ -170,7 +171,7 @@ def _video(job: CamJob, item: InputFile) -> ImageResult:
 def _scores(job: CamJob, batches: Iterator[torch.Tensor]) -> torch.Tensor:
     """The mean probabilities over every row of every batch (no gradients)."""
     total, n = None, 0
-    with torch.inference_mode():
+    with torch.inference_mode(), eval_mode(job.model.module):  # as explain runs it (the flags restored after)
         for x in batches:
             probs = job.plan.scorer.probabilities(job.plan.scorer.scores(job.model.module(x.to(job.device))))
             total = probs.sum(0) if total is None else total + probs.sum(0)
@@ -277,10 +278,10 @@ def _write_video(
 def _volume(job: CamJob, item: InputFile) -> ImageResult:
     o, model = job.options, job.model
     _refuse_options(job)
-    if model.kind != "volume":
+    if model.kind == "image":
         raise UsageError(
-            f"{model.name} takes pictures{' or videos' if model.kind == 'video' else ''}, not volumes; give a 3-D "
-            "network (--model net.pt --arch file.py:Class --input-size D,H,W, or --arch monai:NAME)"
+            f"{model.name} takes pictures, not volumes; give a 3-D network (--model net.pt --arch file.py:Class "
+            "--input-size D,H,W, or --arch monai:NAME) or a video classifier (its frames: the scan's first axis)"
         )
     _one_layer(job)
     vol = read_volume(item.path)
@@ -294,7 +295,9 @@ def _volume(job: CamJob, item: InputFile) -> ImageResult:
             raise InputError(f"{item.path}: the scan has {x.shape[1]} channels, the model takes {want}")
         x = x.expand(1, want, *x.shape[2:])
     shape = (int(x.shape[2]), int(x.shape[3]), int(x.shape[4]))
-    size = model.volume_size or shape
+    # a video classifier reads the scan's first axis as time: its clip length and picture size
+    clip = (model.clip_length or 16, *model.input_size) if model.kind == "video" else None
+    size = model.volume_size or clip or shape
     if tuple(size) != shape:
         x = F.interpolate(x, size=tuple(size), mode="trilinear", align_corners=False)
     if len(model.mean) == want:
