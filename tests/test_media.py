@@ -189,3 +189,27 @@ def test_a_clip_keeps_its_normalisation_over_time(media, tmp_path, monkeypatch):
     raw = np.load(_records(out)[0]["outputs"]["raw"])
     peaks = raw.reshape(24, -1).max(1)
     np.testing.assert_allclose(peaks[:16], np.linspace(1, 1 / 16, 16), atol=1e-5)
+
+
+def test_frames_whose_own_top_class_differs_are_explained_for_the_class_chosen(tmp_path):
+    """One pass explains each frame's own top class; frames of another class (here coffee among cats) are
+    explained again for the video's class: their maps equal a picture run with --target of that class."""
+    from PIL import Image
+
+    from camcli.io.video import read_video, write_video
+
+    cat = np.asarray(Image.open(ROOT / "sample_images" / "chelsea.png").convert("RGB").resize((160, 120)))
+    cup = np.asarray(Image.open(ROOT / "sample_images" / "coffee.png").convert("RGB").resize((160, 120)))
+    write_video(tmp_path / "mixed.mp4", np.stack([cat] * 5 + [cup] * 2), 10)
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["gradcam", str(tmp_path / "mixed.mp4"), "--save-raw", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    (r,) = _records(out)
+    assert r["class_index"] == 285
+    raw = np.load(r["outputs"]["raw"])
+    Image.fromarray(read_video(tmp_path / "mixed.mp4").frames[6]).save(tmp_path / "cup.png")
+    args = ["gradcam", str(tmp_path / "cup.png"), "--target", "285", "--save-raw", "--out", str(tmp_path / "pic")]
+    assert runner.invoke(app, args).exit_code == 0
+    (p,) = _records(tmp_path / "pic")
+    assert p["top_k"][0]["index"] != 285  # the frame alone is about something else
+    np.testing.assert_allclose(np.load(p["outputs"]["raw"]), raw[6], atol=1e-5)

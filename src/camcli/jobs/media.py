@@ -21,7 +21,7 @@ peak and a projection, :mod:`camcli.montage`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,7 +32,6 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .. import render
-from ..engine.hooks import eval_mode
 from ..engine.targets import Target
 from ..errors import CamcliError, InputError, UsageError
 from ..io.inputs import InputFile
@@ -40,7 +39,7 @@ from ..io.outputs import all_or_nothing, atomic_save_npy, find_cam_outputs, owne
 from ..io.video import is_video, read_video, write_video
 from ..io.volume import is_volume, map_suffix, read_volume, scale_intensity, write_map_nifti
 from ..media_options import DEFAULT_MAX_FRAMES, MediaOptions
-from ..methods import explain_smooth, upsample, upsample_normalized
+from ..methods import Explanation, explain_smooth, upsample, upsample_normalized
 from ..methods.volume import check_volume_methods, explain_volume, upsample_volume
 from ..models import preprocess
 from ..montage import montage_tiles
@@ -106,13 +105,6 @@ def _frames_tag(m: MediaOptions) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ shared
-def _chosen(job: CamJob, probs: torch.Tensor) -> list[Target]:
-    """``--target``'s classes, or the class most probable on average."""
-    if job.targets:
-        return list(job.targets)
-    return [Target(int(probs.argmax()))]
-
-
 def _class_tensors(targets: list[Target], batch: int) -> tuple[torch.Tensor, torch.Tensor]:
     classes = torch.tensor([[t.index for t in targets]] * batch)
     signs = torch.tensor([[-1.0 if t.negate else 1.0 for t in targets]] * batch)
@@ -168,34 +160,58 @@ def _video(job: CamJob, item: InputFile) -> ImageResult:
     )
 
 
-def _scores(job: CamJob, batches: Iterator[torch.Tensor]) -> torch.Tensor:
-    """The mean probabilities over every row of every batch (no gradients)."""
-    total, n = None, 0
-    with torch.inference_mode(), eval_mode(job.model.module):  # as explain runs it (the flags restored after)
-        for x in batches:
-            probs = job.plan.scorer.probabilities(job.plan.scorer.scores(job.model.module(x.to(job.device))))
-            total = probs.sum(0) if total is None else total + probs.sum(0)
-            n += probs.shape[0]
-    assert total is not None
-    return (total / n).float().cpu()
+Run = Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor | None], Explanation]
+
+
+def _explained(job: CamJob, rows: torch.Tensor, run: Run) -> _Explained:
+    """Every row (a frame or a clip) explained in batches by ``run(x, classes, signs)``, for the class most probable
+    on average over the rows (or ``--target``'s): one pass explains each row's own top class and gives every
+    probability; the rows whose top class is not the one chosen are explained again for it (none, when the
+    input's frames agree). Maps: per method (K, rows, …)."""
+    b, device, given = job.batch_size, job.device, list(job.targets)
+
+    def fixed(n: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        if not given:
+            return None, None
+        classes, signs = _class_tensors(given, n)
+        return classes.to(device), signs.to(device)
+
+    def batch(x: torch.Tensor) -> torch.Tensor:
+        x = x.to(device)  # channels last for a picture model on the CPU, as the picture runner does
+        return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 and device.type == "cpu" else x
+
+    probs, tops, maps = [], [], dict[str, list[torch.Tensor]]()
+    for i in range(0, len(rows), b):
+        x = batch(rows[i : i + b])
+        ex = run(x, *fixed(x.shape[0]))
+        probs.append(ex.probs.float().cpu())
+        tops.append(ex.classes[:, 0].cpu())
+        for name, v in ex.by_method.items():
+            maps.setdefault(name, []).append(v.float().cpu())
+    mean = torch.cat(probs).mean(0)
+    targets = given or [Target(int(mean.argmax()))]
+    by = {name: torch.cat(v) for name, v in maps.items()}  # (rows, K, …)
+    redo = (torch.cat(tops) != targets[0].index).nonzero().flatten() if not given else torch.zeros(0, dtype=torch.long)
+    for j in range(0, len(redo), b):
+        idx = redo[j : j + b]
+        classes, signs = _class_tensors(targets, len(idx))
+        ex = run(batch(rows[idx]), classes.to(device), signs.to(device))
+        for name, v in ex.by_method.items():
+            by[name][idx] = v.float().cpu()
+    return _Explained(mean, targets, {name: v.transpose(0, 1) for name, v in by.items()})
 
 
 def _video_frames(job: CamJob, inputs: torch.Tensor) -> _Explained:
     """A picture model: the frames in batches, one map per frame at the layer's grid (or the input's size)."""
-    o, b = job.options, job.batch_size
-    probs = _scores(job, (inputs[i : i + b] for i in range(0, len(inputs), b)))
-    targets = _chosen(job, probs)
-    parts: dict[str, list[torch.Tensor]] = {}
-    for i in range(0, len(inputs), b):
-        x = inputs[i : i + b].to(job.device)
-        classes, signs = _class_tensors(targets, x.shape[0])
-        ex = explain_smooth(job.model.module, x, job.layers, job.methods, smooth=o.smooth, noise=o.noise,
-                            aug=o.aug_smooth, classes=classes.to(job.device), signs=signs.to(job.device),
-                            score_batch=o.score_batch, layouts=job.layouts, params=o.method_params,
-                            mean_std=(job.model.mean, job.model.std), scorer=job.plan.scorer)  # fmt: skip
-        for name, v in ex.by_method.items():
-            parts.setdefault(name, []).append(v.transpose(0, 1).cpu())  # (K, B, h, w)
-    return _Explained(probs, targets, {name: torch.cat(v, 1) for name, v in parts.items()})
+    o = job.options
+
+    def run(x: torch.Tensor, classes: torch.Tensor | None, signs: torch.Tensor | None) -> Explanation:
+        return explain_smooth(job.model.module, x, job.layers, job.methods, smooth=o.smooth, noise=o.noise,
+                              aug=o.aug_smooth, top_k=1, classes=classes, signs=signs, score_batch=o.score_batch,
+                              layouts=job.layouts, params=o.method_params, mean_std=(job.model.mean, job.model.std),
+                              scorer=job.plan.scorer)  # fmt: skip
+
+    return _explained(job, inputs, run)
 
 
 def _video_clips(job: CamJob, inputs: torch.Tensor) -> _Explained:
@@ -210,21 +226,15 @@ def _video_clips(job: CamJob, inputs: torch.Tensor) -> _Explained:
         if clip.shape[0] < length:  # the last clip: its last frame repeated (those frames' maps are dropped)
             clip = torch.cat([clip, clip[-1:].expand(length - clip.shape[0], *clip.shape[1:])])
         clips.append(clip.transpose(0, 1))  # (3, L, H, W)
-    batch = torch.stack(clips)
-    b = job.batch_size
-    probs = _scores(job, (batch[i : i + b] for i in range(0, len(batch), b)))
-    targets = _chosen(job, probs)
-    parts: dict[str, list[torch.Tensor]] = {}
-    for i in range(0, len(batch), b):
-        x = batch[i : i + b].to(job.device)
-        classes, signs = _class_tensors(targets, x.shape[0])
-        ex = explain_volume(job.model.module, x, job.layers[0], job.methods, classes=classes.to(job.device),
-                            signs=signs.to(job.device), score_batch=o.score_batch,
-                            layout=job.layouts.get(job.layers[0]),
-                            scorer=job.plan.scorer, params=o.method_params)  # fmt: skip
-        for name, v in ex.by_method.items():  # (B, K, L, H, W) → (K, B·L, H, W)
-            parts.setdefault(name, []).append(v.permute(1, 0, 2, 3, 4).flatten(1, 2).cpu())
-    return _Explained(probs, targets, {name: torch.cat(v, 1)[:, :t] for name, v in parts.items()})
+
+    def run(x: torch.Tensor, classes: torch.Tensor | None, signs: torch.Tensor | None) -> Explanation:
+        return explain_volume(job.model.module, x, job.layers[0], job.methods, top_k=1, classes=classes,
+                              signs=signs, score_batch=o.score_batch, layout=job.layouts.get(job.layers[0]),
+                              scorer=job.plan.scorer, params=o.method_params)  # fmt: skip
+
+    done = _explained(job, torch.stack(clips), run)  # maps (K, clips, L, H, W) → (K, frames, H, W)
+    done.maps = {name: v.flatten(1, 2)[:, :t] for name, v in done.maps.items()}
+    return done
 
 
 def _one_layer(job: CamJob) -> None:
