@@ -620,6 +620,7 @@ def main() -> None:
         "perturb",
         "pixel",
         "vit",
+        "media",
     ]
     ap.add_argument("--only", choices=sections, default=None)
     ap.add_argument("--full", action="store_true", help="include Score-CAM on resnet50 (minutes)")
@@ -690,6 +691,10 @@ def main() -> None:
         from vit import bench_vit
 
         bench_vit(peer_times, _where())
+    if args.only in (None, "media"):  # issue 27: videos and volumes end to end vs the forward alone
+        from media import bench_media
+
+        bench_media(peer_times, _where())
 
 
 if __name__ == "__main__":
