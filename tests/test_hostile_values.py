@@ -85,6 +85,8 @@ ACCEPTED = {
     ("--threshold", "0"),
     ("--seed", "0"),
     ("--finer-alpha", "0"),  # Finer-CAM without its rivals: the base method's own map
+    ("--frame", "0"),  # features: a video's first frame
+    ("--slice", "0"),  # features: a volume's first slice
 }
 
 

@@ -1,6 +1,7 @@
-"""The options of videos and volumes, as a plain dataclass: which frames of a video (``--every --fps
+"""The options of videos and volumes, as plain dataclasses: which frames of a video (``--every --fps
 --max-frames``) and how a scan's intensities are scaled (``--intensity-window --intensity-percentiles``); the
-Python API takes them as ``CamOptions(media=MediaOptions(...))``.
+Python API takes them as ``CamOptions(media=MediaOptions(...))``. ``camcli features`` shows one frame or slice
+(``--frame --slice``): ``FeatureOptions(media=FeatureMediaOptions(...))``.
 
 Torch-free, like :mod:`camcli.options`.
 """
@@ -17,6 +18,7 @@ DEFAULT_MAX_FRAMES = 300
 MAX_FRAMES = 100_000  # --max-frames: frames of one video held (as decoded pictures) at once
 MAX_EVERY = 10**9  # --every: beyond any video's frame count (only its first frame is kept)
 MAX_FPS = 1000.0  # --fps: beyond any video's rate (every frame is kept)
+MAX_INDEX = 2**31 - 1  # --frame, --slice: beyond any file's frames (a day at 60 fps is 5.2 million) or slices
 
 
 @dataclass
@@ -42,9 +44,7 @@ class MediaOptions:
             at_most("--fps", self.fps, MAX_FPS)
         at_least("--max-frames", self.max_frames, 1)
         at_most("--max-frames", self.max_frames, MAX_FRAMES)
-        for flag, text in (("--intensity-window", self.window), ("--intensity-percentiles", self.percentiles)):
-            if text is not None:
-                self.pair(flag, text)
+        intensity(self.window, self.percentiles)
 
     @staticmethod
     def pair(flag: str, text: str) -> tuple[float, float]:
@@ -56,3 +56,27 @@ class MediaOptions:
         if not (math.isfinite(low) and math.isfinite(high) and low < high):
             raise UsageError(f"{flag} {text!r}: LOW must be below HIGH (both finite)")
         return low, high
+
+
+@dataclass
+class FeatureMediaOptions:
+    """``camcli features`` on videos and volumes: which frame or slice is shown (0-based; None: the middle one), and
+    how a scan's intensities are scaled (as :class:`MediaOptions` scales them for ``gradcam``)."""
+
+    frame: int | None = None  # videos: the source's frame shown (a video classifier: the layer's time step of it)
+    slice: int | None = None  # volumes: the slice along the scan's first spatial axis (D) shown
+    window: str | None = None  # volumes: as MediaOptions.window
+    percentiles: str = "0.5,99.5"  # volumes: as MediaOptions.percentiles
+
+    def check(self) -> None:
+        for flag, value in (("--frame", self.frame), ("--slice", self.slice)):
+            at_least(flag, value, 0)
+            at_most(flag, value, MAX_INDEX)
+        intensity(self.window, self.percentiles)
+
+
+def intensity(window: str | None, percentiles: str) -> tuple[tuple[float, float] | None, tuple[float, float]]:
+    """``--intensity-window`` (None: not given) and ``--intensity-percentiles`` as numbers, checked (a
+    :class:`UsageError` naming the option), for :func:`camcli.io.volume.scale_intensity`."""
+    low_high = MediaOptions.pair("--intensity-window", window) if window is not None else None
+    return low_high, MediaOptions.pair("--intensity-percentiles", percentiles)

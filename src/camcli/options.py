@@ -20,7 +20,7 @@ from .checks import at_most as _at_most
 from .checks import check_target_fields
 from .checks import finite as _finite
 from .errors import UsageError
-from .media_options import MediaOptions
+from .media_options import FeatureMediaOptions, MediaOptions
 from .method_params import METHOD_NAMES as METHOD_NAMES  # (re-exported: the CLI and tests read it here)
 from .method_params import MethodParams
 
@@ -306,9 +306,11 @@ class FeatureOptions(RunOptions):
     channels: str | None = None  # "0,5,17-24"
     normalize: Literal["tile", "layer"] = "tile"
     tile: int = 128
+    media: FeatureMediaOptions = field(default_factory=FeatureMediaOptions)  # videos and volumes: --frame, --slice
 
     def check(self) -> None:
         super().check()
+        self.media.check()
         _at_least("--top", self.top, 1)
         _at_least("--tile", self.tile, 8)
         _at_most("--tile", self.tile, MAX_TILE)

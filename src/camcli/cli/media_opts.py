@@ -1,5 +1,6 @@
 """The options of videos and volumes in ``gradcam``/``cam`` (:class:`MediaArgs`, a group expanded by
-:func:`camcli.cli.params.shared_options`): which frames of a video, how a scan's intensities are scaled."""
+:func:`camcli.cli.params.shared_options`): which frames of a video, how a scan's intensities are scaled; and in
+``features`` (:class:`FeatureMediaArgs`): which frame or slice is shown, how a scan's intensities are scaled."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from ..media_options import MediaOptions
-from ..options import CamOptions
+from ..media_options import FeatureMediaOptions, MediaOptions
+from ..options import CamOptions, FeatureOptions
 from .params import GROUPS, option
 
 MEDIA = "Videos and volumes"
@@ -77,4 +78,50 @@ GROUPS[MediaArgs] = [
         ],
         _D.percentiles,
     ),
+]
+
+
+@dataclass(frozen=True)
+class FeatureMediaArgs:
+    """``features``' ``--frame --slice --intensity-window --intensity-percentiles``."""
+
+    frame: int | None
+    slice: int | None
+    intensity_window: str | None
+    intensity_percentiles: str
+
+    def apply_to(self, options: FeatureOptions) -> None:
+        options.media = FeatureMediaOptions(
+            frame=self.frame, slice=self.slice, window=self.intensity_window, percentiles=self.intensity_percentiles
+        )
+
+
+GROUPS[FeatureMediaArgs] = [
+    option(
+        "frame",
+        Annotated[
+            int | None,
+            _m(
+                "--frame",
+                help="Videos: show this frame (0-based); a video classifier's layers show their time step of it, "
+                "in the clip that holds it. \\[default: the middle frame]",
+                metavar="N",
+            ),
+        ],
+        None,
+    ),
+    option(
+        "slice",
+        Annotated[
+            int | None,
+            _m(
+                "--slice",
+                help="Volumes: show this slice along the first spatial axis, D (0-based); the layers show their "
+                "depth step of it. \\[default: the middle slice]",
+                metavar="N",
+            ),
+        ],
+        None,
+    ),
+    *GROUPS[MediaArgs][3:],  # --intensity-window, --intensity-percentiles
 ]

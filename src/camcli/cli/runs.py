@@ -20,7 +20,7 @@ from . import streams
 from .boundary import EXIT_OK, EXIT_SOME_FAILED, guarded
 from .cam_opts import MethodArgs, ObjectArgs, TargetArgs, method_option, target_option
 from .completion import EXPLAIN, OUTPUT, RUN, SMOOTHING, complete_blend, complete_normalize
-from .media_opts import MediaArgs
+from .media_opts import FeatureMediaArgs, MediaArgs
 from .params import BatchArgs, ColormapOpt, GridLayerOpt, InputsArg, LayerOpt, ModelArgs, shared_options
 from .report import ReportOpt, build_and_tell
 from .summary import Summary
@@ -185,9 +185,12 @@ def features(
         bool, typer.Option("--stats", help="Print channels, size, mean, max, % zeros.", rich_help_panel=OUTPUT)
     ] = False,
     report: ReportOpt = False,
+    media: FeatureMediaArgs,
     run: BatchArgs,
 ) -> None:
     """Write feature-map grids: the input picture, then the layer's strongest channels, one PNG per layer.
+
+    A video shows one frame (--frame), a volume one slice (--slice); the file name says which.
 
     Example: camcli features sample_images/chelsea.png --model resnet18 --weights none --layer layer2 --top 32
     """
@@ -207,6 +210,7 @@ def features(
             tile=tile,
             save_raw=save_raw,
         )
+        media.apply_to(options)
         total = complete_and_count(options, model, run, inputs)
         rows = _StatsRows()
         job = FeatureJob(options)
@@ -236,7 +240,9 @@ class _StatsRows:
             if isinstance(o, FeatureOutput):
                 st = o.stats
                 size = f"{st.height}×{st.width}"
-                self.rows.append((result.input, o.layer, st.channels, size, st.mean, st.max, st.zeros_pct))
+                where = o.where()
+                name = result.input if where is None else f"{result.input} ({where})"
+                self.rows.append((name, o.layer, st.channels, size, st.mean, st.max, st.zeros_pct))
 
 
 def complete_and_count(options: RunOptions, model: ModelArgs, run: BatchArgs, inputs: list[str]) -> int | None:
@@ -250,7 +256,8 @@ def complete_and_count(options: RunOptions, model: ModelArgs, run: BatchArgs, in
     run.apply_to(options)
     options.check()
     ensure_writable_folder(options.out)
-    media = isinstance(options, CamOptions)  # videos and volumes: gradcam and cam (camcli.jobs.media)
+    # videos and volumes: gradcam and cam (camcli.jobs.media), features (camcli.jobs.media_features)
+    media = isinstance(options, (CamOptions, FeatureOptions))
     total = count_inputs(inputs, options.out, options.shard, media)  # also refuses an --out that is an input folder
     if total == 0 and options.shard is None:
         exts = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))

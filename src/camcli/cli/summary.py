@@ -62,7 +62,8 @@ class Summary:
                 rows = [(r.input, "; ".join(r.explained), len(r.files())) for r in table]
                 console.table("explained per image", ["image", f"class ({self.value})", "files"], rows)
             else:
-                console.table("outputs per image", ["image", "files"], [(r.input, len(r.files())) for r in table])
+                shown = [(_shown(r), len(r.files())) for r in table]
+                console.table("outputs per image", ["image", "files"], shown)
         if self.done == 1 and len(table) == 1 and table[0].files():
             files = table[0].files()
             more = f" … and {len(files) - FILES_LISTED} more" if len(files) > FILES_LISTED else ""
@@ -76,3 +77,14 @@ class Summary:
             f"{self.done} done, {self.failed} failed{skipped} in {seconds:.1f}s (set-up {setup:.1f}s{rate}); "
             f"outputs and {manifest} in {out}"
         )
+
+
+def _shown(result: ImageResult) -> str:
+    """The input, and for a video's or volume's feature grids which frame or slice they show (``clip.mp4 (frame
+    12)``; a video classifier's layers each show their own time step of it, in the file names and records)."""
+    from ..jobs.results import FeatureOutput
+
+    where = next((o.index for o in result.written if isinstance(o, FeatureOutput) and o.index), None)
+    if where is None:
+        return result.input
+    return f"{result.input} ({'frame' if 'frame' in where else 'slice'} {where.get('frame', where.get('slice'))})"

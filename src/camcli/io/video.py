@@ -65,6 +65,7 @@ def read_video(
     max_frames: int | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     max_size: int | None = None,
+    start: int = 0,
 ) -> Video:
     """Decode ``path``'s first video stream and keep a sample of its frames.
 
@@ -78,6 +79,8 @@ def read_video(
         max_pixels: refuse frames of more pixels than this (a decompression bomb; None: no limit).
         max_size: scale frames down so that their longest side is at most this (aspect kept, FFmpeg's area
             filter), as they are decoded.
+        start: the frames before frame ``start`` are decoded and let go, never kept (``every`` counts from it);
+            not with ``fps``.
 
     A rotation in the stream's display matrix (phones' portrait videos) is applied in steps of 90°, so frames
     are upright. Raises :class:`InputError` (one line) for a file that is missing, not a video, cannot be decoded,
@@ -92,6 +95,8 @@ def read_video(
         raise UsageError(f"--fps {fps} must be a positive number of frames per second")
     if max_frames is not None and max_frames < 1:
         raise UsageError(f"--max-frames {max_frames} is too small; use 1 or more")
+    if start < 0 or (start and fps is not None):
+        raise UsageError(f"start frame {start}: use 0 or more, and not with --fps")
     av = _av()
     regular_file_size(path, "video")
     try:
@@ -104,7 +109,7 @@ def read_video(
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # frame and slice threads; frames still come out in presentation order
         try:
-            return _decode(path, container, stream, every, fps, max_frames, max_pixels, max_size)
+            return _decode(path, container, stream, every, fps, max_frames, max_pixels, max_size, start)
         except av.FFmpegError as e:
             raise InputError(f"{path}: cannot decode video: {_reason(e)}") from None
 
@@ -124,6 +129,7 @@ def _decode(
     max_frames: int | None,
     max_pixels: int | None,
     max_size: int | None,
+    start: int = 0,
 ) -> Video:
     """The decoding loop of :func:`read_video`: packets demuxed one by one, frames decided on as they come out."""
     rate = Fraction(stream.average_rate or stream.guessed_rate or 0)
@@ -156,7 +162,7 @@ def _decode(
                 t = decoded / rate if rate else Fraction(decoded)
             index, decoded = decoded, decoded + 1
             if step is None:
-                if every is None or index % every == 0:
+                if index >= start and (every is None or (index - start) % every == 0):
                     kept.add(index, t, frame)
             elif prev is not None and target * step <= (middle := (prev[1] + t) / 2):
                 kept.add(*prev)  # the frame nearest to the times k/F up to the middle between it and this one

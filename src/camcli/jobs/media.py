@@ -23,42 +23,32 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from .. import render
 from ..engine.targets import Target
-from ..errors import CamcliError, InputError, UsageError
+from ..errors import CamcliError, UsageError
 from ..io.inputs import InputFile
 from ..io.outputs import all_or_nothing, atomic_save_npy, find_cam_outputs, owner_tag
-from ..io.video import is_video, read_video, write_video
-from ..io.volume import is_volume, map_suffix, read_volume, scale_intensity, write_map_nifti
-from ..media_options import DEFAULT_MAX_FRAMES, MediaOptions
+from ..io.video import read_video, write_video
+from ..io.volume import map_suffix, write_map_nifti
+from ..media_options import DEFAULT_MAX_FRAMES, MediaOptions, intensity
 from ..methods import Explanation, explain_smooth, upsample, upsample_normalized
 from ..methods.volume import check_volume_methods, explain_volume, upsample_volume
 from ..models import preprocess
 from ..montage import montage_tiles
 from ..sheets import captioned_sheet
+from .media_input import check_volume_model, clips_of, media_kind, volume_input
 from .results import CamOutput, ImageResult, Output
 
 if TYPE_CHECKING:
     from .cam import CamJob
 
 SHEET_FRAMES = 12  # frames on a video's contact sheet (evenly spaced over the frames explained)
-
-
-def media_kind(path: Path) -> str | None:
-    """``video``, ``volume`` or None (a picture) for an input, by its name."""
-    if is_video(path):
-        return "video"
-    if is_volume(path):
-        return "volume"
-    return None
 
 
 @dataclass
@@ -218,21 +208,15 @@ def _video_clips(job: CamJob, inputs: torch.Tensor) -> _Explained:
     """A video classifier: clips of its length (the last padded with its last frame), a map per clip."""
     o = job.options
     _one_layer(job)
-    length = job.model.clip_length or 16
     t = inputs.shape[0]
-    clips = []
-    for i in range(0, t, length):
-        clip = inputs[i : i + length]
-        if clip.shape[0] < length:  # the last clip: its last frame repeated (those frames' maps are dropped)
-            clip = torch.cat([clip, clip[-1:].expand(length - clip.shape[0], *clip.shape[1:])])
-        clips.append(clip.transpose(0, 1))  # (3, L, H, W)
 
     def run(x: torch.Tensor, classes: torch.Tensor | None, signs: torch.Tensor | None) -> Explanation:
         return explain_volume(job.model.module, x, job.layers[0], job.methods, top_k=1, classes=classes,
                               signs=signs, score_batch=o.score_batch, layout=job.layouts.get(job.layers[0]),
                               scorer=job.plan.scorer, params=o.method_params)  # fmt: skip
 
-    done = _explained(job, torch.stack(clips), run)  # maps (K, clips, L, H, W) → (K, frames, H, W)
+    clips = clips_of(inputs, job.model.clip_length or 16)  # the last padded: those frames' maps are dropped
+    done = _explained(job, clips, run)  # maps (K, clips, L, H, W) → (K, frames, H, W)
     done.maps = {name: v.flatten(1, 2)[:, :t] for name, v in done.maps.items()}
     return done
 
@@ -288,31 +272,12 @@ def _write_video(
 def _volume(job: CamJob, item: InputFile) -> ImageResult:
     o, model = job.options, job.model
     _refuse_options(job)
-    if model.kind == "image":
-        raise UsageError(
-            f"{model.name} takes pictures, not volumes; give a 3-D network (--model net.pt --arch file.py:Class "
-            "--input-size D,H,W, or --arch monai:NAME) or a video classifier (its frames: the scan's first axis)"
-        )
+    check_volume_model(model)
     _one_layer(job)
-    vol = read_volume(item.path)
     m: MediaOptions = o.media
-    window = MediaOptions.pair("--intensity-window", m.window) if m.window else None
-    scan01, how = scale_intensity(vol.data, window, MediaOptions.pair("--intensity-percentiles", m.percentiles))
-    x = torch.from_numpy(np.ascontiguousarray(scan01, dtype=np.float32))[None]  # (1, C, D, H, W)
-    want = model.in_channels
-    if x.shape[1] != want:
-        if x.shape[1] != 1:
-            raise InputError(f"{item.path}: the scan has {x.shape[1]} channels, the model takes {want}")
-        x = x.expand(1, want, *x.shape[2:])
-    shape = (int(x.shape[2]), int(x.shape[3]), int(x.shape[4]))
-    # a video classifier reads the scan's first axis as time: its clip length and picture size
-    clip = (model.clip_length or 16, *model.input_size) if model.kind == "video" else None
-    size = model.volume_size or clip or shape
-    if tuple(size) != shape:
-        x = F.interpolate(x, size=tuple(size), mode="trilinear", align_corners=False)
-    if len(model.mean) == want:
-        x = (x - torch.tensor(model.mean).view(1, -1, 1, 1, 1)) / torch.tensor(model.std).view(1, -1, 1, 1, 1)
-    x = x.to(job.device)
+    v = volume_input(model, item.path, *intensity(m.window, m.percentiles))
+    vol, scan01, how, shape, size = v.vol, v.scan01, v.how, v.shape, v.size
+    x = v.x.to(job.device)
     targets = list(job.targets)
     classes = signs = None
     if targets:

@@ -147,9 +147,20 @@ class FeatureOutput:
     stats: LayerStats
     grid: str
     raw: str | None = None
+    #: a video's or volume's grid: which frame or slice it shows, and the layer's time step or depth of it
+    #: (``{"frame": 12, …, "layer_time": 1, "layer_times": 2}``, camcli.jobs.media_features); None: a picture's
+    index: dict[str, Any] | None = None
+    shown: str | None = None  # the same, in words for people (the grid's title, the summary)
 
     def paths(self) -> list[str]:
         return [self.grid] if self.raw is None else [self.grid, self.raw]
+
+    def where(self) -> str | None:
+        """``frame 12``, ``frame 12, layer time 1``, ``slice 16, layer depth 8`` (None: a picture's grid)."""
+        if self.index is None:
+            return None
+        keys = ("frame", "slice", "layer_time", "layer_depth")
+        return ", ".join(f"{k.replace('_', ' ')} {self.index[k]}" for k in keys if k in self.index)
 
     def record(self, base: Record) -> Record:
         """The manifest line: ``base`` (input, model, kind) and this output."""
@@ -162,6 +173,7 @@ class FeatureOutput:
             "channels": self.channels,
             "means": self.means,
             "stats": asdict(self.stats),
+            **({"index": self.index} if self.index is not None else {}),
             "outputs": files,
         }
 
