@@ -154,26 +154,25 @@ def _video_parts(run: Callable[[], object], classifier: bool) -> str:
     import camcli.jobs.media as job
 
     explain = "_video_clips" if classifier else "_video_frames"
-    names = ["read_video", "preprocess", "_scores", explain, "_write_video"]
+    names = ["read_video", "preprocess", explain, "_write_video"]
     with clocked(job, names) as spent:
         start = time.perf_counter()
         run()
         total = time.perf_counter() - start
-    spent[explain] -= spent["_scores"]  # the scoring pass runs inside it
-    labels = {"read_video": "decode", "preprocess": "preprocess", "_scores": "scoring pass",
-              explain: "explain", "_write_video": "overlays + video + sheet"}  # fmt: skip
+    labels = {"read_video": "decode", "preprocess": "preprocess", explain: "explain (one pass, rows of another "
+              "class again)", "_write_video": "overlays + video + sheet"}  # fmt: skip
     return _parts(spent, total, labels)
 
 
 def _volume_parts(run: Callable[[], object]) -> str:
     import camcli.jobs.media as job
 
-    names = ["read_volume", "scale_intensity", "explain_volume", "upsample_volume", "_write_volume"]
+    names = ["volume_input", "explain_volume", "upsample_volume", "_write_volume"]
     with clocked(job, names) as spent:
         start = time.perf_counter()
         run()
         total = time.perf_counter() - start
-    labels = {"read_volume": "read", "scale_intensity": "scale", "explain_volume": "explain",
+    labels = {"volume_input": "read + scale + resize", "explain_volume": "explain",
               "upsample_volume": "map to scan", "_write_volume": "NIfTI + montage"}  # fmt: skip
     return _parts(spent, total, labels)
 

@@ -75,14 +75,14 @@ def test_examples_run_as_written(page: Path, tmp_path: Path):
     (tmp_path / "examples").symlink_to(ROOT / "examples")  # "Your own model": a class of your own
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
-    for line in _shell_lines(page):
+    for line in _shell_lines(page):  # a line may take minutes (README: evaluate --method all, 13 on 2 cores)
         if NEEDS.search(line):
             continue
-        res = subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        res = subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
         assert res.returncode == 0, f"{_name(page)}: {line}\n{res.stderr[-2000:]}"
     for code in _blocks(page, "python"):
         res = subprocess.run(
-            [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+            [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800
         )
         assert res.returncode == 0, f"{_name(page)}\n{res.stderr[-2000:]}"
         if page.name == "python-api.md":
