@@ -82,3 +82,18 @@ class TinyNet(nn.Module):
 @pytest.fixture()
 def tiny() -> TinyNet:
     return TinyNet().eval()
+
+
+def make_media_files(folder: Path) -> Path:
+    """The README's clip.mp4, scan.nii.gz and net3d.pt (examples/make_media.py) written into ``folder``."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import make_media
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    make_media.clip(folder / "clip.mp4")
+    make_media.scan(folder / "scan.nii.gz")
+    make_media.net(folder / "net3d.pt")
+    return folder

@@ -9,7 +9,6 @@ video has the frames and rate of the frames explained; files that cannot be deco
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ from typer.testing import CliRunner
 
 from camcli.cli import app
 
-from .conftest import ROOT
+from .conftest import ROOT, make_media_files
 
 nib = pytest.importorskip("nibabel")
 pytest.importorskip("av")
@@ -28,15 +27,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("media")
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        import make_media
-    finally:
-        sys.path.remove(str(ROOT / "examples"))
-    make_media.clip(folder / "clip.mp4")
-    make_media.scan(folder / "scan.nii.gz")
-    make_media.net(folder / "net3d.pt")
+    folder = make_media_files(tmp_path_factory.mktemp("media"))
     return folder
 
 

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from camcli.cli import app
 
-from .conftest import ROOT
+from .conftest import ROOT, make_media_files
 
 pytest.importorskip("nibabel")
 pytest.importorskip("av")
@@ -32,15 +32,7 @@ NET3D = ["--arch", f"{ROOT / 'examples' / 'net3d.py'}:Net3d", "--input-size", "3
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("media")
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        import make_media
-    finally:
-        sys.path.remove(str(ROOT / "examples"))
-    make_media.clip(folder / "clip.mp4")
-    make_media.scan(folder / "scan.nii.gz")
-    make_media.net(folder / "net3d.pt")
+    folder = make_media_files(tmp_path_factory.mktemp("media"))
     return folder
 
 

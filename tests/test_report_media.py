@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -21,7 +20,7 @@ from typer.testing import CliRunner
 
 from camcli.cli import app
 
-from .conftest import ROOT, SAMPLES
+from .conftest import ROOT, SAMPLES, make_media_files
 from .test_report import _chromium, needs_browser
 
 nib = pytest.importorskip("nibabel")
@@ -34,15 +33,7 @@ runner = CliRunner()
 def media(tmp_path_factory) -> Path:
     """A picture and a video explained by the bundled picture model, a scan by the example 3-D net, all in one
     folder; the last run (``--report``) builds the report."""
-    folder = tmp_path_factory.mktemp("media")
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        import make_media
-    finally:
-        sys.path.remove(str(ROOT / "examples"))
-    make_media.clip(folder / "clip.mp4")
-    make_media.scan(folder / "scan.nii.gz")
-    make_media.net(folder / "net3d.pt")
+    folder = make_media_files(tmp_path_factory.mktemp("media"))
     (folder / "cat.png").write_bytes((SAMPLES / "chelsea.png").read_bytes())
     out = folder / "out"
     res = runner.invoke(app, ["gradcam", str(folder / "clip.mp4"), str(folder / "cat.png"), "--out", str(out), "-q"])
