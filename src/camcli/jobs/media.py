@@ -95,12 +95,6 @@ def _frames_tag(m: MediaOptions) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ shared
-def _class_tensors(targets: list[Target], batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-    classes = torch.tensor([[t.index for t in targets]] * batch)
-    signs = torch.tensor([[-1.0 if t.negate else 1.0 for t in targets]] * batch)
-    return classes, signs
-
-
 def _refuse_options(job: CamJob) -> None:
     o = job.options
     if o.references or o.prompts or o.targets_file or o.threshold is not None:
@@ -150,21 +144,15 @@ def _video(job: CamJob, item: InputFile) -> ImageResult:
     )
 
 
-Run = Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor | None], Explanation]
+Run = Callable[[torch.Tensor, list[Target] | None], Explanation]  # rows, their targets (None: each row's top)
 
 
 def _explained(job: CamJob, rows: torch.Tensor, run: Run) -> _Explained:
-    """Every row (a frame or a clip) explained in batches by ``run(x, classes, signs)``, for the class most probable
+    """Every row (a frame or a clip) explained in batches by ``run(x, targets)``, for the class most probable
     on average over the rows (or ``--target``'s): one pass explains each row's own top class and gives every
     probability; the rows whose top class is not the one chosen are explained again for it (none, when the
     input's frames agree). Maps: per method (K, rows, …)."""
     b, device, given = job.batch_size, job.device, list(job.targets)
-
-    def fixed(n: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        if not given:
-            return None, None
-        classes, signs = _class_tensors(given, n)
-        return classes.to(device), signs.to(device)
 
     def batch(x: torch.Tensor) -> torch.Tensor:
         x = x.to(device)  # channels last for a picture model on the CPU, as the picture runner does
@@ -173,7 +161,7 @@ def _explained(job: CamJob, rows: torch.Tensor, run: Run) -> _Explained:
     probs, tops, maps = [], [], dict[str, list[torch.Tensor]]()
     for i in range(0, len(rows), b):
         x = batch(rows[i : i + b])
-        ex = run(x, *fixed(x.shape[0]))
+        ex = run(x, given or None)
         probs.append(ex.probs.float().cpu())
         tops.append(ex.classes[:, 0].cpu())
         for name, v in ex.by_method.items():
@@ -184,8 +172,7 @@ def _explained(job: CamJob, rows: torch.Tensor, run: Run) -> _Explained:
     redo = (torch.cat(tops) != targets[0].index).nonzero().flatten() if not given else torch.zeros(0, dtype=torch.long)
     for j in range(0, len(redo), b):
         idx = redo[j : j + b]
-        classes, signs = _class_tensors(targets, len(idx))
-        ex = run(batch(rows[idx]), classes.to(device), signs.to(device))
+        ex = run(batch(rows[idx]), targets)
         for name, v in ex.by_method.items():
             by[name][idx] = v.float().cpu()
     return _Explained(mean, targets, {name: v.transpose(0, 1) for name, v in by.items()})
@@ -195,9 +182,9 @@ def _video_frames(job: CamJob, inputs: torch.Tensor) -> _Explained:
     """A picture model: the frames in batches, one map per frame at the layer's grid (or the input's size)."""
     o = job.options
 
-    def run(x: torch.Tensor, classes: torch.Tensor | None, signs: torch.Tensor | None) -> Explanation:
+    def run(x: torch.Tensor, targets: list[Target] | None) -> Explanation:
         return explain_smooth(job.model.module, x, job.layers, job.methods, smooth=o.smooth, noise=o.noise,
-                              aug=o.aug_smooth, top_k=1, classes=classes, signs=signs, score_batch=o.score_batch,
+                              aug=o.aug_smooth, targets=targets, top_k=1, score_batch=o.score_batch,
                               layouts=job.layouts, params=o.method_params, mean_std=(job.model.mean, job.model.std),
                               scorer=job.plan.scorer)  # fmt: skip
 
@@ -210,9 +197,9 @@ def _video_clips(job: CamJob, inputs: torch.Tensor) -> _Explained:
     _one_layer(job)
     t = inputs.shape[0]
 
-    def run(x: torch.Tensor, classes: torch.Tensor | None, signs: torch.Tensor | None) -> Explanation:
-        return explain_volume(job.model.module, x, job.layers[0], job.methods, top_k=1, classes=classes,
-                              signs=signs, score_batch=o.score_batch, layout=job.layouts.get(job.layers[0]),
+    def run(x: torch.Tensor, targets: list[Target] | None) -> Explanation:
+        return explain_volume(job.model.module, x, job.layers[0], job.methods, targets, top_k=1,
+                              score_batch=o.score_batch, layout=job.layouts.get(job.layers[0]),
                               scorer=job.plan.scorer, params=o.method_params)  # fmt: skip
 
     clips = clips_of(inputs, job.model.clip_length or 16)  # the last padded: those frames' maps are dropped
@@ -247,14 +234,19 @@ def _write_video(
     resize = upsample if job.model.kind == "video" else upsample_normalized
     full = [resize(maps[i], size) for i in range(len(frames))]
 
+    shown = [int(i) for i in np.unique(np.linspace(0, len(frames) - 1, min(SHEET_FRAMES, len(frames))).round())]
+    kept: dict[int, Image.Image] = {}  # the sheet's frames, kept as the video's are drawn
+
     def overlays() -> Iterator[np.ndarray]:
-        for frame, cam in zip(frames, full, strict=True):
-            yield np.asarray(render.overlay(Image.fromarray(frame), cam.numpy(), o.colormap, o.alpha, o.blend))
+        for i, (frame, cam) in enumerate(zip(frames, full, strict=True)):
+            picture = render.overlay(Image.fromarray(frame), cam.numpy(), o.colormap, o.alpha, o.blend)
+            if i in shown:
+                kept[i] = picture
+            yield np.asarray(picture)
 
     codec = write_video(path, overlays(), rate)
     files: dict[str, Any] = {"overlay": str(path), "codec": codec}
-    shown = np.unique(np.linspace(0, len(frames) - 1, min(SHEET_FRAMES, len(frames))).round().astype(int))
-    tiles = [render.overlay(Image.fromarray(frames[i]), full[i].numpy(), o.colormap, o.alpha, o.blend) for i in shown]
+    tiles = [kept[i] for i in shown]
     name = job.target_name(target)
     captions = [f"{target.index} {name} · {times[i]:.2f} s" for i in shown]
     title = f"{item.rel} · {method} · {job.model.name} · {len(shown)} of {len(frames)} frames"
@@ -279,10 +271,7 @@ def _volume(job: CamJob, item: InputFile) -> ImageResult:
     vol, scan01, how, shape, size = v.vol, v.scan01, v.how, v.shape, v.size
     x = v.x.to(job.device)
     targets = list(job.targets)
-    classes = signs = None
-    if targets:
-        classes, signs = (t.to(job.device) for t in _class_tensors(targets, 1))
-    ex = explain_volume(model.module, x, job.layers[0], job.methods, top_k=1, classes=classes, signs=signs,
+    ex = explain_volume(model.module, x, job.layers[0], job.methods, targets or None, top_k=1,
                         score_batch=o.score_batch, layout=job.layouts.get(job.layers[0]), scorer=job.plan.scorer,
                         params=o.method_params)  # fmt: skip
     probs = ex.probs[0].float().cpu()
