@@ -87,6 +87,8 @@ ACCEPTED = {
     ("--finer-alpha", "0"),  # Finer-CAM without its rivals: the base method's own map
     ("--frame", "0"),  # features: a video's first frame
     ("--slice", "0"),  # features: a volume's first slice
+    ("--tolerance", "0"),  # evaluate: the pointing game without tolerance (Quantus's)
+    ("--iou-threshold", "0"),  # evaluate: the whole map is its region
 }
 
 

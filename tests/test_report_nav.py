@@ -178,7 +178,7 @@ def test_the_data_of_objects_baselines_and_statuses(detected, evaluated, mixed):
     ]
     assert run["keys"] == ["deletion_auc", "avg_drop", "increase"] and all(r["n"] == 2 for r in run["rows"])
     assert data["evaluate"]["scores"]["deletion_auc"]["better"] == "lower"
-    assert [p["name"] for p in data["evaluate"]["plots"]] == ["curves.png", "leaderboard.png"]
+    assert [p["name"] for p in data["evaluate"]["plots"]] == ["curves.png", "scores.png", "leaderboard.png"]
     assert (evaluated / "index.html").is_file()
     data = _data(mixed)
     assert data["baselines"] == ["random"] and "random" not in data["methods"]

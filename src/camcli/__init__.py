@@ -21,7 +21,7 @@ _LAZY = {
     "FeatureOptions": "camcli.options",
     "EvalOptions": "camcli.options",
     "EvaluateJob": "camcli.jobs.evaluate",
-    "evaluate_files": "camcli.jobs.evaluate",
+    "evaluate_files": "camcli.jobs.api",
     "CamJob": "camcli.jobs.cam",
     "explain_files": "camcli.jobs.api",
     "FeatureJob": "camcli.jobs.features",

@@ -23,6 +23,8 @@ from .errors import UsageError
 from .media_options import FeatureMediaOptions, MediaOptions
 from .method_params import METHOD_NAMES as METHOD_NAMES  # (re-exported: the CLI and tests read it here)
 from .method_params import MethodParams
+from .metric_names import METRICS as METRICS  # `camcli evaluate --metric` (re-exported: the CLI reads it here)
+from .metric_names import check_metrics, chosen_metrics
 
 BUNDLED = "efficientnet_lite0"  # the offline default model
 # Pillow's own default guard (Image.MAX_IMAGE_PIXELS = 1024 * 1024 * 1024 // 4 // 3), written out so this module
@@ -325,7 +327,6 @@ class FeatureOptions(RunOptions):
             raise UsageError(f"--normalize {self.normalize!r}: use tile or layer")
 
 
-METRICS = ("deletion", "insertion", "drop", "road")  # `camcli evaluate --metric` (drop: Average Drop + Increase)
 PERTURB_BASELINES = ("zero", "blur", "mean")  # what deleted pixels become (camcli.metrics.faithfulness)
 MAX_STEPS = 1024  # deletion/insertion steps per curve
 
@@ -335,7 +336,12 @@ class EvalOptions(RunOptions):
     """Options of `camcli evaluate`: which methods and metrics, on which classes (see camcli.metrics)."""
 
     methods: list[str] = field(default_factory=lambda: [DEFAULT_METHOD])
-    metrics: list[str] = field(default_factory=lambda: list(METRICS))
+    metrics: list[str] = field(default_factory=list)  # empty: all the run allows (camcli.metric_names)
+    annotations: str | None = None  # ground truth: COCO JSON, VOC folder, mask folder or CSV (camcli.io.annotations)
+    annotation_classes: str | None = None  # JSON: annotation class → the model's class name(s)
+    tolerance: float = 15.0  # pointing game: pixels of the model's input around the object (Zhang et al. 2018)
+    iou_threshold: float = 0.5  # iou: the map's pixels at or above this fraction of its maximum
+    truth_overlays: bool = True  # with --annotations: each method's map with the ground truth's outline, per image
     targets: list[str] = field(default_factory=list)  # empty: each image's top class
     steps: int = 32  # deletion/insertion steps
     baseline: str | None = None  # None: RISE's choice, zero for deletion and blur for insertion
@@ -359,9 +365,7 @@ class EvalOptions(RunOptions):
         super().check()
         check_target_fields(self)
         self.method_params.check("--attr-steps", "--attr-baseline")
-        unknown = [m for m in self.metrics if m not in METRICS]
-        if unknown:
-            raise UsageError(f"--metric {unknown[0]!r}: use {', '.join(METRICS)}")
+        check_metrics(self.metrics, self.annotations, self.annotation_classes, self.tolerance, self.iou_threshold)
         if self.baseline is not None and self.baseline not in PERTURB_BASELINES:
             raise UsageError(f"--baseline {self.baseline!r}: use {', '.join(PERTURB_BASELINES)}")
         _at_least("--steps", self.steps, 2)
@@ -372,6 +376,10 @@ class EvalOptions(RunOptions):
         _at_least("--road-noise", self.road_noise, 0)
         _at_most("--road-noise", self.road_noise, MAX_NOISE)
         self.percents()
+
+    def chosen_metrics(self) -> list[str]:
+        """The metrics measured: ``metrics``, or all the run allows (localisation with ``annotations``)."""
+        return chosen_metrics(self.metrics, self.annotations is not None)
 
     def percents(self) -> list[int]:
         """``--road-percents`` as numbers (each 1…99)."""

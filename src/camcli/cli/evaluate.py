@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..options import DEFAULT_METHOD, METRICS, PERTURB_BASELINES, EvalOptions
+from ..options import DEFAULT_METHOD, PERTURB_BASELINES, EvalOptions
 from ..profiling import phase
 from .boundary import EXIT_OK, guarded
 from .cam_opts import EvalMethodArgs, TargetArgs, method_option, target_option
@@ -17,12 +17,18 @@ from .report import ReportOpt, build_and_tell
 from .runs import complete_and_count, run_with_report
 
 METRIC_HELP = (
-    "Metric, repeatable: deletion, insertion (RISE, Petsiuk et al. 2018: the class probability as the map's "
-    "pixels are removed / revealed, highest first; area under the curve), drop (Average Drop relu(s−m)/s and "
-    "Increase in Confidence m>s, Chattopadhyay et al. 2018, with the input multiplied by the map), road (ROAD, "
+    "Metric, repeatable. Faithfulness: deletion, insertion (RISE, Petsiuk et al. 2018: the class probability as "
+    "the map's pixels are removed / revealed, highest first; area under the curve), drop (Average Drop relu(s−m)/s "
+    "and Increase in Confidence m>s, Chattopadhyay et al. 2018, with the input multiplied by the map), road (ROAD, "
     "Rong et al. 2022: the change of probability after the most / least relevant pixels are imputed; combined "
-    "(LeRF−MoRF)/2). \\[default: all]"
+    "(LeRF−MoRF)/2). Against --annotations: pointing (the map's maximum on the object, Zhang et al. 2018), "
+    "energy-pointing (share of the map in the object's box, Score-CAM), relevance-mass, relevance-rank (Arras et "
+    "al. 2022), iou (the map above --iou-threshold of its maximum vs the object). Of the map: sparseness (Gini "
+    "index), complexity (entropy). random-logit (Sixt et al. 2020: SSIM with a random other class's map; makes "
+    "the maps twice, so only when named). \\[default: the faithfulness ones; with --annotations also the "
+    "localisation and complexity ones]"
 )
+TRUTH = "Ground truth"
 
 
 @shared_options
@@ -35,7 +41,7 @@ def evaluate(
     target: Annotated[list[str] | None, target_option("each image's top class")] = None,
     metric: Annotated[
         list[str] | None,
-        typer.Option("--metric", help=METRIC_HELP, metavar="|".join(METRICS), rich_help_panel=EXPLAIN),
+        typer.Option("--metric", help=METRIC_HELP, metavar="NAME", rich_help_panel=EXPLAIN),
     ] = None,
     steps: Annotated[
         int,
@@ -88,6 +94,53 @@ def evaluate(
     sanity_steps: Annotated[
         int, typer.Option("--sanity-steps", help="Sanity check: randomisation steps.", rich_help_panel=EXPLAIN)
     ] = EvalOptions.sanity_steps,
+    annotations: Annotated[
+        str | None,
+        typer.Option(
+            "--annotations",
+            help="Ground truth to compare the maps with: a COCO instances .json (boxes, polygons, RLE), a folder "
+            "of Pascal VOC .xml, a folder of masks named like the inputs, or a .csv of boxes "
+            "(input,class,x0,y0,x1,y1). Adds the localisation metrics and a picture per image and method with the "
+            "object's outline.",
+            metavar="PATH",
+            rich_help_panel=TRUTH,
+        ),
+    ] = None,
+    annotation_classes: Annotated[
+        str | None,
+        typer.Option(
+            "--annotation-classes",
+            help='JSON mapping the annotation\'s classes to the model\'s: {"cat": ["tabby", "Egyptian cat"]} '
+            "(without it: classes of the same name).",
+            metavar="FILE",
+            rich_help_panel=TRUTH,
+        ),
+    ] = None,
+    tolerance: Annotated[
+        float,
+        typer.Option(
+            "--tolerance",
+            help="pointing: a hit within this many pixels of the model's input around the object (Zhang et al.).",
+            rich_help_panel=TRUTH,
+        ),
+    ] = EvalOptions.tolerance,
+    iou_threshold: Annotated[
+        float,
+        typer.Option(
+            "--iou-threshold",
+            help="iou: the map's pixels at or above this fraction of its maximum are its region.",
+            rich_help_panel=TRUTH,
+        ),
+    ] = EvalOptions.iou_threshold,
+    truth_overlays: Annotated[
+        bool,
+        typer.Option(
+            "--truth-overlays/--no-truth-overlays",
+            help="With --annotations: write each method's map with the object's outline and the map's maximum "
+            "(a.jpg.gradcam.truth.285-Egyptian_cat.png), shown by the report.",
+            rich_help_panel=TRUTH,
+        ),
+    ] = True,
     report: ReportOpt = False,
     score_batch: Annotated[
         int, typer.Option(help="Masked images per forward pass for scorecam.", rich_help_panel=RUN)
@@ -96,8 +149,9 @@ def evaluate(
     params: EvalMethodArgs,
     run: BatchArgs,
 ) -> None:
-    """Measure how faithful each method's maps are: a table per method (mean ± 95 % interval), a record per
-    image, method and class in OUT/metrics.jsonl, and the plots OUT/curves.png (or OUT/sanity.png).
+    """Measure how faithful each method's maps are, and with --annotations whether they point at the object: a
+    table per method (mean ± 95 % interval, beside maps that explain nothing), a record per image, method and class
+    in OUT/metrics.jsonl, and the plots OUT/curves.png, OUT/scores.png (or OUT/sanity.png).
 
     Example: camcli evaluate sample_images --method gradcam --method layercam --out eval/
     """
@@ -111,7 +165,12 @@ def evaluate(
             layers=list(layer or []),
             methods=list(method or [DEFAULT_METHOD]),
             targets=list(target or []),
-            metrics=list(metric or METRICS),
+            metrics=list(metric or []),
+            annotations=annotations,
+            annotation_classes=annotation_classes,
+            tolerance=tolerance,
+            iou_threshold=iou_threshold,
+            truth_overlays=truth_overlays,
             steps=steps,
             baseline=baseline,
             road_percents=road_percents,
@@ -146,6 +205,7 @@ def _summarize(job: object, *, quiet: bool) -> None:
         plot_curves,
         plot_leaderboard,
         plot_sanity,
+        plot_scores,
         sanity_rows,
     )
     from ..jobs.evaluate import EvaluateJob
@@ -165,6 +225,7 @@ def _summarize(job: object, *, quiet: bool) -> None:
     else:
         columns, rows = metric_rows(summaries, job.forwards_per_image())
         plotted = plot_curves(summaries, o.out / job.plot_name("curves"), title)
+        scored = plot_scores(summaries, o.out / job.plot_name("scores"), title)
         ranked = plot_leaderboard(summaries, o.out / job.plot_name("leaderboard"), title)
         what = "mean ± 95 % interval over n (image, class) pairs; rank: mean rank over the scores (1 = best)"
     if not quiet:
@@ -173,5 +234,10 @@ def _summarize(job: object, *, quiet: bool) -> None:
             console.info(line)
         if plotted:
             console.info(f"plot: {o.out / job.plot_name('sanity' if o.sanity else 'curves')}")
+        if not o.sanity and scored:
+            console.info(f"scores beside the baselines: {o.out / job.plot_name('scores')}")
         if not o.sanity and ranked:
             console.info(f"leaderboard: {o.out / job.plot_name('leaderboard')}")
+        if job.truth is not None:
+            for line in job.truth.end_lines(o.annotations or ""):
+                console.info(line)

@@ -23,12 +23,24 @@ SCORES: dict[str, tuple[str, str, str]] = {
     "road_combined": ("ROAD", "higher", "(LeRF − MoRF) / 2: removing the least relevant pixels should hurt less"),
     "road_morf": ("ROAD MoRF", "lower", "change of probability with the most relevant pixels removed and imputed"),
     "road_lerf": ("ROAD LeRF", "higher", "change of probability with the least relevant pixels removed and imputed"),
+    "pointing": ("pointing", "higher", "how often the map's maximum falls on the object (within the tolerance)"),
+    "energy_pointing": ("energy pointing", "higher", "the share of the map's sum inside the object's bounding box"),
+    "relevance_mass": ("relevance mass", "higher", "the share of the map's sum inside the object's mask"),
+    "relevance_rank": ("relevance rank", "higher", "the share of the map's K top pixels on the object (K: its size)"),
+    "iou": ("IoU", "higher", "overlap of the map's pixels above the threshold with the object (intersection / union)"),
+    "sparseness": ("sparseness", "higher", "the Gini index of the map: a few pixels hold most of it"),
+    "complexity": ("complexity", "lower", "the entropy of the map as a distribution: how spread out it is"),
+    "random_logit": ("random logit", "lower", "SSIM of the map with the map of a random other class: should differ"),
 }
 ARROWS = {"lower": "↓", "higher": "↑"}
 # the columns of the summary: record key, heading (with which way is better)
 SUMMARY_METRICS = [
     (k, f"{SCORES[k][0]} {ARROWS[SCORES[k][1]]}")
-    for k in ("deletion_auc", "insertion_auc", "avg_drop", "increase", "road_combined")
+    for k in (
+        *("deletion_auc", "insertion_auc", "avg_drop", "increase", "road_combined"),
+        *("pointing", "energy_pointing", "relevance_mass", "relevance_rank", "iou"),
+        *("sparseness", "complexity", "random_logit"),
+    )
 ]
 FORWARDS = "map_forwards"  # MethodSummary.values' key of the forward passes a map cost per image
 SANITY_FAIL = 0.5  # a method whose mean rank correlation stays above this after full randomisation fails
@@ -164,11 +176,13 @@ def metric_rows(summaries: dict[str, MethodSummary], cost: dict[str, int]) -> tu
     for name in leaderboard(summaries):
         s = summaries[name]
         cells = []
-        n = 0
-        for key, _ in keys:
-            m = s.mean_ci(key)
-            n = max(n, m[2] if m else 0)
-            cells.append("—" if m is None else f"{m[0]:.3f} ± {m[1]:.3f}" if math.isfinite(m[1]) else f"{m[0]:.3f}")
+        measured = [s.mean_ci(key) for key, _ in keys]
+        n = max((m[2] for m in measured if m), default=0)
+        for m in measured:  # a score measured on fewer pairs (localisation: the annotated ones) says on how many
+            few = f" (n={m[2]})" if m and m[2] < n else ""
+            cells.append(
+                "—" if m is None else f"{m[0]:.3f} ± {m[1]:.3f}{few}" if math.isfinite(m[1]) else f"{m[0]:.3f}{few}"
+            )
         label = f"{name} (baseline)" if s.baseline else name
         rank = f"{mean_rank(table[name]):.1f}" if table[name] else "—"
         extra = [_count(method_cost.get(name))] if method_cost else []
@@ -309,5 +323,40 @@ def plot_leaderboard(summaries: dict[str, MethodSummary], path: Path, title: str
     ax.set_yticks(range(len(order)), labels, fontsize=8)
     ax.tick_params(length=0)
     fig.suptitle(f"{title}: rank per score (1 = best)", fontsize=10)
+    _save(fig, path)
+    return True
+
+
+def plot_scores(summaries: dict[str, MethodSummary], path: Path, title: str) -> bool:
+    """Each summary score as bars, a bar per map in the leaderboard's order (grey and hatched: the baselines), with
+    its 95 % interval → ``path``; False when nothing was measured."""
+    keys = [(k, head) for k, head in SUMMARY_METRICS if any(s.mean_ci(k) for s in summaries.values())]
+    if not keys:
+        return False
+    order = leaderboard(summaries)
+    columns = min(4, len(keys))
+    rows = -(-len(keys) // columns)
+    fig = _figure(3.2 * columns, 0.8 + (0.5 + 0.22 * len(order)) * rows)
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for n, ax in enumerate(axes.flat):
+        if n >= len(keys):
+            ax.set_axis_off()
+            continue
+        key, head = keys[n]
+        cells = [summaries[name].mean_ci(key) for name in order]
+        means = [c[0] if c else math.nan for c in cells]
+        errors = [c[1] if c and math.isfinite(c[1]) else 0.0 for c in cells]
+        ys = range(len(order))
+        baseline = [summaries[name].baseline for name in order]
+        bars = ax.barh(ys, means, xerr=errors, color=["#bbbbbb" if b else "#3b78b0" for b in baseline], capsize=2)
+        for bar, b in zip(bars, baseline, strict=True):
+            if b:
+                bar.set_hatch("//")
+        ax.set_yticks(ys, order if n % columns == 0 else [""] * len(order), fontsize=7)
+        ax.invert_yaxis()
+        ax.set_title(head, fontsize=9)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(f"{title}: each score beside the baselines (hatched), mean ± 95 % interval", fontsize=10)
     _save(fig, path)
     return True

@@ -9,150 +9,37 @@ per image (the summary table and the plots are made from the records at the end,
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..engine.layers import LayerInfo
 from ..engine.scoring import Slots
 from ..engine.targets import Target
-from ..errors import InputError, UsageError
-from ..io.inputs import InputFile, input_key
-from ..io.manifest import manifest_name
+from ..errors import InputError
+from ..io.inputs import InputFile
+from ..io.outputs import cam_output_path, owner_tag
 from ..io.picture import Picture
-from ..methods import CamMethod, explain, for_model, get_methods, left_out_note, upsample_normalized
+from ..methods import CamMethod, explain, upsample_normalized
 from ..methods.costs import counting_forwards
-from ..metrics import BASELINE_MAPS, baseline_maps, cascade, deletion_insertion, drop_increase, road
-from ..models import LoadedModel
-from ..options import DEFAULT_METHOD, EvalOptions
+from ..metrics import (
+    BASELINE_MAPS,
+    baseline_maps,
+    cascade,
+    deletion_insertion,
+    drop_increase,
+    other_classes,
+    road,
+)
 from ..steps import counting
-from .eval_summary import matching_records
-from .job import Job
+from .eval_run import EvalRun, EvalScores
+from .eval_truth import BatchTruth, map_scores, truth_picture
 from .results import EvalOutput, ImageResult, Record
-from .runner import ResultCallback, run_job
-from .targeting import TargetPlan, plan_targets
 
 
-@dataclass
-class EvalScores:
-    """What :meth:`EvaluateJob.compute` hands to :meth:`EvaluateJob.write` for one image."""
-
-    probs: torch.Tensor  # (num_classes,)
-    outputs: list[EvalOutput]
-    missing: bool = False  # --targets-file names no target for this image
-
-
-class EvaluateJob(Job[EvalScores]):
+class EvaluateJob(EvalRun):
     """Measures the maps of one or more methods (and the baseline maps) with the chosen metrics."""
 
-    options: EvalOptions
-    label = "evaluating"
-    manifest_stem = "metrics"
-
-    def __init__(self, options: EvalOptions, model: LoadedModel | None = None) -> None:
-        self.options = options
-        self._measured: set[tuple[int, str, Any]] | None = None  # (input, map, target) recorded with these settings
-        super().__init__(options, model)
-
-    def prepare_options(self) -> None:
-        self.methods: list[CamMethod] = get_methods(self.options.methods or [DEFAULT_METHOD])
-        self.percents = self.options.percents()
-
-    def prepare_model(self, infos: list[LayerInfo]) -> None:
-        if self.model.task != "classification":
-            raise UsageError(
-                f"camcli evaluate measures classifiers' maps; {self.model.name} is a {self.model.task} model"
-            )
-        if self.options.threshold is not None:
-            raise UsageError(
-                "camcli evaluate measures one target per image and class; instead of --threshold, name the labels "
-                "with --target, or each image's with --targets-file"
-            )
-        self.plan: TargetPlan = plan_targets(self.model, self.options)
-        self.targets: list[Target] = self.plan.targets
-        self.methods, self.left_out = for_model(self.options.methods, self.methods, self.model.module, self.layers)
-
-    def class_name(self, index: int) -> str:
-        return self.plan.class_name(index)
-
-    def value_label(self) -> str:
-        return self.plan.value_label()
-
-    def header(self) -> str:
-        o = self.options
-        what = "sanity check" if o.sanity else "metrics " + ", ".join(o.metrics)
-        return (
-            f"model {self.model.name}{self.weights_note()} · {self.layer_note(self.methods)} · "
-            f"method {', '.join(m.name for m in self.methods)}"
-            f"{left_out_note(self.left_out)}{o.method_params.note([m.name for m in self.methods])} · {what} · "
-            f"{self.plan.describe()} · device {self.device}"
-        )
-
-    def settings(self) -> dict[str, Any]:
-        o = self.options
-        return {
-            **super().settings(),
-            "metrics": [] if o.sanity else list(o.metrics),
-            "steps": o.steps,
-            "baseline": o.baseline,
-            "road_percents": self.percents,
-            "road_noise": o.road_noise,
-            "sanity": o.sanity,
-            "sanity_steps": o.sanity_steps if o.sanity else None,
-            "targets": [str(t) for t in self.targets],
-            **self.plan.settings(),
-            **o.method_params.setting([m.name for m in self.methods]),
-        }
-
-    def record_base(self) -> dict[str, Any]:
-        """What every record of this run shares besides the input: its kind, model, layer and settings."""
-        layer = "+".join(self.layers)
-        return {"kind": "evaluate", "model": self.model.name, "layer": layer, "settings": self.record_settings}
-
-    def row_names(self) -> list[str]:
-        """The maps measured: the methods, then the baseline maps (the method ``random``, when asked for, is the
-        random row)."""
-        names = [m.name for m in self.methods]
-        baselines = list(BASELINE_MAPS) if self.options.baselines and not self.options.sanity else []
-        return names + [b for b in baselines if b not in names]
-
-    def plot_name(self, kind: str) -> str:
-        """``curves.png`` / ``sanity.png``; a shard's own: ``curves.shard-3-of-8.png``."""
-        return manifest_name(self.options.shard, kind).removesuffix(".jsonl") + ".png"
-
-    def forwards_per_image(self) -> dict[str, int]:
-        """Forward passes each map costs per image and class (besides the one that made the maps): a curve's
-        points, the masked input and its reference, ROAD's imputed inputs and its reference."""
-        o = self.options
-        n = 0
-        n += (o.steps + 1) if "deletion" in o.metrics else 0
-        n += (o.steps + 1) if "insertion" in o.metrics else 0
-        n += 2 if "drop" in o.metrics else 0
-        n += 1 + 2 * len(self.percents) if "road" in o.metrics else 0
-        return dict.fromkeys(self.row_names(), n)
-
-    def outputs_exist(self, item: InputFile) -> bool:
-        """No files, only records: done when every map of this run has an ok record for the input made with
-        these settings (another --steps, --method or --layer measures it again)."""
-        if self._measured is None:
-            self._measured = set()
-            o, base = self.options, self.record_base()
-            for name in dict.fromkeys([f"{self.manifest_stem}.jsonl", manifest_name(o.shard, self.manifest_stem)]):
-                for rec in matching_records(o.out / name, base):
-                    if isinstance(rec.get("input"), str):
-                        self._measured.add((input_key(Path(rec["input"])), str(rec.get("method")), rec.get("target")))
-        key = input_key(item.path)
-        if self.plan.per_image is not None:  # the target the file gives it now (the file may have changed)
-            own = self.plan.for_images((item,))[0]
-            return own is not None and all((key, n, str(own)) in self._measured for n in self.row_names())
-        measured = {(k, n) for k, n, _ in self._measured}
-        return all((key, name) in measured for name in self.row_names())
-
-    # --------------------------------------------------------------------------------------- compute
     def _maps(
         self,
         model: nn.Module,
@@ -208,12 +95,14 @@ class EvaluateJob(Job[EvalScores]):
         scores: dict[str, dict[str, Any]] = {name: {} for name in rows}
         curves: dict[str, dict[str, torch.Tensor]] = {name: {} for name in rows}
         sanity: dict[str, list[dict[str, Any]]] = {}
+        truth: BatchTruth | None = None
         if o.sanity:
             sanity = self._sanity(model, x, ex.classes, ex.signs)
         else:  # the perturbed inputs are counted as they go through the model: progress inside the batch
             with counting("perturbed inputs", sum(self.forwards_per_image().values()) * xs.shape[0]):
                 for name, (m, _) in rows.items():
                     self._measure(model, xs, m, classes, scores[name], curves[name])
+            truth = self._map_scores(model, x, ex.classes, ex.signs, rows, scores)
         out = []
         for i in range(x.shape[0]):
             outputs = []
@@ -241,7 +130,16 @@ class EvaluateJob(Job[EvalScores]):
                             None if is_baseline else self.map_forwards.get(name),
                         )
                     )
-            out.append(EvalScores(ex.probs[i].cpu(), outputs, missing[i]))
+            scored = EvalScores(ex.probs[i].cpu(), outputs, missing[i])
+            if truth is not None:
+                scored.truth_error = truth.errors[i]
+                n = len(rows)
+                scored.pictures = [
+                    (output, rows[output.method][0][i * k + j // n].cpu(), truth, i * k + j // n)
+                    for j, output in enumerate(outputs)
+                    if not output.baseline and bool(truth.known[i * k + j // n])
+                ]
+            out.append(scored)
         return out
 
     def _measure(
@@ -254,8 +152,8 @@ class EvaluateJob(Job[EvalScores]):
         curves: dict[str, torch.Tensor],
     ) -> None:
         """One map's metrics for a batch (a row per image and class): into ``scores`` and ``curves``."""
-        o, chunk = self.options, self.batch_size
-        if "deletion" in o.metrics or "insertion" in o.metrics:
+        o, chunk, metrics = self.options, self.batch_size, self.metrics
+        if "deletion" in metrics or "insertion" in metrics:
             c = deletion_insertion(
                 model,
                 xs,
@@ -267,12 +165,12 @@ class EvaluateJob(Job[EvalScores]):
                 chunk=chunk,
             )
             for metric in ("deletion", "insertion"):
-                if metric in o.metrics:
+                if metric in metrics:
                     scores[f"{metric}_auc"] = getattr(c, f"{metric}_auc")
                     curves[metric] = getattr(c, metric)
-        if "drop" in o.metrics:
+        if "drop" in metrics:
             scores["avg_drop"], scores["increase"] = drop_increase(model, xs, m, classes, chunk)
-        if "road" in o.metrics:
+        if "road" in metrics:
             r = road(model, xs, m, classes, self.percents, noise=o.road_noise, chunk=chunk)
             scores["road_morf"] = torch.stack(list(r.morf.values())).mean(0)
             scores["road_lerf"] = torch.stack(list(r.lerf.values())).mean(0)
@@ -280,6 +178,32 @@ class EvaluateJob(Job[EvalScores]):
             for q in self.percents:
                 scores[f"road_morf@{q}"] = r.morf[q]
                 scores[f"road_lerf@{q}"] = r.lerf[q]
+
+    def _map_scores(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        classes: torch.Tensor,
+        signs: torch.Tensor | None,
+        rows: dict[str, tuple[torch.Tensor, bool]],
+        scores: dict[str, dict[str, Any]],
+    ) -> BatchTruth | None:
+        """The scores read off the maps (a row per image and class) into ``scores``: localisation against the ground
+        truth (returned, for the pictures), complexity, and random-logit (the maps of a random other class)."""
+        o, metrics = self.options, self.metrics
+        truth = None
+        if self.truth is not None:
+            grid = (int(x.shape[-2]), int(x.shape[-1]))
+            truth = self.truth.batch(self.batch_inputs, self.picture_sizes, classes, grid, o.max_size is not None)
+        other: dict[str, torch.Tensor] = {}
+        if "random-logit" in metrics:
+            spent = self.map_forwards  # (what the maps cost is the explained class's)
+            others = other_classes(classes.flatten(), len(self.plan.names), o.method_params.seed).view_as(classes)
+            other = self._maps(model, x, others.to(classes.device), self.methods, signs)[1]
+            self.map_forwards = spent
+        for name, (m, _) in rows.items():
+            scores[name] |= map_scores(m, other.get(name), truth, metrics, o.tolerance, o.iou_threshold)
+        return truth
 
     def _sanity(
         self, model: nn.Module, x: torch.Tensor, classes: torch.Tensor, signs: torch.Tensor | None
@@ -312,10 +236,26 @@ class EvaluateJob(Job[EvalScores]):
             raise InputError(
                 f"{item.path}: the model's output is not finite (NaN or Inf) for this image; check the weights"
             )
+        if computed.truth_error is not None:
+            raise InputError(computed.truth_error)
+        if self.options.truth_overlays:
+            self._truth_pictures(item, picture, computed)
         preds = self.predictions(probs)
         return ImageResult(
             item.display, True, size=(picture.width, picture.height), predictions=preds, written=list(computed.outputs)
         )
+
+    def _truth_pictures(self, item: InputFile, picture: Picture, computed: EvalScores) -> None:
+        """Each method's map of each class with the ground truth's outline (``a.jpg.gradcam.truth.281-cat.png``),
+        named in the output's record."""
+        for output, cam, truth, row in computed.pictures:
+            path = cam_output_path(
+                self.options.out, item, f"{output.method}.truth", output.class_index, output.class_name, self.ext
+            )
+            self.save_picture(
+                path, truth_picture(picture.pil(), cam, truth.regions[row], truth.frames[row]), owner_tag(item)
+            )
+            output.outputs["overlay"] = str(path)
 
     def records(self, result: ImageResult) -> list[Record]:
         base = {"input": result.input, **self.record_base()}
@@ -330,17 +270,3 @@ def _number(value: torch.Tensor) -> float | None:
     """A score for the record: rounded, or None when it is not a number (JSON has no NaN)."""
     v = float(value)
     return round(v, 6) if math.isfinite(v) else None
-
-
-def evaluate_files(
-    inputs: Sequence[str],
-    options: EvalOptions | None = None,
-    *,
-    on_result: ResultCallback | None = None,
-    on_error: ResultCallback | None = None,
-    model: LoadedModel | None = None,
-) -> Iterator[ImageResult]:
-    """Python API: measure the maps of ``options.methods`` on files/folders; yields a result per input, whose
-    ``written`` holds one :class:`EvalOutput` per method (and baseline) and class."""
-    job = EvaluateJob(options or EvalOptions(), model)
-    yield from run_job(job, inputs, on_result=on_result, on_error=on_error)

@@ -193,9 +193,10 @@ class EvalOutput:
     target: str | None = None  # what was explained: "281", "not:0" (engine.targets.Target)
     verdict: dict[str, Any] = field(default_factory=dict)  # --targets-file: the model's own answer, correct or not
     forwards: float | None = None  # the model's forward passes the map cost per image (counted; methods only)
+    outputs: dict[str, str] = field(default_factory=dict)  # --annotations: "overlay", the map with the ground truth
 
     def paths(self) -> list[str]:
-        return []
+        return list(self.outputs.values())
 
     def as_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k != "verdict"}

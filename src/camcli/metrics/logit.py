@@ -28,7 +28,7 @@ def other_classes(classes: torch.Tensor, num_classes: int, seed: int = 0) -> tor
     if num_classes < 2:
         raise UsageError(
             f"the random-logit test needs a model with at least 2 classes (this one has {num_classes}); "
-            "leave random-logit out of --metrics"
+            "leave random-logit out of --metric"
         )
     given = classes.to("cpu", torch.int64).flatten()
     if given.numel() and (int(given.min()) < 0 or int(given.max()) >= num_classes):

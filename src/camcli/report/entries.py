@@ -224,8 +224,12 @@ def _part(out: Path, rec: dict[str, Any], missing: list[str]) -> dict[str, Any]:
                 "class_name": _text(rec.get("class_name"), "class_name"),
                 "probability": _number(rec.get("probability"), "probability"),
                 "scores": _scores(rec.get("scores")),
+                # --annotations: the map with the ground truth's outline (a file named but not there: missing)
+                "overlay": rel_path(out, outputs.get("overlay")),
             }
         )
+        if outputs.get("overlay") and part["metrics"][-1]["overlay"] is None:
+            missing.append(str(outputs["overlay"]))
         return part
     if kind == "features":
         grid = rel_path(out, outputs.get("grid"))

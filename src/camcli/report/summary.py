@@ -17,7 +17,7 @@ from ..jobs.eval_summary import ARROWS, SCORES, SUMMARY_METRICS, leaderboard, me
 from .entries import BAD_RECORD, rel_path, shown, skip_line
 
 # what evaluate draws in OUT (a shard's own: curves.shard-1-of-2.png)
-PLOTS = ("curves*.png", "leaderboard*.png", "sanity*.png")
+PLOTS = ("curves*.png", "scores*.png", "leaderboard*.png", "sanity*.png")
 
 
 def evaluate_page(out: Path, records: list[dict[str, Any]], skipped: list[str]) -> dict[str, Any] | None:
@@ -88,7 +88,8 @@ def _run(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _cell(mean_ci: tuple[float, float, int] | None) -> list[float | None] | None:
-    """[mean, half-width of the 95 % interval (None for one value)]; None when nothing finite was measured."""
+    """[mean, half-width of the 95 % interval (None for one value), pairs measured]; None when nothing finite was
+    measured."""
     if mean_ci is None or not math.isfinite(mean_ci[0]):  # (the mean of huge values can overflow)
         return None
-    return [mean_ci[0], mean_ci[1] if math.isfinite(mean_ci[1]) else None]
+    return [mean_ci[0], mean_ci[1] if math.isfinite(mean_ci[1]) else None, mean_ci[2]]

@@ -288,6 +288,19 @@
   }
   function showMetrics(d, e, metrics, p) {
     d.appendChild(el("h2", "", "camcli evaluate: the maps measured"));
+    var drawn = metrics.filter(function (m) { return m.overlay; });  // --annotations: the ground truth over each map
+    if (drawn.length) {
+      d.appendChild(el("p", "hint", "White: the annotated object; the ring: the map's maximum (the pointing game's point)."));
+      var tiles = el("div", "tiles");
+      drawn.forEach(function (m) {
+        var s = new Map(m.scores || []), hit = s.get("pointing"), name = m.method + " · " + className(m);
+        if (typeof hit === "number") name += hit ? " · points at it" : " · misses it";
+        var t = el("div", "tile");
+        t.append(el("div", "title", name), zoomable(img(m.overlay, name), m.overlay, name));
+        tiles.appendChild(t);
+      });
+      d.appendChild(tiles);
+    }
     // scores are [name, value] pairs, looked up in a Map: a name such as "__proto__" is just a name
     var keys = [], scores = metrics.map(function (m) { return new Map(m.scores || []); });
     scores.forEach(function (s) { s.forEach(function (v, k) { if (k.indexOf("@") < 0 && keys.indexOf(k) < 0) keys.push(k); }); });
@@ -341,7 +354,7 @@
         var tr = el("tr", r.baseline ? "baseline" : "");
         tr.append(el("td", "", r.method + (r.baseline ? " (baseline)" : "")), el("td", "", r.n));
         r.cells.forEach(function (c, j) {
-          var td = el("td", c && !r.baseline && c[0] === best[j] ? "best" : "", c ? c[0].toFixed(3) + (c[1] === null ? "" : " ± " + c[1].toFixed(3)) : "—");
+          var td = el("td", c && !r.baseline && c[0] === best[j] ? "best" : "", c ? c[0].toFixed(3) + (c[1] === null ? "" : " ± " + c[1].toFixed(3)) + (c[2] < r.n ? " (n=" + c[2] + ")" : "") : "—");
           tr.appendChild(td);
         });
         tr.appendChild(el("td", "", r.rank === null || r.rank === undefined ? "—" : r.rank.toFixed(1)));
