@@ -183,3 +183,17 @@ def test_sample_images_with_the_shipped_coco_file(tmp_path: Path):
     assert (out / "scores.png").is_file()
     cat = next(r for r in recs if r["method"] == "gradcam" and r["input"].endswith("chelsea.png"))
     assert Path(cat["outputs"]["overlay"]).is_file()
+
+
+def test_random_logit_without_annotations(tmp_path: Path):
+    """A map that does not depend on the class scores 1 (the baselines); Grad-CAM of another class differs."""
+    out = tmp_path / "rl"
+    res = CliRunner().invoke(
+        app,
+        ["evaluate", str(SAMPLES / "chelsea.png"), "--method", "gradcam", "--metric", "random-logit", "--out", str(out)],
+    )
+    assert res.exit_code == 0, res.output
+    recs = {r["method"]: r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())}
+    assert recs["gaussian"]["scores"]["random_logit"] == pytest.approx(1.0, abs=1e-5)
+    assert recs["gradcam"]["scores"]["random_logit"] < 0.99
+    assert "random logit ↓" in res.stderr
