@@ -5,6 +5,7 @@ option errors, and the command on the sample images with the shipped COCO file."
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -190,10 +191,93 @@ def test_random_logit_without_annotations(tmp_path: Path):
     out = tmp_path / "rl"
     res = CliRunner().invoke(
         app,
-        ["evaluate", str(SAMPLES / "chelsea.png"), "--method", "gradcam", "--metric", "random-logit", "--out", str(out)],
+        [
+            "evaluate",
+            str(SAMPLES / "chelsea.png"),
+            "--method",
+            "gradcam",
+            "--metric",
+            "random-logit",
+            "--out",
+            str(out),
+        ],
     )
     assert res.exit_code == 0, res.output
     recs = {r["method"]: r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())}
     assert recs["gaussian"]["scores"]["random_logit"] == pytest.approx(1.0, abs=1e-5)
     assert recs["gradcam"]["scores"]["random_logit"] < 0.99
     assert "random logit ↓" in res.stderr
+
+
+# ------------------------------------------------------------------------- what a hostile pass found
+def test_resume_measures_again_when_the_annotations_change(pictures: Path, tmp_path: Path):
+    csv, out = tmp_path / "boxes.csv", tmp_path / "out"
+    csv.write_text("one.png,a,8,16,16,24\n")
+    o = {"metrics": ["relevance-mass"], "skip_existing": True}
+    assert _run(pictures, out, csv, **o)[("one.png", "gradcam")]["scores"]["relevance_mass"] == pytest.approx(1.0)
+    csv.write_text("one.png,a,0,0,8,8\n")  # the same path, another box: not the same ground truth
+    opts = EvalOptions(out=out, layers=["feat"], methods=["gradcam"], annotations=str(csv), **o)
+    results = list(evaluate_files([str(pictures)], opts, model=_model()))
+    assert not any(r.skipped for r in results)
+    last = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
+    recs = _run(pictures, out, csv, metrics=["relevance-mass"])
+    assert recs[("one.png", "gradcam")]["scores"]["relevance_mass"] == 0.0 and last["status"] == "ok"
+
+
+def test_a_rerun_with_another_tolerance_redraws_the_pictures(pictures: Path, tmp_path: Path):
+    csv, out = tmp_path / "boxes.csv", tmp_path / "out"
+    csv.write_text("one.png,a,8,16,16,24\n")
+    _run(pictures, out, csv, metrics=["pointing"])
+    recs = _run(pictures, out, csv, metrics=["pointing", "iou"], tolerance=3.0)  # the pictures show the same
+    assert Path(recs[("one.png", "gradcam")]["outputs"]["overlay"]).is_file()
+
+
+def test_one_entry_is_not_used_for_two_inputs(tmp_path: Path):
+    folder = tmp_path / "two"
+    for sub in ("a", "b"):
+        (folder / sub).mkdir(parents=True)
+        Image.new("RGB", (32, 32), (255, 0, 0)).save(folder / sub / "same.png")
+    csv = tmp_path / "boxes.csv"
+    csv.write_text("same.png,a,0,0,8,8\n")
+    o = EvalOptions(out=tmp_path / "out", layers=["feat"], annotations=str(csv), metrics=["pointing"])
+    results = list(evaluate_files([str(folder)], o, model=_model()))
+    assert [r.ok for r in results] == [True, False]
+    assert "was used for" in (results[1].error or "") and "same.png" in (results[1].error or "")
+
+
+def test_a_folder_of_photos_is_not_read_as_masks(tmp_path: Path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    noise = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(folder / "one.png")
+    os.mkfifo(folder / "two.png")  # a FIFO in the folder is passed over, not opened (it would block)
+    o = EvalOptions(out=tmp_path / "out", layers=["feat"], annotations=str(folder), metrics=["pointing"])
+    (result,) = evaluate_files([str(folder / "one.png")], o, model=_model())
+    assert not result.ok and "a photo, not a mask" in (result.error or "")
+
+
+def test_boxes_without_a_size_and_a_max_size_no_picture_reaches(pictures: Path, tmp_path: Path):
+    csv = tmp_path / "boxes.csv"
+    csv.write_text("one.png,a,8,16,16,24\n")
+    recs = _run(pictures, tmp_path / "out", csv, metrics=["relevance-mass"], max_size=5000)
+    assert recs[("one.png", "gradcam")]["scores"]["relevance_mass"] == pytest.approx(1.0)
+
+
+def test_semicolons_and_unused_mapping_classes_are_said(tmp_path: Path):
+    bad = tmp_path / "semi.csv"
+    bad.write_text("chelsea.png;cat;0;0;10;10\n")
+    res = CliRunner().invoke(
+        app, ["evaluate", str(SAMPLES / "chelsea.png"), "--annotations", str(bad), "-o", str(tmp_path)]
+    )
+    assert res.exit_code == 2 and "separate them with commas" in res.stderr
+    mapping = tmp_path / "classes.json"
+    mapping.write_text(json.dumps({"cta": ["tabby"], "cat": ["Egyptian cat"]}))
+    res = CliRunner().invoke(
+        app,
+        ["evaluate", str(SAMPLES / "chelsea.png"), "--annotations", str(SAMPLES / "annotations.json"),
+         "--annotation-classes", str(mapping), "--metric", "pointing", "--no-baselines", "-o", str(tmp_path / "o")],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.stderr.split())  # (the header wraps)
+    assert "cta: in the --annotation-classes file, in no annotation" in said
+    assert "person: no class of the model by that name (add it to the --annotation-classes file)" in said

@@ -10,7 +10,9 @@ not a guess. Nothing is rasterised until a region's mask or grid is asked for (:
 
 from __future__ import annotations
 
+import csv
 import os
+import unicodedata
 from pathlib import Path, PurePosixPath
 
 from ..checks import first_words, json_value, one_line, regular_file
@@ -18,6 +20,7 @@ from ..errors import InputError, UsageError
 from .coco import read_coco
 from .inputs import IMAGE_EXTENSIONS
 from .masks import list_masks
+from .outputs import is_regular
 from .regions import ImageAnnotations, Listing, Region
 from .voc import read_csv, read_voc
 
@@ -33,8 +36,9 @@ def _plural(n: int, word: str) -> str:
 
 
 def _posix(name: str) -> PurePosixPath:
-    """An entry's or input's name as a relative POSIX path (Windows separators read as ``/``, ``./`` dropped)."""
-    return PurePosixPath(name.replace("\\", "/"))
+    """An entry's or input's name as a relative POSIX path (Windows separators read as ``/``, ``./`` dropped;
+    Unicode in its composed form, NFC: macOS writes names decomposed, most tools composed)."""
+    return PurePosixPath(unicodedata.normalize("NFC", name.replace("\\", "/")))
 
 
 def _keys(p: PurePosixPath) -> tuple[str, str, str, str]:
@@ -108,7 +112,8 @@ def _walk(folder: Path) -> list[Path]:
     found: list[Path] = []
     for parent, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(Path(parent) / f for f in files if not f.startswith("."))
+        # only regular files: a FIFO or a device in the folder would block or never end when read
+        found.extend(p for f in files if not f.startswith(".") and is_regular(p := Path(parent) / f))
     return sorted(found)
 
 
@@ -144,9 +149,18 @@ def read_annotations(path: Path) -> Annotations:
     except UnicodeDecodeError as e:
         raise UsageError(f"--annotations {shown} is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     if suffix == ".csv":
-        return Annotations(path, "CSV boxes", read_csv(path, text))
+        try:
+            return Annotations(path, "CSV boxes", read_csv(path, text))
+        except (csv.Error, ValueError, OverflowError) as e:  # (a field over the csv module's limit, …)
+            raise UsageError(f"--annotations {shown}: not a CSV of boxes camcli can read ({first_words(e)})") from None
     try:
         data = json_value(text)
     except ValueError as e:
         raise UsageError(f"--annotations {shown} is not valid JSON ({first_words(e)}); fix it") from None
-    return Annotations(path, "COCO JSON", read_coco(path, data))
+    try:
+        return Annotations(path, "COCO JSON", read_coco(path, data))
+    except (TypeError, ValueError, OverflowError, KeyError) as e:  # a value of a type no check foresaw
+        raise UsageError(
+            f"--annotations {shown}: a value of an unexpected type or size ({first_words(e)}); give COCO's "
+            "types (ids and sizes integers, bbox four numbers)"
+        ) from None

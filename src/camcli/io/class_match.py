@@ -96,8 +96,11 @@ def _names(items: list[str], limit: int = _SHOWN) -> str:
     return shown if len(items) <= limit else f"{shown}, … ({len(items)} in all)"
 
 
-def class_match_note(matched: dict[str, list[int]], class_names: Sequence[str]) -> str:
-    """One line saying which model classes each annotation class stands for, and which stand for none."""
+def class_match_note(
+    matched: dict[str, list[int]], class_names: Sequence[str], mapping: dict[str, list[str]] | None = None
+) -> str:
+    """One line saying which model classes each annotation class stands for, which stand for none, and which
+    classes of a ``mapping`` no annotation uses (a typo there would otherwise go unseen)."""
     if not matched:
         return "annotation classes: none (the regions have no class: each is about the class explained)"
     parts = []
@@ -110,7 +113,11 @@ def class_match_note(matched: dict[str, list[int]], class_names: Sequence[str]) 
     missing = [label for label, idx in matched.items() if not idx]
     if missing:
         them = "it" if len(missing) == 1 else "them"
-        parts.append(
-            f"{_names(missing)}: no class of the model by that name (map {them} with --annotation-classes FILE)"
+        fix = (
+            f"add {them} to the --annotation-classes file" if mapping else f"map {them} with --annotation-classes FILE"
         )
+        parts.append(f"{_names(missing)}: no class of the model by that name ({fix})")
+    unused = [label for label in mapping or {} if normal(label) not in {normal(m) for m in matched}]
+    if unused:
+        parts.append(f"{_names(unused)}: in the --annotation-classes file, in no annotation")
     return "annotation classes: " + "; ".join(parts)

@@ -22,6 +22,9 @@ Fail = Callable[[str], NoReturn]
 _FIX = "give a COCO instances file (images, annotations, categories)"
 
 
+MAX_RLE_PIXELS = 2**28  # an RLE mask larger than any picture camcli reads by default (a 16k × 16k scan)
+
+
 def _is_id(value: Any) -> bool:
     return (isinstance(value, int) and not isinstance(value, bool)) or isinstance(value, str)
 
@@ -168,6 +171,8 @@ def _rle(
     ):
         fail(f"{what} has an RLE whose size is {_short(rle_size)}; give [height, width]")
     height, width = rle_size
+    if height * width > MAX_RLE_PIXELS:
+        fail(f"{what} has an RLE of {width}×{height}, over {MAX_RLE_PIXELS:,} pixels; is its size right?")
     if size is not None and (width, height) != size:
         fail(f"{what} has an RLE of {width}×{height} on an image of {size[0]}×{size[1]}; fix one of them")
     if isinstance(counts, str):

@@ -19,6 +19,7 @@ from ..errors import InputError
 from .regions import ImageAnnotations, Listing, Region
 
 VOID = 255  # a palette mask's "void" index (Pascal VOC)
+MAX_VALUES = 64  # a mask has a few values (0/255, class indices, soft edges); a photo has hundreds
 _PLAIN = frozenset({"1", "L", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 
 
@@ -37,15 +38,29 @@ def mask_pixels(image: Image.Image) -> np.ndarray:
     return np.asarray(np.asarray(image.convert("RGB")).any(axis=-1))
 
 
+def _values(image: Image.Image) -> int:
+    """How many distinct values (colours) ``image`` has, up to ``MAX_VALUES + 1`` (Pillow's count, C code)."""
+    if image.mode == "P":
+        return 0  # a palette's indices are classes, however many
+    colours = image.getcolors(MAX_VALUES)
+    return MAX_VALUES + 1 if colours is None else len(colours)
+
+
 def read_mask(path: Path, name: str) -> ImageAnnotations:
     """The annotations a mask file gives (one region without class, none when the mask is empty); InputError when
     it cannot be read."""
     shown = one_line(str(path))
     try:
         with Image.open(path) as image:
+            values = _values(image)
             pixels = mask_pixels(image)
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise InputError(f"mask {shown} cannot be read ({first_words(e)}); replace it") from None
+    if values > MAX_VALUES:  # a photo (the inputs' own folder given as --annotations, a dataset's images/)
+        raise InputError(
+            f"{shown} has over {MAX_VALUES} distinct values: a photo, not a mask? A mask is 0 for the background and "
+            "nonzero for the object"
+        )
     height, width = pixels.shape
     rows, cols = np.flatnonzero(pixels.any(axis=1)), np.flatnonzero(pixels.any(axis=0))
     regions: tuple[Region, ...] = ()

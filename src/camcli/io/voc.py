@@ -107,6 +107,8 @@ def read_csv(path: Path, text: str) -> Listing:
         def fail(message: str, line: int = line) -> UsageError:
             return UsageError(f"{shown} line {line}: {message}; give {CSV_COLUMNS} (coordinates in pixels from 0)")
 
+        if len(fields) == 1 and fields[0].count(";") >= 5:
+            raise fail("fields separated by ';'; separate them with commas")
         if len(fields) > 6 or (len(fields) < 6 and any(fields[1:])):
             raise fail(f"{len(fields)} fields")
         fields += [""] * (6 - len(fields))

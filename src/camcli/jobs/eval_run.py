@@ -20,10 +20,18 @@ from ..metrics import BASELINE_MAPS
 from ..models import LoadedModel
 from ..options import DEFAULT_METHOD, EvalOptions
 from .eval_summary import matching_records
-from .eval_truth import BatchTruth, GroundTruth, check_truth_options
-from .job import Job
+from .eval_truth import BatchTruth, GroundTruth, check_truth_options, fingerprint
+from .job import Job, compact_settings
 from .results import EvalOutput
 from .targeting import TargetPlan, plan_targets
+
+# settings the truth pictures are not tagged with: those that change the scores but not the pictures (a rerun with
+# another --metric or --tolerance into the same --out redraws them instead of refusing), and the ground truth's
+# file (edited, or another file of the same images: the newer outline replaces the older)
+SCORING_ONLY = (
+    *("metrics", "steps", "baseline", "road_percents", "road_noise", "sanity", "sanity_steps", "tolerance"),
+    *("iou_threshold", "score_batch", "batch_size", "annotations", "annotations_digest", "annotation_classes"),
+)
 
 
 @dataclass
@@ -49,6 +57,9 @@ class EvalRun(Job[EvalScores]):
         self.options = options
         self._measured: set[tuple[int, str, Any]] | None = None  # (input, map, target) recorded with these settings
         super().__init__(options, model)
+        if hasattr(self, "run_settings"):  # the truth pictures carry what they show, not how they are scored
+            shown = {k: v for k, v in self.run_settings.items() if k not in SCORING_ONLY}
+            self.settings_text = compact_settings(shown)
 
     def prepare_options(self) -> None:
         self.methods: list[CamMethod] = get_methods(self.options.methods or [DEFAULT_METHOD])
@@ -119,9 +130,10 @@ class EvalRun(Job[EvalScores]):
         o = self.options
         if self.truth is None:
             return {}
-        return {
-            "annotations": str(self.truth.annotations.path),
-            "annotation_classes": o.annotation_classes,
+        return {  # the files' contents, not their paths: a rerun from elsewhere matches, an edited file does not
+            "annotations": self.truth.annotations.path.name,
+            "annotations_digest": fingerprint(self.truth.annotations.path),
+            "annotation_classes": fingerprint(Path(o.annotation_classes)) if o.annotation_classes else None,
             "tolerance": o.tolerance if "pointing" in self.metrics else None,
             "iou_threshold": o.iou_threshold if "iou" in self.metrics else None,
         }

@@ -12,6 +12,8 @@ line each at the end, not failed.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +66,8 @@ class GroundTruth:
     names: list[str] = field(default_factory=list)  # the model's classes
     unannotated: list[str] = field(default_factory=list)  # inputs the file names nowhere
     unmatched: list[str] = field(default_factory=list)  # "astronaut.png: suit (annotated: person)"
+    empty: list[str] = field(default_factory=list)  # inputs annotated with no object
+    claimed: dict[str, str] = field(default_factory=dict)  # an entry's name → the input it was used for
 
     @classmethod
     def of(cls, options: EvalOptions) -> GroundTruth:
@@ -76,7 +80,7 @@ class GroundTruth:
         line, before any image is read)."""
         self.names = list(names)
         self.classes = match_classes(self.annotations.labels(), names, self.mapping)
-        self.note = class_match_note(self.classes, names)
+        self.note = class_match_note(self.classes, names, self.mapping)
 
     def header(self) -> str:
         return f"ground truth {self.annotations.describe()}" + (f" · {self.note}" if self.note else "")
@@ -90,10 +94,10 @@ class GroundTruth:
         sizes: Sequence[tuple[int, int]],
         classes: torch.Tensor,
         grid: tuple[int, int],
-        resized: bool,
+        max_size: int | None,
     ) -> BatchTruth:
         """The rows' ground truth for ``classes`` (B, K) of the batch ``items`` whose pictures have ``sizes`` (H, W)
-        (``resized``: scaled down by --max-size) on the maps' ``grid`` (h, w)."""
+        (perhaps scaled down to ``max_size``) on the maps' ``grid`` (h, w)."""
         b, k = classes.shape
         masks = np.zeros((b * k, *grid), dtype=bool)
         boxes = np.zeros((b * k, *grid), dtype=bool)
@@ -103,10 +107,18 @@ class GroundTruth:
         errors: list[str | None] = []
         for i, (item, (h, w)) in enumerate(zip(items, sizes, strict=True)):
             frame, error = (w, h), None
+            resized = max_size is not None and max(w, h) >= max_size  # (a smaller picture was not scaled)
             try:
                 ann = self.of_input(item)
             except InputError as why:  # two entries name this input and its path does not settle it
                 ann, error = None, str(why)
+            if ann is not None and self.claimed.setdefault(ann.name, item.display) != item.display:
+                error = (
+                    f"{item.display}: {self.annotations.path.name}'s entry {ann.name} was used for "
+                    f"{self.claimed[ann.name]} already; name the images by their paths relative to the input folder"
+                )
+            elif ann is not None and not ann.regions:
+                self.empty.append(item.display)
             if ann is None:
                 if error is None:
                     self.unannotated.append(item.display)
@@ -146,10 +158,11 @@ class GroundTruth:
         for j, index in enumerate(int(c) for c in classes):
             row = first + j
             own = [r for r in ann.regions if r.label is None or index in self.classes.get(r.label, [])]
-            if not own:
+            if not own and ann.regions:
                 labels = sorted({r.label or "?" for r in ann.regions})
                 name = self.names[index] if 0 <= index < len(self.names) else str(index)
-                self.unmatched.append(f"{item.display}: {name} (annotated: {', '.join(labels) or 'nothing'})")
+                self.unmatched.append(f"{item.display}: {name} (annotated: {', '.join(labels)})")
+            if not own:
                 continue
             regions[row], known[row] = own, True
             for r in own:
@@ -165,6 +178,11 @@ class GroundTruth:
                 f"{n} input(s) have no annotation in {path} (e.g. {self.unannotated[0]}): measured, without "
                 "localisation scores"
             )
+        if self.empty:
+            out.append(
+                f"{len(self.empty)} input(s) are annotated with no object (e.g. {self.empty[0]}): without "
+                "localisation scores"
+            )
         if self.unmatched:
             out.append(
                 f"{len(self.unmatched)} (image, class) pair(s) have no annotated object of the explained class "
@@ -172,6 +190,20 @@ class GroundTruth:
                 "model's with --annotation-classes FILE"
             )
         return out
+
+
+def fingerprint(path: Path) -> str:
+    """A digest of an annotation file's contents, or of a folder's files' names, sizes and times (a rerun with
+    --skip-existing measures again when the annotations changed)."""
+    digest = hashlib.blake2b(digest_size=8)
+    if path.is_dir():
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            st = file.stat()
+            digest.update(f"{file.relative_to(path).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    else:
+        with contextlib.suppress(OSError):
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def _size_error(ann: ImageAnnotations, picture: tuple[int, int], resized: bool) -> str | None:

@@ -194,7 +194,7 @@ class EvaluateJob(EvalRun):
         truth = None
         if self.truth is not None:
             grid = (int(x.shape[-2]), int(x.shape[-1]))
-            truth = self.truth.batch(self.batch_inputs, self.picture_sizes, classes, grid, o.max_size is not None)
+            truth = self.truth.batch(self.batch_inputs, self.picture_sizes, classes, grid, o.max_size)
         other: dict[str, torch.Tensor] = {}
         if "random-logit" in metrics:
             spent = self.map_forwards  # (what the maps cost is the explained class's)

@@ -74,7 +74,7 @@ class Job(ABC, Generic[C]):
             #: in the manifest's records, and in each picture so that a later run with other settings never
             #: replaces them
             self.run_settings = self.settings()
-            self.settings_text = _compact(self.run_settings)
+            self.settings_text = compact_settings(self.run_settings)
             #: the part of every output name that names the settings that differ from the defaults
             self.name_settings = settings_name(self.named_settings())
             self.model.module.to(self.device)
@@ -201,7 +201,7 @@ class Job(ABC, Generic[C]):
         """The manifest / ``--json`` records of one result (one error record when it failed)."""
 
 
-def _compact(settings: dict[str, Any]) -> str:
+def compact_settings(settings: dict[str, Any]) -> str:
     """Settings as short ASCII JSON for a PNG tEXt chunk; very long ones (hundreds of layers) as a digest."""
     import hashlib
 
