@@ -166,8 +166,9 @@ class GroundTruth:
                 continue
             regions[row], known[row] = own, True
             for r in own:
-                masks[row] |= r.grid(frame, grid)
-                boxes[row] |= r.box_grid(frame, grid)
+                cells = r.grid(frame, grid)
+                masks[row] |= cells
+                boxes[row] |= cells if r.kind == "box" else r.box_grid(frame, grid)
 
     def end_lines(self, path: str) -> list[str]:
         """What the run could not compare with the ground truth, one line each (empty when everything was)."""

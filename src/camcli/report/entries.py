@@ -230,6 +230,7 @@ def _part(out: Path, rec: dict[str, Any], missing: list[str]) -> dict[str, Any]:
         )
         if outputs.get("overlay") and part["metrics"][-1]["overlay"] is None:
             missing.append(str(outputs["overlay"]))
+        part["cover"] = part["metrics"][-1]["overlay"]  # the card's picture: the first map with the ground truth
         return part
     if kind == "features":
         grid = rel_path(out, outputs.get("grid"))
