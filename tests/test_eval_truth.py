@@ -190,7 +190,16 @@ def test_random_logit_without_annotations(tmp_path: Path):
     out = tmp_path / "rl"
     res = CliRunner().invoke(
         app,
-        ["evaluate", str(SAMPLES / "chelsea.png"), "--method", "gradcam", "--metric", "random-logit", "--out", str(out)],
+        [
+            "evaluate",
+            str(SAMPLES / "chelsea.png"),
+            "--method",
+            "gradcam",
+            "--metric",
+            "random-logit",
+            "--out",
+            str(out),
+        ],
     )
     assert res.exit_code == 0, res.output
     recs = {r["method"]: r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())}
