@@ -15,6 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
+from .array_jobs import Shard as Shard  # (re-exported, with parse_shard and check_shard: they were defined here)
+from .array_jobs import check_shard as check_shard
+from .array_jobs import parse_shard as parse_shard
+from .array_jobs import resolve_shard
 from .checks import at_least as _at_least
 from .checks import at_most as _at_most
 from .checks import check_target_fields
@@ -47,25 +51,6 @@ MAX_SMOOTH = 1000  # --smooth passes (each one costs a forward and backward pass
 MAX_NOISE = 10.0  # --noise, --road-noise: a std of ten times the input's range already leaves nothing of it
 MAX_BATCH_SIZE = 1024  # --batch-size: the decoders work two batches ahead, so a batch's pictures are all held
 MAX_GRID_PIXELS = 100_000_000  # one feature grid (about 300 MB as RGB): tiles x tile size
-Shard = tuple[int, int]
-
-
-def parse_shard(text: str | None) -> Shard | None:
-    """``"3/8"`` → (3, 8); None stays None."""
-    if text is None:
-        return None
-    try:
-        k, n = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise UsageError(f"--shard '{text}' must look like K/N, e.g. 3/8") from None
-    shard = (k, n)
-    check_shard(shard)
-    return shard
-
-
-def check_shard(shard: Shard | None) -> None:
-    if shard is not None and (shard[1] < 1 or not 1 <= shard[0] <= shard[1]):
-        raise UsageError(f"--shard {shard[0]}/{shard[1]}: K must be between 1 and N")
 
 
 def parse_channels(spec: str) -> list[int]:
@@ -192,7 +177,7 @@ class RunOptions:
     workers: int | None = None  # decode/write threads; None or 0: min(4, CPUs), on a GPU min(16, CPUs)
     max_pixels: int | None = DEFAULT_MAX_PIXELS  # None: no limit of camcli's own
     skip_existing: bool = False
-    shard: Shard | None = None
+    shard: Shard | str | None = None  # (K, N), "K/N", "auto" or "auto/N": resolved to (K, N) by check()
     labels: str | None = None
     arch: str | None = None
     trust_checkpoint: bool = False
@@ -206,6 +191,15 @@ class RunOptions:
     task: str | None = None  # what the model does, when camcli cannot tell (a class of your own); None: told
     input_size: str | None = None  # "D,H,W": a 3-D network's input (--input-size), when the model does not say
     layout: str | None = None  # --layout: where the chosen layers' grid is (nchw, nhwc, tokens[:N]); None: told
+    #: what told an ``auto`` shard, for the run's header ("Slurm's array task 2 of 0–7"); set by check()
+    shard_source: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    def resolved_shard(self) -> Shard | None:
+        """``shard`` as (K, N) (None: every input); text and ``"auto"`` are resolved here, once (camcli.array_jobs)."""
+        if isinstance(self.shard, str):
+            self.shard, self.shard_source = resolve_shard(self.shard)
+        check_shard(self.shard)
+        return self.shard
 
     def check(self) -> None:
         """Raise :class:`UsageError` for an out-of-range option."""
@@ -217,7 +211,7 @@ class RunOptions:
         _at_least("--workers", self.workers, 0)
         _at_most("--workers", self.workers, MAX_WORKERS)
         _at_least("--max-pixels", self.max_pixels, 1)
-        check_shard(self.shard)
+        self.resolved_shard()
         if self.format not in OUTPUT_FORMATS:
             raise UsageError(f"--format {self.format!r}: use {', '.join(OUTPUT_FORMATS)}")
         _at_least("--quality", self.quality, 1)

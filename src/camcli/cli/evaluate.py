@@ -213,7 +213,7 @@ def _summarize(job: object, *, quiet: bool) -> None:
 
     assert isinstance(job, EvaluateJob)
     o = job.options
-    path = o.out / manifest_name(o.shard, job.manifest_stem)
+    path = o.out / manifest_name(o.resolved_shard(), job.manifest_stem)
     summaries = collect(path, job.record_base(), job.row_names())
     if not summaries:
         return

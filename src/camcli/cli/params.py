@@ -20,7 +20,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 import typer.models
 
-from ..options import BUNDLED, ModelFields, RunOptions, parse_shard
+from ..options import BUNDLED, ModelFields, RunOptions
 from .completion import (
     EXPLAIN,
     MODEL,
@@ -124,7 +124,7 @@ class BatchArgs:
         options.workers = self.workers
         options.max_pixels = self.max_pixels
         options.skip_existing = self.skip_existing
-        options.shard = parse_shard(self.shard)
+        options.shard = self.shard  # K/N, auto or auto/N: resolved when the options are checked
         options.fsync = self.fsync
         options.format = self.format
         options.quality = self.quality
@@ -244,8 +244,10 @@ GROUPS: dict[type, list[inspect.Parameter]] = {
             Annotated[
                 str | None,
                 typer.Option(
-                    help="Process only slice K of N (a stable hash of each path), e.g. 3/8.",
-                    metavar="K/N",
+                    help="Process only slice K of N (a stable hash of each path), e.g. 3/8. auto: this array task's "
+                    "slice (Slurm, PBS, LSF, Grid Engine, AWS Batch, Kubernetes); auto/N where the scheduler does not "
+                    "say the count N.",
+                    metavar="K/N|auto",
                     rich_help_panel=RUN,
                 ),
             ],

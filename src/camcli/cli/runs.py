@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ..array_jobs import shard_note
 from ..options import DEFAULT_METHOD, CamOptions, FeatureOptions, RunOptions
 from ..profiling import phase
 from . import streams
@@ -258,8 +259,9 @@ def complete_and_count(options: RunOptions, model: ModelArgs, run: BatchArgs, in
     ensure_writable_folder(options.out)
     # videos and volumes: gradcam and cam (camcli.jobs.media), features (camcli.jobs.media_features)
     media = isinstance(options, (CamOptions, FeatureOptions))
-    total = count_inputs(inputs, options.out, options.shard, media)  # also refuses an --out that is an input folder
-    if total == 0 and options.shard is None:
+    shard = options.resolved_shard()
+    total = count_inputs(inputs, options.out, shard, media)  # also refuses an --out that is an input folder
+    if total == 0 and shard is None:
         exts = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
         raise UsageError(f"no images found in the inputs (extensions: {exts})")
     return total
@@ -293,7 +295,8 @@ def run_with_report(
         if job.model.notes:
             console.info(f"checkpoint {job.model.name}: " + "; ".join(job.model.notes))
         count = "?" if total is None else total
-        console.info(f"{job.header()} · {count} image(s) → {job.options.out}")
+        shard = shard_note(job.options.resolved_shard(), job.options.shard_source)  # "shard 3/8 (from Slurm's …)"
+        console.info(f"{job.header()}{' · ' + shard if shard else ''} · {count} image(s) → {job.options.out}")
         if job.model.random_weights:
             console.info(
                 f"note: {job.model.name} has random weights (--weights none): its classes and maps say nothing "
@@ -305,7 +308,10 @@ def run_with_report(
         if not run.quiet:
             end = time.perf_counter()
             summary.show(
-                end - started, ready - started, job.options.out, manifest_name(job.options.shard, job.manifest_stem)
+                end - started,
+                ready - started,
+                job.options.out,
+                manifest_name(job.options.resolved_shard(), job.manifest_stem),
             )
 
     results = run_job(job, inputs, on_result=on_result, on_note=console.info)

@@ -152,7 +152,7 @@ class EvalRun(Job[EvalScores]):
 
     def plot_name(self, kind: str) -> str:
         """``curves.png`` / ``sanity.png``; a shard's own: ``curves.shard-3-of-8.png``."""
-        return manifest_name(self.options.shard, kind).removesuffix(".jsonl") + ".png"
+        return manifest_name(self.options.resolved_shard(), kind).removesuffix(".jsonl") + ".png"
 
     def forwards_per_image(self) -> dict[str, int]:
         """Forward passes each map costs per image and class (besides the one that made the maps): a curve's
@@ -171,7 +171,9 @@ class EvalRun(Job[EvalScores]):
         if self._measured is None:
             self._measured = set()
             o, base = self.options, self.record_base()
-            for name in dict.fromkeys([f"{self.manifest_stem}.jsonl", manifest_name(o.shard, self.manifest_stem)]):
+            for name in dict.fromkeys(
+                [f"{self.manifest_stem}.jsonl", manifest_name(o.resolved_shard(), self.manifest_stem)]
+            ):
                 for rec in matching_records(o.out / name, base):
                     if isinstance(rec.get("input"), str):
                         self._measured.add((input_key(Path(rec["input"])), str(rec.get("method")), rec.get("target")))

@@ -306,7 +306,7 @@ def run_job(
     Raises :class:`~camcli.errors.OutputError` after the run when the ledger could not be written (a full
     disk): the run stops there, and the files of the images it could not record were removed."""
     options = job.options
-    items = iter_inputs(inputs, options.out, options.shard, media=job.media)
+    items = iter_inputs(inputs, options.out, options.resolved_shard(), media=job.media)
     ledger = Ledger(job)
     if ledger.manifest.repaired and on_note is not None:
         on_note(
@@ -345,7 +345,7 @@ class Ledger:
     def __init__(self, job: Job[C]) -> None:
         o = job.options
         self.job: Job[Any] = job
-        name = manifest_name(o.shard, job.manifest_stem)
+        name = manifest_name(o.resolved_shard(), job.manifest_stem)
         self.manifest = Manifest(o.out, name, fsync=o.fsync)
         self.done = recorded_inputs(o.out, name, job.manifest_stem) if o.skip_existing else set()
         self.error: str | None = None
