@@ -621,6 +621,7 @@ def main() -> None:
         "pixel",
         "vit",
         "media",
+        "engine",
     ]
     ap.add_argument("--only", choices=sections, default=None)
     ap.add_argument("--full", action="store_true", help="include Score-CAM on resnet50 (minutes)")
@@ -695,6 +696,10 @@ def main() -> None:
         from media import bench_media
 
         bench_media(peer_times, _where())
+    if args.only in (None, "engine"):  # issue 29: camcli.Explainer under Ray Data vs the CLI on the same folder
+        from engine import bench_engine
+
+        bench_engine(_where(), rounds=2 if args.quick else 3)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ _LAZY = {
     "evaluate_files": "camcli.jobs.api",
     "CamJob": "camcli.jobs.cam",
     "explain_files": "camcli.jobs.api",
+    "Explainer": "camcli.jobs.engine_api",
     "FeatureJob": "camcli.jobs.features",
     "feature_files": "camcli.jobs.features",
     "ImageResult": "camcli.jobs.results",

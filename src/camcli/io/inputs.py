@@ -44,11 +44,20 @@ class InputFile:
     rel: Path
     problem: str | None = None
     media: bool = False  # a video or volume, explained whole (camcli.jobs.media)
+    #: what the input is when ``path`` is a staged copy of it (camcli.jobs.engine_api: a row an engine handed
+    #: over, written to a private temporary file): the original's path or key, which the records, the pictures'
+    #: owner tag and resume are about; None: ``path`` itself
+    source: str | None = None
 
     @property
     def display(self) -> str:
-        """The path as text; bytes that are not UTF-8 appear as surrogate escapes (``os.fsdecode``)."""
-        return str(self.path)
+        """The path (or the source) as text; bytes that are not UTF-8 appear as surrogate escapes (``os.fsdecode``)."""
+        return self.source if self.source is not None else str(self.path)
+
+    @property
+    def origin(self) -> Path:
+        """The input the outputs belong to: the source's path when the file read is a staged copy, else ``path``."""
+        return Path(self.source) if self.source is not None else self.path
 
 
 # ------------------------------------------------------------------------------------------ discovery

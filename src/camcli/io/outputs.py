@@ -247,8 +247,9 @@ SETTINGS_KEY = "camcli-settings"  # tEXt chunk: the settings that made it (JSON:
 
 
 def owner_tag(item: InputFile) -> str:
-    """Who a picture belongs to: 16 hex digits of a digest of the input's absolute, resolved path."""
-    return hashlib.blake2b(os.fsencode(str(identity(item.path))), digest_size=8).hexdigest()
+    """Who a picture belongs to: 16 hex digits of a digest of the input's absolute, resolved path (the original's,
+    when the file read is a staged copy: :attr:`InputFile.origin`)."""
+    return hashlib.blake2b(os.fsencode(str(identity(item.origin))), digest_size=8).hexdigest()
 
 
 def conflict(target: Path, owner: str, settings: str | None = None) -> str | None:

@@ -7,31 +7,31 @@ nothing; yields :class:`ImageResult` objects in input order.
 Two entry points:
 
 * :func:`process_inputs` runs a job over input files and yields a result per input (no manifest);
-* :func:`run_job` is what the CLI and the Python API call: it discovers the inputs, runs
-  :func:`process_inputs`, writes each result's records to the manifest and calls the callbacks.
+* :func:`run_job` is what the CLI and the Python API call: it discovers the inputs and hands them to
+  :func:`run_items`, which runs :func:`process_inputs`, writes each result's records to the manifest
+  (:class:`~camcli.jobs.ledger.Ledger`) and calls the callbacks (an engine's worker calls it with inputs of
+  its own: camcli.jobs.engine_api).
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
-from ..errors import InputError, OutputError
-from ..io.inputs import InputFile, content_digest, input_key, iter_inputs
-from ..io.manifest import Manifest, manifest_name, recorded_inputs
+from ..errors import InputError
+from ..io.inputs import InputFile, content_digest, iter_inputs
 from ..io.outputs import all_or_nothing
 from ..io.picture import Picture
 from ..options import DEFAULT_MAX_PIXELS
 from ..steps import check_stop
 from .job import C, Job
+from .ledger import Ledger
 from .prepare import Decoded, decode_and_prepare, prepare_on_device
 from .results import ImageResult
 
@@ -298,21 +298,39 @@ def run_job(
     on_error: ResultCallback | None = None,
     on_note: Callable[[str], None] | None = None,
 ) -> Generator[ImageResult, None, None]:
-    """Discover ``inputs``, run ``job`` over them with its run options (out, workers, max_pixels,
-    skip_existing, shard, fsync), record every result in the ledger as soon as its files are in place (see
-    :class:`Ledger`), call ``on_result`` for each input done or skipped and ``on_error`` for each failed one,
-    and yield the results in input order; ``on_note`` hears about repairs of the ledger.
+    """Discover ``inputs`` and run ``job`` over them (:func:`run_items`) with its run options (out, workers,
+    max_pixels, skip_existing, shard, fsync): what the CLI and the Python API call."""
+    items = iter_inputs(inputs, job.options.out, job.options.resolved_shard(), media=job.media)
+    yield from run_items(job, items, on_result=on_result, on_error=on_error, on_note=on_note)
+
+
+def run_items(
+    job: Job[C],
+    items: Iterable[InputFile],
+    *,
+    ledger: Ledger | None = None,
+    on_result: ResultCallback | None = None,
+    on_error: ResultCallback | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> Generator[ImageResult, None, None]:
+    """Run ``job`` over prepared inputs with its run options, record every result in the ledger as soon as its
+    files are in place (see :class:`Ledger`), call ``on_result`` for each input done or skipped and ``on_error``
+    for each failed one, and yield the results in input order; ``on_note`` hears about repairs of the ledger.
+
+    ``ledger``: one the caller keeps open across calls (an engine's worker, camcli.jobs.engine_api: its resume
+    set is read once); None: one is opened for this call and closed after it.
 
     Raises :class:`~camcli.errors.OutputError` after the run when the ledger could not be written (a full
     disk): the run stops there, and the files of the images it could not record were removed."""
     options = job.options
-    items = iter_inputs(inputs, options.out, options.resolved_shard(), media=job.media)
-    ledger = Ledger(job)
-    if ledger.manifest.repaired and on_note is not None:
-        on_note(
-            f"{ledger.manifest.path}: dropped a torn last line ({ledger.manifest.repaired} bytes) left by an "
-            "interrupted run (--skip-existing redoes the image it was about)"
-        )
+    own = ledger is None
+    if ledger is None:
+        ledger = Ledger(job)
+        if ledger.manifest.repaired and on_note is not None:
+            on_note(
+                f"{ledger.manifest.path}: dropped a torn last line ({ledger.manifest.repaired} bytes) left by an "
+                "interrupted run (--skip-existing redoes the image it was about)"
+            )
     try:
         for result in process_inputs(
             job,
@@ -330,62 +348,6 @@ def run_job(
             if ledger.error is not None:
                 break  # nothing more can be recorded: stop (what is in flight is settled on the way out)
     finally:
-        ledger.close()
+        if own:
+            ledger.close()
     ledger.raise_if_broken()
-
-
-class Ledger:
-    """A run's side of the manifest: records each result once its files are in place, knows what is done.
-
-    When a record cannot be written (a full disk), the image's files are removed, so that every file in the
-    output folder keeps a record; the run's remaining images are treated the same way, and
-    :meth:`raise_if_broken` reports it at the end.
-    """
-
-    def __init__(self, job: Job[C]) -> None:
-        o = job.options
-        self.job: Job[Any] = job
-        name = manifest_name(o.resolved_shard(), job.manifest_stem)
-        self.manifest = Manifest(o.out, name, fsync=o.fsync)
-        self.done = recorded_inputs(o.out, name, job.manifest_stem) if o.skip_existing else set()
-        self.error: str | None = None
-        self.lost = 0
-
-    def already_done(self, item: InputFile) -> bool:
-        """Resume: skip only an input whose outputs all exist *and* whose last record says ok (outputs left by a
-        killed run without a record are made again, and recorded)."""
-        done = self.job.media_done(item) if item.media else self.job.outputs_exist(item)
-        return input_key(item.path) in self.done and done
-
-    def record(self, result: ImageResult) -> None:
-        if result.skipped:
-            return
-        result.records = self.job.records(result)
-        if result.input_sha256 is not None:
-            for r in result.records:
-                r["input_sha256"] = result.input_sha256
-        if self.error is None:
-            try:
-                self.manifest.write(result.records)
-                if result.stop_run is not None:  # recorded as failed, but nothing more can be written
-                    self.error = result.stop_run
-                return
-            except OSError as e:
-                self.error = f"cannot write the manifest {self.manifest.path} ({e.strerror or e})"
-        for path in result.files():
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-        self.lost += 1
-        result.ok, result.error = False, f"{result.input}: {self.error}; its outputs were removed"
-        result.written, result.records = [], []
-
-    def close(self) -> None:
-        self.manifest.close()
-
-    def raise_if_broken(self) -> None:
-        if self.error is not None:
-            lost = f"; {self.lost} image(s) could not be recorded and their outputs were removed" if self.lost else ""
-            raise OutputError(
-                f"{self.error}{lost}; the run stopped. Free space (or fix the folder) and rerun with "
-                "--skip-existing: what is recorded is complete"
-            )

@@ -99,7 +99,7 @@ class TargetPlan:
     def for_images(self, items: tuple[InputFile, ...]) -> list[Target | None]:
         """Each image's target from the targets file (None: the file names none for it)."""
         table = self.per_image or {}
-        return [table.get(identity(item.path)) for item in items]
+        return [table.get(identity(item.origin)) for item in items]
 
     def batch_targets(
         self, items: tuple[InputFile, ...], size: int
