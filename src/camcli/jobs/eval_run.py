@@ -21,7 +21,7 @@ from ..models import LoadedModel
 from ..options import DEFAULT_METHOD, EvalOptions
 from .eval_summary import matching_records
 from .eval_truth import BatchTruth, GroundTruth, check_truth_options, fingerprint
-from .job import Job, compact_settings
+from .job import Job
 from .results import EvalOutput
 from .targeting import TargetPlan, plan_targets
 
@@ -57,9 +57,10 @@ class EvalRun(Job[EvalScores]):
         self.options = options
         self._measured: set[tuple[int, str, Any]] | None = None  # (input, map, target) recorded with these settings
         super().__init__(options, model)
-        if hasattr(self, "run_settings"):  # the truth pictures carry what they show, not how they are scored
-            shown = {k: v for k, v in self.run_settings.items() if k not in SCORING_ONLY}
-            self.settings_text = compact_settings(shown)
+
+    def picture_settings(self) -> dict[str, Any]:
+        """The truth pictures carry what they show, not how they are scored."""
+        return {k: v for k, v in self.run_settings.items() if k not in SCORING_ONLY}
 
     def prepare_options(self) -> None:
         self.methods: list[CamMethod] = get_methods(self.options.methods or [DEFAULT_METHOD])

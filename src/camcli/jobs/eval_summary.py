@@ -13,6 +13,7 @@ from typing import Any
 
 from ..io.manifest import read_records
 from ..io.outputs import atomic_write_bytes
+from ..metric_names import KEYS
 
 # the scores in a record (ROAD's per percentage too: road_morf@20), for people: name, which way is better, meaning
 SCORES: dict[str, tuple[str, str, str]] = {
@@ -38,8 +39,7 @@ SUMMARY_METRICS = [
     (k, f"{SCORES[k][0]} {ARROWS[SCORES[k][1]]}")
     for k in (
         *("deletion_auc", "insertion_auc", "avg_drop", "increase", "road_combined"),
-        *("pointing", "energy_pointing", "relevance_mass", "relevance_rank", "iou"),
-        *("sparseness", "complexity", "random_logit"),
+        *KEYS.values(),  # localisation, complexity, random-logit (camcli.metric_names)
     )
 ]
 FORWARDS = "map_forwards"  # MethodSummary.values' key of the forward passes a map cost per image

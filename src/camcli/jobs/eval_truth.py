@@ -95,9 +95,11 @@ class GroundTruth:
         classes: torch.Tensor,
         grid: tuple[int, int],
         max_size: int | None,
+        device: torch.device | str = "cpu",
     ) -> BatchTruth:
         """The rows' ground truth for ``classes`` (B, K) of the batch ``items`` whose pictures have ``sizes`` (H, W)
-        (perhaps scaled down to ``max_size``) on the maps' ``grid`` (h, w)."""
+        (perhaps scaled down to ``max_size``) on the maps' ``grid`` (h, w), on the maps' ``device`` (moved there
+        once, not once per method)."""
         b, k = classes.shape
         masks = np.zeros((b * k, *grid), dtype=bool)
         boxes = np.zeros((b * k, *grid), dtype=bool)
@@ -139,9 +141,8 @@ class GroundTruth:
                     start = slice(i * k, (i + 1) * k)
                     masks[start], boxes[start], known[start] = False, False, False
             errors.append(error)
-        return BatchTruth(
-            torch.from_numpy(masks), torch.from_numpy(boxes), torch.from_numpy(known), regions, frames, errors
-        )
+        on_device = [torch.from_numpy(a).to(device) for a in (masks, boxes, known)]
+        return BatchTruth(on_device[0], on_device[1], on_device[2], regions, frames, errors)
 
     def _rows(
         self,
@@ -215,7 +216,7 @@ def _size_error(ann: ImageAnnotations, picture: tuple[int, int], resized: bool) 
     if not resized:
         try:
             ann.check_size(w, h)
-        except Exception as why:  # (InputError: its one line)
+        except InputError as why:
             return str(why)
         return None
     scale = max(w, h) / max(aw, ah)

@@ -134,11 +134,15 @@ class EvaluateJob(EvalRun):
             if truth is not None:
                 scored.truth_error = truth.errors[i]
                 n = len(rows)
-                scored.pictures = [
-                    (output, rows[output.method][0][i * k + j // n].cpu(), truth, i * k + j // n)
-                    for j, output in enumerate(outputs)
-                    if not output.baseline and bool(truth.known[i * k + j // n])
-                ]
+                scored.pictures = (
+                    []
+                    if not o.truth_overlays
+                    else [
+                        (output, rows[output.method][0][i * k + j // n].cpu(), truth, i * k + j // n)
+                        for j, output in enumerate(outputs)
+                        if not output.baseline and truth.regions[i * k + j // n]  # (a row with ground truth)
+                    ]
+                )
             out.append(scored)
         return out
 
@@ -194,7 +198,7 @@ class EvaluateJob(EvalRun):
         truth = None
         if self.truth is not None:
             grid = (int(x.shape[-2]), int(x.shape[-1]))
-            truth = self.truth.batch(self.batch_inputs, self.picture_sizes, classes, grid, o.max_size)
+            truth = self.truth.batch(self.batch_inputs, self.picture_sizes, classes, grid, o.max_size, x.device)
         other: dict[str, torch.Tensor] = {}
         if "random-logit" in metrics:
             spent = self.map_forwards  # (what the maps cost is the explained class's)
@@ -238,8 +242,7 @@ class EvaluateJob(EvalRun):
             )
         if computed.truth_error is not None:
             raise InputError(computed.truth_error)
-        if self.options.truth_overlays:
-            self._truth_pictures(item, picture, computed)
+        self._truth_pictures(item, picture, computed)  # (none without --truth-overlays)
         preds = self.predictions(probs)
         return ImageResult(
             item.display, True, size=(picture.width, picture.height), predictions=preds, written=list(computed.outputs)

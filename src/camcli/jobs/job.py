@@ -74,7 +74,7 @@ class Job(ABC, Generic[C]):
             #: in the manifest's records, and in each picture so that a later run with other settings never
             #: replaces them
             self.run_settings = self.settings()
-            self.settings_text = compact_settings(self.run_settings)
+            self.settings_text = compact_settings(self.picture_settings())
             #: the part of every output name that names the settings that differ from the defaults
             self.name_settings = settings_name(self.named_settings())
             self.model.module.to(self.device)
@@ -106,6 +106,10 @@ class Job(ABC, Generic[C]):
         picture = {"format": o.format, "quality": o.quality if o.format != "png" else None, "max_size": o.max_size}
         given = {k: v for k, v in (("arch", o.arch), ("arch_args", o.arch_args), ("layout", o.layout)) if v}
         return {"model": model, "weights": self.model.weights, "layers": list(self.layers), **given, **picture}
+
+    def picture_settings(self) -> dict[str, Any]:
+        """The settings each picture is tagged with (a later run with others never replaces it): all of them."""
+        return self.run_settings
 
     @property
     def record_settings(self) -> dict[str, Any]:
